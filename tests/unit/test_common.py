@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from toolkit.backends import common
+from toolkit.errors import CheckpointNotFound, InvalidArgument
+from toolkit.models import Checkpoint, ContainerSpec, PortMapping
+
+
+def test_validate_ref() -> None:
+    common.validate_ref("web1", what="container")
+    for bad in ("", "-x", "a b", "a/b", "../x"):
+        with pytest.raises(InvalidArgument):
+            common.validate_ref(bad, what="container")
+
+
+def test_validate_spec_image() -> None:
+    with pytest.raises(InvalidArgument):
+        common.validate_spec(ContainerSpec(image="bad image"))
+
+
+def test_ports_roundtrip() -> None:
+    ports = common.ports_from_inspect(
+        {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}], "53/udp": None}
+    )
+    assert ports == (PortMapping(8080, 9000, "127.0.0.1"),)
+    assert common.sdk_ports(ports) == {"8080/tcp": ("127.0.0.1", 9000)}
+    assert common.sdk_ports((PortMapping(80),)) == {"80/tcp": None}
+
+
+def test_normalize_image_id_and_status() -> None:
+    assert common.normalize_image_id("abc") == "sha256:abc"
+    assert common.normalize_image_id("sha256:abc") == "sha256:abc"
+    assert common.status_of({"Status": "configured"}) == "created"
+    assert common.status_of({"Status": "running"}) == "running"
+
+
+def test_choose_checkpoint() -> None:
+    cps = [Checkpoint("a", "c", "docker", "1"), Checkpoint("b", "c", "docker", "2")]
+    assert common.choose_checkpoint("c", cps, None).name == "b"
+    assert common.choose_checkpoint("c", cps, "a").name == "a"
+    with pytest.raises(CheckpointNotFound):
+        common.choose_checkpoint("c", cps, "zz")
+    with pytest.raises(CheckpointNotFound) as info:
+        common.choose_checkpoint("c", [], None)
+    assert "ctk checkpoint c" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("log", "flag"),
+    [
+        ("Error (criu/sk-inet.c:191): inet: Connected TCP socket, consider using --tcp-established option.", "--tcp-established"),
+        ("Error (criu/file-lock.c:100): Some file locks are hold without --file-locks option", "--file-locks"),
+    ],
+)
+def test_criu_error_hints(log: str, flag: str) -> None:
+    error = common.criu_error("checkpoint", "web1", "criu failed: type NOTIFY", log)
+    assert flag in error.hint
+    assert "Error (" in error.log_tail
+    assert error.message.startswith("checkpoint of web1 failed")
+
+
+def test_criu_error_reads_log_named_in_message(tmp_path) -> None:
+    log = tmp_path / "criu-dump.log"
+    log.write_text("(00.1) Error (criu/cr-dump.c:1): something broke\n")
+    error = common.criu_error("checkpoint", "w", f"criu failed: log file: {log}")
+    assert "something broke" in error.message

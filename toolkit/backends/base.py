@@ -1,0 +1,91 @@
+"""The Backend Protocol: the only boundary the rest of ctk knows.
+
+A backend speaks to one engine and hands back ctk's own models; SDK objects never cross it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from toolkit.models import (
+    Checkpoint,
+    CheckpointOptions,
+    ContainerInfo,
+    ContainerSpec,
+    EngineInfo,
+    RestoreOptions,
+)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One container engine (Docker or Podman) behind one interface."""
+
+    kind: str
+    """``"docker"`` or ``"podman"``."""
+
+    url: str
+    """The engine's API address, e.g. ``unix:///run/podman/podman.sock``."""
+
+    def info(self) -> EngineInfo:
+        """Version and capabilities. Raises EngineUnavailable when it does not answer."""
+        ...
+
+    def ping(self) -> bool:
+        """True when the engine answers."""
+        ...
+
+    # lifecycle
+    def run(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create and start a container (detached)."""
+        ...
+
+    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
+        """Containers, running only unless ``all``."""
+        ...
+
+    def inspect(self, name: str) -> ContainerInfo:
+        """One container. Raises ContainerNotFound."""
+        ...
+
+    def logs(self, name: str, *, tail: int | None = None) -> str:
+        """Output of the container so far (stdout and stderr)."""
+        ...
+
+    def follow_logs(self, name: str) -> Iterator[str]:
+        """Output lines as they come, until the container stops."""
+        ...
+
+    def wait(self, name: str) -> int:
+        """Block until the container exits; its exit code."""
+        ...
+
+    def stop(self, name: str, *, timeout: int | None = None) -> None:
+        """Stop a container."""
+        ...
+
+    def remove(self, name: str, *, force: bool = False) -> None:
+        """Remove a container."""
+        ...
+
+    # checkpoint / restore
+    def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
+        """CRIU-checkpoint a running container. On failure the container keeps running."""
+        ...
+
+    def restore(self, name: str, options: RestoreOptions) -> ContainerInfo:
+        """Restore a checkpointed container in place."""
+        ...
+
+    def checkpoints(self, name: str) -> list[Checkpoint]:
+        """Checkpoints the engine holds for a container, oldest first."""
+        ...
+
+    def remove_checkpoint(self, name: str, checkpoint: str) -> None:
+        """Delete one checkpoint."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...

@@ -1,0 +1,345 @@
+"""Podman backend: the only module that imports the ``podman`` SDK.
+
+The SDK has no checkpoint methods; the libpod routes ``POST /libpod/containers/{name}/checkpoint``
+and ``/restore`` are called through the SDK's own HTTP client. Podman keeps one checkpoint per
+container in place (the latest), so ctk's registry holds its name and time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import podman
+import podman.errors
+import requests
+
+from toolkit import registry
+from toolkit.backends import common
+from toolkit.errors import (
+    CheckpointNotFound,
+    Conflict,
+    ContainerNotFound,
+    EngineError,
+    EngineUnavailable,
+    ImageNotFound,
+    InvalidArgument,
+)
+from toolkit.models import (
+    Checkpoint,
+    CheckpointOptions,
+    ContainerInfo,
+    ContainerSpec,
+    EngineInfo,
+    RestoreOptions,
+)
+
+DEFAULT_URL = "unix:///run/podman/podman.sock"
+
+# bookworm's crun has no CRIU support; runc has. Containers ctk creates use runc unless the
+# spec names another runtime, so that every one of them can be checkpointed.
+CHECKPOINT_RUNTIME = "runc"
+
+# The libpod API version ctk speaks: Podman 4.3 (Debian 12) and 5.x (Debian 13) both serve it.
+API_VERSION = "4.0.0"
+
+
+class PodmanBackend:
+    """Podman through its REST service and the podman SDK."""
+
+    kind = "podman"
+
+    def __init__(self, url: str = DEFAULT_URL, *, timeout: int = 120) -> None:
+        self.url = url
+        self._client: Any = podman.PodmanClient(base_url=url, version=API_VERSION, timeout=timeout)
+        # Any: the checkpoint routes use the SDK client's private request helpers.
+        self._api: Any = self._client.api
+
+    # -- errors ---------------------------------------------------------------------------
+    @contextmanager
+    def _errors(self, *, container: str | None = None, image: str | None = None) -> Iterator[None]:
+        """Translate SDK and HTTP errors into ctk's tree, by class and status code."""
+        try:
+            yield
+        except podman.errors.ImageNotFound as exc:
+            raise ImageNotFound(f"no such image: {image}") from exc
+        except podman.errors.NotFound as exc:
+            if container is not None:
+                raise ContainerNotFound(f"no such container: {container}") from exc
+            raise EngineError(_explanation(exc)) from exc
+        except podman.errors.APIError as exc:
+            status = getattr(exc, "status_code", None)
+            if status is None:
+                # The SDK wraps a failed connection into an APIError with no status.
+                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+            if status in (304, 409):
+                raise Conflict(_explanation(exc)) from exc
+            if status == 400:
+                raise InvalidArgument(_explanation(exc)) from exc
+            raise EngineError(_explanation(exc)) from exc
+        except (requests.exceptions.ConnectionError, podman.errors.PodmanError) as exc:
+            raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+
+    # -- engine ---------------------------------------------------------------------------
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except Exception:
+            return False
+
+    def info(self) -> EngineInfo:
+        with self._errors():
+            data = self._client.info()
+        host = data.get("host") or {}
+        store = data.get("store") or {}
+        runtimes = (host.get("ociRuntime") or {}).get("name", "")
+        return EngineInfo(
+            kind=self.kind,
+            url=self.url,
+            version=str((data.get("version") or {}).get("Version", "")),
+            api_version=str((data.get("version") or {}).get("APIVersion", "")),
+            experimental=False,
+            default_runtime=str(runtimes),
+            # ctk creates its containers with runc, which supports CRIU whatever the default.
+            checkpoint_capable=True,
+            root_dir=str(store.get("graphRoot", "")),
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def run(self, spec: ContainerSpec) -> ContainerInfo:
+        common.validate_spec(spec)
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "environment": dict(spec.env),
+            "labels": dict(spec.labels),
+            "ports": common.sdk_ports(spec.ports),
+            "runtime": spec.runtime or CHECKPOINT_RUNTIME,
+        }
+        if spec.network in ("host", "none", "bridge"):
+            kwargs["network_mode"] = spec.network
+        elif spec.network:
+            kwargs["networks"] = {spec.network: {}}
+        for key, value in (
+            ("hostname", spec.hostname),
+            ("working_dir", spec.working_dir),
+            ("user", spec.user),
+        ):
+            if value:
+                kwargs[key] = value
+        command = list(spec.command) or None
+        with self._errors(image=spec.image):
+            container = self._client.containers.create(spec.image, command, **kwargs)
+        try:
+            with self._errors(container=spec.name or container.id):
+                container.start()
+        except Exception:
+            # Never leave a half-made container behind.
+            with self._errors(container=container.id):
+                container.remove(force=True)
+            raise
+        return self.inspect(str(container.id))
+
+    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
+        with self._errors():
+            response = self._api.get("/containers/json", params={"all": all})
+            response.raise_for_status()
+            rows = response.json() or []
+        result: list[ContainerInfo] = []
+        for row in rows:
+            try:
+                result.append(self.inspect(row["Id"]))
+            except ContainerNotFound:
+                continue  # removed between the list and the inspect
+        return result
+
+    def _attrs(self, name: str) -> dict[str, Any]:
+        common.validate_ref(name, what="container")
+        with self._errors(container=name):
+            response = self._api.get(f"/containers/{name}/json")
+            response.raise_for_status(not_found=podman.errors.NotFound)
+            attrs: dict[str, Any] = response.json()
+        return attrs
+
+    def inspect(self, name: str) -> ContainerInfo:
+        return _info(self._attrs(name), self.kind)
+
+    def logs(self, name: str, *, tail: int | None = None) -> str:
+        common.validate_ref(name, what="container")
+        with self._errors(container=name):
+            container = self._client.containers.get(name)
+            kwargs: dict[str, Any] = {"stdout": True, "stderr": True}
+            if tail:
+                kwargs["tail"] = tail
+            chunks = container.logs(**kwargs)
+            data = b"".join(chunks) if not isinstance(chunks, bytes) else chunks
+        return data.decode(errors="replace")
+
+    def follow_logs(self, name: str) -> Iterator[str]:
+        common.validate_ref(name, what="container")
+        with self._errors(container=name):
+            container = self._client.containers.get(name)
+            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+                yield bytes(chunk).decode(errors="replace")
+
+    def wait(self, name: str) -> int:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            response = self._api.post(
+                f"/containers/{attrs['Id']}/wait",
+                params={"condition": ["exited", "stopped"]},
+                timeout=(10, None),
+            )
+            response.raise_for_status(not_found=podman.errors.NotFound)
+        return int(response.json())
+
+    def stop(self, name: str, *, timeout: int | None = None) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            response = self._api.post(
+                f"/containers/{attrs['Id']}/stop",
+                params={"timeout": timeout if timeout is not None else 10},
+            )
+            response.raise_for_status(not_found=podman.errors.NotFound)
+
+    def remove(self, name: str, *, force: bool = False) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            response = self._api.delete(
+                f"/containers/{attrs['Id']}", params={"force": force, "v": False}
+            )
+            response.raise_for_status(not_found=podman.errors.NotFound)
+        registry.forget_container(self.kind, self.url, attrs["Id"])
+
+    # -- checkpoint / restore -------------------------------------------------------------
+    def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
+        attrs = self._attrs(name)
+        cp_name = options.name or registry.new_checkpoint_name()
+        common.validate_checkpoint_name(cp_name)
+        state = attrs.get("State") or {}
+        if not state.get("Running") or state.get("Paused"):
+            raise Conflict(
+                f"container {name} is not running; only a running container can be checkpointed",
+                hint=f"start it first: ctk start {name}",
+            )
+        params = {
+            # keep: CRIU's log and stats stay beside the images, for error reports and
+            # --print-stats, and a restore does not consume the checkpoint.
+            "keep": True,
+            "leaveRunning": options.leave_running,
+            "tcpEstablished": options.tcp_established,
+            "fileLocks": options.file_locks,
+        }
+        try:
+            response = self._api.post(f"/containers/{attrs['Id']}/checkpoint", params=params)
+            response.raise_for_status()
+        except podman.errors.APIError as exc:
+            if getattr(exc, "status_code", None) is None:
+                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+            self._ensure_running_after_failure(attrs["Id"])
+            raise common.criu_error(
+                "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
+            ) from exc
+        record = registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
+        # The new checkpoint replaced the one held in place: forget older names.
+        registry.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
+        return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
+
+    def _criu_log(self, attrs: dict[str, Any], filename: str) -> str:
+        """CRIU's log, when the engine runs on this machine and kept it."""
+        from pathlib import Path
+
+        userdata = Path(str(attrs.get("StaticDir") or ""))
+        for path in (userdata / filename, userdata / "checkpoint" / filename):
+            try:
+                return path.read_text(errors="replace")
+            except OSError:
+                continue
+        return ""
+
+    def _ensure_running_after_failure(self, container_id: str) -> None:
+        # A failed dump must leave the container running; if runc did not resume it, start it.
+        try:
+            attrs = self._attrs(container_id)
+            if not (attrs.get("State") or {}).get("Running"):
+                self._api.post(f"/containers/{container_id}/start").raise_for_status()
+        except Exception:
+            pass
+
+    def checkpoints(self, name: str) -> list[Checkpoint]:
+        attrs = self._attrs(name)
+        state = attrs.get("State") or {}
+        has_image = bool(state.get("Checkpointed") or state.get("CheckpointedAt"))
+        present = registry.names(self.kind, self.url, attrs["Id"]) if has_image else []
+        return registry.ordered(self.kind, self.url, attrs["Id"], present, container=name)
+
+    def remove_checkpoint(self, name: str, checkpoint: str) -> None:
+        attrs = self._attrs(name)
+        common.validate_checkpoint_name(checkpoint)
+        if checkpoint not in {c.name for c in self.checkpoints(name)}:
+            raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
+        # Podman has no route to delete the in-place checkpoint alone; forgetting it makes
+        # ctk never restore from it, and Podman overwrites it on the next checkpoint.
+        registry.forget_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
+
+    def restore(self, name: str, options: RestoreOptions) -> ContainerInfo:
+        attrs = self._attrs(name)
+        if (attrs.get("State") or {}).get("Running"):
+            raise Conflict(
+                f"container {name} is running; restore replaces its processes",
+                hint=f"stop it first: ctk stop {name}",
+            )
+        available = self.checkpoints(name)
+        if (
+            options.checkpoint is not None
+            and available
+            and options.checkpoint not in {c.name for c in available}
+        ):
+            raise CheckpointNotFound(
+                f"no checkpoint {options.checkpoint} for container {name} "
+                f"(Podman keeps only the latest in place: {available[-1].name})",
+                hint="export checkpoints to keep several: ctk checkpoint NAME --export FILE",
+            )
+        common.choose_checkpoint(name, available, options.checkpoint)
+        params = {
+            "keep": True,
+            "tcpEstablished": options.tcp_established,
+            "fileLocks": options.file_locks,
+        }
+        try:
+            response = self._api.post(f"/containers/{attrs['Id']}/restore", params=params)
+            response.raise_for_status()
+        except podman.errors.APIError as exc:
+            if getattr(exc, "status_code", None) is None:
+                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+            raise common.criu_error(
+                "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
+            ) from exc
+        return self.inspect(attrs["Id"])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _explanation(exc: podman.errors.APIError) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return str(text).strip()
+
+
+def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
+    config = attrs.get("Config") or {}
+    state = attrs.get("State") or {}
+    ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    return ContainerInfo(
+        id=str(attrs["Id"]),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        image=str(attrs.get("ImageName") or config.get("Image") or ""),
+        image_id=common.normalize_image_id(str(attrs.get("Image", ""))),
+        status=common.status_of(state),
+        running=bool(state.get("Running")),
+        command=tuple(config.get("Cmd") or ()),
+        created=str(attrs.get("Created", "")),
+        ports=common.ports_from_inspect(ports),
+        labels=dict(config.get("Labels") or {}),
+        engine=engine,
+    )

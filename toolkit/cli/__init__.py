@@ -1,0 +1,70 @@
+"""The ``ctk`` command: a click group of thin commands over the toolkit library."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from toolkit.cli._common import State
+from toolkit.cli.checkpoints import checkpoint, restore
+from toolkit.cli.containers import logs, ps, rm, run, stop
+from toolkit.cli.doctor import doctor
+from toolkit.errors import CtkError, ExitCode
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--engine",
+    envvar="CTK_ENGINE",
+    help="docker, podman, or a URL (docker+unix:///var/run/docker.sock). Env: CTK_ENGINE.",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="ctk")
+@click.pass_context
+def cli(ctx: click.Context, engine: str | None, json_output: bool, debug: bool) -> None:
+    """ctk: run, checkpoint, restore and migrate containers on Docker and Podman."""
+    obj = ctx.ensure_object(State)
+    obj.engine = engine
+    obj.json = obj.json or json_output
+    obj.debug = debug
+
+
+for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the CLI and turns errors into one line, a hint and an exit code."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="ctk", standalone_mode=False)
+    except CtkError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {exc.message}", err=True)
+        log_tail = getattr(exc, "log_tail", "")
+        if log_tail and debug:
+            click.echo(log_tail, err=True)
+        if exc.hint:
+            click.echo(f"Hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line unless debugging
+        if debug:
+            raise
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc}", err=True)
+        click.echo("Hint: rerun with --debug for the traceback, and report it", err=True)
+        sys.exit(ExitCode.ERROR)
+    sys.exit(ExitCode.OK)

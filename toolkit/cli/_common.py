@@ -1,0 +1,100 @@
+"""What every ctk command shares: the selected engine, ``--json``, and rendering."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from toolkit.backends.base import Backend
+from toolkit.config import get_backend
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class State:
+    """Global options, stored on the click context."""
+
+    engine: str | None = None
+    json: bool = False
+    debug: bool = False
+    _backend: Backend | None = field(default=None, repr=False)
+
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = get_backend(self.engine)
+        return self._backend
+
+
+def state() -> State:
+    ctx = click.get_current_context()
+    obj = ctx.find_object(State)
+    if obj is None:
+        obj = ctx.ensure_object(State)
+    return obj
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(State).json = True
+
+
+def json_option(func: F) -> F:
+    """``--json`` on a command; means the same as ``ctk --json COMMAND``."""
+    return click.option(
+        "--json",
+        "json_output",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_json,
+        help="Print machine-readable JSON.",
+    )(func)
+
+
+def wants_json() -> bool:
+    return state().json
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def console() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)
+
+
+def err(message: str) -> None:
+    click.echo(message, file=sys.stderr)
+
+
+class DefaultGroup(click.Group):
+    """A group whose first argument, when not a subcommand, goes to a default one.
+
+    ``ctk checkpoint web1`` runs ``ctk checkpoint create web1`` while ``ctk checkpoint ls``
+    still lists.
+    """
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_command = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args.insert(0, self.default_command)
+        return super().parse_args(ctx, args)

@@ -1,0 +1,112 @@
+"""``ctk doctor``: is this machine ready to checkpoint containers, and if not, what fixes it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from toolkit.config import EngineRef, connect
+from toolkit.criu.probe import MIN_VERSION, CriuStatus, probe_criu, pycriu_available
+from toolkit.errors import CtkError
+from toolkit.models import EngineInfo, _Model
+
+FIX_ENGINES = "scripts/engines start"
+FIX_SETUP = "scripts/setup"
+
+
+@dataclass(frozen=True)
+class Check(_Model):
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def engine_checks(ref: EngineRef, info: EngineInfo | None, error: str = "") -> list[Check]:
+    """Checks for one engine, from what it answered (``info`` None: it did not answer)."""
+    label = f"{ref.kind} engine"
+    if info is None:
+        return [
+            Check(label, False, f"not answering at {ref.url}: {error}".strip(": "), FIX_ENGINES)
+        ]
+    checks = [Check(label, True, f"{info.version} at {ref.url}")]
+    if ref.kind == "docker":
+        checks.append(
+            Check(
+                "docker experimental",
+                info.experimental,
+                "on" if info.experimental else "off: docker checkpoint needs it",
+                ""
+                if info.experimental
+                else 'add {"experimental": true} to /etc/docker/daemon.json, then '
+                f"restart dockerd ({FIX_ENGINES})",
+            )
+        )
+    else:
+        runc = shutil.which("runc")
+        checks.append(
+            Check(
+                "podman checkpoint runtime",
+                runc is not None,
+                f"runc at {runc} (ctk creates containers with runc)"
+                if runc
+                else "runc not installed: crun here cannot checkpoint",
+                "" if runc else "apt-get install runc (or scripts/setup)",
+            )
+        )
+    return checks
+
+
+def criu_checks(status: CriuStatus) -> list[Check]:
+    """Checks for CRIU itself, from a probe."""
+    wanted = ".".join(map(str, MIN_VERSION))
+    if status.path is None:
+        return [Check("criu", False, "not installed", FIX_SETUP)]
+    checks = [
+        Check(
+            "criu version",
+            status.new_enough,
+            f"{status.version_text} at {status.path}",
+            ""
+            if status.new_enough
+            else f"CRIU >= {wanted} is needed on this kernel: {FIX_SETUP} builds 4.1.1",
+        )
+    ]
+    last = status.check_output.strip().splitlines()[-1:] or [""]
+    checks.append(
+        Check(
+            "criu check",
+            status.check_ok,
+            "Looks good" if status.check_ok else last[0],
+            "" if status.check_ok else f"run as root; install CRIU >= {wanted}: {FIX_SETUP}",
+        )
+    )
+    return checks
+
+
+def pycriu_check(available: bool) -> Check:
+    return Check(
+        "pycriu",
+        available,
+        "importable" if available else "not importable (checkpoint inspect needs it)",
+        "" if available else f"{FIX_SETUP} (builds pycriu from CRIU's source tree into .venv)",
+    )
+
+
+def run_doctor(engines: Sequence[EngineRef]) -> list[Check]:
+    """Every check, for the given engines and this machine's CRIU."""
+    checks: list[Check] = []
+    for ref in engines:
+        try:
+            backend = connect(ref)
+            info: EngineInfo | None = backend.info()
+            error = ""
+        except CtkError as exc:
+            info, error = None, exc.message
+        checks.extend(engine_checks(ref, info, error))
+    checks.extend(criu_checks(probe_criu()))
+    checks.append(pycriu_check(pycriu_available()))
+    return checks

@@ -1,0 +1,106 @@
+"""The whole ctk error tree.
+
+Every error ctk raises on purpose is a :class:`CtkError`: a one-line message, a hint that says
+what to do about it, and the process exit code the CLI uses. Backends translate SDK and HTTP
+errors into this tree in one place each (by status code and exception class); nothing here
+imports an SDK.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    """Documented exit codes of the ``ctk`` command (see README)."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    ENGINE_UNAVAILABLE = 3
+    NOT_FOUND = 4
+    CONFLICT = 5
+    UNSUPPORTED = 6
+    CHECKPOINT_FAILED = 7
+    ARCHIVE_INVALID = 8
+    NOT_READY = 9
+
+
+class CtkError(Exception):
+    """Base of every error ctk raises deliberately."""
+
+    exit_code: int = ExitCode.ERROR
+    default_hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(CtkError):
+    """The caller passed something ctk cannot use (a bad name, URL, option value)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class EngineUnavailable(CtkError):
+    """The selected engine does not answer."""
+
+    exit_code = ExitCode.ENGINE_UNAVAILABLE
+    default_hint = "start the engines with: scripts/engines start"
+
+
+class NotFound(CtkError):
+    """Something named by the caller does not exist."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class ContainerNotFound(NotFound):
+    default_hint = "list containers with: ctk ps -a"
+
+
+class ImageNotFound(NotFound):
+    default_hint = (
+        "list images with: docker images / podman images (build the demo ones: scripts/images)"
+    )
+
+
+class CheckpointNotFound(NotFound):
+    default_hint = "list checkpoints with: ctk checkpoint ls NAME"
+
+
+class Conflict(CtkError):
+    """The request clashes with the current state (name in use, wrong container state)."""
+
+    exit_code = ExitCode.CONFLICT
+
+
+class Unsupported(CtkError):
+    """The engine (or this machine) lacks the concept the caller asked for."""
+
+    exit_code = ExitCode.UNSUPPORTED
+
+
+class CheckpointError(CtkError):
+    """CRIU failed to dump or restore. ``log_tail`` holds the reason from CRIU's own log."""
+
+    exit_code = ExitCode.CHECKPOINT_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None, log_tail: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.log_tail = log_tail
+
+
+class ArchiveError(CtkError):
+    """A checkpoint archive is corrupt, hostile or of an unknown format."""
+
+    exit_code = ExitCode.ARCHIVE_INVALID
+
+
+class EngineError(CtkError):
+    """The engine refused a request for a reason ctk has no finer class for."""
+
+    exit_code = ExitCode.ERROR

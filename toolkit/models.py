@@ -1,0 +1,161 @@
+"""ctk's own data models: the only values that cross the Backend boundary.
+
+All are frozen dataclasses so results can be shared, hashed and rendered without fear of
+mutation; ``to_dict`` gives the stable JSON shape the CLI prints with ``--json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Model:
+    def to_dict(self) -> dict[str, Any]:
+        """The model as plain JSON-ready data (stable keys)."""
+        result = _jsonable(self)
+        assert isinstance(result, dict)
+        return result
+
+
+@dataclass(frozen=True)
+class PortMapping(_Model):
+    """One published port: ``host_ip:host_port -> container_port/protocol``.
+
+    ``host_port`` 0 asks the engine for an ephemeral port.
+    """
+
+    container_port: int
+    host_port: int = 0
+    host_ip: str = ""
+    protocol: str = "tcp"
+
+    def __str__(self) -> str:
+        host = f"{self.host_ip}:" if self.host_ip else ""
+        return f"{host}{self.host_port}->{self.container_port}/{self.protocol}"
+
+    @classmethod
+    def parse(cls, text: str) -> PortMapping:
+        """Docker's ``-p`` forms: ``80``, ``8080:80``, ``127.0.0.1:8080:80``, ``53:53/udp``.
+
+        Raises:
+            ValueError: the text is none of those forms.
+        """
+        spec, _, protocol = text.partition("/")
+        protocol = protocol or "tcp"
+        if protocol not in ("tcp", "udp", "sctp"):
+            raise ValueError(f"unknown protocol {protocol!r}")
+        parts = spec.rsplit(":", 2)
+        host_ip, host_port = "", "0"
+        if len(parts) == 1:
+            container = parts[0]
+        elif len(parts) == 2:
+            host_port, container = parts
+        else:
+            host_ip, host_port, container = parts
+        if ":" in host_ip and not host_ip.startswith("["):
+            raise ValueError(f"write an IPv6 host address in brackets in {text!r}")
+        host_ip = host_ip.strip("[]")
+        if not container.isdigit() or not (host_port or "0").isdigit():
+            raise ValueError(f"ports must be numbers in {text!r}")
+        numbers = (int(container), int(host_port or 0))
+        if not 0 < numbers[0] < 65536 or not 0 <= numbers[1] < 65536:
+            raise ValueError(f"port out of range in {text!r}")
+        return cls(
+            container_port=numbers[0], host_port=numbers[1], host_ip=host_ip, protocol=protocol
+        )
+
+
+@dataclass(frozen=True)
+class ContainerSpec(_Model):
+    """What to create: the engine-neutral subset of ``docker run`` / ``podman run``."""
+
+    image: str
+    command: tuple[str, ...] = ()
+    name: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    ports: tuple[PortMapping, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str | None = None
+    hostname: str | None = None
+    working_dir: str | None = None
+    user: str | None = None
+    runtime: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerInfo(_Model):
+    """A container as ctk reports it, the same keys on every engine."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    status: str
+    running: bool
+    command: tuple[str, ...] = ()
+    created: str = ""
+    ports: tuple[PortMapping, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    engine: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True)
+class CheckpointOptions(_Model):
+    """How to checkpoint. ``name`` None lets ctk pick a timestamped one."""
+
+    name: str | None = None
+    leave_running: bool = False
+    tcp_established: bool = False
+    file_locks: bool = False
+
+
+@dataclass(frozen=True)
+class RestoreOptions(_Model):
+    """How to restore. ``checkpoint`` None means the latest checkpoint of the container."""
+
+    checkpoint: str | None = None
+    tcp_established: bool = False
+    file_locks: bool = False
+
+
+@dataclass(frozen=True)
+class Checkpoint(_Model):
+    """A checkpoint held by an engine for one container."""
+
+    name: str
+    container: str
+    engine: str
+    created: str = ""
+
+
+@dataclass(frozen=True)
+class EngineInfo(_Model):
+    """What an engine says about itself."""
+
+    kind: str
+    url: str
+    version: str
+    api_version: str = ""
+    experimental: bool = False
+    default_runtime: str = ""
+    checkpoint_capable: bool = False
+    root_dir: str = ""
