@@ -86,7 +86,10 @@ apt_update_once() {
 # apt_get ARGS...: apt-get, non-interactive, waiting for a dpkg lock held by
 # another apt run instead of failing at once.
 apt_get() {
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"
+  # needrestart (if installed) would try to restart services: keep it quiet.
+  DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
+    apt-get -o DPkg::Lock::Timeout=600 "$@" \
+    2> >(grep -v "delaying package configuration, since apt-utils" >&2)
 }
 
 # apt_install PKG...: installs those not yet installed; silent if none.
@@ -97,8 +100,20 @@ apt_install() {
   # shellcheck disable=SC2086  # word splitting wanted: one package a word
   say "installing:" $missing
   apt_update_once
+  # Without systemd, maintainer scripts would start dockerd, sshd, ... through
+  # their init scripts (dockerd before daemon.json is ours). A policy-rc.d
+  # that answers 101 forbids that, as in any Debian chroot or container.
+  local policy=/usr/sbin/policy-rc.d made=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# temporary, from ctk scripts/setup\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    made=1
+  fi
+  local rc=0
   # shellcheck disable=SC2086
-  apt_get install -y -q --no-install-recommends $missing >/dev/null
+  apt_get install -y -q --no-install-recommends $missing >/dev/null || rc=$?
+  [ -z "$made" ] || rm -f "$policy"
+  return "$rc"
 }
 
 # ping_docker / ping_podman: true if the engine's API answers on its socket.
