@@ -6,6 +6,7 @@ skipping it, so a green CI run means every integration test ran on both engines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -76,7 +77,10 @@ class Containers:
 
     def run(self, image: str = COUNTER_IMAGE, *, name: str | None = None, **fields: object):
         spec = ContainerSpec(
-            image=image, name=name or self.name(), labels=dict(TEST_LABEL), **fields  # type: ignore[arg-type]
+            image=image,
+            name=name or self.name(),
+            labels=dict(TEST_LABEL),
+            **fields,  # type: ignore[arg-type]
         )
         if spec.name not in self.names:
             self.names.append(spec.name)  # type: ignore[arg-type]
@@ -84,10 +88,8 @@ class Containers:
 
     def cleanup(self) -> None:
         for name in self.names:
-            try:
+            with contextlib.suppress(CtkError):
                 self.backend.remove(name, force=True)
-            except CtkError:
-                pass
 
 
 @pytest.fixture
@@ -130,7 +132,9 @@ class CtkResult:
     stderr: str
 
 
-def ctk(*args: str, engine: str | None = None, check: bool = False, timeout: float = 180) -> CtkResult:
+def ctk(
+    *args: str, engine: str | None = None, check: bool = False, timeout: float = 180
+) -> CtkResult:
     """Run the real ``ctk`` CLI in a subprocess."""
     argv = [sys.executable, "-m", "toolkit"]
     if engine:

@@ -49,8 +49,14 @@ def test_choose_checkpoint() -> None:
 @pytest.mark.parametrize(
     ("log", "flag"),
     [
-        ("Error (criu/sk-inet.c:191): inet: Connected TCP socket, consider using --tcp-established option.", "--tcp-established"),
-        ("Error (criu/file-lock.c:100): Some file locks are hold without --file-locks option", "--file-locks"),
+        (
+            "Error (criu/sk-inet.c:191): inet: Connected TCP socket, consider using --tcp-established option.",
+            "--tcp-established",
+        ),
+        (
+            "Error (criu/file-lock.c:100): Some file locks are hold without --file-locks option",
+            "--file-locks",
+        ),
     ],
 )
 def test_criu_error_hints(log: str, flag: str) -> None:

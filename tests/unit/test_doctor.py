@@ -21,7 +21,9 @@ def test_experimental_off() -> None:
 
 
 def test_old_criu() -> None:
-    status = CriuStatus("/usr/sbin/criu", (3, 17), False, "Error: vdso: Unexpected rt vDSO area bounds")
+    status = CriuStatus(
+        "/usr/sbin/criu", (3, 17), False, "Error: vdso: Unexpected rt vDSO area bounds"
+    )
     version, check = criu_checks(status)
     assert not version.ok and "scripts/setup" in version.fix
     assert not check.ok and "vDSO" in check.detail

@@ -29,10 +29,18 @@ def test_port_parse_rejects(text: str) -> None:
 
 def test_to_dict_is_json() -> None:
     info = ContainerInfo(
-        id="a" * 64, name="web1", image="img", image_id="sha256:x", status="running",
-        running=True, ports=(PortMapping(80, 8080),), labels={"k": "v"},
+        id="a" * 64,
+        name="web1",
+        image="img",
+        image_id="sha256:x",
+        status="running",
+        running=True,
+        ports=(PortMapping(80, 8080),),
+        labels={"k": "v"},
     )
     data = json.loads(json.dumps(info.to_dict()))
-    assert data["ports"] == [{"container_port": 80, "host_port": 8080, "host_ip": "", "protocol": "tcp"}]
+    assert data["ports"] == [
+        {"container_port": 80, "host_port": 8080, "host_ip": "", "protocol": "tcp"}
+    ]
     assert data["labels"] == {"k": "v"}
     assert info.short_id == "a" * 12

@@ -69,12 +69,15 @@ def validate_spec(spec: ContainerSpec) -> None:
         )
 
 
-def sdk_ports(ports: Sequence[PortMapping]) -> dict[str, Any]:
-    """Ports in the ``{"80/tcp": (ip, port)}`` form both SDKs accept."""
+def sdk_ports(ports: Sequence[PortMapping], *, ephemeral: int | None = None) -> dict[str, Any]:
+    """Ports in the ``{"80/tcp": (ip, port)}`` form both SDKs accept.
+
+    ``ephemeral`` is how the SDK spells "any free host port" (docker: None, podman: 0).
+    """
     result: dict[str, Any] = {}
     for port in ports:
         key = f"{port.container_port}/{port.protocol}"
-        host_port = port.host_port or None
+        host_port = port.host_port or ephemeral
         result[key] = (port.host_ip, host_port) if port.host_ip else host_port
     return result
 

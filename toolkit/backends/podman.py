@@ -41,6 +41,11 @@ DEFAULT_URL = "unix:///run/podman/podman.sock"
 # spec names another runtime, so that every one of them can be checkpointed.
 CHECKPOINT_RUNTIME = "runc"
 
+# libpod answers some refusals with status 500; its JSON ``cause`` is the name of the libpod
+# sentinel error (define.ErrCtrStateInvalid, storage.ErrImageUnknown), stable across versions.
+_STATE_CAUSES = frozenset({"container state improper", "container already exists"})
+_IMAGE_CAUSES = frozenset({"image not known"})
+
 # The libpod API version ctk speaks: Podman 4.3 (Debian 12) and 5.x (Debian 13) both serve it.
 API_VERSION = "4.0.0"
 
@@ -73,8 +78,11 @@ class PodmanBackend:
             if status is None:
                 # The SDK wraps a failed connection into an APIError with no status.
                 raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
-            if status in (304, 409):
+            cause = str(exc.args[0]) if exc.args else ""
+            if cause in _STATE_CAUSES or status in (304, 409):
                 raise Conflict(_explanation(exc)) from exc
+            if cause in _IMAGE_CAUSES:
+                raise ImageNotFound(f"no such image: {image}") from exc
             if status == 400:
                 raise InvalidArgument(_explanation(exc)) from exc
             raise EngineError(_explanation(exc)) from exc
@@ -113,7 +121,7 @@ class PodmanBackend:
             "name": spec.name,
             "environment": dict(spec.env),
             "labels": dict(spec.labels),
-            "ports": common.sdk_ports(spec.ports),
+            "ports": common.sdk_ports(spec.ports, ephemeral=0),
             "runtime": spec.runtime or CHECKPOINT_RUNTIME,
         }
         if spec.network in ("host", "none", "bridge"):

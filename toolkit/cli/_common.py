@@ -67,13 +67,15 @@ def print_json(data: Any) -> None:
 
 
 def console() -> Console:
-    return Console(soft_wrap=True, highlight=False)
+    # Piped output is for scripts: never wrap a row (grep must find the whole line).
+    width = None if sys.stdout.isatty() else 1000
+    return Console(soft_wrap=True, highlight=False, width=width)
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*row)
     console().print(table)

@@ -45,7 +45,7 @@ def _parse_labels(values: tuple[str, ...]) -> dict[str, str]:
     return labels
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
+@click.command(context_settings={"allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the ID.")
 @click.option("--name", help="Container name.")
 @click.option("-p", "--publish", multiple=True, help="Publish a port: [IP:][HOST:]CONTAINER[/udp].")
