@@ -5,15 +5,19 @@ A backend speaks to one engine and hands back ctk's own models; SDK objects neve
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from toolkit.models import (
+    ArchiveInfo,
     Checkpoint,
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
     EngineInfo,
+    ExportOptions,
+    ImportOptions,
     RestoreOptions,
 )
 
@@ -84,6 +88,28 @@ class Backend(Protocol):
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
         """Delete one checkpoint."""
+        ...
+
+    # checkpoint archives (toolkit.archive)
+    def export_checkpoint(
+        self, name: str, dest: str | os.PathLike[str], options: ExportOptions
+    ) -> ArchiveInfo:
+        """Checkpoint a running container into a ctk archive file at ``dest``.
+
+        ``dest`` appears only complete (temp file, fsync, rename). Unknown compression or an
+        unusable destination is refused before the container is touched; a failed checkpoint
+        leaves it running.
+        """
+        ...
+
+    def import_checkpoint(
+        self, archive_path: str | os.PathLike[str], options: ImportOptions
+    ) -> ContainerInfo:
+        """Create and restore a container from a ctk archive (a clone when given a new name).
+
+        The archive is verified completely before anything is created; a failed import
+        leaves no container behind.
+        """
         ...
 
     def close(self) -> None:
