@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from toolkit.cli._common import (
@@ -12,7 +14,13 @@ from toolkit.cli._common import (
     state,
     wants_json,
 )
-from toolkit.models import CheckpointOptions, RestoreOptions
+from toolkit.models import (
+    CheckpointOptions,
+    ExportOptions,
+    ImportOptions,
+    PortMapping,
+    RestoreOptions,
+)
 
 
 @click.group(cls=DefaultGroup, default="create")
@@ -26,22 +34,58 @@ def checkpoint() -> None:
 @click.option("-R", "--leave-running", is_flag=True, help="Keep the container running.")
 @click.option("--tcp-established", is_flag=True, help="Dump established TCP connections too.")
 @click.option("--file-locks", is_flag=True, help="Dump held file locks too.")
+@click.option(
+    "-e",
+    "--export",
+    "export_path",
+    type=click.Path(dir_okay=False),
+    help="Write the checkpoint to this ctk archive file (restore it with --import).",
+)
+@click.option(
+    "-c",
+    "--compress",
+    "compression",
+    metavar="zstd|gzip|none",
+    help="Compression of the --export archive (default: zstd).",
+)
 @json_option
 def create(
-    name: str, cp_name: str | None, leave_running: bool, tcp_established: bool, file_locks: bool
+    name: str,
+    cp_name: str | None,
+    leave_running: bool,
+    tcp_established: bool,
+    file_locks: bool,
+    export_path: str | None,
+    compression: str | None,
 ) -> None:
-    """Checkpoint container NAME; prints the checkpoint's name."""
+    """Checkpoint container NAME; prints the checkpoint's name (with --export: the file)."""
     options = CheckpointOptions(
         name=cp_name,
         leave_running=leave_running,
         tcp_established=tcp_established,
         file_locks=file_locks,
     )
-    result = state().backend().checkpoint(name, options)
+    if export_path is None:
+        if compression is not None:
+            raise click.UsageError("--compress needs --export FILE")
+        result = state().backend().checkpoint(name, options)
+        if wants_json():
+            print_json(result.to_dict())
+        else:
+            click.echo(result.name)
+        return
+    # SIGTERM unwinds like Ctrl-C, so the temporary files of a half-written archive go too.
+    signal.signal(signal.SIGTERM, _interrupt)
+    export = ExportOptions(checkpoint=options, compression=compression or "zstd")
+    info = state().backend().export_checkpoint(name, export_path, export)
     if wants_json():
-        print_json(result.to_dict())
+        print_json(info.to_dict())
     else:
-        click.echo(result.name)
+        click.echo(info.path)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @checkpoint.command("ls")
@@ -70,17 +114,74 @@ def rm(name: str, checkpoint_name: str) -> None:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--checkpoint", "cp_name", help="Checkpoint to restore (default: the latest).")
 @click.option("--tcp-established", is_flag=True, help="Restore established TCP connections.")
 @click.option("--file-locks", is_flag=True, help="Restore held file locks.")
+@click.option(
+    "-i",
+    "--import",
+    "import_path",
+    type=click.Path(dir_okay=False),
+    help="Create the container from this ctk archive (made by checkpoint --export).",
+)
+@click.option(
+    "-n", "--name", "new_name", help="With --import: name of the new container (a clone)."
+)
+@click.option(
+    "--ignore-static-ip", is_flag=True, help="With --import: let the engine pick a new IP."
+)
+@click.option(
+    "-p",
+    "--publish",
+    "publish",
+    multiple=True,
+    metavar="[IP:]HOST:CTR",
+    help="With --import: publish ports instead of the archived ones (repeatable).",
+)
 @json_option
-def restore(name: str, cp_name: str | None, tcp_established: bool, file_locks: bool) -> None:
-    """Restore container NAME from a checkpoint; its processes continue where they were."""
-    options = RestoreOptions(
-        checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
-    )
-    info = state().backend().restore(name, options)
+def restore(
+    name: str | None,
+    cp_name: str | None,
+    tcp_established: bool,
+    file_locks: bool,
+    import_path: str | None,
+    new_name: str | None,
+    ignore_static_ip: bool,
+    publish: tuple[str, ...],
+) -> None:
+    """Restore container NAME from a checkpoint; its processes continue where they were.
+
+    With --import FILE, create the container from a checkpoint archive instead (on this or
+    another host); --name NEW makes a clone beside a still running original.
+    """
+    if import_path is None:
+        if name is None:
+            raise click.UsageError("give the container NAME, or --import FILE")
+        if new_name or ignore_static_ip or publish:
+            raise click.UsageError("--name, --ignore-static-ip and --publish need --import FILE")
+        options = RestoreOptions(
+            checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
+        )
+        info = state().backend().restore(name, options)
+    else:
+        if name is not None or cp_name is not None:
+            raise click.UsageError(
+                "with --import, name the new container with --name NEW (the archive holds "
+                "one checkpoint)"
+            )
+        try:
+            ports = tuple(PortMapping.parse(p) for p in publish)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--publish") from exc
+        imported = ImportOptions(
+            name=new_name,
+            tcp_established=tcp_established,
+            file_locks=file_locks,
+            ignore_static_ip=ignore_static_ip,
+            ports=ports,
+        )
+        info = state().backend().import_checkpoint(import_path, imported)
     if wants_json():
         print_json(info.to_dict())
     else:
