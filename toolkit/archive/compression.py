@@ -47,7 +47,7 @@ def compressing(raw: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
     import zstandard  # lazily: `import toolkit` must work without it
 
     # threads=-1: one worker per core; the archive is the slow part of an export.
-    compressor = zstandard.ZstdCompressor(level=3, threads=-1)
+    compressor = zstandard.ZstdCompressor(level=3, threads=-1, write_checksum=True)
     writer: Any = compressor.stream_writer(raw, closefd=False)
     try:
         yield writer
