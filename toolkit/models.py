@@ -222,6 +222,7 @@ class ArchiveManifest(_Model):
     spec: dict[str, Any] = field(default_factory=dict)
     members: tuple[ArchiveMember, ...] = ()
     engine_data: dict[str, Any] = field(default_factory=dict)
+    kernel: str = ""
 
     @property
     def payload_size(self) -> int:
@@ -240,3 +241,45 @@ class ArchiveInfo(_Model):
     compression: str
     manifest: ArchiveManifest
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageProcess(_Model):
+    """One process in a checkpoint's CRIU images (PIDs as seen inside the container)."""
+
+    pid: int
+    ppid: int
+    comm: str
+    threads: int
+    pages: int
+    memory_bytes: int
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageSocket(_Model):
+    """An inet or unix socket in a checkpoint's CRIU images."""
+
+    family: str
+    type: str
+    state: str
+    local: str
+    remote: str = ""
+
+
+@dataclass(frozen=True)
+class CheckpointImages(_Model):
+    """What the CRIU images of one checkpoint hold, decoded with pycriu.
+
+    ``stats`` is CRIU's own dump statistics (``stats-dump``) when the engine kept them;
+    ``manifest`` is set when the images came from a ctk archive.
+    """
+
+    processes: tuple[ImageProcess, ...]
+    sockets: tuple[ImageSocket, ...] = ()
+    namespaces: dict[str, int] = field(default_factory=dict)
+    hostname: str = ""
+    criu_version: str = ""
+    kernel: str = ""
+    stats: dict[str, int] = field(default_factory=dict)
+    manifest: ArchiveManifest | None = None

@@ -259,3 +259,34 @@ def test_import_name_conflict(
     result = ctk("restore", "--import", str(path), "--name", containers.name("x"), engine=other)
     assert result.returncode in (ExitCode.UNSUPPORTED, ExitCode.ENGINE_UNAVAILABLE)
     assert f"--engine {engine.kind}" in result.stderr or result.returncode == 3
+
+
+@pytest.mark.pycriu
+def test_inspect_archive_and_checkpoint(
+    engine: Backend, containers: Containers, criu: None, tmp_path: Path
+) -> None:
+    info = containers.run()
+    wait_count_at_least(engine, info.name, 1)
+    path = tmp_path / "web.ctk"
+    engine.export_checkpoint(
+        info.name, path, ExportOptions(checkpoint=CheckpointOptions(name="cp1", leave_running=True))
+    )
+    for args in ((str(path),), (info.name, "cp1")):
+        result = ctk("checkpoint", "inspect", *args, "--json", engine=engine.kind, check=True)
+        data = json.loads(result.stdout)
+        comms = {p["comm"]: p for p in data["processes"]}
+        assert {"counter.sh", "httpd"} <= set(comms), comms
+        assert comms["counter.sh"]["memory_bytes"] > 0 and comms["counter.sh"]["pages"] > 0
+        assert any(f.endswith("/counter.sh") for f in comms["counter.sh"]["files"])
+        assert any(s["state"] == "LISTEN" and s["local"].endswith(":8080") for s in data["sockets"])
+        assert {"pid", "net", "mnt"} <= set(data["namespaces"])
+        assert data["criu_version"].startswith("4.")
+    assert data["manifest"] is None
+    text = ctk("checkpoint", "inspect", str(path), engine=engine.kind, check=True).stdout
+    assert "counter.sh" in text and f"container:  {info.name}" in text
+    assert (
+        json.loads(ctk("checkpoint", "inspect", str(path), "--json", engine=engine.kind).stdout)[
+            "manifest"
+        ]["container_name"]
+        == info.name
+    )

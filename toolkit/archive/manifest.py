@@ -71,6 +71,7 @@ def manifest_from_dict(data: Any) -> ArchiveManifest:
         spec=spec,
         members=tuple(members),
         engine_data=engine_data,
+        kernel=_text(data, "kernel"),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from toolkit.models import (
@@ -110,6 +111,10 @@ class Backend(Protocol):
         The archive is verified completely before anything is created; a failed import
         leaves no container behind.
         """
+        ...
+
+    def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
+        """Copy the CRIU images of a checkpoint the engine holds into directory ``dest``."""
         ...
 
     def close(self) -> None:

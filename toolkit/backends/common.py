@@ -6,6 +6,7 @@ keys and values for the same container.
 
 from __future__ import annotations
 
+import platform
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -271,4 +272,5 @@ def archive_manifest(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         spec=spec.to_dict(),
         engine_data=dict(engine_data),
+        kernel=platform.release(),
     )

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import os
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -531,6 +532,21 @@ class DockerBackend:
                 raise
         registry.record_checkpoint(self.kind, self.url, new_id, manifest.checkpoint)
         return self.inspect(new_id)
+
+    def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
+        """Copy a checkpoint's CRIU images into ``dest`` through a helper container."""
+        from toolkit.criu.images import extract_images
+
+        attrs = self._attrs(name)
+        common.validate_checkpoint_name(checkpoint)
+        if checkpoint not in {c["Name"] for c in self._list_checkpoints(attrs["Id"])}:
+            raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
+        source = f"{self.info().root_dir}/containers/{attrs['Id']}"
+        with tempfile.TemporaryDirectory() as tmp:
+            tar = Path(tmp) / "checkpoint.tar"
+            with self._helper(attrs["Image"], {source: "/ctk/container"}) as helper:
+                self._fetch(helper, f"/ctk/container/checkpoints/{checkpoint}", tar)
+            extract_images(tar, dest)
 
     def _exists(self, name: str) -> bool:
         try:

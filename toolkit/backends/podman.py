@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import podman
@@ -30,6 +32,7 @@ from toolkit.errors import (
     EngineUnavailable,
     ImageNotFound,
     InvalidArgument,
+    Unsupported,
 )
 from toolkit.models import (
     ArchiveInfo,
@@ -366,6 +369,8 @@ class PodmanBackend:
             params = {
                 "export": True,
                 "keep": True,
+                # CRIU's stats-dump goes into the export, for inspect and --print-stats
+                "printStats": True,
                 "leaveRunning": cp_options.leave_running,
                 "tcpEstablished": cp_options.tcp_established,
                 "fileLocks": cp_options.file_locks,
@@ -415,6 +420,30 @@ class PodmanBackend:
             self._api.post(
                 f"/containers/{container_id}/restore", params={"keep": True}
             ).raise_for_status()
+
+    def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
+        """Copy the in-place checkpoint's CRIU images into ``dest``.
+
+        libpod has no route that hands them out, so this reads the container's directory and
+        works only where the engine runs on this machine.
+        """
+        attrs = self._attrs(name)
+        common.validate_checkpoint_name(checkpoint)
+        if checkpoint not in {c.name for c in self.checkpoints(name)}:
+            raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
+        userdata = Path(str(attrs.get("StaticDir") or ""))
+        images = userdata / "checkpoint"
+        if not userdata.parts or not (images / "pstree.img").is_file():
+            raise Unsupported(
+                f"podman's checkpoint images of {name} are not readable from here",
+                hint=f"export it and inspect the file: ctk checkpoint {name} --export FILE",
+            )
+        for item in images.iterdir():
+            if item.is_file() and not item.is_symlink():
+                shutil.copyfile(item, dest / item.name)
+        for stats in ("stats-dump", "stats-restore"):
+            if (userdata / stats).is_file():
+                shutil.copyfile(userdata / stats, dest / stats)
 
     def _exists(self, name: str) -> bool:
         response = self._api.get(f"/containers/{name}/exists")

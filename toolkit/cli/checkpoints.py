@@ -15,6 +15,7 @@ from toolkit.cli._common import (
     wants_json,
 )
 from toolkit.models import (
+    CheckpointImages,
     CheckpointOptions,
     ExportOptions,
     ImportOptions,
@@ -111,6 +112,69 @@ def rm(name: str, checkpoint_name: str) -> None:
         print_json({"removed": checkpoint_name, "container": name})
     else:
         click.echo(checkpoint_name)
+
+
+@checkpoint.command("inspect")
+@click.argument("target", metavar="FILE|NAME")
+@click.argument("checkpoint_name", metavar="[CHECKPOINT]", required=False)
+@json_option
+def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
+    """Show what a checkpoint holds: processes, memory, files, sockets, namespaces.
+
+    Give an archive FILE (from --export), or a container NAME and one of its CHECKPOINTs.
+    """
+    from toolkit.criu.images import inspect_archive, inspect_checkpoint
+
+    if checkpoint_name is None:
+        images = inspect_archive(target)
+    else:
+        images = inspect_checkpoint(state().backend(), target, checkpoint_name)
+    if wants_json():
+        print_json(images.to_dict())
+        return
+    render_images(images)
+
+
+def render_images(images: CheckpointImages) -> None:
+    """The human view of ``ctk checkpoint inspect``."""
+    manifest = images.manifest
+    if manifest is not None:
+        click.echo(
+            f"archive:    format {manifest.format_version}, {manifest.engine} "
+            f"{manifest.engine_version}, created {manifest.created}"
+        )
+        click.echo(f"container:  {manifest.container_name} ({manifest.container_id[:12]})")
+        click.echo(f"image:      {manifest.image} ({manifest.image_id})")
+        click.echo(f"checkpoint: {manifest.checkpoint}")
+        members = ", ".join(f"{m.name} ({m.size} B)" for m in manifest.members)
+        click.echo(f"members:    {members}")
+    click.echo(f"CRIU:       {images.criu_version or 'unknown'}   kernel: {images.kernel or '-'}")
+    click.echo(f"hostname:   {images.hostname or '-'}")
+    namespaces = " ".join(f"{k}:{v}" for k, v in sorted(images.namespaces.items()))
+    click.echo(f"namespaces: {namespaces or '-'}")
+    total = sum(p.memory_bytes for p in images.processes)
+    click.echo(f"memory:     {total} bytes in {len(images.processes)} processes\n")
+    print_table(
+        ["PID", "PPID", "COMMAND", "THREADS", "PAGES", "BYTES"],
+        [
+            [str(p.pid), str(p.ppid), p.comm, str(p.threads), str(p.pages), str(p.memory_bytes)]
+            for p in images.processes
+        ],
+    )
+    click.echo("")
+    print_table(
+        ["PID", "FD", "FILE"],
+        [[str(p.pid), *f.split(":", 1)] for p in images.processes for f in p.files],
+    )
+    if images.sockets:
+        click.echo("")
+        print_table(
+            ["FAMILY", "TYPE", "STATE", "LOCAL", "REMOTE"],
+            [[s.family, s.type, s.state, s.local, s.remote or "-"] for s in images.sockets],
+        )
+    if images.stats:
+        click.echo("")
+        print_table(["CRIU STAT", "VALUE"], [[k, str(v)] for k, v in sorted(images.stats.items())])
 
 
 @click.command()
