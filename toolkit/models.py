@@ -233,7 +233,8 @@ class ArchiveManifest(_Model):
 class ArchiveInfo(_Model):
     """A written (or verified) archive: where, how big, how compressed, and its manifest.
 
-    ``timings`` is ctk's wall time per phase in seconds (checkpoint, fetch, archive, ...).
+    ``timings`` is ctk's wall time per phase in seconds (checkpoint, fetch, checksum, write);
+    ``criu_stats`` CRIU's own dump statistics when the engine keeps them (Podman does).
     """
 
     path: str
@@ -241,6 +242,7 @@ class ArchiveInfo(_Model):
     compression: str
     manifest: ArchiveManifest
     timings: dict[str, float] = field(default_factory=dict)
+    criu_stats: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -290,3 +290,33 @@ def test_inspect_archive_and_checkpoint(
         ]["container_name"]
         == info.name
     )
+
+
+@pytest.mark.pycriu
+def test_print_stats(engine: Backend, containers: Containers, criu: None, tmp_path: Path) -> None:
+    info = containers.run()
+    wait_count_at_least(engine, info.name, 1)
+    text = ctk("checkpoint", info.name, "-R", "--print-stats", engine=engine.kind, check=True)
+    assert "CTK PHASE" in text.stdout and "checkpoint" in text.stdout
+    path = tmp_path / "web.ctk"
+    result = ctk(
+        "--json", "checkpoint", info.name, "--export", str(path), "--print-stats",
+        engine=engine.kind, check=True,
+    )  # fmt: skip
+    stats = json.loads(result.stdout)["stats"]
+    assert {"checkpoint", "checksum", "write", "total"} <= set(stats["ctk_seconds"])
+    engine.remove(info.name, force=True)
+    restored = ctk(
+        "--json", "restore", "--import", str(path), "--print-stats", engine=engine.kind,
+        check=True,
+    )  # fmt: skip
+    restore_stats = json.loads(restored.stdout)["stats"]
+    assert "import" in restore_stats["ctk_seconds"]
+    if engine.kind == "podman":
+        assert "frozen_time" in text.stdout and "memdump_time" in text.stdout
+        assert stats["criu"]["pages_written"] > 0
+        assert restore_stats["criu"]["restore_time"] > 0
+    else:
+        # containerd removes CRIU's work directory, stats files included
+        assert "CRIU statistics: not kept by this engine" in text.stdout
+        assert stats["criu"] == {} and restore_stats["criu"] == {}

@@ -117,6 +117,13 @@ class Backend(Protocol):
         """Copy the CRIU images of a checkpoint the engine holds into directory ``dest``."""
         ...
 
+    def criu_stats(self, name: str, *, phase: str) -> dict[str, int]:
+        """CRIU's own statistics of the container's last ``dump`` or ``restore``.
+
+        Empty when the engine does not keep them (Docker).
+        """
+        ...
+
     def close(self) -> None:
         """Release the connection."""
         ...

@@ -412,7 +412,22 @@ class PodmanBackend:
                 if not cp_options.leave_running:
                     self._restore_after_failed_export(attrs["Id"])
                 raise
-        return dataclasses.replace(result, timings={**timings, **result.timings})
+            from toolkit.criu.images import stats_from_tar
+
+            stats = stats_from_tar(payload)
+        return dataclasses.replace(result, timings={**timings, **result.timings}, criu_stats=stats)
+
+    def criu_stats(self, name: str, *, phase: str) -> dict[str, int]:
+        """CRIU's statistics of the container's last ``dump`` or ``restore`` (kept by ``keep``).
+
+        Read from the container's directory: available where the engine runs on this machine.
+        """
+        from toolkit.criu.images import read_stats
+
+        userdata = Path(str(self._attrs(name).get("StaticDir") or ""))
+        if not userdata.parts or not userdata.is_dir():
+            return {}
+        return read_stats(userdata, phase=phase)
 
     def _restore_after_failed_export(self, container_id: str) -> None:
         # The dump stopped the container but no archive came of it: put it back as it was.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import signal
+import time
+from typing import Any
 
 import click
 
@@ -49,6 +52,9 @@ def checkpoint() -> None:
     metavar="zstd|gzip|none",
     help="Compression of the --export archive (default: zstd).",
 )
+@click.option(
+    "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
+)
 @json_option
 def create(
     name: str,
@@ -58,6 +64,7 @@ def create(
     file_locks: bool,
     export_path: str | None,
     compression: str | None,
+    print_stats: bool,
 ) -> None:
     """Checkpoint container NAME; prints the checkpoint's name (with --export: the file)."""
     options = CheckpointOptions(
@@ -69,20 +76,46 @@ def create(
     if export_path is None:
         if compression is not None:
             raise click.UsageError("--compress needs --export FILE")
-        result = state().backend().checkpoint(name, options)
-        if wants_json():
-            print_json(result.to_dict())
-        else:
-            click.echo(result.name)
+        started = time.monotonic()
+        backend = state().backend()
+        result = backend.checkpoint(name, options)
+        timings = {"checkpoint": round(time.monotonic() - started, 3)}
+        criu = backend.criu_stats(name, phase="dump") if print_stats else {}
+        _render(result.to_dict(), result.name, timings if print_stats else None, criu)
         return
     # SIGTERM unwinds like Ctrl-C, so the temporary files of a half-written archive go too.
     signal.signal(signal.SIGTERM, _interrupt)
     export = ExportOptions(checkpoint=options, compression=compression or "zstd")
+    started = time.monotonic()
     info = state().backend().export_checkpoint(name, export_path, export)
+    timings = {**info.timings, "total": round(time.monotonic() - started, 3)}
+    _render(info.to_dict(), info.path, timings if print_stats else None, info.criu_stats)
+
+
+_MICROSECONDS = re.compile(r"_time$")
+
+
+def _render(
+    data: dict[str, Any], line: str, timings: dict[str, float] | None, criu: dict[str, int]
+) -> None:
+    """The result line (or JSON); with --print-stats, ctk's phases and CRIU's statistics."""
     if wants_json():
-        print_json(info.to_dict())
-    else:
-        click.echo(info.path)
+        if timings is not None:
+            data = {**data, "stats": {"ctk_seconds": timings, "criu": criu}}
+        print_json(data)
+        return
+    click.echo(line)
+    if timings is None:
+        return
+    print_table(["CTK PHASE", "SECONDS"], [[k, f"{v:.3f}"] for k, v in timings.items()])
+    if not criu:
+        click.echo("CRIU statistics: not kept by this engine")
+        return
+    rows = [
+        [key, f"{value / 1000:.1f} ms" if _MICROSECONDS.search(key) else str(value)]
+        for key, value in sorted(criu.items())
+    ]
+    print_table(["CRIU STATISTIC", "VALUE"], rows)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -203,6 +236,9 @@ def render_images(images: CheckpointImages) -> None:
     metavar="[IP:]HOST:CTR",
     help="With --import: publish ports instead of the archived ones (repeatable).",
 )
+@click.option(
+    "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
+)
 @json_option
 def restore(
     name: str | None,
@@ -213,6 +249,7 @@ def restore(
     new_name: str | None,
     ignore_static_ip: bool,
     publish: tuple[str, ...],
+    print_stats: bool,
 ) -> None:
     """Restore container NAME from a checkpoint; its processes continue where they were.
 
@@ -227,7 +264,9 @@ def restore(
         options = RestoreOptions(
             checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
         )
+        started = time.monotonic()
         info = state().backend().restore(name, options)
+        phase = "restore"
     else:
         if name is not None or cp_name is not None:
             raise click.UsageError(
@@ -245,8 +284,9 @@ def restore(
             ignore_static_ip=ignore_static_ip,
             ports=ports,
         )
+        started = time.monotonic()
         info = state().backend().import_checkpoint(import_path, imported)
-    if wants_json():
-        print_json(info.to_dict())
-    else:
-        click.echo(info.name)
+        phase = "import"
+    timings = {phase: round(time.monotonic() - started, 3)}
+    criu = state().backend().criu_stats(info.id, phase="restore") if print_stats else {}
+    _render(info.to_dict(), info.name, timings if print_stats else None, criu)

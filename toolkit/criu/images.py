@@ -114,15 +114,34 @@ def _file_name(entry: dict[str, Any]) -> str:
     return kind.lower() + ":"
 
 
-def read_stats(directory: Path) -> dict[str, int]:
-    """CRIU's ``stats-dump``/``stats-restore`` in ``directory``, flattened (times in µs)."""
+def read_stats(directory: Path, *, phase: str = "dump") -> dict[str, int]:
+    """CRIU's statistics of one ``phase`` (``dump`` or ``restore``) in ``directory``.
+
+    From ``stats-dump`` / ``stats-restore``; times are in microseconds.
+    """
     stats: dict[str, int] = {}
-    for name in _STAT_FILES:
-        for entry in _maybe(directory / name):
-            for section in entry.values():
-                if isinstance(section, dict):
-                    stats.update({k: int(v) for k, v in section.items() if isinstance(v, int)})
+    for entry in _maybe(directory / f"stats-{phase}"):
+        section = entry.get(phase)
+        if isinstance(section, dict):
+            stats.update({k: int(v) for k, v in section.items() if isinstance(v, int)})
     return stats
+
+
+def stats_from_tar(payload: Path) -> dict[str, int]:
+    """CRIU's statistics inside an engine's checkpoint tar; empty without them or pycriu."""
+    try:
+        _pycriu()
+    except Unsupported:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(payload) as tar:
+        for member in tar:
+            base = PurePosixPath(member.name).name
+            if member.isfile() and base in _STAT_FILES:
+                source = tar.extractfile(member)
+                if source is not None:
+                    with (Path(tmp) / base).open("wb") as out:
+                        shutil.copyfileobj(source, out)
+        return read_stats(Path(tmp))
 
 
 def read_images(directory: Path) -> CheckpointImages:
@@ -174,8 +193,6 @@ def read_images(directory: Path) -> CheckpointImages:
         entries = _load(uts)
         hostname = str(entries[0].get("nodename", "")) if entries else ""
     stats = read_stats(directory)
-    if not stats:
-        stats = read_stats(directory.parent)
     return CheckpointImages(
         processes=tuple(processes),
         sockets=sockets,
