@@ -290,16 +290,32 @@ class DockerBackend:
         available = self.checkpoints(name)
         chosen = common.choose_checkpoint(name, available, options.checkpoint)
         try:
-            response = self._api._post(
-                self._api._url("/containers/{0}/start", attrs["Id"]),
-                params={"checkpoint": chosen.name},
-            )
-            self._api._raise_for_status(response)
+            self._start_from_checkpoint(attrs["Id"], chosen.name)
         except docker.errors.APIError as exc:
             raise common.criu_error("restore", name, _explanation(exc)) from exc
         except requests.exceptions.ConnectionError as exc:
             raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
         return self.inspect(attrs["Id"])
+
+    def _start_from_checkpoint(self, container_id: str, checkpoint: str) -> None:
+        """``POST /containers/{id}/start?checkpoint=NAME``, once more after a known daemon race.
+
+        dockerd uploads restore data to containerd's content store, and concurrent restores
+        can collide on the same blob: "commit failed: content ...: already exists"
+        (moby#42900). Nothing was restored then, so one retry is safe.
+        """
+        for attempt in (1, 2):
+            try:
+                response = self._api._post(
+                    self._api._url("/containers/{0}/start", container_id),
+                    params={"checkpoint": checkpoint},
+                )
+                self._api._raise_for_status(response)
+                return
+            except docker.errors.APIError as exc:
+                if attempt == 2 or "already exists" not in _explanation(exc):
+                    raise
+                time.sleep(0.5)
 
     # -- archives -------------------------------------------------------------------------
     @contextmanager
@@ -514,11 +530,7 @@ class DockerBackend:
                     with self._errors(container=helper), placed.open("rb") as data:
                         self._api.put_archive(helper, "/ctk/container", data)
                 try:
-                    response = self._api._post(
-                        self._api._url("/containers/{0}/start", new_id),
-                        params={"checkpoint": manifest.checkpoint},
-                    )
-                    self._api._raise_for_status(response)
+                    self._start_from_checkpoint(new_id, manifest.checkpoint)
                 except docker.errors.APIError as exc:
                     raise common.criu_error(
                         "import", spec.name or new_id, _explanation(exc)
