@@ -320,3 +320,33 @@ def test_print_stats(engine: Backend, containers: Containers, criu: None, tmp_pa
         # containerd removes CRIU's work directory, stats files included
         assert "CRIU statistics: not kept by this engine" in text.stdout
         assert stats["criu"] == {} and restore_stats["criu"] == {}
+
+
+def test_import_publishes_new_ports(
+    engine: Backend, containers: Containers, criu: None, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    info = containers.run()
+    wait_count_at_least(engine, info.name, 1)
+    path = tmp_path / "web.ctk"
+    engine.export_checkpoint(
+        info.name, path, ExportOptions(checkpoint=CheckpointOptions(leave_running=True))
+    )
+    clone = containers.name("pub")
+    ctk(
+        "restore", "--import", str(path), "--name", clone, "--publish", "127.0.0.1::8080",
+        "--ignore-static-ip", engine=engine.kind, check=True,
+    )  # fmt: skip
+    ports = engine.inspect(clone).ports
+    assert [(p.container_port, p.host_ip) for p in ports] == [(8080, "127.0.0.1")]
+    url = f"http://127.0.0.1:{ports[0].host_port}/count"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().strip().isdigit()
+        except OSError:
+            return False
+
+    wait_for(answers, what=f"the clone's httpd at {url}")

@@ -242,9 +242,12 @@ def image_missing_hint(image: str, image_id: str, kind: str) -> str:
 
 def publish_arg(port: PortMapping) -> str:
     """A port mapping as ``-p``/libpod's publishPorts spell it: ``[ip:]host:ctr/proto``."""
-    host = f"{port.host_ip}:" if port.host_ip else ""
-    host_port = str(port.host_port) if port.host_port else ""
-    return f"{host}{host_port}:{port.container_port}/{port.protocol}"
+    target = f"{port.container_port}/{port.protocol}"
+    if port.host_port:
+        host = f"{port.host_ip}:" if port.host_ip else ""
+        return f"{host}{port.host_port}:{target}"
+    # no host port: the engine picks a free one
+    return f"{port.host_ip}::{target}" if port.host_ip else target
 
 
 def archive_manifest(

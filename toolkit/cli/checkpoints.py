@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from toolkit.archive import validate_compression
 from toolkit.cli._common import (
     DefaultGroup,
     json_option,
@@ -85,6 +86,8 @@ def create(
         return
     # SIGTERM unwinds like Ctrl-C, so the temporary files of a half-written archive go too.
     signal.signal(signal.SIGTERM, _interrupt)
+    # Before connecting: a typo must not cost a checkpoint, nor wait for an engine.
+    validate_compression(compression or "zstd")
     export = ExportOptions(checkpoint=options, compression=compression or "zstd")
     started = time.monotonic()
     info = state().backend().export_checkpoint(name, export_path, export)
