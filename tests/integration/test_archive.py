@@ -3,8 +3,11 @@ refusals that leave nothing behind, and an export that is killed halfway."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import signal
+import tarfile
 import subprocess
 import sys
 from pathlib import Path
@@ -207,9 +210,6 @@ def test_hostile_archive_creates_nothing(
     engine: Backend, containers: Containers, tmp_path: Path
 ) -> None:
     """A manifest naming this engine and a member that climbs out: refused, nothing made."""
-    import hashlib
-    import io
-    import tarfile
 
     name = containers.name("hostile")
     evil = b"owned"
@@ -350,3 +350,44 @@ def test_import_publishes_new_ports(
             return False
 
     wait_for(answers, what=f"the clone's httpd at {url}")
+
+
+def _break_images(source: Path, dest: Path, tmp: Path) -> None:
+    """A well-formed archive (valid checksums) whose CRIU pstree.img is garbage."""
+    with archive.open_archive(source) as verified:
+        payload: list[tuple[str, Path]] = []
+        for member in verified.manifest.members:
+            original = verified.member(member.name)
+            copy = tmp / member.name
+            if member.name.endswith("checkpoint.tar"):
+                with tarfile.open(original) as src, tarfile.open(copy, "w") as out:
+                    for info in src:
+                        data = src.extractfile(info) if info.isfile() else None
+                        if info.name.endswith("pstree.img"):
+                            data = io.BytesIO(b"\xff" * info.size)
+                        out.addfile(info, data)
+            else:
+                copy.write_bytes(original.read_bytes())
+            payload.append((member.name, copy))
+        archive.write_archive(dest, verified.manifest, payload, compression="none")
+
+
+def test_failed_restore_leaves_no_container(
+    engine: Backend, containers: Containers, criu: None, tmp_path: Path
+) -> None:
+    info = containers.run()
+    wait_count_at_least(engine, info.name, 1)
+    good = tmp_path / "good.ctk"
+    engine.export_checkpoint(
+        info.name, good, ExportOptions(checkpoint=CheckpointOptions(leave_running=True))
+    )
+    broken = tmp_path / "broken.ctk"
+    work = tmp_path / "work"
+    work.mkdir()
+    _break_images(good, broken, work)
+    clone = containers.name("broken")
+    result = ctk("restore", "--import", str(broken), "--name", clone, engine=engine.kind)
+    assert result.returncode == ExitCode.CHECKPOINT_FAILED, result.stderr
+    assert "Traceback" not in result.stderr and "Hint:" in result.stderr
+    assert clone not in _names(engine)
+    assert engine.inspect(info.name).running  # the original is untouched
