@@ -7,9 +7,9 @@ import hashlib
 import io
 import json
 import signal
-import tarfile
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
