@@ -391,3 +391,15 @@ def test_failed_restore_leaves_no_container(
     assert "Traceback" not in result.stderr and "Hint:" in result.stderr
     assert clone not in _names(engine)
     assert engine.inspect(info.name).running  # the original is untouched
+
+
+def test_checkpoint_ls_all_containers(engine: Backend, containers: Containers, criu: None) -> None:
+    info = containers.run()
+    wait_count_at_least(engine, info.name, 1)
+    engine.checkpoint(info.name, CheckpointOptions(name="listed", leave_running=True))
+    rows = json.loads(ctk("checkpoint", "ls", "--json", engine=engine.kind, check=True).stdout)
+    assert {"container": info.name, "name": "listed"}.items() <= next(
+        r for r in rows if r["container"] == info.name
+    ).items()
+    text = ctk("checkpoint", "ls", engine=engine.kind, check=True).stdout
+    assert "CONTAINER" in text and info.name in text

@@ -18,6 +18,7 @@ from toolkit.cli._common import (
     state,
     wants_json,
 )
+from toolkit.errors import ContainerNotFound
 from toolkit.models import (
     CheckpointImages,
     CheckpointOptions,
@@ -126,15 +127,31 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 @checkpoint.command("ls")
-@click.argument("name")
+@click.argument("name", required=False)
 @json_option
-def ls(name: str) -> None:
-    """List the checkpoints of container NAME, oldest first."""
-    items = state().backend().checkpoints(name)
+def ls(name: str | None) -> None:
+    """List the checkpoints of container NAME (default: of every container), oldest first."""
+    backend = state().backend()
+    if name is not None:
+        items = backend.checkpoints(name)
+        if wants_json():
+            print_json([c.to_dict() for c in items])
+        else:
+            print_table(["CHECKPOINT", "CREATED"], [[c.name, c.created or "-"] for c in items])
+        return
+    items = []
+    for container in backend.containers(all=True):
+        try:
+            items.extend(backend.checkpoints(container.name))
+        except ContainerNotFound:
+            continue  # removed meanwhile
     if wants_json():
         print_json([c.to_dict() for c in items])
     else:
-        print_table(["CHECKPOINT", "CREATED"], [[c.name, c.created or "-"] for c in items])
+        print_table(
+            ["CONTAINER", "CHECKPOINT", "CREATED"],
+            [[c.container, c.name, c.created or "-"] for c in items],
+        )
 
 
 @checkpoint.command("rm")
