@@ -220,14 +220,15 @@ def testbed_host(index: int) -> TestbedHost:
 def testbed() -> Iterator[Testbed]:
     """``scripts/testbed up 2`` for the session, ``scripts/testbed down`` at its end.
 
-    A testbed that was already fully up before the session (someone else's) is left up.
+    A testbed that was already fully up before the session (someone else's) is left up, and
+    so is every testbed when ``CTK_TESTBED_KEEP=1``.
     """
     if os.geteuid() != 0:
         unavailable("the testbed needs root (network namespaces, dockerd)")
     status = subprocess.run(
         [TESTBED_SCRIPT, "status", str(TESTBED_HOSTS)], capture_output=True, check=False
     )
-    ours = status.returncode != 0
+    ours = status.returncode != 0 and os.environ.get("CTK_TESTBED_KEEP") != "1"
     up = subprocess.run(
         [TESTBED_SCRIPT, "up", str(TESTBED_HOSTS)],
         capture_output=True,

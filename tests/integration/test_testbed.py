@@ -91,6 +91,27 @@ def image_id(socket_url: str, image: str) -> str:
     return ident if ident.startswith("sha256:") else f"sha256:{ident}"
 
 
+def container_ip(socket_url: str, name: str) -> str:
+    """The container's address on its engine's default network (Docker-compatible API)."""
+    sock = socket_url.split("://", 1)[1]
+    proc = subprocess.run(
+        [
+            "curl",
+            "-fsS",
+            "--max-time",
+            "10",
+            "--unix-socket",
+            sock,
+            f"http://d/containers/{name}/json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return str(json.loads(proc.stdout)["NetworkSettings"]["IPAddress"])
+
+
 def in_netns(host: TestbedHost, *argv: str) -> subprocess.CompletedProcess[str]:
     """Run a command in the host's network namespace (nsenter, as the testbed's daemons do)."""
     return subprocess.run(
@@ -203,6 +224,40 @@ def test_same_name_on_both_hosts(testbed: Testbed, made: Made, kind: str) -> Non
     assert first.id != second.id
     assert h1.backend(kind).inspect(name).id == first.id
     assert h2.backend(kind).inspect(name).id == second.id
+
+
+def test_same_static_ip_on_both_hosts_podman(testbed: Testbed, made: Made) -> None:
+    """Each host's Podman has its own IPAM state: one address can be taken on both hosts
+    (with a shared state the second ``--ip`` would be refused as already allocated)."""
+    name = unique("tb-ip")
+    address = "10.88.0.250"
+    for host in testbed.hosts[:2]:
+        made.made.append((host.backend("podman"), name))
+        url = host.podman_url.removeprefix("podman+")
+        proc = subprocess.run(
+            [
+                "podman",
+                "--url",
+                url,
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--ip",
+                address,
+                "--label",
+                "ctk.test=1",
+                BUSYBOX_IMAGE,
+                "sleep",
+                "300",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert container_ip(url, name) == address
 
 
 @pytest.mark.criu
