@@ -287,3 +287,13 @@ def test_checkpoint_restore_in_place_on_a_testbed_host(
     # The counter went on from where it was: it never started again at 1.
     assert after.count(1) == 1, after
     assert after == sorted(after), after
+
+
+@pytest.mark.parametrize("argv", [["up", "abc"], ["up", "0"], ["status", "-1"], ["env"]])
+def test_bad_arguments_are_refused(argv: list[str]) -> None:
+    proc = subprocess.run(
+        [TESTBED_SCRIPT, *argv], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("testbed: error: ")
+    assert "Traceback" not in proc.stderr
