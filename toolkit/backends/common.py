@@ -46,7 +46,7 @@ KNOWN_CRIU_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
         "the container uses a device CRIU cannot checkpoint",
     ),
     (
-        re.compile(r"vdso|Unexpected rt vDSO", re.I),
+        re.compile(r"Unexpected rt vDSO|vdso: .*(failed|unexpected|bounds)", re.I),
         "this CRIU is too old for the kernel: install CRIU >= 4.1 (scripts/setup)",
     ),
 )
