@@ -7,11 +7,13 @@ container in place (the latest), so ctk's registry holds its name and time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import podman
+import podman.api
 import podman.errors
 import requests
 
@@ -31,7 +33,10 @@ from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     EngineInfo,
+    ExecResult,
+    ProcessList,
     RestoreOptions,
 )
 
@@ -116,6 +121,23 @@ class PodmanBackend:
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self, spec: ContainerSpec) -> ContainerInfo:
+        container_id = self._create(spec)
+        try:
+            with self._errors(container=spec.name or container_id):
+                self._post(f"/containers/{container_id}/start")
+        except Exception:
+            # Never leave a half-made container behind.
+            with self._errors(container=container_id):
+                self._api.delete(
+                    f"/containers/{container_id}", params={"force": True, "v": True}
+                ).raise_for_status()
+            raise
+        return self.inspect(container_id)
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        return self.inspect(self._create(spec))
+
+    def _create(self, spec: ContainerSpec) -> str:
         common.validate_spec(spec)
         kwargs: dict[str, Any] = {
             "name": spec.name,
@@ -135,22 +157,66 @@ class PodmanBackend:
         ):
             if value:
                 kwargs[key] = value
-        command = list(spec.command) or None
+        policy = common.restart_policy(spec.restart)
+        if policy is not None:
+            kwargs["restart_policy"] = policy
+        if spec.memory:
+            kwargs["mem_limit"] = spec.memory
+        if spec.cpus:
+            # The SDK drops nano_cpus; a CFS quota over the default period says the same.
+            kwargs["cpu_period"] = 100_000
+            kwargs["cpu_quota"] = int(spec.cpus * 100_000)
+        if spec.ulimits:
+            kwargs["ulimits"] = [
+                {"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits
+            ]
+        # The SDK renders the libpod body; ctk adds what it cannot express (anonymous volumes,
+        # auto-removal) and posts it itself. Any: the SDK's renderer is private and untyped.
+        manager: Any = self._client.containers
+        payload: dict[str, Any] = manager._render_payload(
+            {"image": spec.image, "command": list(spec.command) or None, **kwargs}
+        )
+        for mount in spec.volumes:
+            options = ["ro"] if mount.read_only else []
+            if mount.type == "bind":
+                payload.setdefault("mounts", []).append(
+                    {
+                        "destination": mount.target,
+                        "source": mount.source,
+                        "type": "bind",
+                        "options": [*options, "rbind"],
+                    }
+                )
+            else:
+                # An empty Name makes libpod create an anonymous volume, as `-v /data` does.
+                payload.setdefault("volumes", []).append(
+                    {"Name": mount.source, "Dest": mount.target, "Options": options}
+                )
+        if spec.auto_remove:
+            payload["remove"] = True
         with self._errors(image=spec.image):
-            container = self._client.containers.create(spec.image, command, **kwargs)
-        try:
-            with self._errors(container=spec.name or container.id):
-                container.start()
-        except Exception:
-            # Never leave a half-made container behind.
-            with self._errors(container=container.id):
-                container.remove(force=True)
-            raise
-        return self.inspect(str(container.id))
+            response = self._api.post(
+                "/containers/create",
+                headers={"content-type": "application/json"},
+                data=podman.api.prepare_body(payload),
+            )
+            response.raise_for_status(not_found=podman.errors.ImageNotFound)
+        return str(response.json()["Id"])
 
-    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
+    def _post(self, path: str, **params: Any) -> Any:
+        response = self._api.post(path, params=params or None)
+        response.raise_for_status(not_found=podman.errors.NotFound)
+        return response
+
+    def containers(
+        self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerInfo]:
+        wanted = common.validate_filters(filters)
+        params: dict[str, Any] = {"all": all}
+        if wanted:
+            params["filters"] = json.dumps(wanted)
         with self._errors():
-            response = self._api.get("/containers/json", params={"all": all})
+            response = self._api.get("/containers/json", params=params)
             response.raise_for_status()
             rows = response.json() or []
         result: list[ContainerInfo] = []
@@ -172,22 +238,31 @@ class PodmanBackend:
     def inspect(self, name: str) -> ContainerInfo:
         return _info(self._attrs(name), self.kind)
 
-    def logs(self, name: str, *, tail: int | None = None) -> str:
+    def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
         common.validate_ref(name, what="container")
         with self._errors(container=name):
             container = self._client.containers.get(name)
             kwargs: dict[str, Any] = {"stdout": True, "stderr": True}
             if tail:
                 kwargs["tail"] = tail
+            if since:
+                kwargs["since"] = since
             chunks = container.logs(**kwargs)
             data = b"".join(chunks) if not isinstance(chunks, bytes) else chunks
         return data.decode(errors="replace")
 
-    def follow_logs(self, name: str) -> Iterator[str]:
+    def follow_logs(
+        self, name: str, *, tail: int | None = None, since: int | None = None
+    ) -> Iterator[str]:
         common.validate_ref(name, what="container")
+        kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "stream": True, "follow": True}
+        if tail:
+            kwargs["tail"] = tail
+        if since:
+            kwargs["since"] = since
         with self._errors(container=name):
             container = self._client.containers.get(name)
-            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+            for chunk in container.logs(**kwargs):
                 yield bytes(chunk).decode(errors="replace")
 
     def wait(self, name: str) -> int:
@@ -210,14 +285,96 @@ class PodmanBackend:
             )
             response.raise_for_status(not_found=podman.errors.NotFound)
 
-    def remove(self, name: str, *, force: bool = False) -> None:
+    def remove(self, name: str, *, force: bool = False, volumes: bool = False) -> None:
         attrs = self._attrs(name)
         with self._errors(container=name):
             response = self._api.delete(
-                f"/containers/{attrs['Id']}", params={"force": force, "v": False}
+                f"/containers/{attrs['Id']}",
+                # Podman 4.3's libpod route reads "volumes" and ignores "v" (the documented
+                # name); send both so anonymous volumes go on every version.
+                params={"force": force, "v": volumes, "volumes": volumes},
             )
             response.raise_for_status(not_found=podman.errors.NotFound)
         registry.forget_container(self.kind, self.url, attrs["Id"])
+
+    def start(self, name: str) -> None:
+        attrs = self._attrs(name)
+        state = attrs.get("State") or {}
+        if state.get("Paused"):
+            # Docker refuses this with 409; libpod's answer differs by version.
+            raise Conflict(
+                f"container {name} is paused; unpause it rather than start it",
+                hint=f"ctk unpause {name}",
+            )
+        # A running container answers 304, which is not an error: a no-op, as in docker.
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/start")
+
+    def restart(self, name: str, *, timeout: int | None = None) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/restart", t=timeout if timeout else 10)
+
+    def pause(self, name: str) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/pause")
+
+    def unpause(self, name: str) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/unpause")
+
+    def kill(self, name: str, *, signal: str | int | None = None) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/kill", signal=signal or "KILL")
+
+    def exec(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        attrs = self._attrs(name)
+        if not command:
+            raise InvalidArgument("exec needs a command", hint="e.g. ctk exec web1 ls /")
+        with self._errors(container=name):
+            container = self._client.containers.get(attrs["Id"])
+            exit_code, (stdout, stderr) = container.exec_run(
+                list(command),
+                user=user,
+                workdir=workdir,
+                environment=dict(env) if env else None,
+                demux=True,
+            )
+        return ExecResult(
+            exit_code=int(exit_code if exit_code is not None else -1),
+            stdout=bytes(stdout or b"").decode(errors="replace"),
+            stderr=bytes(stderr or b"").decode(errors="replace"),
+        )
+
+    def top(self, name: str) -> ProcessList:
+        attrs = self._attrs(name)
+        common.require_running(name, attrs, "top")
+        with self._errors(container=name):
+            data = self._api.get(f"/containers/{attrs['Id']}/top")
+            data.raise_for_status(not_found=podman.errors.NotFound)
+        return common.process_list(name, data.json())
+
+    def stats(self, name: str) -> ContainerStats:
+        attrs = self._attrs(name)
+        common.require_running(name, attrs, "stats")
+        with self._errors(container=name):
+            # The Docker-compatible route: the same sample shape as Docker, so one formula.
+            response = self._api.get(
+                f"/containers/{attrs['Id']}/stats", params={"stream": False}, compatible=True
+            )
+            response.raise_for_status(not_found=podman.errors.NotFound)
+        return common.stats_from_sample(response.json(), name=name, container_id=attrs["Id"])
 
     # -- checkpoint / restore -------------------------------------------------------------
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
@@ -344,10 +501,13 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         image=str(attrs.get("ImageName") or config.get("Image") or ""),
         image_id=common.normalize_image_id(str(attrs.get("Image", ""))),
         status=common.status_of(state),
-        running=bool(state.get("Running")),
+        # Podman says Running false while paused; Docker (and ctk) count a paused container
+        # as running: its processes exist, frozen.
+        running=bool(state.get("Running") or state.get("Paused")),
         command=tuple(config.get("Cmd") or ()),
         created=str(attrs.get("Created", "")),
         ports=common.ports_from_inspect(ports),
         labels=dict(config.get("Labels") or {}),
         engine=engine,
+        **common.lifecycle_fields(attrs),
     )

@@ -11,6 +11,19 @@ from toolkit.cli._common import State
 from toolkit.cli.checkpoints import checkpoint, restore
 from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
+from toolkit.cli.lifecycle import (
+    create,
+    exec_,
+    inspect,
+    kill,
+    pause,
+    restart,
+    start,
+    stats,
+    top,
+    unpause,
+    wait,
+)
 from toolkit.errors import CtkError, ExitCode
 
 
@@ -33,6 +46,8 @@ def cli(ctx: click.Context, engine: str | None, json_output: bool, debug: bool) 
 
 
 for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor):
+    cli.add_command(command)
+for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wait, top, stats):
     cli.add_command(command)
 
 
