@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import CheckpointError, CheckpointNotFound, Conflict, InvalidArgument
+from toolkit.errors import (
+    CheckpointError,
+    CheckpointNotFound,
+    Conflict,
+    EngineUnavailable,
+    InvalidArgument,
+)
 from toolkit.models import (
     Checkpoint,
     ContainerSpec,
@@ -392,3 +398,25 @@ def require_paused(name: str, attrs: Mapping[str, Any]) -> None:
     """Conflict unless the container is paused."""
     if not (attrs.get("State") or {}).get("Paused"):
         raise Conflict(f"container {name} is not paused", hint=f"pause it with: ctk pause {name}")
+
+
+_LOCAL_URLS = {
+    "docker": "unix:///var/run/docker.sock",
+    "podman": "unix:///run/podman/podman.sock",
+}
+
+
+def unavailable(kind: str, url: str) -> EngineUnavailable:
+    """EngineUnavailable whose hint fits the address: ctk's own engines, or the user's."""
+    name = kind.capitalize()
+    if url == _LOCAL_URLS.get(kind):
+        return EngineUnavailable(f"{name} does not answer at {url}")
+    if url.startswith("unix://"):
+        start = f"podman system service --time=0 {url}" if kind == "podman" else f"dockerd -H {url}"
+        hint = (
+            f"nothing serves {url[len('unix://') :]}: start {kind} there ({start}), "
+            "or pick another engine (ctk engine ls)"
+        )
+    else:
+        hint = f"check that {kind} is reachable at {url} and the URL is right (ctk engine ls)"
+    return EngineUnavailable(f"{name} does not answer at {url}", hint=hint)

@@ -7,12 +7,14 @@ the SDK's own HTTP client: ``POST/GET/DELETE /containers/{id}/checkpoints`` and
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+import docker.tls
 import docker.types
 import requests
 
@@ -41,6 +43,9 @@ from toolkit.models import (
     RestoreOptions,
 )
 
+if TYPE_CHECKING:
+    from toolkit.config import TLSOptions
+
 DEFAULT_URL = "unix:///var/run/docker.sock"
 
 
@@ -49,15 +54,38 @@ class DockerBackend:
 
     kind = "docker"
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: int = 120) -> None:
+    def __init__(
+        self, url: str = DEFAULT_URL, *, timeout: int = 120, tls: TLSOptions | None = None
+    ) -> None:
         self.url = url
+        extra: dict[str, Any] = {}
+        if url.startswith("ssh://") and shutil.which("ssh"):
+            # The ssh command, like docker's CLI: it honours ~/.ssh/config and the agent.
+            extra["use_ssh_client"] = True
         try:
-            self._client = docker.DockerClient(base_url=url, version="auto", timeout=timeout)
-        except docker.errors.DockerException as exc:
-            raise EngineUnavailable(
-                f"Docker does not answer at {url}",
-                hint="start it with: scripts/engines start (or pass --engine podman)",
+            if tls is not None and tls.enabled:
+                client_cert = (tls.cert, tls.key) if tls.cert and tls.key else None
+                extra["tls"] = docker.tls.TLSConfig(
+                    client_cert=client_cert,
+                    ca_cert=tls.ca_cert,
+                    verify=tls.ca_cert if tls.verify and tls.ca_cert else tls.verify,
+                )
+            self._client = docker.DockerClient(
+                base_url=url, version="auto", timeout=timeout, **extra
+            )
+        except docker.errors.TLSParameterError as exc:
+            raise InvalidArgument(
+                f"bad TLS options for {url}: {str(exc).split('.')[0]}",
+                hint="--tlscacert, --tlscert and --tlskey must name readable PEM files; "
+                "--tlscert and --tlskey go together",
             ) from exc
+        except docker.errors.DockerException as exc:
+            if url == DEFAULT_URL:
+                raise EngineUnavailable(
+                    f"Docker does not answer at {url}",
+                    hint="start it with: scripts/engines start (or pass --engine podman)",
+                ) from exc
+            raise common.unavailable(self.kind, url) from exc
         # Any: the checkpoint routes use the SDK client's private request helpers.
         self._api: Any = self._client.api
 
@@ -81,7 +109,7 @@ class DockerBackend:
                 raise InvalidArgument(_explanation(exc)) from exc
             raise EngineError(_explanation(exc)) from exc
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+            raise common.unavailable(self.kind, self.url) from exc
 
     # -- engine ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -356,7 +384,7 @@ class DockerBackend:
             message = _explanation(exc)
             raise common.criu_error("checkpoint", name, message) from exc
         except requests.exceptions.ConnectionError as exc:
-            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+            raise common.unavailable(self.kind, self.url) from exc
         record = registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
@@ -411,7 +439,7 @@ class DockerBackend:
         except docker.errors.APIError as exc:
             raise common.criu_error("restore", name, _explanation(exc)) from exc
         except requests.exceptions.ConnectionError as exc:
-            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+            raise common.unavailable(self.kind, self.url) from exc
         return self.inspect(attrs["Id"])
 
     def close(self) -> None:

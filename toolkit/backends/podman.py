@@ -24,7 +24,6 @@ from toolkit.errors import (
     Conflict,
     ContainerNotFound,
     EngineError,
-    EngineUnavailable,
     ImageNotFound,
     InvalidArgument,
 )
@@ -82,7 +81,7 @@ class PodmanBackend:
             status = getattr(exc, "status_code", None)
             if status is None:
                 # The SDK wraps a failed connection into an APIError with no status.
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                raise common.unavailable(self.kind, self.url) from exc
             cause = str(exc.args[0]) if exc.args else ""
             if cause in _STATE_CAUSES or status in (304, 409):
                 raise Conflict(_explanation(exc)) from exc
@@ -92,7 +91,7 @@ class PodmanBackend:
                 raise InvalidArgument(_explanation(exc)) from exc
             raise EngineError(_explanation(exc)) from exc
         except (requests.exceptions.ConnectionError, podman.errors.PodmanError) as exc:
-            raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+            raise common.unavailable(self.kind, self.url) from exc
 
     # -- engine ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -400,7 +399,7 @@ class PodmanBackend:
             response.raise_for_status()
         except podman.errors.APIError as exc:
             if getattr(exc, "status_code", None) is None:
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                raise common.unavailable(self.kind, self.url) from exc
             self._ensure_running_after_failure(attrs["Id"])
             raise common.criu_error(
                 "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
@@ -476,7 +475,7 @@ class PodmanBackend:
             response.raise_for_status()
         except podman.errors.APIError as exc:
             if getattr(exc, "status_code", None) is None:
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                raise common.unavailable(self.kind, self.url) from exc
             raise common.criu_error(
                 "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
             ) from exc

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from toolkit.backends.base import Backend
-from toolkit.config import get_backend
+from toolkit.config import TLSOptions, get_backend
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,11 +25,12 @@ class State:
     engine: str | None = None
     json: bool = False
     debug: bool = False
+    tls: TLSOptions | None = None
     _backend: Backend | None = field(default=None, repr=False)
 
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = get_backend(self.engine)
+            self._backend = get_backend(self.engine, tls=self.tls)
         return self._backend
 
 
