@@ -9,6 +9,7 @@ import click
 
 from toolkit.cli._common import State
 from toolkit.cli.checkpoints import checkpoint, restore
+from toolkit.cli.completion import completion
 from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
 from toolkit.cli.engines import engine as engine_group
@@ -63,6 +64,7 @@ for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor):
 for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wait, top, stats):
     cli.add_command(command)
 cli.add_command(engine_group)
+cli.add_command(completion)
 
 
 def main(argv: list[str] | None = None) -> None:
