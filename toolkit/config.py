@@ -352,5 +352,28 @@ def _socket_exists(ref: EngineRef) -> bool:
 
 
 def get_backend(flag: str | None = None, *, tls: TLSOptions | None = None) -> Backend:
-    """The backend selected by precedence."""
-    return connect(resolve_engine(flag, tls=tls))
+    """The backend selected by precedence.
+
+    When the selected engine is Podman at its standard socket, nothing answers there, and the
+    podman command is installed, the backend runs on a temporary ``podman system service``
+    that ``close()`` (or the end of the process) stops. ``CTK_NO_PODMAN_SERVICE=1`` turns
+    this off.
+    """
+    ref = resolve_engine(flag, tls=tls)
+    backend = connect(ref)
+    if ref.kind == "podman" and ref.url == DEFAULT_URLS["podman"]:
+        return _with_temporary_service(backend, ref)
+    return backend
+
+
+def _with_temporary_service(backend: Backend, ref: EngineRef) -> Backend:
+    import shutil
+
+    from toolkit.backends.podman_service import DISABLE_ENV, TemporaryPodmanService
+
+    if os.environ.get(DISABLE_ENV) == "1" or not shutil.which("podman") or backend.ping():
+        return backend
+    from toolkit.backends.podman import PodmanBackend
+
+    backend.close()
+    return PodmanBackend(ref.url, service=TemporaryPodmanService.start())

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import COUNTER_IMAGE, ctk, unavailable
-from toolkit.config import DEFAULT_URLS, connect, parse_engine
+from toolkit.config import DEFAULT_URLS, connect, get_backend, parse_engine
 from toolkit.errors import CtkError, ExitCode
+from toolkit.models import ContainerSpec
 
 pytestmark = pytest.mark.integration
+
+DEFAULT_URLS_REAL = dict(DEFAULT_URLS)["podman"]
 
 
 def _free_loopback_port() -> int:
@@ -123,3 +126,33 @@ def test_stopped_service_is_engine_unavailable(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.ENGINE_UNAVAILABLE
     assert "Traceback" not in result.stderr
     assert f"{tmp_path}/gone.sock" in result.stderr and "Hint:" in result.stderr
+
+
+def test_temporary_podman_service_when_the_socket_is_silent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config_home: Path
+) -> None:
+    if shutil.which("podman") is None:
+        unavailable("podman is not installed")
+    # Stand in for the standard socket, which other tests share and which must stay up.
+    silent = f"unix://{tmp_path}/silent.sock"
+    monkeypatch.setitem(DEFAULT_URLS, "podman", silent)
+    monkeypatch.setenv("CTK_NO_PODMAN_SERVICE", "1")
+    assert not get_backend("podman").ping()
+    monkeypatch.delenv("CTK_NO_PODMAN_SERVICE")
+
+    backend = get_backend("podman")
+    service = backend._service  # type: ignore[attr-defined]
+    assert service is not None and service.process.poll() is None
+    assert backend.url == silent  # the engine keeps its name; only the transport differs
+    name = f"ctk-test-tmpsvc-{int(time.time() * 1000) % 10**8}"
+    try:
+        backend.run(ContainerSpec(image=COUNTER_IMAGE, name=name, labels={"ctk.test": "1"}))
+        assert name in {c.name for c in backend.containers()}
+        backend.close()
+        assert service.process.poll() is not None  # stopped with the backend
+        assert not service.directory.exists()
+        # the container outlives the service: conmon, not the service, keeps it
+        assert connect(parse_engine("podman+" + DEFAULT_URLS_REAL)).inspect(name).running
+    finally:
+        backend.close()
+        _remove("podman+" + DEFAULT_URLS_REAL, name)

@@ -19,6 +19,7 @@ import requests
 
 from toolkit import registry
 from toolkit.backends import common
+from toolkit.backends.podman_service import TemporaryPodmanService
 from toolkit.errors import (
     CheckpointNotFound,
     Conflict,
@@ -59,9 +60,21 @@ class PodmanBackend:
 
     kind = "podman"
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: int = 120) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        timeout: int = 120,
+        service: TemporaryPodmanService | None = None,
+    ) -> None:
+        # With a temporary service, ``url`` stays the engine's identity (ctk's checkpoint
+        # records are keyed by it) while requests go to the service's private socket.
         self.url = url
-        self._client: Any = podman.PodmanClient(base_url=url, version=API_VERSION, timeout=timeout)
+        self._service = service
+        base_url = service.url if service is not None else url
+        self._client: Any = podman.PodmanClient(
+            base_url=base_url, version=API_VERSION, timeout=timeout
+        )
         # Any: the checkpoint routes use the SDK client's private request helpers.
         self._api: Any = self._client.api
 
@@ -483,6 +496,8 @@ class PodmanBackend:
 
     def close(self) -> None:
         self._client.close()
+        if self._service is not None:
+            self._service.stop()
 
 
 def _explanation(exc: podman.errors.APIError) -> str:
