@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from toolkit.backends.common import FILTER_KEYS, parse_memory, parse_since
+from toolkit.backends.common import FILTER_KEYS, parse_memory, parse_since, restart_policy
 from toolkit.cli._common import json_option, print_json, print_table, state, wants_json
 from toolkit.errors import CtkError, InvalidArgument
 from toolkit.models import ContainerInfo, ContainerSpec, Mount, PortMapping, Ulimit
@@ -107,6 +107,7 @@ def spec_options(func: F) -> F:
 def build_spec(image: str, command: tuple[str, ...], options: dict[str, Any]) -> ContainerSpec:
     """A ContainerSpec from the values of :func:`spec_options`."""
     memory = options.get("memory")
+    restart_policy(options.get("restart"))  # validated here: bad input never reaches an engine
     return ContainerSpec(
         image=image,
         command=command,
@@ -210,8 +211,8 @@ def ps(all_: bool, quiet: bool, filters: tuple[str, ...]) -> None:
 @json_option
 def logs(tail: int | None, follow: bool, since: str | None, name: str) -> None:
     """Print a container's output."""
-    backend = state().backend()
     since_time = parse_since(since) if since else None
+    backend = state().backend()
     if follow and not wants_json():
         for chunk in backend.follow_logs(name, tail=tail, since=since_time):
             click.echo(chunk, nl=False)

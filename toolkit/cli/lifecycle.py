@@ -22,7 +22,8 @@ from toolkit.models import ContainerStats
 @json_option
 def create(image: str, command: tuple[str, ...], **options: Any) -> None:
     """Create a container from IMAGE without starting it; prints its ID."""
-    info = state().backend().create(build_spec(image, command, options))
+    spec = build_spec(image, command, options)  # bad input fails before the engine is asked
+    info = state().backend().create(spec)
     if wants_json():
         print_json(info.to_dict())
     else:
