@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -405,3 +407,14 @@ def test_inspect_same_keys_and_values_on_both_engines(
         assert [(m["type"], m["target"]) for m in info["mounts"]] == [("volume", "/data")]
         assert len(info["networks"]) == 1 and info["networks"][0]["ip_address"]
         assert info["started_at"].endswith("Z") and info["created"]
+
+
+def test_shell_completion_of_container_names(engine: Backend, containers: Containers) -> None:
+    info = containers.run(COUNTER_IMAGE)
+    words = f"ctk --engine {engine.kind} pause {info.name[:-3]}"
+    env = dict(os.environ, _CTK_COMPLETE="bash_complete", COMP_WORDS=words, COMP_CWORD="4")
+    proc = subprocess.run(
+        [sys.executable, "-m", "toolkit"], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.strip().splitlines() == [f"plain,{info.name}"]

@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 import click
 
 from toolkit.backends.common import FILTER_KEYS, parse_memory, parse_since, restart_policy
-from toolkit.cli._common import json_option, print_json, print_table, state, wants_json
+from toolkit.cli._common import (
+    complete_containers,
+    json_option,
+    print_json,
+    print_table,
+    state,
+    wants_json,
+)
 from toolkit.errors import CtkError, InvalidArgument
 from toolkit.models import ContainerInfo, ContainerSpec, Mount, PortMapping, Ulimit
 
@@ -207,7 +214,7 @@ def ps(all_: bool, quiet: bool, filters: tuple[str, ...]) -> None:
 @click.option("-n", "--tail", type=int, help="Only the last N lines.")
 @click.option("-f", "--follow", is_flag=True, help="Follow the output.")
 @click.option("--since", help="Only output since a UNIX time, an RFC 3339 time or 10m ago.")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_containers)
 @json_option
 def logs(tail: int | None, follow: bool, since: str | None, name: str) -> None:
     """Print a container's output."""
@@ -250,7 +257,7 @@ def _each(names: tuple[str, ...], action: str, func: object) -> None:
 
 @click.command()
 @click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing it.")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def stop(timeout: int | None, names: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
@@ -261,7 +268,7 @@ def stop(timeout: int | None, names: tuple[str, ...]) -> None:
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
 @click.option("-v", "--volumes", is_flag=True, help="Remove its anonymous volumes too.")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def rm(force: bool, volumes: bool, names: tuple[str, ...]) -> None:
     """Remove one or more containers."""

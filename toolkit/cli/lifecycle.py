@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from toolkit.cli._common import json_option, print_json, print_table, state, wants_json
+from toolkit.cli._common import (
+    complete_containers,
+    json_option,
+    print_json,
+    print_table,
+    state,
+    wants_json,
+)
 from toolkit.cli.containers import _each, _parse_env, build_spec, spec_options
 from toolkit.errors import CtkError
 from toolkit.models import ContainerStats
@@ -31,7 +38,7 @@ def create(image: str, command: tuple[str, ...], **options: Any) -> None:
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def start(names: tuple[str, ...]) -> None:
     """Start one or more containers (a running one is left as it is, as docker does)."""
@@ -41,7 +48,7 @@ def start(names: tuple[str, ...]) -> None:
 
 @click.command()
 @click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing it.")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def restart(timeout: int | None, names: tuple[str, ...]) -> None:
     """Restart one or more containers."""
@@ -50,7 +57,7 @@ def restart(timeout: int | None, names: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def pause(names: tuple[str, ...]) -> None:
     """Freeze all processes of one or more containers (state stays in memory)."""
@@ -59,7 +66,7 @@ def pause(names: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def unpause(names: tuple[str, ...]) -> None:
     """Thaw one or more paused containers."""
@@ -69,7 +76,7 @@ def unpause(names: tuple[str, ...]) -> None:
 
 @click.command()
 @click.option("-s", "--signal", "signal", help="Signal to send (default KILL), e.g. TERM or 15.")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def kill(signal: str | None, names: tuple[str, ...]) -> None:
     """Send a signal to one or more running containers."""
@@ -82,7 +89,7 @@ def kill(signal: str | None, names: tuple[str, ...]) -> None:
 @click.option("-u", "--user", help="User to run the command as.")
 @click.option("-w", "--workdir", help="Working directory for the command.")
 @click.option("-e", "--env", multiple=True, help="Set an environment variable KEY=VALUE.")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_containers)
 @click.argument("command", nargs=-1, required=True)
 @json_option
 def exec_(
@@ -107,7 +114,7 @@ def exec_(
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def inspect(names: tuple[str, ...]) -> None:
     """Details of one or more containers, as a JSON array (like docker inspect)."""
@@ -127,7 +134,7 @@ def inspect(names: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def wait(names: tuple[str, ...]) -> None:
     """Block until one or more containers stop; print their exit codes."""
@@ -141,7 +148,7 @@ def wait(names: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_containers)
 @json_option
 def top(name: str) -> None:
     """The processes running in a container."""
@@ -180,7 +187,7 @@ def _print_stats(samples: list[ContainerStats]) -> None:
 
 @click.command()
 @click.option("--no-stream", is_flag=True, help="Print one sample and exit.")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete_containers)
 @json_option
 def stats(no_stream: bool, names: tuple[str, ...]) -> None:
     """CPU and memory use of containers (all running ones when none are named)."""
