@@ -154,3 +154,14 @@ def test_bad_tls_files_are_usage_errors() -> None:
     result = ctk("--tlsverify", "--tlscacert", "/nonexistent/ca.pem", "ps",
                  engine="docker+tcp://127.0.0.1:1")  # fmt: skip
     assert result.returncode == ExitCode.USAGE and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["docker+ssh://nobody@127.0.0.1:1", "podman+ssh://nobody@127.0.0.1:1/run/podman/podman.sock"],
+)
+def test_ssh_engine_that_refuses(url: str, tmp_path: Path) -> None:
+    # Port 1 on loopback refuses at once: ssh fails, ctk says so in one line (exit 3).
+    result = ctk("ps", engine=url, timeout=60)
+    assert result.returncode == ExitCode.ENGINE_UNAVAILABLE
+    assert "Traceback" not in result.stderr and "Hint:" in result.stderr

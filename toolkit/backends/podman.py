@@ -19,7 +19,7 @@ import requests
 
 from toolkit import registry
 from toolkit.backends import common
-from toolkit.backends.podman_service import TemporaryPodmanService
+from toolkit.backends.podman_service import SSHTunnel, TemporaryPodmanService
 from toolkit.errors import (
     CheckpointNotFound,
     Conflict,
@@ -65,11 +65,13 @@ class PodmanBackend:
         url: str = DEFAULT_URL,
         *,
         timeout: int = 120,
-        service: TemporaryPodmanService | None = None,
+        service: TemporaryPodmanService | SSHTunnel | None = None,
     ) -> None:
-        # With a temporary service, ``url`` stays the engine's identity (ctk's checkpoint
-        # records are keyed by it) while requests go to the service's private socket.
+        # With a temporary service or an ssh tunnel, ``url`` stays the engine's identity
+        # (ctk's checkpoint records are keyed by it) while requests go to a private socket.
         self.url = url
+        if service is None and url.startswith("ssh://"):
+            service = SSHTunnel.open(url)
         self._service = service
         base_url = service.url if service is not None else url
         self._client: Any = podman.PodmanClient(

@@ -1,4 +1,5 @@
-"""A temporary ``podman system service`` for one ctk call, when Podman's socket is silent.
+"""Local sockets for Podman: a temporary ``podman system service`` when Podman's socket is
+silent, and an ssh tunnel to a remote Podman.
 
 Podman needs no daemon: its REST service is an ordinary process. Where nothing serves the
 standard socket (no systemd socket activation, service not started) but the ``podman`` binary
@@ -102,3 +103,80 @@ class TemporaryPodmanService:
         with contextlib.suppress(OSError):
             shutil.rmtree(self.directory)
         atexit.unregister(self.stop)
+
+
+class SSHTunnel:
+    """``ssh -N -L`` from a private local socket to a remote Podman socket.
+
+    ctk opens the tunnel itself rather than through the SDK's adapter, which turns off host
+    key checking and waits five minutes for an ssh that has already failed.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], directory: Path) -> None:
+        self.process = process
+        self.directory = directory
+        self.socket_path = directory / "podman.sock"
+        self.url = f"unix://{self.socket_path}"
+
+    @classmethod
+    def open(cls, url: str, *, timeout: float = 30.0) -> SSHTunnel:
+        """Open a tunnel for ``ssh://user@host[:port]/path.sock``.
+
+        Raises:
+            EngineUnavailable: no ssh command, or ssh failed or did not forward in time.
+        """
+        from urllib.parse import urlparse
+
+        ssh = shutil.which("ssh")
+        if not ssh:
+            raise EngineUnavailable(
+                f"cannot reach {url}: the ssh command is not installed",
+                hint="install openssh-client",
+            )
+        parsed = urlparse(url)
+        remote = parsed.path or "/run/podman/podman.sock"
+        target = f"{parsed.username}@{parsed.hostname}" if parsed.username else parsed.hostname
+        directory = Path(tempfile.mkdtemp(prefix="ctk-ssh-"))
+        command = [ssh, "-N", "-o", "ExitOnForwardFailure=yes", "-o", "ConnectTimeout=10"]
+        port_flag = f"-p {parsed.port} " if parsed.port else ""
+        if parsed.port:
+            command += ["-p", str(parsed.port)]
+        command += ["-L", f"{directory}/podman.sock:{remote}", str(target)]
+        log = (directory / "ssh.log").open("wb")
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        tunnel = cls(process, directory)
+        atexit.register(tunnel.stop)
+        deadline = time.monotonic() + timeout
+        while not tunnel.socket_path.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                reason = _last_line(directory / "ssh.log")
+                tunnel.stop()
+                raise EngineUnavailable(
+                    f"Podman does not answer at {url}: {reason}",
+                    hint=f"check that `ssh {port_flag}{target}` logs in and that a podman "
+                    f"service listens on {remote} there",
+                )
+            time.sleep(0.1)
+        return tunnel
+
+    def stop(self) -> None:
+        """Close the tunnel (by the ssh PID) and remove its directory; idempotent."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.directory)
+        atexit.unregister(self.stop)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no output"
+    return lines[-1] if lines else "no output"
