@@ -418,3 +418,27 @@ def test_shell_completion_of_container_names(engine: Backend, containers: Contai
     )
     assert proc.returncode == 0
     assert proc.stdout.strip().splitlines() == [f"plain,{info.name}"]
+
+
+def test_verbs_on_a_paused_container(engine: Backend, containers: Containers) -> None:
+    info = containers.run(COUNTER_IMAGE)
+    name = info.name
+    # docker stops, restarts and kills a paused container; ctk does so on Podman too
+    for verb, args, running in (
+        ("stop", ("-t", "1"), False),
+        ("restart", ("-t", "1"), True),
+        ("kill", (), False),
+    ):
+        if not engine.inspect(name).running:
+            engine.start(name)
+        engine.pause(name)
+        result = ctk(verb, *args, name, engine=engine.kind)
+        assert result.returncode == 0, (verb, result.stderr)
+        after = engine.inspect(name)
+        assert after.running is running and not after.paused, verb
+    engine.start(name)
+    engine.pause(name)
+    assert engine.stats(name).memory_usage > 0
+    with pytest.raises(Conflict):
+        engine.exec(name, ["true"])
+    assert ctk("rm", "-f", name, engine=engine.kind).returncode == 0

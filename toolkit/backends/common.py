@@ -378,7 +378,8 @@ def stats_from_sample(sample: Mapping[str, Any], *, name: str, container_id: str
 
 def require_running(name: str, attrs: Mapping[str, Any], action: str) -> None:
     """Conflict unless the container is running (paused counts as running, as in docker)."""
-    if not (attrs.get("State") or {}).get("Running"):
+    state = attrs.get("State") or {}
+    if not (state.get("Running") or state.get("Paused")):
         raise Conflict(
             f"container {name} is not running; {action} needs a running container",
             hint=f"start it first: ctk start {name}",

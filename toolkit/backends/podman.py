@@ -290,8 +290,16 @@ class PodmanBackend:
             response.raise_for_status(not_found=podman.errors.NotFound)
         return int(response.json())
 
+    def _thaw(self, attrs: dict[str, Any], name: str) -> None:
+        # Docker stops and restarts a paused container; libpod refuses ("container state
+        # improper"). Thawing it first gives ctk docker's behaviour on both engines.
+        if (attrs.get("State") or {}).get("Paused"):
+            with self._errors(container=name):
+                self._post(f"/containers/{attrs['Id']}/unpause")
+
     def stop(self, name: str, *, timeout: int | None = None) -> None:
         attrs = self._attrs(name)
+        self._thaw(attrs, name)
         with self._errors(container=name):
             response = self._api.post(
                 f"/containers/{attrs['Id']}/stop",
@@ -326,6 +334,7 @@ class PodmanBackend:
 
     def restart(self, name: str, *, timeout: int | None = None) -> None:
         attrs = self._attrs(name)
+        self._thaw(attrs, name)
         with self._errors(container=name):
             self._post(f"/containers/{attrs['Id']}/restart", t=timeout if timeout else 10)
 
@@ -374,8 +383,14 @@ class PodmanBackend:
     def top(self, name: str) -> ProcessList:
         attrs = self._attrs(name)
         common.require_running(name, attrs, "top")
+        if (attrs.get("State") or {}).get("Paused"):
+            # libpod answers 200 with an empty body for a paused container.
+            raise Conflict(
+                f"Podman cannot list the processes of paused container {name}",
+                hint=f"unpause it first: ctk unpause {name}",
+            )
         with self._errors(container=name):
-            data = self._api.get(f"/containers/{attrs['Id']}/top")
+            data = self._api.get(f"/containers/{attrs['Id']}/top", params={"stream": False})
             data.raise_for_status(not_found=podman.errors.NotFound)
         return common.process_list(name, data.json())
 
