@@ -222,6 +222,8 @@ class ContainerInfo(_Model):
     cpus: float = 0.0
     """CPU limit in CPUs; 0 for none."""
     auto_remove: bool = False
+    checkpoints: tuple[str, ...] = ()
+    """Checkpoints ctk made of this container that it still records, oldest first."""
 
     @property
     def short_id(self) -> str:

@@ -31,7 +31,7 @@ from tests.conftest import (
 from toolkit.backends.base import Backend
 from toolkit.config import DEFAULT_URLS, EngineRef, connect
 from toolkit.errors import Conflict, ContainerNotFound, ExitCode
-from toolkit.models import ContainerSpec, Mount, PortMapping, Ulimit
+from toolkit.models import CheckpointOptions, ContainerSpec, Mount, PortMapping, Ulimit
 
 pytestmark = pytest.mark.integration
 
@@ -442,3 +442,14 @@ def test_verbs_on_a_paused_container(engine: Backend, containers: Containers) ->
     with pytest.raises(Conflict):
         engine.exec(name, ["true"])
     assert ctk("rm", "-f", name, engine=engine.kind).returncode == 0
+
+
+@pytest.mark.criu
+def test_inspect_lists_ctk_checkpoints(engine: Backend, containers: Containers, criu: None) -> None:
+    info = containers.run(COUNTER_IMAGE)
+    assert info.checkpoints == ()
+    wait_count_at_least(engine, info.name, 1)
+    made = engine.checkpoint(info.name, CheckpointOptions(leave_running=True))
+    assert engine.inspect(info.name).checkpoints[-1] == made.name
+    data = json.loads(ctk("inspect", info.name, engine=engine.kind, check=True).stdout)[0]
+    assert data["checkpoints"][-1] == made.name

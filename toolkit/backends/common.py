@@ -6,6 +6,7 @@ keys and values for the same container.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from toolkit.errors import (
 )
 from toolkit.models import (
     Checkpoint,
+    ContainerInfo,
     ContainerSpec,
     ContainerStats,
     Mount,
@@ -421,3 +423,14 @@ def unavailable(kind: str, url: str) -> EngineUnavailable:
     else:
         hint = f"check that {kind} is reachable at {url} and the URL is right (ctk engine ls)"
     return EngineUnavailable(f"{name} does not answer at {url}", hint=hint)
+
+
+def with_checkpoints(info: ContainerInfo, url: str) -> ContainerInfo:
+    """``info`` with the names of the checkpoints ctk recorded for it, oldest first."""
+    from toolkit import registry
+
+    recorded = registry.names(info.engine, url, info.id)
+    if not recorded:
+        return info
+    ordered = registry.ordered(info.engine, url, info.id, recorded, container=info.name)
+    return dataclasses.replace(info, checkpoints=tuple(c.name for c in ordered))

@@ -219,7 +219,7 @@ class DockerBackend:
         return attrs
 
     def inspect(self, name: str) -> ContainerInfo:
-        return _info(self._attrs(name), self.kind)
+        return common.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
 
     def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
         common.validate_ref(name, what="container")

@@ -250,7 +250,7 @@ class PodmanBackend:
         return attrs
 
     def inspect(self, name: str) -> ContainerInfo:
-        return _info(self._attrs(name), self.kind)
+        return common.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
 
     def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
         common.validate_ref(name, what="container")
