@@ -7,6 +7,8 @@ the SDK's own HTTP client: ``POST/GET/DELETE /containers/{id}/checkpoints`` and
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -70,9 +72,15 @@ class DockerBackend:
                     ca_cert=tls.ca_cert,
                     verify=tls.ca_cert if tls.verify and tls.ca_cert else tls.verify,
                 )
-            self._client = docker.DockerClient(
-                base_url=url, version="auto", timeout=timeout, **extra
-            )
+            own_ca = tls is not None and bool(tls.ca_cert)
+            with _ca_bundle_env_hidden() if own_ca else contextlib.nullcontext():
+                self._client = docker.DockerClient(
+                    base_url=url, version="auto", timeout=timeout, **extra
+                )
+            if own_ca:
+                # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's CA, so
+                # the engine's own CA would never be used where those are set.
+                self._client.api.trust_env = False
         except docker.errors.TLSParameterError as exc:
             raise InvalidArgument(
                 f"bad TLS options for {url}: {str(exc).split('.')[0]}",
@@ -444,6 +452,18 @@ class DockerBackend:
 
     def close(self) -> None:
         self._client.close()
+
+
+@contextmanager
+def _ca_bundle_env_hidden() -> Iterator[None]:
+    """Hide the CA bundle variables while the client fetches the API version on creation."""
+    saved = {
+        k: os.environ.pop(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if k in os.environ
+    }
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
