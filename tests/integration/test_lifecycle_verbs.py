@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -31,7 +32,16 @@ from tests.conftest import (
 from toolkit.backends.base import Backend
 from toolkit.config import DEFAULT_URLS, EngineRef, connect
 from toolkit.errors import Conflict, ContainerNotFound, ExitCode
-from toolkit.models import CheckpointOptions, ContainerSpec, Mount, PortMapping, Ulimit
+from toolkit.models import (
+    CheckpointOptions,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStats,
+    Mount,
+    PortMapping,
+    ProcessList,
+    Ulimit,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +56,10 @@ def _json(*args: str, engine: Backend) -> object:
     result = ctk(args[0], "--json", *args[1:], engine=engine.kind)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def _keys(model: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(model)}
 
 
 def _http_count(port: int, *, timeout: float = 3) -> int:
@@ -335,6 +349,7 @@ def test_json_for_every_command(engine: Backend, containers: Containers) -> None
     name = containers.name("json")
     created = _json("create", "--name", name, "-l", "ctk.test=1", COUNTER_IMAGE, engine=engine)
     assert isinstance(created, dict) and created["name"] == name and created["status"] == "created"
+    assert set(created) == _keys(ContainerInfo)
     assert _json("start", name, engine=engine) == {"started": [name], "errors": []}
     wait_count_at_least(engine, name, 1)
     assert _json("pause", name, engine=engine) == {"paused": [name], "errors": []}
@@ -345,10 +360,13 @@ def test_json_for_every_command(engine: Backend, containers: Containers) -> None
     assert inspected[0].keys() == engine.inspect(name).to_dict().keys()
     rows = _json("ps", "--filter", f"name={name}", engine=engine)
     assert isinstance(rows, list) and rows[0]["name"] == name
+    assert set(rows[0]) == _keys(ContainerInfo)
     top = _json("top", name, engine=engine)
     assert isinstance(top, dict) and top["titles"] and top["processes"]
+    assert set(top) == _keys(ProcessList)
     stats = _json("stats", "--no-stream", name, engine=engine)
     assert isinstance(stats, list) and stats[0]["name"] == name and stats[0]["memory_usage"] > 0
+    assert set(stats[0]) == _keys(ContainerStats)
     wait_count_at_least(engine, name, 1)
     logs = _json("logs", name, engine=engine)
     assert isinstance(logs, dict) and logs["lines"][0] == "count=1"
