@@ -193,12 +193,17 @@ def stats(no_stream: bool, names: tuple[str, ...]) -> None:
     """CPU and memory use of containers (all running ones when none are named)."""
     backend = state().backend()
     targets = list(names) or [c.name for c in backend.containers()]
+    # Streaming redraws in place on a terminal; piped, each sample follows the last. --json
+    # prints one sample: a stream of JSON documents is not JSON.
+    redraw = sys.stdout.isatty()
     while True:
         samples = [backend.stats(name) for name in targets]
         if wants_json():
             print_json([s.to_dict() for s in samples])
-        else:
-            _print_stats(samples)
-        if no_stream or wants_json():
+            return
+        if redraw and not no_stream:
+            click.clear()
+        _print_stats(samples)
+        if no_stream:
             return
         time.sleep(1)
