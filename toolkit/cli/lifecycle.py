@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from toolkit.backends.base import Backend
 from toolkit.cli._common import (
     complete_containers,
     json_option,
@@ -18,7 +19,7 @@ from toolkit.cli._common import (
     wants_json,
 )
 from toolkit.cli.containers import _each, _parse_env, build_spec, spec_options
-from toolkit.errors import CtkError
+from toolkit.errors import Conflict, ContainerNotFound, CtkError
 from toolkit.models import ContainerStats
 
 
@@ -185,6 +186,15 @@ def _print_stats(samples: list[ContainerStats]) -> None:
     )
 
 
+def _sample(backend: Backend, name: str, *, named: bool) -> ContainerStats | None:
+    try:
+        return backend.stats(name)
+    except (Conflict, ContainerNotFound):
+        if named:
+            raise
+        return None  # stopped or removed since the list was taken
+
+
 @click.command()
 @click.option("--no-stream", is_flag=True, help="Print one sample and exit.")
 @click.argument("names", nargs=-1, shell_complete=complete_containers)
@@ -197,7 +207,7 @@ def stats(no_stream: bool, names: tuple[str, ...]) -> None:
     # prints one sample: a stream of JSON documents is not JSON.
     redraw = sys.stdout.isatty()
     while True:
-        samples = [backend.stats(name) for name in targets]
+        samples = [s for s in (_sample(backend, n, named=bool(names)) for n in targets) if s]
         if wants_json():
             print_json([s.to_dict() for s in samples])
             return
