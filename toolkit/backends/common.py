@@ -7,6 +7,7 @@ keys and values for the same container.
 from __future__ import annotations
 
 import dataclasses
+import platform
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -19,12 +20,15 @@ from toolkit.errors import (
     Conflict,
     EngineUnavailable,
     InvalidArgument,
+    Unsupported,
 )
 from toolkit.models import (
+    ArchiveManifest,
     Checkpoint,
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
+    EngineInfo,
     Mount,
     NetworkAttachment,
     PortMapping,
@@ -267,10 +271,11 @@ def timestamp(text: str | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def env_dict(items: Sequence[str] | None) -> dict[str, str]:
-    """``["K=V", ...]`` as a dict."""
+def _env_dict(env: Any) -> dict[str, str]:
+    if isinstance(env, dict):
+        return {str(k): str(v) for k, v in env.items()}
     result: dict[str, str] = {}
-    for item in items or ():
+    for item in env or ():
         key, _, value = str(item).partition("=")
         result[key] = value
     return result
@@ -320,7 +325,7 @@ def lifecycle_fields(attrs: Mapping[str, Any]) -> dict[str, Any]:
     host = attrs.get("HostConfig") or {}
     network = attrs.get("NetworkSettings") or {}
     return {
-        "env": env_dict(config.get("Env")),
+        "env": _env_dict(config.get("Env")),
         # Docker leaves it empty for "/", Podman says "/".
         "working_dir": str(config.get("WorkingDir") or "/"),
         "user": str(config.get("User") or ""),
@@ -434,3 +439,94 @@ def with_checkpoints(info: ContainerInfo, url: str) -> ContainerInfo:
         return info
     ordered = registry.ordered(info.engine, url, info.id, recorded, container=info.name)
     return dataclasses.replace(info, checkpoints=tuple(c.name for c in ordered))
+
+
+def spec_from_inspect(attrs: Mapping[str, Any], *, image: str) -> ContainerSpec:
+    """The engine-neutral :class:`ContainerSpec` of an inspected container (either engine).
+
+    What an archive records so that the container can be made again elsewhere.
+    """
+    config = attrs.get("Config") or {}
+    host = attrs.get("HostConfig") or {}
+    ports: list[PortMapping] = []
+    for key, bindings in sorted((host.get("PortBindings") or {}).items()):
+        port, _, proto = key.partition("/")
+        for binding in bindings or ():
+            ports.append(
+                PortMapping(
+                    container_port=int(port),
+                    host_port=int(binding.get("HostPort") or 0),
+                    host_ip=str(binding.get("HostIp") or ""),
+                    protocol=proto or "tcp",
+                )
+            )
+    network = str(host.get("NetworkMode") or "")
+    name = str(attrs.get("Name", "")).lstrip("/")
+    return ContainerSpec(
+        image=image,
+        command=tuple(config.get("Cmd") or ()),
+        name=name or None,
+        env=_env_dict(config.get("Env")),
+        ports=tuple(ports),
+        labels=dict(config.get("Labels") or {}),
+        # the engines' default networks are recreated by default: do not name them
+        network=None if network in ("", "default", "bridge") else network,
+        working_dir=str(config.get("WorkingDir") or "") or None,
+        user=str(config.get("User") or "") or None,
+    )
+
+
+def require_archive_engine(manifest: ArchiveManifest, kind: str, path: str) -> None:
+    """Refuse an archive made by the other engine: its payload is in that engine's format."""
+    if manifest.engine != kind:
+        raise Unsupported(
+            f"archive {path} holds a {manifest.engine or 'unknown'} checkpoint; "
+            f"{kind} cannot restore it",
+            hint=f"import it with: ctk --engine {manifest.engine} restore --import {path}",
+        )
+
+
+def image_missing_hint(image: str, image_id: str, kind: str) -> str:
+    return (
+        f"{kind} needs the exact image the checkpoint was taken from ({image}, {image_id}): "
+        f"copy it with: docker save {image} | {kind} load"
+    )
+
+
+def publish_arg(port: PortMapping) -> str:
+    """A port mapping as ``-p``/libpod's publishPorts spell it: ``[ip:]host:ctr/proto``."""
+    target = f"{port.container_port}/{port.protocol}"
+    if port.host_port:
+        host = f"{port.host_ip}:" if port.host_ip else ""
+        return f"{host}{port.host_port}:{target}"
+    # no host port: the engine picks a free one
+    return f"{port.host_ip}::{target}" if port.host_ip else target
+
+
+def archive_manifest(
+    *,
+    engine: EngineInfo,
+    attrs: Mapping[str, Any],
+    info: ContainerInfo,
+    checkpoint: str,
+    engine_data: Mapping[str, Any],
+) -> ArchiveManifest:
+    """The manifest of an archive being written (members are filled in by the writer)."""
+    from toolkit.criu.probe import probe_criu
+
+    spec = spec_from_inspect(attrs, image=info.image)
+    return ArchiveManifest(
+        format_version=1,
+        engine=engine.kind,
+        engine_version=engine.version,
+        criu_version=probe_criu(run_check=False).version_text,
+        container_id=info.id,
+        container_name=info.name,
+        image=info.image,
+        image_id=info.image_id,
+        checkpoint=checkpoint,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        spec=spec.to_dict(),
+        engine_data=dict(engine_data),
+        kernel=platform.release(),
+    )
