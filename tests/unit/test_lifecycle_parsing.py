@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ctk
 from toolkit.backends import common
-from toolkit.errors import ExitCode, InvalidArgument
+from toolkit.errors import Conflict, ContainerNotFound, EngineError, ExitCode, InvalidArgument
 from toolkit.models import Mount, Ulimit
 
 NOWHERE = "docker+unix:///nonexistent/docker.sock"
@@ -126,3 +126,24 @@ def test_every_verb_has_help() -> None:
                  "wait", "top", "stats", "engine", "completion"):  # fmt: skip
         result = ctk(verb, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout, verb
+
+
+@pytest.mark.parametrize(
+    ("cause", "status", "expected"),
+    [
+        ("container state improper", 500, Conflict),
+        ("no such container", 500, ContainerNotFound),  # removed while being inspected
+        ("something else", 500, EngineError),
+    ],
+)
+def test_podman_causes_map_to_errors(cause: str, status: int, expected: type) -> None:
+    import podman.errors
+    import requests
+
+    from toolkit.backends.podman import PodmanBackend
+
+    response = requests.Response()
+    response.status_code = status
+    backend = PodmanBackend("unix:///nonexistent/podman.sock")  # nothing is contacted
+    with pytest.raises(expected), backend._errors(container="web1"):
+        raise podman.errors.APIError(cause, response=response, explanation=f"x: {cause}")

@@ -62,6 +62,8 @@ CHECKPOINT_RUNTIME = "runc"
 # sentinel error (define.ErrCtrStateInvalid, storage.ErrImageUnknown), stable across versions.
 _STATE_CAUSES = frozenset({"container state improper", "container already exists"})
 _IMAGE_CAUSES = frozenset({"image not known"})
+# define.ErrNoSuchCtr: a container removed while libpod was inspecting it comes back as 500.
+_MISSING_CAUSES = frozenset({"no such container"})
 
 # The libpod API version ctk speaks: Podman 4.3 (Debian 12) and 5.x (Debian 13) both serve it.
 API_VERSION = "4.0.0"
@@ -115,6 +117,8 @@ class PodmanBackend:
             cause = str(exc.args[0]) if exc.args else ""
             if cause in _STATE_CAUSES or status in (304, 409):
                 raise Conflict(_explanation(exc)) from exc
+            if cause in _MISSING_CAUSES and container is not None:
+                raise ContainerNotFound(f"no such container: {container}") from exc
             if cause in _IMAGE_CAUSES:
                 raise ImageNotFound(f"no such image: {image}") from exc
             if status == 400:
