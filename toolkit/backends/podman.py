@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import podman
+import podman.api
 import podman.errors
 import requests
 
 from toolkit import archive, registry
 from toolkit.backends import common
+from toolkit.backends.podman_service import SSHTunnel, TemporaryPodmanService
 from toolkit.errors import (
     CheckpointNotFound,
     Conflict,
@@ -40,9 +43,12 @@ from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     EngineInfo,
+    ExecResult,
     ExportOptions,
     ImportOptions,
+    ProcessList,
     RestoreOptions,
 )
 
@@ -56,6 +62,8 @@ CHECKPOINT_RUNTIME = "runc"
 # sentinel error (define.ErrCtrStateInvalid, storage.ErrImageUnknown), stable across versions.
 _STATE_CAUSES = frozenset({"container state improper", "container already exists"})
 _IMAGE_CAUSES = frozenset({"image not known"})
+# define.ErrNoSuchCtr: a container removed while libpod was inspecting it comes back as 500.
+_MISSING_CAUSES = frozenset({"no such container"})
 
 # The libpod API version ctk speaks: Podman 4.3 (Debian 12) and 5.x (Debian 13) both serve it.
 API_VERSION = "4.0.0"
@@ -69,9 +77,23 @@ class PodmanBackend:
 
     kind = "podman"
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: int = 120) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        timeout: int = 120,
+        service: TemporaryPodmanService | SSHTunnel | None = None,
+    ) -> None:
+        # With a temporary service or an ssh tunnel, ``url`` stays the engine's identity
+        # (ctk's checkpoint records are keyed by it) while requests go to a private socket.
         self.url = url
-        self._client: Any = podman.PodmanClient(base_url=url, version=API_VERSION, timeout=timeout)
+        if service is None and url.startswith("ssh://"):
+            service = SSHTunnel.open(url)
+        self._service = service
+        base_url = service.url if service is not None else url
+        self._client: Any = podman.PodmanClient(
+            base_url=base_url, version=API_VERSION, timeout=timeout
+        )
         # Any: the checkpoint routes use the SDK client's private request helpers.
         self._api: Any = self._client.api
 
@@ -91,17 +113,19 @@ class PodmanBackend:
             status = getattr(exc, "status_code", None)
             if status is None:
                 # The SDK wraps a failed connection into an APIError with no status.
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                raise common.unavailable(self.kind, self.url) from exc
             cause = str(exc.args[0]) if exc.args else ""
             if cause in _STATE_CAUSES or status in (304, 409):
                 raise Conflict(_explanation(exc)) from exc
+            if cause in _MISSING_CAUSES and container is not None:
+                raise ContainerNotFound(f"no such container: {container}") from exc
             if cause in _IMAGE_CAUSES:
                 raise ImageNotFound(f"no such image: {image}") from exc
             if status == 400:
                 raise InvalidArgument(_explanation(exc)) from exc
             raise EngineError(_explanation(exc)) from exc
         except (requests.exceptions.ConnectionError, podman.errors.PodmanError) as exc:
-            raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+            raise common.unavailable(self.kind, self.url) from exc
 
     # -- engine ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -130,6 +154,23 @@ class PodmanBackend:
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self, spec: ContainerSpec) -> ContainerInfo:
+        container_id = self._create(spec)
+        try:
+            with self._errors(container=spec.name or container_id):
+                self._post(f"/containers/{container_id}/start")
+        except Exception:
+            # Never leave a half-made container behind.
+            with self._errors(container=container_id):
+                self._api.delete(
+                    f"/containers/{container_id}", params={"force": True, "v": True}
+                ).raise_for_status()
+            raise
+        return self.inspect(container_id)
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        return self.inspect(self._create(spec))
+
+    def _create(self, spec: ContainerSpec) -> str:
         common.validate_spec(spec)
         kwargs: dict[str, Any] = {
             "name": spec.name,
@@ -149,22 +190,66 @@ class PodmanBackend:
         ):
             if value:
                 kwargs[key] = value
-        command = list(spec.command) or None
+        policy = common.restart_policy(spec.restart)
+        if policy is not None:
+            kwargs["restart_policy"] = policy
+        if spec.memory:
+            kwargs["mem_limit"] = spec.memory
+        if spec.cpus:
+            # The SDK drops nano_cpus; a CFS quota over the default period says the same.
+            kwargs["cpu_period"] = 100_000
+            kwargs["cpu_quota"] = int(spec.cpus * 100_000)
+        if spec.ulimits:
+            kwargs["ulimits"] = [
+                {"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits
+            ]
+        # The SDK renders the libpod body; ctk adds what it cannot express (anonymous volumes,
+        # auto-removal) and posts it itself. Any: the SDK's renderer is private and untyped.
+        manager: Any = self._client.containers
+        payload: dict[str, Any] = manager._render_payload(
+            {"image": spec.image, "command": list(spec.command) or None, **kwargs}
+        )
+        for mount in spec.volumes:
+            options = ["ro"] if mount.read_only else []
+            if mount.type == "bind":
+                payload.setdefault("mounts", []).append(
+                    {
+                        "destination": mount.target,
+                        "source": mount.source,
+                        "type": "bind",
+                        "options": [*options, "rbind"],
+                    }
+                )
+            else:
+                # An empty Name makes libpod create an anonymous volume, as `-v /data` does.
+                payload.setdefault("volumes", []).append(
+                    {"Name": mount.source, "Dest": mount.target, "Options": options}
+                )
+        if spec.auto_remove:
+            payload["remove"] = True
         with self._errors(image=spec.image):
-            container = self._client.containers.create(spec.image, command, **kwargs)
-        try:
-            with self._errors(container=spec.name or container.id):
-                container.start()
-        except Exception:
-            # Never leave a half-made container behind.
-            with self._errors(container=container.id):
-                container.remove(force=True)
-            raise
-        return self.inspect(str(container.id))
+            response = self._api.post(
+                "/containers/create",
+                headers={"content-type": "application/json"},
+                data=podman.api.prepare_body(payload),
+            )
+            response.raise_for_status(not_found=podman.errors.ImageNotFound)
+        return str(response.json()["Id"])
 
-    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
+    def _post(self, path: str, **params: Any) -> Any:
+        response = self._api.post(path, params=params or None)
+        response.raise_for_status(not_found=podman.errors.NotFound)
+        return response
+
+    def containers(
+        self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerInfo]:
+        wanted = common.validate_filters(filters)
+        params: dict[str, Any] = {"all": all}
+        if wanted:
+            params["filters"] = json.dumps(wanted)
         with self._errors():
-            response = self._api.get("/containers/json", params={"all": all})
+            response = self._api.get("/containers/json", params=params)
             response.raise_for_status()
             rows = response.json() or []
         result: list[ContainerInfo] = []
@@ -184,24 +269,33 @@ class PodmanBackend:
         return attrs
 
     def inspect(self, name: str) -> ContainerInfo:
-        return _info(self._attrs(name), self.kind)
+        return common.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
 
-    def logs(self, name: str, *, tail: int | None = None) -> str:
+    def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
         common.validate_ref(name, what="container")
         with self._errors(container=name):
             container = self._client.containers.get(name)
             kwargs: dict[str, Any] = {"stdout": True, "stderr": True}
             if tail:
                 kwargs["tail"] = tail
+            if since:
+                kwargs["since"] = since
             chunks = container.logs(**kwargs)
             data = b"".join(chunks) if not isinstance(chunks, bytes) else chunks
         return data.decode(errors="replace")
 
-    def follow_logs(self, name: str) -> Iterator[str]:
+    def follow_logs(
+        self, name: str, *, tail: int | None = None, since: int | None = None
+    ) -> Iterator[str]:
         common.validate_ref(name, what="container")
+        kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "stream": True, "follow": True}
+        if tail:
+            kwargs["tail"] = tail
+        if since:
+            kwargs["since"] = since
         with self._errors(container=name):
             container = self._client.containers.get(name)
-            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+            for chunk in container.logs(**kwargs):
                 yield bytes(chunk).decode(errors="replace")
 
     def wait(self, name: str) -> int:
@@ -215,8 +309,16 @@ class PodmanBackend:
             response.raise_for_status(not_found=podman.errors.NotFound)
         return int(response.json())
 
+    def _thaw(self, attrs: dict[str, Any], name: str) -> None:
+        # Docker stops and restarts a paused container; libpod refuses ("container state
+        # improper"). Thawing it first gives ctk docker's behaviour on both engines.
+        if (attrs.get("State") or {}).get("Paused"):
+            with self._errors(container=name):
+                self._post(f"/containers/{attrs['Id']}/unpause")
+
     def stop(self, name: str, *, timeout: int | None = None) -> None:
         attrs = self._attrs(name)
+        self._thaw(attrs, name)
         with self._errors(container=name):
             response = self._api.post(
                 f"/containers/{attrs['Id']}/stop",
@@ -224,14 +326,103 @@ class PodmanBackend:
             )
             response.raise_for_status(not_found=podman.errors.NotFound)
 
-    def remove(self, name: str, *, force: bool = False) -> None:
+    def remove(self, name: str, *, force: bool = False, volumes: bool = False) -> None:
         attrs = self._attrs(name)
         with self._errors(container=name):
             response = self._api.delete(
-                f"/containers/{attrs['Id']}", params={"force": force, "v": False}
+                f"/containers/{attrs['Id']}",
+                # Podman 4.3's libpod route reads "volumes" and ignores "v" (the documented
+                # name); send both so anonymous volumes go on every version.
+                params={"force": force, "v": volumes, "volumes": volumes},
             )
             response.raise_for_status(not_found=podman.errors.NotFound)
         registry.forget_container(self.kind, self.url, attrs["Id"])
+
+    def start(self, name: str) -> None:
+        attrs = self._attrs(name)
+        state = attrs.get("State") or {}
+        if state.get("Paused"):
+            # Docker refuses this with 409; libpod's answer differs by version.
+            raise Conflict(
+                f"container {name} is paused; unpause it rather than start it",
+                hint=f"ctk unpause {name}",
+            )
+        # A running container answers 304, which is not an error: a no-op, as in docker.
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/start")
+
+    def restart(self, name: str, *, timeout: int | None = None) -> None:
+        attrs = self._attrs(name)
+        self._thaw(attrs, name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/restart", t=timeout if timeout else 10)
+
+    def pause(self, name: str) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/pause")
+
+    def unpause(self, name: str) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/unpause")
+
+    def kill(self, name: str, *, signal: str | int | None = None) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/kill", signal=signal or "KILL")
+
+    def exec(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        attrs = self._attrs(name)
+        if not command:
+            raise InvalidArgument("exec needs a command", hint="e.g. ctk exec web1 ls /")
+        with self._errors(container=name):
+            container = self._client.containers.get(attrs["Id"])
+            exit_code, (stdout, stderr) = container.exec_run(
+                list(command),
+                user=user,
+                workdir=workdir,
+                environment=dict(env) if env else None,
+                demux=True,
+            )
+        return ExecResult(
+            exit_code=int(exit_code if exit_code is not None else -1),
+            stdout=bytes(stdout or b"").decode(errors="replace"),
+            stderr=bytes(stderr or b"").decode(errors="replace"),
+        )
+
+    def top(self, name: str) -> ProcessList:
+        attrs = self._attrs(name)
+        common.require_running(name, attrs, "top")
+        if (attrs.get("State") or {}).get("Paused"):
+            # libpod answers 200 with an empty body for a paused container.
+            raise Conflict(
+                f"Podman cannot list the processes of paused container {name}",
+                hint=f"unpause it first: ctk unpause {name}",
+            )
+        with self._errors(container=name):
+            data = self._api.get(f"/containers/{attrs['Id']}/top", params={"stream": False})
+            data.raise_for_status(not_found=podman.errors.NotFound)
+        return common.process_list(name, data.json())
+
+    def stats(self, name: str) -> ContainerStats:
+        attrs = self._attrs(name)
+        common.require_running(name, attrs, "stats")
+        with self._errors(container=name):
+            # The Docker-compatible route: the same sample shape as Docker, so one formula.
+            response = self._api.get(
+                f"/containers/{attrs['Id']}/stats", params={"stream": False}, compatible=True
+            )
+            response.raise_for_status(not_found=podman.errors.NotFound)
+        return common.stats_from_sample(response.json(), name=name, container_id=attrs["Id"])
 
     # -- checkpoint / restore -------------------------------------------------------------
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
@@ -257,7 +448,7 @@ class PodmanBackend:
             response.raise_for_status()
         except podman.errors.APIError as exc:
             if getattr(exc, "status_code", None) is None:
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                raise common.unavailable(self.kind, self.url) from exc
             self._ensure_running_after_failure(attrs["Id"])
             raise common.criu_error(
                 "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
@@ -333,7 +524,7 @@ class PodmanBackend:
             response.raise_for_status()
         except podman.errors.APIError as exc:
             if getattr(exc, "status_code", None) is None:
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                raise common.unavailable(self.kind, self.url) from exc
             raise common.criu_error(
                 "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
             ) from exc
@@ -385,7 +576,7 @@ class PodmanBackend:
                         out.write(chunk)
             except podman.errors.APIError as exc:
                 if getattr(exc, "status_code", None) is None:
-                    raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                    raise common.unavailable(self.kind, self.url) from exc
                 self._ensure_running_after_failure(attrs["Id"])
                 raise common.criu_error(
                     "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
@@ -537,13 +728,15 @@ class PodmanBackend:
                         ).raise_for_status()
                 if isinstance(exc, podman.errors.APIError):
                     if getattr(exc, "status_code", None) is None:
-                        raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                        raise common.unavailable(self.kind, self.url) from exc
                     raise common.criu_error("import", target, _explanation(exc)) from exc
                 raise
         return self.inspect(new_id)
 
     def close(self) -> None:
         self._client.close()
+        if self._service is not None:
+            self._service.stop()
 
 
 def _explanation(exc: podman.errors.APIError) -> str:
@@ -561,10 +754,13 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         image=str(attrs.get("ImageName") or config.get("Image") or ""),
         image_id=common.normalize_image_id(str(attrs.get("Image", ""))),
         status=common.status_of(state),
-        running=bool(state.get("Running")),
+        # Podman says Running false while paused; Docker (and ctk) count a paused container
+        # as running: its processes exist, frozen.
+        running=bool(state.get("Running") or state.get("Paused")),
         command=tuple(config.get("Cmd") or ()),
         created=str(attrs.get("Created", "")),
         ports=common.ports_from_inspect(ports),
         labels=dict(config.get("Labels") or {}),
         engine=engine,
+        **common.lifecycle_fields(attrs),
     )
