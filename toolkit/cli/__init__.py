@@ -11,6 +11,7 @@ from toolkit.cli._common import State
 from toolkit.cli.checkpoints import checkpoint, restore
 from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
+from toolkit.cli.networks import network, port
 from toolkit.errors import CtkError, ExitCode
 
 
@@ -33,6 +34,9 @@ def cli(ctx: click.Context, engine: str | None, json_output: bool, debug: bool) 
 
 
 for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor):
+    cli.add_command(command)
+
+for command in (network, port):
     cli.add_command(command)
 
 
