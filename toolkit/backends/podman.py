@@ -133,7 +133,9 @@ class PodmanBackend:
         if spec.network in ("host", "none", "bridge"):
             kwargs["network_mode"] = spec.network
         elif spec.network:
-            kwargs["networks"] = {spec.network: {}}
+            # Through the API, libpod registers only the short ID with aardvark-dns; the
+            # name has to be an explicit alias for containers to resolve it (as Docker does).
+            kwargs["networks"] = {spec.network: {"aliases": [spec.name]} if spec.name else {}}
         for key, value in (
             ("hostname", spec.hostname),
             ("working_dir", spec.working_dir),
@@ -379,6 +381,11 @@ class PodmanBackend:
             "driver": spec.driver,
             "internal": spec.internal,
             "labels": dict(spec.labels),
+            # The CLI turns aardvark-dns on by default, the API does not: containers on a
+            # user network resolve each other by name, as on Docker.
+            "dns_enabled": True,
+            # Docker's bridges cannot reach each other; netavark's can unless isolated.
+            "options": {"isolate": "true"},
         }
         if spec.subnet:
             subnet = {"subnet": spec.subnet}
@@ -414,9 +421,9 @@ class PodmanBackend:
     ) -> None:
         common.validate_ref(network, what="network")
         attrs = self._attrs(container)
-        body: dict[str, Any] = {"Container": attrs["Id"]}
-        if aliases:
-            body["EndpointConfig"] = {"Aliases": list(aliases)}
+        # The name as an alias too, so others on the network resolve it (see ``run``).
+        names = [str(attrs.get("Name", "")).lstrip("/"), *aliases]
+        body: dict[str, Any] = {"Container": attrs["Id"], "EndpointConfig": {"Aliases": names}}
         # The compat route, because it knows "bridge" as the default network's name.
         with self._network_errors(network, container=container):
             response = self._api.post(
