@@ -76,7 +76,7 @@ PROBE='host=$1 port=$2 path=$3
 case $host in
   *[!0-9.]*) ip=$(nslookup "$host" 2>/dev/null | awk "/^Name:/{f=1} f && /^Address/{print \$2; exit}")
              [ -n "$ip" ] || { echo "cannot resolve $host"; exit 9; }
-             echo "resolved $host -> $ip" >&2 ;;
+             echo "resolved $host -> $ip" ;;
   *) ip=$host ;;
 esac
 reply=$(printf "GET %s HTTP/1.0\r\n\r\n" "$path" | nc -w 3 "$ip" "$port" 2>&1)
