@@ -62,7 +62,8 @@ PROBE_SCRIPT = r"""
 host=$1 port=$2 path=$3
 case $host in
   *[!0-9.]*) ip=$(nslookup "$host" 2>/dev/null | awk '/^Name:/{f=1} f && /^Address/{print $2; exit}')
-             [ -n "$ip" ] || { echo "cannot resolve $host"; echo rc=9; exit 0; } ;;
+             [ -n "$ip" ] || { echo "cannot resolve $host"; echo rc=9; exit 0; }
+             echo "resolved $host -> $ip" ;;
   *) ip=$host ;;
 esac
 reply=$(printf 'GET %s HTTP/1.0\r\n\r\n' "$path" | nc -w 3 "$ip" "$port" 2>&1)
@@ -86,6 +87,22 @@ def probe(
     )
     containers.backend.wait(info.name)
     return containers.backend.logs(info.name)
+
+
+def probe_answer(output: str) -> int | None:
+    """The count a probe fetched, or None when it got no answer."""
+    lines = output.strip().splitlines()
+    if len(lines) < 2 or lines[-1] != "rc=0":
+        return None
+    return int(lines[-2])
+
+
+def probe_resolved(output: str) -> str | None:
+    """The address a probe resolved a name to, or None."""
+    for line in output.splitlines():
+        if line.startswith("resolved "):
+            return line.rsplit(" ", 1)[-1]
+    return None
 
 
 def free_port() -> int:

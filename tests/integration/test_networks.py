@@ -8,7 +8,15 @@ import uuid
 import pytest
 
 from tests.conftest import BUSYBOX_IMAGE, COUNTER_IMAGE, Containers, ctk, wait_count_at_least
-from tests.integration.conftest import Networks, counter_command, free_port, http_get, probe
+from tests.integration.conftest import (
+    Networks,
+    counter_command,
+    free_port,
+    http_get,
+    probe,
+    probe_answer,
+    probe_resolved,
+)
 from toolkit.backends.base import Backend
 from toolkit.errors import (
     Conflict,
@@ -70,10 +78,10 @@ def test_user_bridge_resolves_names_and_isolates(
     server = containers.run(COUNTER_IMAGE, network=net.name)
     wait_count_at_least(engine, server.name, 2)
     out = probe(containers, server.name, network=net.name)
-    assert out.strip().splitlines()[-1] == "rc=0" and int(out.splitlines()[0]) >= 1
-    # From another network neither the name nor the address answers.
+    assert (probe_answer(out) or 0) >= 1, out
     ip = engine.inspect_network(net.name).endpoint(server.name)
-    assert ip is not None
+    assert ip is not None and probe_resolved(out) == ip.ip
+    # From another network neither the name nor the address answers.
     assert "rc=0" not in probe(containers, server.name, network=other.name)
     if engine.kind == "docker" or _netavark_isolates():
         assert "rc=0" not in probe(containers, ip.ip, network=other.name)

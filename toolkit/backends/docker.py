@@ -43,6 +43,10 @@ from toolkit.models import (
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
 
+# See DockerBackend.restore: a known dockerd race, retried.
+_UPLOAD_RACE = "failed to upload checkpoint to containerd"
+_RESTORE_ATTEMPTS = 4
+
 
 class DockerBackend:
     """Docker Engine through the docker SDK."""
@@ -280,16 +284,24 @@ class DockerBackend:
             )
         available = self.checkpoints(name)
         chosen = common.choose_checkpoint(name, available, options.checkpoint)
-        try:
-            response = self._api._post(
-                self._api._url("/containers/{0}/start", attrs["Id"]),
-                params={"checkpoint": chosen.name},
-            )
-            self._api._raise_for_status(response)
-        except docker.errors.APIError as exc:
-            raise common.criu_error("restore", name, _explanation(exc)) from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+        for attempt in range(_RESTORE_ATTEMPTS):
+            try:
+                response = self._api._post(
+                    self._api._url("/containers/{0}/start", attrs["Id"]),
+                    params={"checkpoint": chosen.name},
+                )
+                self._api._raise_for_status(response)
+                break
+            except docker.errors.APIError as exc:
+                message = _explanation(exc)
+                # moby#42900: dockerd sometimes fails to hand the checkpoint to containerd
+                # ("commit failed: content sha256:...: already exists") before CRIU even
+                # runs; nothing has changed, and the same start succeeds when asked again.
+                if _UPLOAD_RACE in message and attempt + 1 < _RESTORE_ATTEMPTS:
+                    continue
+                raise common.criu_error("restore", name, message) from exc
+            except requests.exceptions.ConnectionError as exc:
+                raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
         return self.inspect(attrs["Id"])
 
     def close(self) -> None:
