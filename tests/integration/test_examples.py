@@ -73,8 +73,8 @@ def test_port_mapping(engine: Backend) -> None:
 
 def test_inspect(engine: Backend) -> None:
     out = run_example("inspect", engine.kind).stdout
-    assert "Gateway:    10.123.45.1" in out and "Internal:   true" in out
-    assert '"subnet": "10.123.45.0/24"' in out and "OK inspect" in out
+    assert "Gateway:    10.123." in out and "Internal:   true" in out
+    assert '"subnet": "10.123.' in out and "OK inspect" in out
 
 
 def test_lifecycle(engine: Backend, criu: None) -> None:
