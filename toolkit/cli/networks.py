@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from toolkit.cli._common import json_option, print_json, print_table, state, wants_json
-from toolkit.errors import CtkError, InvalidArgument
+from toolkit.cli.containers import _each
+from toolkit.errors import InvalidArgument
 from toolkit.models import NetworkInfo, NetworkSpec, PortMapping
 
 
@@ -135,28 +136,6 @@ def inspect(names: tuple[str, ...]) -> None:
         if index:
             click.echo()
         _render(item)
-
-
-def _each(names: tuple[str, ...], action: str, func: object) -> None:
-    """Apply ``func`` to each name; report every failure, exit with the last one's code."""
-    assert callable(func)
-    failures: list[CtkError] = []
-    done: list[str] = []
-    for name in names:
-        try:
-            func(name)
-            done.append(name)
-        except CtkError as exc:
-            failures.append(exc)
-    if wants_json():
-        print_json({action: done, "errors": [f.message for f in failures]})
-    else:
-        for name in done:
-            click.echo(name)
-    if failures:
-        for failure in failures[:-1]:
-            click.echo(f"Error: {failure.message}", err=True)
-        raise failures[-1]
 
 
 @network.command("rm")
