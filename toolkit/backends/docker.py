@@ -56,7 +56,14 @@ class DockerBackend:
     def __init__(self, url: str = DEFAULT_URL, *, timeout: int = 120) -> None:
         self.url = url
         try:
-            self._client = docker.DockerClient(base_url=url, version="auto", timeout=timeout)
+            self._client = docker.DockerClient(
+                base_url=url,
+                version="auto",
+                timeout=timeout,
+                # ssh:// through the system's ssh client, as the docker CLI does: it reads
+                # /etc/ssh/ssh_config.d (keys, known hosts); paramiko reads ~/.ssh/config only.
+                use_ssh_client=url.startswith("ssh://"),
+            )
         except docker.errors.DockerException as exc:
             raise EngineUnavailable(
                 f"Docker does not answer at {url}",
