@@ -6,17 +6,19 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EXAMPLE=$(basename "$0")
 ENGINE=${CTK_ENGINE:-docker}
+TESTBED=""
 
 usage() {
   # The header comment of the example is its help.
   sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
-  echo "usage: examples/$EXAMPLE [--engine docker|podman]"
+  echo "usage: examples/$EXAMPLE [--engine docker|podman]${TESTBED_USAGE:-}"
 }
 
 while [ $# -gt 0 ]; do
   case $1 in
     --engine) ENGINE=${2:?--engine needs docker or podman}; shift 2 ;;
     --engine=*) ENGINE=${1#*=}; shift ;;
+    --testbed) TESTBED=1; shift ;;  # examples that span hosts use scripts/testbed's
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac

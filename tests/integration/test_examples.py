@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Testbed
 from toolkit.backends.base import Backend
 
 pytestmark = pytest.mark.integration
@@ -16,14 +17,14 @@ pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def run_example(name: str, engine: str) -> subprocess.CompletedProcess[str]:
+def run_example(name: str, engine: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     # This checkout's toolkit, whatever venv runs the tests; CTK_TEST labels what it makes.
     env["CTK"] = f"{sys.executable} -m toolkit"
     env["CTK_TEST"] = "1"
     env["PATH"] = f"/usr/local/sbin:{env.get('PATH', '/usr/bin:/bin')}"
     proc = subprocess.run(
-        [str(EXAMPLES / name), "--engine", engine],
+        [str(EXAMPLES / name), "--engine", engine, *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -90,6 +91,13 @@ def test_overlay(engine: Backend) -> None:
         assert "unsupported (exit 6)" in out
     else:
         assert "Attachable: true" in out and "OK overlay:" in out
+
+
+@pytest.mark.testbed
+def test_overlay_two_hosts(testbed: Testbed) -> None:
+    # A two-node swarm on the testbed's dockerds: the client on h2 reaches h1's server.
+    out = run_example("overlay", "docker", "--testbed").stdout
+    assert "swarm join" in out and "OK overlay:" in out and "(from h2 to h1)" in out
 
 
 def test_portability(criu: None, engine: Backend) -> None:
