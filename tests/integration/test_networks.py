@@ -118,6 +118,20 @@ def test_run_network_modes(engine: Backend, containers: Containers, mode: str) -
         assert int(http_get(port)) >= 1
 
 
+def test_connect_with_alias_resolves(
+    engine: Backend, containers: Containers, networks: Networks
+) -> None:
+    net = networks.create()
+    server = containers.run(COUNTER_IMAGE)  # on the default network first
+    engine.connect_network(net.name, server.name, aliases=("api",))
+    wait_count_at_least(engine, server.name, 2)
+    endpoint = engine.inspect_network(net.name).endpoint(server.name)
+    assert endpoint is not None
+    for name in ("api", server.name):
+        out = probe(containers, name, network=net.name)
+        assert probe_resolved(out) == endpoint.ip and probe_answer(out) is not None, out
+
+
 def test_overlay(engine: Backend, networks: Networks) -> None:
     name = networks.name("ov")
     if engine.kind == "podman":
