@@ -3,7 +3,8 @@
 The counter+HTTP container on the default bridge, on a user bridge, on the host network and
 behind a port mapping: after a restore the counter continues, the port answers, the name
 resolves and the address is the same. A host-network container holding a live TCP connection
-cannot be dumped without --tcp-established: a clear CheckpointError, and it keeps running.
+cannot be dumped without --tcp-established: a clear CheckpointError, and it keeps running; with
+it (Podman), the connection survives the checkpoint and restore.
 """
 
 from __future__ import annotations
@@ -149,3 +150,15 @@ def test_host_network_live_connection_fails_cleanly(
                 with pytest.raises(Unsupported):
                     engine.checkpoint(info.name, CheckpointOptions(tcp_established=True))
                 assert engine.inspect(info.name).running
+                return
+            # Podman passes --tcp-established to CRIU: the connection itself is dumped and
+            # restored, and the same socket carries on to the test's end of it.
+            engine.checkpoint(info.name, CheckpointOptions(name="tcp", tcp_established=True))
+            assert not engine.inspect(info.name).running
+            engine.restore(info.name, RestoreOptions(checkpoint="tcp", tcp_established=True))
+            assert engine.inspect(info.name).running
+            received = b""
+            while received.count(b"tick") < 2:
+                chunk = conn.recv(100)
+                assert chunk, "the connection closed after the restore"
+                received += chunk
