@@ -2,7 +2,8 @@
 
 The counter+HTTP container on the default bridge, on a user bridge, on the host network and
 behind a port mapping: after a restore the counter continues, the port answers, the name
-resolves and the address is the same. A host-network container holding a live TCP connection
+resolves and the address is the same (except on Docker's shared default bridge, where the
+address is whatever is free at restore: see below). A host-network container holding a live TCP connection
 cannot be dumped without --tcp-established: a clear CheckpointError, and it keeps running; with
 it (Podman), the connection survives the checkpoint and restore.
 """
@@ -85,7 +86,16 @@ def test_bridges_keep_ip_and_name(
     _, after = _checkpoint_restore(engine, info.name)
 
     again = engine.inspect_network(network).endpoint(info.name)
-    assert again is not None and again.ip == endpoint.ip  # the same address, in place
+    assert again is not None and again.ip
+    if engine.kind == "podman" or mode == "user-bridge":
+        # Podman restores the address recorded in the checkpoint; on a network of its own
+        # Docker hands the container its old address again.
+        assert again.ip == endpoint.ip
+    else:
+        # Docker's default bridge: the address is released while the container is stopped
+        # and the lowest free one is given on restore; another container (this machine is
+        # shared) may have taken the old one. The server answers at its address now.
+        target = again.ip
     out = probe(containers, target, network=network)
     assert (probe_answer(out) or 0) >= after - 1, out
     if mode == "user-bridge":
