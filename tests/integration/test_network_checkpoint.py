@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,13 @@ from tests.integration.conftest import (
 )
 from toolkit.backends.base import Backend
 from toolkit.errors import CheckpointError, Unsupported
-from toolkit.models import CheckpointOptions, PortMapping, RestoreOptions
+from toolkit.models import (
+    CheckpointOptions,
+    ExportOptions,
+    ImportOptions,
+    PortMapping,
+    RestoreOptions,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.criu]
 
@@ -172,3 +179,29 @@ def test_host_network_live_connection_fails_cleanly(
                 chunk = conn.recv(100)
                 assert chunk, "the connection closed after the restore"
                 received += chunk
+
+
+def test_restore_elsewhere_ignore_static_ip_gets_new_ip(
+    engine: Backend, containers: Containers, networks: Networks, criu: None, tmp_path: Path
+) -> None:
+    # "Elsewhere" here is a second container from the same checkpoint, beside the original
+    # on the same user network: it cannot have the original's address, so it takes a new one.
+    net = networks.create()
+    original = containers.run(COUNTER_IMAGE, network=net.name)
+    wait_count_at_least(engine, original.name, 2)
+    first = engine.inspect_network(net.name).endpoint(original.name)
+    assert first is not None
+    archive = tmp_path / "web.ctk"
+    engine.export_checkpoint(
+        original.name, archive, ExportOptions(checkpoint=CheckpointOptions(leave_running=True))
+    )
+    clone = engine.import_checkpoint(
+        archive, ImportOptions(name=containers.name("clone"), ignore_static_ip=True)
+    )
+    assert clone.running
+    second = engine.inspect_network(net.name).endpoint(clone.name)
+    assert second is not None and second.ip and second.ip != first.ip
+    # Both answer, each under its own name, at its own address.
+    for name, endpoint in ((clone.name, second), (original.name, first)):
+        out = probe(containers, name, network=net.name)
+        assert probe_resolved(out) == endpoint.ip and probe_answer(out) is not None, out

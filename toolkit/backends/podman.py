@@ -146,9 +146,7 @@ class PodmanBackend:
         if spec.network in ("host", "none", "bridge"):
             kwargs["network_mode"] = spec.network
         elif spec.network:
-            # Through the API, libpod registers only the short ID with aardvark-dns; the
-            # name has to be an explicit alias for containers to resolve it (as Docker does).
-            kwargs["networks"] = {spec.network: {"aliases": [spec.name]} if spec.name else {}}
+            kwargs["networks"] = {spec.network: {}}
         for key, value in (
             ("hostname", spec.hostname),
             ("working_dir", spec.working_dir),
@@ -637,9 +635,9 @@ class PodmanBackend:
     ) -> None:
         common.validate_ref(network, what="network")
         attrs = self._attrs(container)
-        # The name as an alias too, so others on the network resolve it (see ``run``).
-        names = [str(attrs.get("Name", "")).lstrip("/"), *aliases]
-        body: dict[str, Any] = {"Container": attrs["Id"], "EndpointConfig": {"Aliases": names}}
+        body: dict[str, Any] = {"Container": attrs["Id"]}
+        if aliases:
+            body["EndpointConfig"] = {"Aliases": list(aliases)}
         # The compat route, because it knows "bridge" as the default network's name.
         with self._network_errors(network, container=container):
             response = self._api.post(
