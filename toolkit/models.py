@@ -306,6 +306,70 @@ class EngineInfo(_Model):
     root_dir: str = ""
 
 
+@dataclass(frozen=True)
+class NetworkSpec(_Model):
+    """What network to create: the engine-neutral subset of ``docker network create``.
+
+    ``attachable`` matters only for Docker overlay networks (standalone containers may join);
+    Podman's networks are always joinable.
+    """
+
+    name: str
+    driver: str = "bridge"
+    subnet: str | None = None
+    gateway: str | None = None
+    internal: bool = False
+    attachable: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetworkEndpoint(_Model):
+    """One container attached to a network, with its address there."""
+
+    container_id: str
+    name: str
+    ipv4: str = ""
+    mac: str = ""
+    ipv6: str = ""
+
+    @property
+    def ip(self) -> str:
+        """The IPv4 address without its prefix length (``10.88.0.5``)."""
+        return self.ipv4.partition("/")[0]
+
+
+@dataclass(frozen=True)
+class NetworkInfo(_Model):
+    """A network as ctk reports it, the same keys on every engine."""
+
+    id: str
+    name: str
+    driver: str
+    scope: str = "local"
+    subnet: str = ""
+    gateway: str = ""
+    internal: bool = False
+    attachable: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    containers: tuple[NetworkEndpoint, ...] = ()
+    created: str = ""
+    engine: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def endpoint(self, container: str) -> NetworkEndpoint | None:
+        """The attachment of a container (by name or ID prefix), or None."""
+        for item in self.containers:
+            if container in (item.name, item.container_id) or (
+                len(container) >= 12 and item.container_id.startswith(container)
+            ):
+                return item
+        return None
+
+
 COMPRESSIONS = ("zstd", "gzip", "none")
 """Compressions a ctk checkpoint archive can use; zstd is the default."""
 

@@ -21,6 +21,8 @@ from toolkit.models import (
     ExecResult,
     ExportOptions,
     ImportOptions,
+    NetworkInfo,
+    NetworkSpec,
     ProcessList,
     RestoreOptions,
 )
@@ -193,4 +195,35 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+        ...
+
+    # networks
+    def networks(self) -> list[NetworkInfo]:
+        """Every network the engine knows, built-in ones included, by name."""
+        ...
+
+    def create_network(self, spec: NetworkSpec) -> NetworkInfo:
+        """Create a network. Raises Unsupported for a driver the engine lacks."""
+        ...
+
+    def inspect_network(self, name: str) -> NetworkInfo:
+        """One network with its containers. Raises NetworkNotFound."""
+        ...
+
+    def remove_network(self, name: str) -> None:
+        """Remove a network. Raises Conflict while containers use it."""
+        ...
+
+    def connect_network(
+        self, network: str, container: str, *, aliases: tuple[str, ...] = ()
+    ) -> None:
+        """Attach a container to a network (by name; ``aliases`` resolve to it too)."""
+        ...
+
+    def disconnect_network(self, network: str, container: str, *, force: bool = False) -> None:
+        """Detach a container from a network."""
+        ...
+
+    def prune_networks(self, *, labels: dict[str, str] | None = None) -> list[str]:
+        """Remove unused user networks (only those with all ``labels``); their names."""
         ...

@@ -7,6 +7,7 @@ keys and values for the same container.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import platform
 import re
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,9 @@ from toolkit.models import (
     EngineInfo,
     Mount,
     NetworkAttachment,
+    NetworkEndpoint,
+    NetworkInfo,
+    NetworkSpec,
     PortMapping,
     ProcessList,
 )
@@ -529,4 +533,81 @@ def archive_manifest(
         spec=spec.to_dict(),
         engine_data=dict(engine_data),
         kernel=platform.release(),
+    )
+
+
+# -- networks ----------------------------------------------------------------------------
+
+NETWORK_DRIVERS = ("bridge", "overlay")
+# Names Docker gives its built-in networks; a container joins these by network mode.
+NETWORK_MODES = ("bridge", "host", "none")
+
+
+def validate_network_spec(spec: NetworkSpec) -> None:
+    """Reject a network no engine would create, before asking one."""
+    validate_ref(spec.name, what="network")
+    if spec.name in NETWORK_MODES:
+        raise InvalidArgument(
+            f"network name {spec.name!r} is reserved for the built-in network mode",
+            hint="pick another name",
+        )
+    if spec.driver not in NETWORK_DRIVERS:
+        raise InvalidArgument(
+            f"unknown network driver {spec.driver!r}", hint="use --driver bridge or overlay"
+        )
+    subnet = None
+    if spec.subnet:
+        try:
+            subnet = ipaddress.ip_network(spec.subnet, strict=True)
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"invalid subnet {spec.subnet!r}: {exc}", hint="e.g. --subnet 10.90.0.0/24"
+            ) from exc
+    if spec.gateway:
+        if subnet is None:
+            raise InvalidArgument(
+                "--gateway needs --subnet", hint="e.g. --subnet 10.90.0.0/24 --gateway 10.90.0.1"
+            )
+        try:
+            gateway = ipaddress.ip_address(spec.gateway)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid gateway {spec.gateway!r}: {exc}") from exc
+        if gateway not in subnet:
+            raise InvalidArgument(
+                f"gateway {spec.gateway} is outside subnet {spec.subnet}",
+                hint="pick a gateway address inside the subnet",
+            )
+
+
+def network_from_inspect(data: Mapping[str, Any], engine: str) -> NetworkInfo:
+    """A NetworkInfo from Docker's network inspect shape, which Podman's compat API shares."""
+    configs = (data.get("IPAM") or {}).get("Config") or []
+    # The first IPv4 pool is the one containers get their address from.
+    pool: Mapping[str, Any] = next(
+        (c for c in configs if ":" not in str(c.get("Subnet", ""))), configs[0] if configs else {}
+    )
+    endpoints = []
+    for container_id, entry in sorted((data.get("Containers") or {}).items()):
+        endpoints.append(
+            NetworkEndpoint(
+                container_id=str(container_id),
+                name=str(entry.get("Name", "")).lstrip("/"),
+                ipv4=str(entry.get("IPv4Address") or ""),
+                mac=str(entry.get("MacAddress") or ""),
+                ipv6=str(entry.get("IPv6Address") or ""),
+            )
+        )
+    return NetworkInfo(
+        id=str(data.get("Id", "")),
+        name=str(data.get("Name", "")),
+        driver=str(data.get("Driver", "")),
+        scope=str(data.get("Scope") or "local"),
+        subnet=str(pool.get("Subnet") or ""),
+        gateway=str(pool.get("Gateway") or ""),
+        internal=bool(data.get("Internal")),
+        attachable=bool(data.get("Attachable")),
+        labels=dict(data.get("Labels") or {}),
+        containers=tuple(sorted(endpoints, key=lambda e: e.name)),
+        created=str(data.get("Created") or ""),
+        engine=engine,
     )

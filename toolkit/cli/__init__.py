@@ -27,6 +27,7 @@ from toolkit.cli.lifecycle import (
     unpause,
     wait,
 )
+from toolkit.cli.networks import network, port
 from toolkit.config import TLSOptions
 from toolkit.errors import CtkError, ExitCode
 
@@ -65,6 +66,9 @@ for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wa
     cli.add_command(command)
 cli.add_command(engine_group)
 cli.add_command(completion)
+
+for command in (network, port):
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
