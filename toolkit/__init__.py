@@ -21,15 +21,21 @@ from toolkit.errors import (
     ExitCode,
     ImageNotFound,
     InvalidArgument,
+    MigrationError,
     NotFound,
     Unsupported,
 )
+
+# after the models and config: migration builds on them
+from toolkit.migration import drain, migrate
 from toolkit.models import (
     Checkpoint,
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    DrainReport,
     EngineInfo,
+    MigrationReport,
     PortMapping,
     RestoreOptions,
 )
@@ -46,6 +52,7 @@ __all__ = [
     "ContainerNotFound",
     "ContainerSpec",
     "CtkError",
+    "DrainReport",
     "EngineError",
     "EngineInfo",
     "EngineRef",
@@ -53,12 +60,16 @@ __all__ = [
     "ExitCode",
     "ImageNotFound",
     "InvalidArgument",
+    "MigrationError",
+    "MigrationReport",
     "NotFound",
     "PortMapping",
     "RestoreOptions",
     "Unsupported",
     "connect",
+    "drain",
     "get_backend",
+    "migrate",
     "parse_engine",
     "resolve_engine",
 ]

@@ -6,7 +6,7 @@ A backend speaks to one engine and hands back ctk's own models; SDK objects neve
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -121,6 +121,40 @@ class Backend(Protocol):
         """CRIU's own statistics of the container's last ``dump`` or ``restore``.
 
         Empty when the engine does not keep them (Docker).
+        """
+        ...
+
+    # migration (toolkit.migration)
+    def start(self, name: str) -> ContainerInfo:
+        """Start a stopped container."""
+        ...
+
+    def has_image(self, image_id: str) -> bool:
+        """True when the image with this ID is here."""
+        ...
+
+    def save_image(self, image: str) -> Iterator[bytes]:
+        """The image as a docker-archive tar stream; loading it elsewhere keeps its ID."""
+        ...
+
+    def load_image(self, data: Iterable[bytes]) -> None:
+        """Load a docker-archive tar stream made by :meth:`save_image` (either engine)."""
+        ...
+
+    def container_spec(self, name: str) -> ContainerSpec:
+        """The engine-neutral spec to make this container again elsewhere."""
+        ...
+
+    def export_changes(self, name: str, dest: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``dest``; returns the deleted paths."""
+        ...
+
+    def create_with_changes(
+        self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
+    ) -> ContainerInfo:
+        """Create ``spec`` from image ``image_id``, apply rootfs changes and start it.
+
+        A failure leaves no container behind.
         """
         ...
 

@@ -11,6 +11,7 @@ from toolkit.cli._common import State
 from toolkit.cli.checkpoints import checkpoint, restore
 from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
+from toolkit.cli.migrate import drain, migrate
 from toolkit.errors import CtkError, ExitCode
 
 
@@ -32,7 +33,7 @@ def cli(ctx: click.Context, engine: str | None, json_output: bool, debug: bool) 
     obj.debug = debug
 
 
-for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor):
+for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor, migrate, drain):
     cli.add_command(command)
 
 
