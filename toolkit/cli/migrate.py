@@ -178,8 +178,10 @@ def drain(engine: str, to: str, labels: tuple[str, ...], parallel: int, mode: st
     source = connect(parse_engine(engine))
     dest = connect(parse_engine(to))
 
+    as_json = state().json  # read here: the callback runs in worker threads
+
     def progress(name: str, report: MigrationReport | None, error: str) -> None:
-        if not state().json:
+        if not as_json:
             err(f"{name}: {'failed: ' + error if error else 'moved'}")
 
     result = drain_engine(

@@ -377,6 +377,9 @@ def _cold(run: _Run, *, verify: str | None) -> str:
     journal.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     journal.archive = str(journal.workdir / "rootfs-changes.tar")
     spec = dataclasses.replace(source.container_spec(journal.container), name=journal.target)
+    if dest.kind == "docker" and spec.image.startswith("localhost/"):
+        # Podman qualifies local images as localhost/NAME; Docker knows them as NAME.
+        spec = dataclasses.replace(spec, image=spec.image.removeprefix("localhost/"))
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
     with run.phase("dump"):

@@ -1,0 +1,399 @@
+"""ctk migrate and drain on the testbed: host h1 -> host h2, live and cold, with faults."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import toolkit
+from tests.conftest import (
+    COUNTER_IMAGE,
+    TEST_LABEL,
+    Testbed,
+    counts,
+    ctk,
+    last_count,
+    wait_count_at_least,
+    wait_for,
+)
+from toolkit import ContainerSpec, PortMapping
+from toolkit.backends.base import Backend
+from toolkit.errors import Conflict, ContainerNotFound, CtkError, MigrationError
+
+pytestmark = pytest.mark.testbed
+
+ENGINES = ("docker", "podman")
+
+
+@dataclass
+class Hosts:
+    """Source (h1) and destination (h2) engines for one test, and what the test made there."""
+
+    testbed: Testbed
+    src_kind: str
+    dst_kind: str
+    src: Backend
+    dst: Backend
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def src_url(self) -> str:
+        return self.testbed.hosts[0].url(self.src_kind)
+
+    @property
+    def dst_url(self) -> str:
+        return self.testbed.hosts[1].url(self.dst_kind)
+
+    @property
+    def dst_address(self) -> str:
+        return self.testbed.hosts[1].address
+
+    def name(self, prefix: str = "m") -> str:
+        name = f"ctk-test-{prefix}-{uuid.uuid4().hex[:8]}"
+        self.names.append(name)
+        return name
+
+    def run_counter(
+        self, *, port: int | None = None, image: str = COUNTER_IMAGE, **labels: str
+    ) -> str:
+        name = self.name()
+        ports = (PortMapping(container_port=8080, host_port=port),) if port else ()
+        self.src.run(
+            ContainerSpec(
+                image=image,
+                name=name,
+                labels={**TEST_LABEL, **labels},
+                env={"CTK_TEST_ENV": "kept"},
+                ports=ports,
+            )
+        )
+        wait_count_at_least(self.src, name, 3)
+        return name
+
+    def cleanup(self) -> None:
+        for backend in (self.src, self.dst):
+            for name in self.names:
+                with contextlib.suppress(CtkError):
+                    backend.remove(name, force=True)
+            backend.close()
+
+
+def free_port() -> int:
+    # Random high ports: other test sessions share the testbed hosts.
+    return random.randint(20000, 29999)
+
+
+def http_count(address: str, port: int, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{address}:{port}/count", timeout=3) as resp:
+                return int(resp.read().decode().strip() or 0)
+        except (OSError, ValueError) as exc:
+            last = exc
+            time.sleep(0.3)
+    raise AssertionError(f"http://{address}:{port}/count never answered: {last}")
+
+
+def assert_continued(after: list[int], history: list[int]) -> None:
+    """The counter went on from where it was: no restart from 1 in the restored logs.
+
+    Docker's restored container has fresh logs (they start after the last count seen);
+    Podman's import brings the old log along (it starts with the same history).
+    """
+    assert after == sorted(set(after)), f"the count restarted: {after}"
+    assert after[0] >= history[-1] or after[: len(history)] == history, (after, history)
+
+
+def _hosts(testbed: Testbed, src_kind: str, dst_kind: str) -> Iterator[Hosts]:
+    hosts = Hosts(
+        testbed,
+        src_kind,
+        dst_kind,
+        testbed.hosts[0].backend(src_kind),
+        testbed.hosts[1].backend(dst_kind),
+    )
+    try:
+        yield hosts
+    finally:
+        hosts.cleanup()
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private ctk state dir (journals, kept archives), also for ctk subprocesses."""
+    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture(params=ENGINES)
+def same(request: pytest.FixtureRequest, testbed: Testbed, state: Path) -> Iterator[Hosts]:
+    """h1 -> h2 on the same engine kind (live)."""
+    yield from _hosts(testbed, request.param, request.param)
+
+
+@pytest.fixture(params=[("docker", "podman"), ("podman", "docker")], ids=["d2p", "p2d"])
+def cross(request: pytest.FixtureRequest, testbed: Testbed, state: Path) -> Iterator[Hosts]:
+    """h1 -> h2 across runtimes (cold)."""
+    yield from _hosts(testbed, *request.param)
+
+
+def test_live_migration_keeps_the_count_and_serves_on_the_destination(same: Hosts) -> None:
+    port = free_port()
+    name = same.run_counter(port=port)
+    history = counts(same.src, name)
+    before = history[-1]
+    result = ctk(
+        "migrate",
+        name,
+        "--from",
+        same.src_url,
+        "--to",
+        same.dst_url,
+        "--verify",
+        f"http://{same.dst_address}:{port}/count",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "done"
+    assert report["mode"] == "live"
+    assert report["reason"]
+    assert set(report["timings"]) >= {"preflight", "dump", "transfer", "restore", "verify"}
+    assert report["archive_bytes"] > 0
+    assert report["downtime"] > 0
+    # the count continued: the destination's first count follows the source's last
+    wait_count_at_least(same.dst, name, before + 2)
+    assert_continued(counts(same.dst, name), history)
+    assert http_count(same.dst_address, port) >= before
+    with pytest.raises(ContainerNotFound):
+        same.src.inspect(name)
+    # the text report prints the downtime
+    other = same.run_counter()
+    text = ctk("migrate", other, "--from", same.src_url, "--to", same.dst_url)
+    assert text.returncode == 0, text.stderr
+    assert "downtime" in text.stdout and "mode live" in text.stdout
+
+
+def test_keep_source_leaves_the_stopped_source(same: Hosts) -> None:
+    name = same.run_counter()
+    report = toolkit.migrate(name, source=same.src, dest=same.dst, keep_source=True)
+    assert report.status == "done" and report.source_kept
+    assert same.dst.inspect(name).running
+    assert not same.src.inspect(name).running
+
+
+def test_cold_move_across_runtimes_recreates_the_spec(cross: Hosts) -> None:
+    port = free_port()
+    name = cross.run_counter(port=port)
+    result = ctk(
+        "migrate",
+        name,
+        "--from",
+        cross.src_url,
+        "--to",
+        cross.dst_url,
+        "--mode",
+        "cold",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "done" and report["mode"] == "cold"
+    moved = cross.dst.inspect(name)
+    assert moved.running and moved.engine == cross.dst_kind
+    assert moved.labels.get("ctk.test") == "1"
+    assert cross.dst.container_spec(name).env.get("CTK_TEST_ENV") == "kept"
+    assert http_count(cross.dst_address, port) >= 1
+    with pytest.raises(ContainerNotFound):
+        cross.src.inspect(name)
+
+
+def _engine_cli(kind: str, url: str) -> list[str]:
+    socket = url.split("+", 1)[1]
+    return ["docker", "-H", socket] if kind == "docker" else ["podman", "--url", socket]
+
+
+def test_missing_image_is_transferred(same: Hosts) -> None:
+    # A fresh image (commit of a counter) only the source has; removed from both afterwards.
+    seed = same.run_counter()
+    tag = f"ctk-test/migrate-{uuid.uuid4().hex[:8]}:latest"
+    src_cli = _engine_cli(same.src_kind, same.src_url)
+    dst_cli = _engine_cli(same.dst_kind, same.dst_url)
+    subprocess.run([*src_cli, "commit", seed, tag], check=True, capture_output=True)
+    try:
+        name = same.run_counter(image=tag)
+        image_id = same.src.inspect(name).image_id
+        assert not same.dst.has_image(image_id)
+        report = toolkit.migrate(name, source=same.src, dest=same.dst)
+        assert report.status == "done"
+        assert report.image_bytes > 0 and "image" in report.timings
+        assert same.dst.has_image(image_id)
+        assert same.dst.inspect(name).running
+    finally:
+        for name in same.names:
+            for backend in (same.src, same.dst):
+                with contextlib.suppress(CtkError):
+                    backend.remove(name, force=True)
+        for cli in (src_cli, dst_cli):
+            subprocess.run([*cli, "rmi", "-f", tag], capture_output=True, check=False)
+
+
+def test_name_clash_is_refused_in_preflight_with_nothing_changed(same: Hosts, state: Path) -> None:
+    name = same.run_counter()
+    same.dst.run(ContainerSpec(image=COUNTER_IMAGE, name=name, labels=dict(TEST_LABEL)))
+    before_src = same.src.inspect(name)
+    before_dst = same.dst.inspect(name)
+    result = ctk("migrate", name, "--from", same.src_url, "--to", same.dst_url)
+    assert result.returncode == toolkit.ExitCode.CONFLICT
+    assert "exists on the destination" in result.stderr
+    assert same.src.inspect(name).running and same.src.inspect(name).id == before_src.id
+    assert same.dst.inspect(name).id == before_dst.id
+    assert not (state / "migrations").exists()
+    with pytest.raises(Conflict):
+        toolkit.migrate(name, source=same.src, dest=same.dst)
+
+
+@contextlib.contextmanager
+def port_taken_in(netns: str, port: int) -> Iterator[None]:
+    """A listener on ``port`` inside the destination host's network namespace."""
+    code = (
+        "import socket,time\n"
+        "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('0.0.0.0',{port})); s.listen(); print('ready', flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_restore_failure_on_destination_rolls_back(same: Hosts) -> None:
+    port = free_port()
+    name = same.run_counter(port=port)
+    with port_taken_in(same.testbed.hosts[1].netns, port):
+        before = last_count(same.src, name)
+        with pytest.raises(MigrationError) as caught:
+            toolkit.migrate(name, source=same.src, dest=same.dst)
+    report = caught.value.report
+    assert isinstance(report, toolkit.MigrationReport)
+    assert report.status == "rolled_back"
+    assert report.failed_phase == "restore"
+    assert report.rolled_back
+    assert report.archive and Path(report.archive).is_file()
+    # the source runs again with its state; the destination holds nothing
+    assert same.src.inspect(name).running
+    wait_count_at_least(same.src, name, before + 2)
+    with pytest.raises(ContainerNotFound):
+        same.dst.inspect(name)
+
+
+def _killed_at(hosts: Hosts, name: str, step: str) -> str:
+    """Run ctk migrate paused after ``step``, SIGKILL it there; the migration ID."""
+    env = {**os.environ, "CTK_MIGRATE_PAUSE_AFTER": step}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "migrate",
+            name,
+            "--from",
+            hosts.src_url,
+            "--to",
+            hosts.dst_url,
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"paused after {step}" in line, line
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    journals = list((Path(os.environ["CTK_STATE_DIR"]) / "migrations").glob("m*.json"))
+    assert len(journals) == 1
+    return journals[0].stem
+
+
+def test_killed_after_dump_then_recover_rolls_back(same: Hosts) -> None:
+    name = same.run_counter()
+    before = last_count(same.src, name)
+    migration = _killed_at(same, name, "dump")
+    assert not same.src.inspect(name).running  # frozen by the dump, ctk gone
+    result = ctk("migrate", "--recover", migration, "--json")
+    assert result.returncode == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["status"] == "rolled_back"
+    assert report["archive"] and Path(report["archive"]).is_file()
+    assert same.src.inspect(name).running
+    wait_count_at_least(same.src, name, before + 2)
+    with pytest.raises(ContainerNotFound):
+        same.dst.inspect(name)
+    # nothing left to recover
+    again = ctk("migrate", "--recover")
+    assert again.returncode == 0 and "no unfinished migrations" in again.stdout
+
+
+def test_killed_after_restore_then_recover_finishes(same: Hosts) -> None:
+    name = same.run_counter()
+    migration = _killed_at(same, name, "restore")
+    result = ctk("migrate", "--recover", "--json")
+    assert result.returncode == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["id"] == migration and report["status"] == "done"
+    assert same.dst.inspect(name).running
+    with pytest.raises(ContainerNotFound):
+        same.src.inspect(name)
+
+
+def test_drain_moves_the_others_past_a_failure(same: Hosts) -> None:
+    label = f"drain-{uuid.uuid4().hex[:6]}"
+    names = [same.run_counter(**{"ctk.drain": label}) for _ in range(3)]
+    # the second one clashes with a container of the same name on the destination
+    same.dst.run(ContainerSpec(image=COUNTER_IMAGE, name=names[1], labels=dict(TEST_LABEL)))
+    result = ctk(
+        "drain",
+        same.src_url,
+        "--to",
+        same.dst_url,
+        "--label",
+        f"ctk.drain={label}",
+        "--parallel",
+        "2",
+        "--json",
+    )
+    assert result.returncode == toolkit.ExitCode.MIGRATION_FAILED, result.stderr
+    report = json.loads(result.stdout)
+    assert sorted(r["container"] for r in report["reports"]) == sorted([names[0], names[2]])
+    assert all(r["status"] == "done" for r in report["reports"])
+    assert list(report["errors"]) == [names[1]]
+    for moved in (names[0], names[2]):
+        assert same.dst.inspect(moved).running
+    assert same.src.inspect(names[1]).running
+    wait_for(lambda: last_count(same.src, names[1]) >= 3, what="failed one still counting")
