@@ -397,3 +397,136 @@ def test_drain_moves_the_others_past_a_failure(same: Hosts) -> None:
         assert same.dst.inspect(moved).running
     assert same.src.inspect(names[1]).running
     wait_for(lambda: last_count(same.src, names[1]) >= 3, what="failed one still counting")
+
+
+class CuttableLink:
+    """A unix-socket forwarder in front of an engine's socket, which a test can cut.
+
+    ``cut_after(n)`` cuts it once ``n`` more bytes went from ctk to the engine: every
+    connection is shut down and new ones are refused, as when the link goes down.
+    """
+
+    def __init__(self, target: str) -> None:
+        import socket
+        import tempfile
+        import threading
+
+        self._socket_mod = socket
+        self.target = target
+        self.directory = tempfile.mkdtemp(prefix="ctk-link-", dir="/tmp")
+        self.path = os.path.join(self.directory, "engine.sock")
+        self.up_bytes = 0
+        self.limit: int | None = None
+        self.cut_by_limit = False
+        self.cut_done = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        sock = self._socket_mod
+        while not self.cut_done.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            engine = sock.socket(sock.AF_UNIX, sock.SOCK_STREAM)
+            engine.connect(self.target)
+            with self._lock:
+                self._conns += [client, engine]
+            threading.Thread(target=self._pump, args=(client, engine, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(engine, client, False), daemon=True).start()
+
+    def _pump(self, src: object, dst: object, upstream: bool) -> None:
+        while not self.cut_done.is_set():
+            try:
+                data = src.recv(4096)  # type: ignore[attr-defined]
+            except OSError:
+                break
+            if not data:
+                break
+            if upstream:
+                with self._lock:
+                    self.up_bytes += len(data)
+                    over = self.limit is not None and self.up_bytes >= self.limit
+                if over:
+                    self.cut_by_limit = True
+                    self.cut()
+                    return
+            try:
+                dst.sendall(data)  # type: ignore[attr-defined]
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            dst.shutdown(self._socket_mod.SHUT_WR)  # type: ignore[attr-defined]
+
+    def cut_after(self, more: int) -> None:
+        with self._lock:
+            self.limit = self.up_bytes + more
+        if more <= 0:
+            self.cut()
+
+    def cut(self) -> None:
+        self.cut_done.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(self._socket_mod.SHUT_RDWR)
+                    conn.close()
+
+    def close(self) -> None:
+        import shutil
+
+        self.cut()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("cut_after", [0, 2048], ids=["engine-gone-before-restore", "mid-transfer"])
+def test_destination_link_lost_rolls_back(same: Hosts, cut_after: int) -> None:
+    """The destination stops answering after the dump (0) or mid-upload of the state (2 KiB in)."""
+    name = same.run_counter()
+    link = CuttableLink(same.dst_url.split("unix://", 1)[1])
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "toolkit",
+                "migrate",
+                name,
+                "--from",
+                same.src_url,
+                "--to",
+                f"{same.dst_kind}+unix://{link.path}",
+                "--json",
+            ],
+            env={**os.environ, "CTK_MIGRATE_PAUSE_AFTER": "dump:3"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "paused after dump" in line, line
+        before = last_count(same.src, name)
+        link.cut_after(cut_after)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        link.close()
+    if cut_after:
+        assert link.cut_by_limit, "the upload to the destination never reached the cut"
+    assert proc.returncode == toolkit.ExitCode.MIGRATION_FAILED, stderr
+    report = json.loads(stdout)
+    assert report["status"] == "rolled_back", report
+    assert report["failed_phase"] == "restore"
+    assert report["archive"] and Path(report["archive"]).is_file()
+    assert same.src.inspect(name).running
+    wait_count_at_least(same.src, name, before + 2)
+    assert_continued(counts(same.src, name), counts(same.src, name)[:1])

@@ -22,7 +22,7 @@ from typing import Any
 
 from toolkit.backends.base import Backend
 from toolkit.config import EngineRef, connect
-from toolkit.errors import CtkError, EngineError, MigrationError, Unsupported
+from toolkit.errors import ContainerNotFound, CtkError, EngineError, MigrationError, Unsupported
 from toolkit.migration import journal as journal_mod
 from toolkit.migration.journal import Journal
 from toolkit.migration.plan import Plan, engine_label, preflight
@@ -36,8 +36,9 @@ from toolkit.models import (
 )
 
 PAUSE_ENV = "CTK_MIGRATE_PAUSE_AFTER"
-"""Test hook: ``CTK_MIGRATE_PAUSE_AFTER=dump`` makes ctk sleep after that journaled step
-(``dump``, ``image``, ``restore``) so a test can SIGKILL it there and exercise ``--recover``."""
+"""Test hook: ``CTK_MIGRATE_PAUSE_AFTER=STEP[:SECONDS]`` makes ctk print ``paused after STEP``
+on stderr and sleep (an hour, or SECONDS) after that journaled step (``image``, ``dump``,
+``restore``), so a test can SIGKILL it there (``--recover``) or cut the link meanwhile."""
 
 VERIFY_TIMEOUT = 20.0
 
@@ -57,9 +58,10 @@ def _cross_runtime() -> Callable[..., ContainerInfo] | None:
 
 
 def _pause_hook(step: str) -> None:
-    if os.environ.get(PAUSE_ENV) == step:
+    wanted, _, seconds = os.environ.get(PAUSE_ENV, "").partition(":")
+    if wanted == step:
         print(f"ctk: paused after {step} ({PAUSE_ENV})", file=sys.stderr, flush=True)
-        time.sleep(3600)
+        time.sleep(float(seconds) if seconds else 3600)
 
 
 def _counted(
@@ -438,10 +440,21 @@ def _rollback(run: _Run) -> None:
         journal.step("aborted", state="aborted")
         run.rolled_back.append("nothing to roll back: the source was not touched")
         return
-    with contextlib.suppress(CtkError):
+    try:
         dest.inspect(journal.target)
-        dest.remove(journal.target, force=True)
-        run.rolled_back.append(f"removed {journal.target} from the destination")
+    except ContainerNotFound:
+        pass  # the destination holds no copy
+    except CtkError as exc:
+        run.rolled_back.append(
+            f"could not check the destination for a partial {journal.target} ({exc}): "
+            "remove it there if it exists"
+        )
+    else:
+        try:
+            dest.remove(journal.target, force=True)
+            run.rolled_back.append(f"removed {journal.target} from the destination")
+        except CtkError as exc:
+            run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
     try:
         _restart_source(run)
     except CtkError as exc:
