@@ -189,12 +189,26 @@ def test_live_migration_keeps_the_count_and_serves_on_the_destination(same: Host
     assert "downtime" in text.stdout and "mode live" in text.stdout
 
 
-def test_keep_source_leaves_the_stopped_source(same: Hosts) -> None:
+def test_keep_source_leaves_the_source_running(same: Hosts) -> None:
     name = same.run_counter()
-    report = toolkit.migrate(name, source=same.src, dest=same.dst, keep_source=True)
+    history = counts(same.src, name)
+    # A new name: Podman's import keeps the container ID under the same name, and the testbed
+    # hosts share this machine's runc state directory, where the running source holds that ID.
+    copy = same.name("copy")
+    report = toolkit.migrate(name, source=same.src, dest=same.dst, keep_source=True, new_name=copy)
     assert report.status == "done" and report.source_kept
-    assert same.dst.inspect(name).running
-    assert not same.src.inspect(name).running
+    assert same.dst.inspect(copy).running
+    wait_count_at_least(same.dst, copy, history[-1] + 2)
+    assert_continued(counts(same.dst, copy), history)
+    assert same.src.inspect(name).running
+    wait_count_at_least(same.src, name, history[-1] + 2)
+
+
+def test_keep_source_cold(cross: Hosts) -> None:
+    name = cross.run_counter()
+    report = toolkit.migrate(name, source=cross.src, dest=cross.dst, mode="cold", keep_source=True)
+    assert report.status == "done" and report.mode == "cold"
+    assert cross.dst.inspect(name).running and cross.src.inspect(name).running
 
 
 def test_cold_move_across_runtimes_recreates_the_spec(cross: Hosts) -> None:

@@ -130,7 +130,7 @@ class Backend(Protocol):
         ...
 
     def has_image(self, image_id: str) -> bool:
-        """True when the image with this ID is here."""
+        """True when the engine holds the image with this exact ID."""
         ...
 
     def save_image(self, image: str) -> Iterator[bytes]:
@@ -145,8 +145,8 @@ class Backend(Protocol):
         """The engine-neutral spec to make this container again elsewhere."""
         ...
 
-    def export_changes(self, name: str, dest: Path) -> list[str]:
-        """The container's rootfs changes as a tar at ``dest``; returns the deleted paths."""
+    def fetch_changes(self, name: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; returns the deleted paths."""
         ...
 
     def create_with_changes(

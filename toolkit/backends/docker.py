@@ -581,11 +581,11 @@ class DockerBackend:
         return self.inspect(attrs["Id"])
 
     def has_image(self, image_id: str) -> bool:
-        """True when the image with this ID is here."""
+        """True when the engine holds the image with this exact ID."""
         try:
             with self._errors(image=image_id):
                 self._api.inspect_image(image_id)
-        except (ImageNotFound, EngineError):
+        except ImageNotFound:
             return False
         return True
 
@@ -609,11 +609,11 @@ class DockerBackend:
         info = _info(attrs, self.kind)
         return common.spec_from_inspect(attrs, image=info.image)
 
-    def export_changes(self, name: str, dest: Path) -> list[str]:
-        """The container's rootfs changes as a tar at ``dest``; the deleted paths."""
+    def fetch_changes(self, name: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; the deleted paths."""
         attrs = self._attrs(name)
-        with tempfile.TemporaryDirectory(dir=dest.parent) as stage:
-            return self._fetch_changes(attrs["Id"], dest, Path(stage))
+        with tempfile.TemporaryDirectory() as stage:
+            return self._fetch_changes(attrs["Id"], out, Path(stage))
 
     def create_with_changes(
         self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]

@@ -553,10 +553,10 @@ class PodmanBackend:
         return self.inspect(attrs["Id"])
 
     def has_image(self, image_id: str) -> bool:
-        """True when the image with this ID is here."""
+        """True when the engine holds the image with this exact ID."""
         with self._errors():
-            response = self._api.get(f"/images/{image_id}/exists")
-        return bool(response.status_code == 204)
+            found = self._api.get(f"/images/{image_id}/exists")
+        return bool(found.status_code == 204)
 
     def save_image(self, image: str) -> Iterator[bytes]:
         """The image as a docker-archive tar stream (keeps the image ID across engines)."""
@@ -581,8 +581,8 @@ class PodmanBackend:
         info = _info(attrs, self.kind)
         return common.spec_from_inspect(attrs, image=info.image)
 
-    def export_changes(self, name: str, dest: Path) -> list[str]:
-        """The container's rootfs changes as a tar at ``dest``; the deleted paths."""
+    def fetch_changes(self, name: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; the deleted paths."""
         attrs = self._attrs(name)
         with self._errors(container=name):
             response = self._api.get(f"/containers/{attrs['Id']}/changes")
@@ -599,8 +599,8 @@ class PodmanBackend:
                     for chunk in got.iter_content(chunk_size=1024 * 1024):
                         handle.write(chunk)
 
-        with tempfile.TemporaryDirectory(dir=dest.parent) as stage:
-            return common.write_changes(changes, fetch, dest, Path(stage))
+        with tempfile.TemporaryDirectory() as stage:
+            return common.write_changes(changes, fetch, out, Path(stage))
 
     def create_with_changes(
         self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]

@@ -52,7 +52,7 @@ def render_report(report: MigrationReport) -> None:
     if report.archive:
         out.print(f"  archive kept: {report.archive}")
     if report.status == "done" and report.source_kept:
-        out.print("  source kept (stopped) on the source engine")
+        out.print("  source kept running on the source engine (the destination holds a copy)")
     for note in report.notes:
         out.print(f"  note: {note}")
 
@@ -72,7 +72,7 @@ def render_report(report: MigrationReport) -> None:
 )
 @click.option("--name", "new_name", help="Name on the destination (default: the same).")
 @click.option(
-    "--keep-source", is_flag=True, help="Leave the stopped source instead of removing it."
+    "--keep-source", is_flag=True, help="Leave the source running: the destination gets a copy."
 )
 @click.option("--tcp-established", is_flag=True, help="Move established TCP connections too.")
 @click.option("--ignore-static-ip", is_flag=True, help="Let the destination pick a new IP/MAC.")

@@ -199,9 +199,10 @@ def migrate(
     ``live`` checkpoints it and restores it there with its memory; ``cold`` stops it and
     recreates it (spec and rootfs changes) there; ``auto`` picks live when both sides can
     checkpoint (Docker <-> Podman only when this ctk has the cross-runtime path) and says why
-    in ``report.reason``. ``keep_source`` leaves the stopped source container in place instead
-    of removing it. ``verify`` is an http(s) URL that must answer once the destination runs.
-    ``progress`` is called with the byte count of each image chunk copied.
+    in ``report.reason``. ``keep_source`` leaves the source running (it is dumped with
+    leave-running, or its rootfs copied while it runs): the destination gets a copy.
+    ``verify`` is an http(s) URL that must answer once the destination runs. ``progress``
+    is called with the byte count of each image chunk copied.
 
     Returns:
         The report (``status == "done"``).
@@ -343,7 +344,12 @@ def _live(
         journal.container,
         journal.archive,
         ExportOptions(
-            checkpoint=CheckpointOptions(name=journal.checkpoint, tcp_established=tcp_established),
+            checkpoint=CheckpointOptions(
+                name=journal.checkpoint,
+                tcp_established=tcp_established,
+                # a kept source is dumped and resumed: a copy moves, the source runs on
+                leave_running=journal.keep_source,
+            ),
             compression=compress,
         ),
     )
@@ -385,9 +391,10 @@ def _cold(run: _Run, *, verify: str | None) -> str:
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
     with run.phase("dump"):
-        source.stop(journal.container)
+        if not journal.keep_source:
+            source.stop(journal.container)
     with run.phase("transfer"):
-        changes = source.export_changes(journal.container, _path(journal.archive))
+        changes = source.fetch_changes(journal.container, _path(journal.archive))
     run.archive_bytes = _path(journal.archive).stat().st_size
     journal.extra["deleted"] = changes
     journal.step("dump")
