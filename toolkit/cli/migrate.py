@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from toolkit.cli._common import console, err, json_option, print_json, print_table, state
@@ -125,7 +126,7 @@ def migrate(
         DownloadColumn(),
         TransferSpeedColumn(),
         transient=True,
-        console=None,
+        console=Console(stderr=True),
         disable=not show_progress,
     )
     task = bar.add_task("image", total=None)
