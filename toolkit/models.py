@@ -321,6 +321,9 @@ class MigrationReport(_Model):
     source_kept: bool = False
     result: ContainerInfo | None = None
     notes: tuple[str, ...] = ()
+    criu_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    """CRIU's own ``dump`` and ``restore`` statistics (microseconds) where the engines keep
+    them (Podman on this machine); the yardstick for the downtime."""
 
     @property
     def bytes_moved(self) -> int:

@@ -589,13 +589,13 @@ class PodmanBackend:
             response.raise_for_status(not_found=podman.errors.NotFound)
             changes = response.json() or []
 
-        def fetch(path: str, out: Path) -> None:
+        def fetch(path: str, part: Path) -> None:
             with self._errors(container=name):
                 got = self._api.get(
                     f"/containers/{attrs['Id']}/archive", params={"path": path}, stream=True
                 )
                 got.raise_for_status(not_found=podman.errors.NotFound)
-                with out.open("wb") as handle:
+                with part.open("wb") as handle:
                     for chunk in got.iter_content(chunk_size=1024 * 1024):
                         handle.write(chunk)
 

@@ -46,6 +46,12 @@ def render_report(report: MigrationReport) -> None:
         f"  moved {_human_bytes(report.bytes_moved)} (image {_human_bytes(report.image_bytes)}, "
         f"state {_human_bytes(report.archive_bytes)}); downtime {report.downtime:.2f}s"
     )
+    dump, restore = report.criu_stats.get("dump", {}), report.criu_stats.get("restore", {})
+    if "frozen_time" in dump or "restore_time" in restore:
+        out.print(
+            f"  CRIU: frozen {dump.get('frozen_time', 0) / 1e6:.3f}s, "
+            f"restore {restore.get('restore_time', 0) / 1e6:.3f}s"
+        )
     if report.failed_phase:
         out.print(f"  failed in {report.failed_phase}: {report.error}")
     for action in report.rolled_back:

@@ -138,6 +138,7 @@ class _Run:
     downtime: float = 0.0
     rolled_back: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    criu_stats: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -177,6 +178,7 @@ class _Run:
             source_kept=j.keep_source,
             result=result,
             notes=tuple(self.notes),
+            criu_stats=dict(self.criu_stats),
         )
 
 
@@ -358,6 +360,8 @@ def _live(
     run.timings["dump"] = round(dump, 3)
     run.timings["transfer"] = round(max(elapsed - dump, 0.0), 3)
     run.archive_bytes = info.size
+    if info.criu_stats:
+        run.criu_stats["dump"] = dict(info.criu_stats)
     journal.step("dump")
     journal.step("transfer")
     _pause_hook("dump")
@@ -372,6 +376,10 @@ def _live(
         )
     run.downtime = time.monotonic() - run.frozen_at
     journal.step("restore")
+    with contextlib.suppress(CtkError):
+        # kept where the engine runs on this machine (Podman); Docker's are deleted
+        if restored := dest.criu_stats(journal.target, phase="restore"):
+            run.criu_stats["restore"] = restored
     _pause_hook("restore")
     with run.phase("verify"):
         _verify(dest, journal.target, verify)
