@@ -178,3 +178,22 @@ def test_cli_recover_with_nothing_to_do(state: Path) -> None:
 def test_cli_drain_bad_label() -> None:
     result = ctk("drain", NOWHERE, "--to", NOWHERE, "--label", "novalue")
     assert result.returncode == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    ("steps", "needs_image", "phase"),
+    [
+        (["preflight"], True, "image"),
+        (["preflight"], False, "dump"),
+        (["preflight", "dump-started"], False, "dump"),
+        (["preflight", "dump-started", "dump", "transfer"], False, "restore"),
+        (["preflight", "dump-started", "dump", "transfer", "restore"], False, "verify"),
+        (["preflight", "cross-runtime-started"], False, "restore"),
+    ],
+)
+def test_failing_phase(steps: list[str], needs_image: bool, phase: str) -> None:
+    from toolkit.migration.execute import _failing_phase
+
+    j = journal.Journal(id="m1", container="a", target="a", source={}, destination={}, mode="live")
+    j.steps = [{"step": s, "at": ""} for s in steps]
+    assert _failing_phase(j, needs_image=needs_image) == phase

@@ -239,7 +239,6 @@ def migrate(
     run = _Run(journal=journal, plan=plan, source=source, dest=dest, reason=plan.reason)
     run.timings["preflight"] = round(time.monotonic() - started, 3)
     journal.step("preflight")
-    phase = "image"
     try:
         if plan.needs_image:
             with run.phase("image"):
@@ -247,13 +246,12 @@ def migrate(
             journal.step("image")
             _pause_hook("image")
         if plan.mode == "live" and plan.cross_runtime and cross is not None:
-            phase = "restore"
             result = _live_cross(run, cross, tcp_established=tcp_established)
             if result is None:  # cross-runtime said Unsupported before touching anything
                 plan = dataclasses.replace(plan, mode="cold")
                 journal.mode = "cold"
         if plan.mode == "live" and not plan.cross_runtime:
-            phase = _live(
+            _live(
                 run,
                 tcp_established=tcp_established,
                 ignore_static_ip=ignore_static_ip,
@@ -261,16 +259,14 @@ def migrate(
                 verify=verify,
             )
         elif plan.mode == "cold":
-            phase = _cold(run, verify=verify)
+            _cold(run, verify=verify)
         else:
-            phase = "verify"
             with run.phase("verify"):
                 _verify(dest, plan.target, verify)
             journal.step("restore")
             _finish(run)
     except BaseException as exc:
-        failed = run.journal.steps[-1]["step"] if run.journal.steps else "preflight"
-        failed_phase = _next_phase(failed, phase)
+        failed_phase = _failing_phase(run.journal, needs_image=plan.needs_image)
         _rollback(run)
         status = "rolled_back" if run.journal.state == "rolled_back" else "failed"
         archive = run.journal.archive if run.journal.archive else ""
@@ -296,15 +292,23 @@ def migrate(
     return run.report("done", result=result_info)
 
 
-def _next_phase(last_step: str, current: str) -> str:
-    order = ["preflight", "image", "dump", "transfer", "restore", "verify", "done"]
-    if last_step in order and order.index(last_step) + 1 < len(order):
-        following = order[order.index(last_step) + 1]
-        # an image copy that was not needed is not the failing phase
-        if following == "image" and current != "image":
-            return "dump"
-        return following
-    return current
+# The phase that was running when the journal's last step was this one.
+_RUNNING_AFTER = {
+    "image": "dump",
+    "dump-started": "dump",
+    "dump": "transfer",
+    "transfer": "restore",
+    "cross-runtime-started": "restore",
+    "restore": "verify",
+    "source-removed": "verify",
+}
+
+
+def _failing_phase(journal: Journal, *, needs_image: bool) -> str:
+    last = journal.steps[-1]["step"] if journal.steps else "preflight"
+    if last == "preflight":
+        return "image" if needs_image else "dump"
+    return _RUNNING_AFTER.get(last, last)
 
 
 def _live_cross(
@@ -334,7 +338,7 @@ def _live_cross(
 
 def _live(
     run: _Run, *, tcp_established: bool, ignore_static_ip: bool, compress: str, verify: str | None
-) -> str:
+) -> None:
     journal, source, dest = run.journal, run.source, run.dest
     journal.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     journal.checkpoint = f"migrate-{journal.id}"
@@ -342,6 +346,7 @@ def _live(
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
     started = time.monotonic()
+    # the export is dump and transfer in one call: a failure in it is reported as the dump
     info = source.export_checkpoint(
         journal.container,
         journal.archive,
@@ -384,10 +389,9 @@ def _live(
     with run.phase("verify"):
         _verify(dest, journal.target, verify)
     _finish(run)
-    return "done"
 
 
-def _cold(run: _Run, *, verify: str | None) -> str:
+def _cold(run: _Run, *, verify: str | None) -> None:
     journal, source, dest = run.journal, run.source, run.dest
     assert run.plan is not None
     journal.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -421,7 +425,6 @@ def _cold(run: _Run, *, verify: str | None) -> str:
     with run.phase("verify"):
         _verify(dest, journal.target, verify)
     _finish(run)
-    return "done"
 
 
 def _path(text: str) -> Any:
@@ -442,16 +445,21 @@ def _finish(run: _Run) -> None:
     journal.step("done", state="done")
 
 
-def _rollback(run: _Run) -> None:
-    """Undo a migration that did not finish: destination copy gone, source running again."""
+def _rollback(run: _Run, *, interrupted: bool = False) -> None:
+    """Undo a migration that did not finish: destination copy gone, source running again.
+
+    ``interrupted``: called by :func:`recover` for a ctk that died, rather than after an
+    exception in this process.
+    """
     journal, dest = run.journal, run.dest
     if journal.done("done"):
         return
-    if journal.extra.get("cross_runtime") and not journal.done("restore"):
+    cross = bool(journal.extra.get("cross_runtime")) and not journal.done("restore")
+    if cross and not interrupted:
         journal.step("rolled-back", state="rolled_back")
         run.rolled_back.append("the cross-runtime path undid its own changes")
         return
-    if not journal.done("dump-started"):
+    if not cross and not journal.done("dump-started"):
         journal.step("aborted", state="aborted")
         run.rolled_back.append("nothing to roll back: the source was not touched")
         return
@@ -471,7 +479,10 @@ def _rollback(run: _Run) -> None:
         except CtkError as exc:
             run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
     try:
-        _restart_source(run)
+        if cross:
+            _restart_cross_source(run)
+        else:
+            _restart_source(run)
     except CtkError as exc:
         run.rolled_back.append(f"could not restart the source: {exc}")
         journal.step("rollback-failed", state="failed")
@@ -484,6 +495,16 @@ def _running(backend: Backend, name: str) -> bool:
         return backend.inspect(name).running
     except CtkError:
         return False
+
+
+def _restart_cross_source(run: _Run) -> None:
+    """A ctk killed inside the cross-runtime path: the source from its latest checkpoint."""
+    journal, source = run.journal, run.source
+    if source.inspect(journal.container).running:
+        run.rolled_back.append(f"source {journal.container} was still running")
+        return
+    source.restore(journal.container, RestoreOptions())
+    run.rolled_back.append(f"restored the source {journal.container} from its latest checkpoint")
 
 
 def _restart_source(run: _Run) -> None:
@@ -533,7 +554,7 @@ def recover(migration_id: str | None = None) -> list[MigrationReport]:
             run.notes.append("destination was running: migration finished")
             reports.append(run.report("done", result=dest.inspect(journal.target)))
             continue
-        _rollback(run)
+        _rollback(run, interrupted=True)
         reports.append(
             run.report(
                 journal.state,
