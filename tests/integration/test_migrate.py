@@ -242,29 +242,37 @@ def _engine_cli(kind: str, url: str) -> list[str]:
     return ["docker", "-H", socket] if kind == "docker" else ["podman", "--url", socket]
 
 
-def test_missing_image_is_transferred(same: Hosts) -> None:
+def _check_image_transfer(hosts: Hosts, mode: str) -> None:
     # A fresh image (commit of a counter) only the source has; removed from both afterwards.
-    seed = same.run_counter()
+    seed = hosts.run_counter()
     tag = f"ctk-test/migrate-{uuid.uuid4().hex[:8]}:latest"
-    src_cli = _engine_cli(same.src_kind, same.src_url)
-    dst_cli = _engine_cli(same.dst_kind, same.dst_url)
+    src_cli = _engine_cli(hosts.src_kind, hosts.src_url)
+    dst_cli = _engine_cli(hosts.dst_kind, hosts.dst_url)
     subprocess.run([*src_cli, "commit", seed, tag], check=True, capture_output=True)
     try:
-        name = same.run_counter(image=tag)
-        image_id = same.src.inspect(name).image_id
-        assert not same.dst.has_image(image_id)
-        report = toolkit.migrate(name, source=same.src, dest=same.dst)
+        name = hosts.run_counter(image=tag)
+        image_id = hosts.src.inspect(name).image_id
+        assert not hosts.dst.has_image(image_id)
+        report = toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode=mode)
         assert report.status == "done"
         assert report.image_bytes > 0 and "image" in report.timings
-        assert same.dst.has_image(image_id)
-        assert same.dst.inspect(name).running
+        assert hosts.dst.has_image(image_id)  # the same ID, also across runtimes
+        assert hosts.dst.inspect(name).running
     finally:
-        for name in same.names:
-            for backend in (same.src, same.dst):
+        for name in hosts.names:
+            for backend in (hosts.src, hosts.dst):
                 with contextlib.suppress(CtkError):
                     backend.remove(name, force=True)
         for cli in (src_cli, dst_cli):
             subprocess.run([*cli, "rmi", "-f", tag], capture_output=True, check=False)
+
+
+def test_missing_image_is_transferred(same: Hosts) -> None:
+    _check_image_transfer(same, "live")
+
+
+def test_missing_image_is_transferred_across_runtimes(cross: Hosts) -> None:
+    _check_image_transfer(cross, "cold")
 
 
 def test_name_clash_is_refused_in_preflight_with_nothing_changed(same: Hosts, state: Path) -> None:
@@ -544,3 +552,65 @@ def test_destination_link_lost_rolls_back(same: Hosts, cut_after: int) -> None:
     assert same.src.inspect(name).running
     wait_count_at_least(same.src, name, before + 2)
     assert_continued(counts(same.src, name), counts(same.src, name)[:1])
+
+
+def _run_changer(hosts: Hosts) -> str:
+    """A busybox container that deleted an image file and wrote a new one, then idles."""
+    name = hosts.name("rootfs")
+    hosts.src.run(
+        ContainerSpec(
+            image="ctk-demo/busybox",
+            name=name,
+            labels=dict(TEST_LABEL),
+            command=(
+                "sh",
+                "-c",
+                # idempotent: a cold move runs the command again on the destination
+                "[ -f /data.txt ] || cat /proc/sys/kernel/random/uuid > /data.txt; "
+                "rm -f /bin/cpio; echo ready; while true; do sleep 1; done",
+            ),
+        )
+    )
+    wait_for(lambda: "ready" in hosts.src.logs(name), what="rootfs changes made")
+    return name
+
+
+def _rootfs_changes(backend: Backend, name: str, tmp: Path) -> tuple[bytes, list[str]]:
+    """The content of /data.txt and the deleted paths, from the container's rootfs changes."""
+    import tarfile
+
+    tar = tmp / f"{name}-{backend.kind}-{uuid.uuid4().hex[:6]}.tar"
+    tmp.mkdir(parents=True, exist_ok=True)
+    deleted = backend.fetch_changes(name, tar)
+    with tarfile.open(tar) as archive:
+        member = archive.extractfile("data.txt")
+        assert member is not None
+        return member.read(), deleted
+
+
+def test_cold_move_carries_rootfs_changes_to_docker(testbed: Testbed, state: Path) -> None:
+    """Podman -> Docker and Docker -> Docker: added files arrive, deletions become whiteouts."""
+    for src_kind in ("podman", "docker"):
+        for hosts in _hosts(testbed, src_kind, "docker"):
+            name = _run_changer(hosts)
+            data, _ = _rootfs_changes(hosts.src, name, state)
+            report = toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode="cold")
+            assert report.status == "done" and report.archive_bytes > 0
+            moved, deleted = _rootfs_changes(hosts.dst, name, state)
+            assert moved == data  # the source's file, not one the command wrote again
+            assert "/bin/cpio" in deleted
+
+
+def test_cold_move_with_deletions_to_podman_rolls_back(testbed: Testbed, state: Path) -> None:
+    """Podman's API cannot write whiteouts: refused at restore, the source runs again."""
+    for hosts in _hosts(testbed, "docker", "podman"):
+        name = _run_changer(hosts)
+        with pytest.raises(MigrationError) as caught:
+            toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode="cold")
+        report = caught.value.report
+        assert isinstance(report, toolkit.MigrationReport)
+        assert report.status == "rolled_back" and report.failed_phase == "restore"
+        assert "deleted" in report.error
+        assert hosts.src.inspect(name).running
+        with pytest.raises(ContainerNotFound):
+            hosts.dst.inspect(name)
