@@ -614,3 +614,21 @@ def test_cold_move_with_deletions_to_podman_rolls_back(testbed: Testbed, state: 
         assert hosts.src.inspect(name).running
         with pytest.raises(ContainerNotFound):
             hosts.dst.inspect(name)
+
+
+def test_volumes_are_refused_in_preflight(same: Hosts) -> None:
+    name = same.name("vol")
+    cli = _engine_cli(same.src_kind, same.src_url)
+    # the engines' own CLIs: ContainerSpec has no volumes (refused before any checkpoint, so
+    # Podman's default runtime does not matter here)
+    subprocess.run(
+        [*cli, "run", "-d", "--name", name, "-l", "ctk.test=1", "-v", "/data", COUNTER_IMAGE],
+        check=True,
+        capture_output=True,
+    )
+    result = ctk("migrate", name, "--from", same.src_url, "--to", same.dst_url)
+    assert result.returncode == toolkit.ExitCode.UNSUPPORTED, result.stderr
+    assert "volumes or bind mounts (/data)" in result.stderr
+    assert same.src.inspect(name).running
+    with pytest.raises(ContainerNotFound):
+        same.dst.inspect(name)

@@ -61,6 +61,7 @@ class FakeEngine:
     can_checkpoint: bool = True
     held: dict[str, ContainerInfo] = field(default_factory=dict)
     images: set[str] = field(default_factory=set)
+    mounted: set[str] = field(default_factory=set)
 
     def info(self) -> EngineInfo:
         return EngineInfo(
@@ -77,6 +78,9 @@ class FakeEngine:
 
     def has_image(self, image_id: str) -> bool:
         return image_id in self.images
+
+    def mounts(self, name: str) -> tuple[str, ...]:
+        return ("/data",) if name in self.mounted else ()
 
 
 def _container(name: str, *ports: PortMapping, running: bool = True) -> ContainerInfo:
@@ -152,6 +156,10 @@ def test_refusals(criu_ok: None) -> None:
         _preflight(src, dst, verify="wget -q localhost")
     with pytest.raises(Conflict, match="same engine"):
         _preflight(src, src)
+    src.mounted = {"web1"}
+    with pytest.raises(Unsupported, match="volumes or bind mounts"):
+        _preflight(src, dst)
+    src.mounted = set()
     src.held = {"web1": _container("web1", running=False)}
     with pytest.raises(Conflict, match="not running"):
         _preflight(src, dst)

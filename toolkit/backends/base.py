@@ -141,6 +141,10 @@ class Backend(Protocol):
         """Load a docker-archive tar stream made by :meth:`save_image` (either engine)."""
         ...
 
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        ...
+
     def container_spec(self, name: str) -> ContainerSpec:
         """The engine-neutral spec to make this container again elsewhere."""
         ...

@@ -603,6 +603,11 @@ class DockerBackend:
                 if isinstance(line, dict) and line.get("error"):
                     raise EngineError(f"docker load failed: {line['error']}")
 
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        attrs = self._attrs(name)
+        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
+
     def container_spec(self, name: str) -> ContainerSpec:
         """The engine-neutral spec to make this container again elsewhere."""
         attrs = self._attrs(name)

@@ -575,6 +575,11 @@ class PodmanBackend:
             )
             response.raise_for_status()
 
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        attrs = self._attrs(name)
+        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
+
     def container_spec(self, name: str) -> ContainerSpec:
         """The engine-neutral spec to make this container again elsewhere."""
         attrs = self._attrs(name)

@@ -91,6 +91,15 @@ def preflight(
             f"container {name} is not running; ctk migrates running containers",
             hint=f"start it first, or recreate it on the destination by hand: {info.image}",
         )
+    mounted = source.mounts(name)
+    if mounted:
+        # Neither the archives nor a cold move carry volume or bind-mount data: moving the
+        # container without it would lose what it stored there.
+        raise Unsupported(
+            f"container {name} has volumes or bind mounts ({', '.join(mounted)}); ctk does "
+            "not move their data",
+            hint="copy the volume data to the destination and recreate the container there",
+        )
     target = new_name or info.name
     if same_engine(source, dest) and target == info.name:
         raise Conflict(
