@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -523,31 +523,9 @@ class DockerBackend:
         """
         with self._errors(container=container_id):
             changes = self._api.diff(container_id) or []
-        kinds = {str(c["Path"]): int(c["Kind"]) for c in changes}
-        deleted = sorted(p for p, k in kinds.items() if k == 2)
-        present = [p for p, k in kinds.items() if k in (0, 1)]
-        leaves = sorted(
-            p for p in present if not any(q.startswith(p.rstrip("/") + "/") for q in kinds)
+        return common.write_changes(
+            changes, lambda path, part: self._fetch(container_id, path, part), out, stage
         )
-        with tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as combined:
-            for leaf in leaves:
-                part = stage / "part.tar"
-                try:
-                    self._fetch(container_id, leaf, part)
-                except (ContainerNotFound, EngineError):
-                    continue  # gone between the diff and the fetch (a temp file)
-                parent = str(PurePosixPath(leaf).parent).lstrip("/")
-                with tarfile.open(part) as piece:
-                    for member in piece:
-                        data = piece.extractfile(member) if member.isfile() else None
-                        member.name = f"{parent}/{member.name}" if parent else member.name
-                        if member.islnk():
-                            member.linkname = (
-                                f"{parent}/{member.linkname}" if parent else member.linkname
-                            )
-                        combined.addfile(member, data)
-                part.unlink()
-        return deleted
 
     def export_checkpoint(
         self, name: str, dest: str | os.PathLike[str], options: ExportOptions
@@ -750,6 +728,80 @@ class DockerBackend:
             if reference and self._api.inspect_image(reference)["Id"] == found["Id"]:
                 return reference
         return str(found["Id"])
+
+    # -- migration (toolkit.migration) --------------------------------------------------
+    def has_image(self, image_id: str) -> bool:
+        """True when the engine holds the image with this exact ID."""
+        try:
+            with self._errors(image=image_id):
+                self._api.inspect_image(image_id)
+        except ImageNotFound:
+            return False
+        return True
+
+    def save_image(self, image: str) -> Iterator[bytes]:
+        """The image as a docker-archive tar stream (``docker save``)."""
+        with self._errors(image=image):
+            stream = self._api.get_image(image, chunk_size=1024 * 1024)
+            for chunk in stream:
+                yield bytes(chunk)
+
+    def load_image(self, data: Iterable[bytes]) -> None:
+        """Load a docker-archive tar stream (``docker load``); image IDs are kept."""
+        with self._errors():
+            for line in self._api.load_image(data):
+                if isinstance(line, dict) and line.get("error"):
+                    raise EngineError(f"docker load failed: {line['error']}")
+
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        attrs = self._attrs(name)
+        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
+
+    def container_spec(self, name: str) -> ContainerSpec:
+        """The engine-neutral spec to make this container again elsewhere."""
+        attrs = self._attrs(name)
+        info = _info(attrs, self.kind)
+        return common.spec_from_inspect(attrs, image=info.image)
+
+    def fetch_changes(self, name: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; the deleted paths."""
+        attrs = self._attrs(name)
+        with tempfile.TemporaryDirectory() as stage:
+            return self._fetch_changes(attrs["Id"], out, Path(stage))
+
+    def create_with_changes(
+        self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
+    ) -> ContainerInfo:
+        """Create ``spec`` from image ``image_id``, apply rootfs changes, start it.
+
+        Deletions become overlay2 whiteouts as in :meth:`import_checkpoint`. A failure removes
+        the container again.
+        """
+        common.validate_spec(spec)
+        image = self._local_image(spec.image, image_id)
+        checked = _checked_deletions(deleted)
+        if checked and engine_driver(self) != "overlay2":
+            raise Unsupported(f"cannot apply deletions on a {engine_driver(self)} daemon")
+        new_id = self._create_stopped(spec, image)
+        try:
+            if changes is not None:
+                with self._errors(container=new_id), changes.open("rb") as data:
+                    self._api.put_archive(new_id, "/", data)
+            if checked:
+                upper = self._api.inspect_container(new_id)["GraphDriver"]["Data"]["UpperDir"]
+                with (
+                    self._helper(image, {str(upper): "/ctk/upper"}) as helper,
+                    self._errors(container=helper),
+                ):
+                    self._api.put_archive(helper, "/ctk/upper", _whiteouts(checked))
+            with self._errors(container=spec.name or new_id):
+                self._api.start(new_id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._api.remove_container(new_id, force=True, v=True)
+            raise
+        return self.inspect(new_id)
 
     def close(self) -> None:
         self._client.close()

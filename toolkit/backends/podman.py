@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import tarfile
+import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -736,6 +737,121 @@ class PodmanBackend:
                     raise common.criu_error("import", target, _explanation(exc)) from exc
                 raise
         return self.inspect(new_id)
+
+    # -- migration (toolkit.migration) --------------------------------------------------
+    def has_image(self, image_id: str) -> bool:
+        """True when the engine holds the image with this exact ID."""
+        with self._errors():
+            found = self._api.get(f"/images/{image_id}/exists")
+        return bool(found.status_code == 204)
+
+    def save_image(self, image: str) -> Iterator[bytes]:
+        """The image as a docker-archive tar stream (keeps the image ID across engines)."""
+        with self._errors(image=image):
+            response = self._api.get(
+                f"/images/{image}/get", params={"format": "docker-archive"}, stream=True
+            )
+            response.raise_for_status(not_found=podman.errors.ImageNotFound)
+            yield from response.iter_content(chunk_size=1024 * 1024)
+
+    def load_image(self, data: Iterable[bytes]) -> None:
+        """Load a docker-archive (or OCI) tar stream; image IDs are kept."""
+        with self._errors():
+            response = self._api.post(
+                "/images/load", data=data, headers={"Content-Type": "application/x-tar"}
+            )
+            response.raise_for_status()
+
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        attrs = self._attrs(name)
+        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
+
+    def container_spec(self, name: str) -> ContainerSpec:
+        """The engine-neutral spec to make this container again elsewhere."""
+        attrs = self._attrs(name)
+        info = _info(attrs, self.kind)
+        return common.spec_from_inspect(attrs, image=info.image)
+
+    def fetch_changes(self, name: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; the deleted paths."""
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            response = self._api.get(f"/containers/{attrs['Id']}/changes")
+            response.raise_for_status(not_found=podman.errors.NotFound)
+            changes = response.json() or []
+
+        def fetch(path: str, part: Path) -> None:
+            with self._errors(container=name):
+                got = self._api.get(
+                    f"/containers/{attrs['Id']}/archive", params={"path": path}, stream=True
+                )
+                got.raise_for_status(not_found=podman.errors.NotFound)
+                with part.open("wb") as handle:
+                    for chunk in got.iter_content(chunk_size=1024 * 1024):
+                        handle.write(chunk)
+
+        with tempfile.TemporaryDirectory() as stage:
+            return common.write_changes(changes, fetch, out, Path(stage))
+
+    def create_with_changes(
+        self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
+    ) -> ContainerInfo:
+        """Create ``spec`` from image ``image_id``, apply rootfs changes, start it.
+
+        Podman's API cannot write overlay whiteouts, so deleted paths are refused here; a
+        failure removes the container again.
+        """
+        if deleted:
+            raise Unsupported(
+                f"podman cannot reproduce {len(deleted)} deleted path(s) of the source's rootfs "
+                "through its API",
+                hint="recreate the deletions in the image, or move it to docker",
+            )
+        with self._errors():
+            found = self._api.get(f"/images/{image_id}/exists")
+        if found.status_code != 204:
+            raise ImageNotFound(f"no image {image_id} on podman")
+        image = spec.image
+        with self._errors(image=image):
+            named = self._api.get(f"/images/{image}/json")
+        if named.status_code != 200 or common.normalize_image_id(
+            str(named.json().get("Id", ""))
+        ) != common.normalize_image_id(image_id):
+            image = image_id
+        spec = dataclasses.replace(spec, image=image)
+        common.validate_spec(spec)
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "environment": dict(spec.env),
+            "labels": dict(spec.labels),
+            "ports": common.sdk_ports(spec.ports, ephemeral=0),
+            "runtime": spec.runtime or CHECKPOINT_RUNTIME,
+        }
+        if spec.network in ("host", "none", "bridge"):
+            kwargs["network_mode"] = spec.network
+        elif spec.network:
+            kwargs["networks"] = {spec.network: {}}
+        for key, value in (
+            ("hostname", spec.hostname),
+            ("working_dir", spec.working_dir),
+            ("user", spec.user),
+        ):
+            if value:
+                kwargs[key] = value
+        with self._errors(image=image):
+            container = self._client.containers.create(image, list(spec.command) or None, **kwargs)
+        try:
+            if changes is not None:
+                with self._errors(container=container.id):
+                    container.put_archive("/", changes.read_bytes())
+            with self._errors(container=spec.name or container.id):
+                container.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+            raise
+        return self.inspect(str(container.id))
 
     def close(self) -> None:
         self._client.close()

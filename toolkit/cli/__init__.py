@@ -27,6 +27,7 @@ from toolkit.cli.lifecycle import (
     unpause,
     wait,
 )
+from toolkit.cli.migrate import drain, migrate
 from toolkit.cli.networks import network, port
 from toolkit.config import TLSOptions
 from toolkit.errors import CtkError, ExitCode
@@ -60,7 +61,7 @@ def cli(
     obj.tls = tls
 
 
-for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor):
+for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor, migrate, drain):
     cli.add_command(command)
 for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wait, top, stats):
     cli.add_command(command)
