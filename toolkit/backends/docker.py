@@ -594,6 +594,130 @@ class DockerBackend:
                 return reference
         return str(found["Id"])
 
+    # -- cross-runtime migration (toolkit.migration.cross_runtime) -------------------------
+    def raw_inspect(self, name: str) -> dict[str, Any]:
+        """The engine's own inspect data of a container (mounts, runtime, host config).
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        return self._attrs(name)
+
+    def has_image(self, image_id: str) -> bool:
+        """True when the engine holds the image with this exact ID."""
+        try:
+            with self._errors(image=image_id):
+                self._api.inspect_image(image_id)
+        except ImageNotFound:
+            return False
+        return True
+
+    def fetch_changes(self, name: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; the deleted paths."""
+        attrs = self._attrs(name)
+        with tempfile.TemporaryDirectory() as stage:
+            return self._fetch_changes(attrs["Id"], out, Path(stage))
+
+    def create_for_images(
+        self,
+        spec: ContainerSpec,
+        *,
+        image_id: str,
+        shareable_ipc: bool = False,
+        binds: dict[str, str] | None = None,
+    ) -> str:
+        """Create (never start) a container that CRIU images from elsewhere can restore into.
+
+        ``shareable_ipc`` makes /dev/shm a bind mount (as Podman's is) instead of a tmpfs, and
+        ``binds`` (``{host path: container path}``) adds the bind mounts the images expect, so
+        that runc offers CRIU every external mount the images name. Returns the new ID.
+
+        Raises:
+            ImageNotFound: the image ID is not here.
+            Conflict: the name is in use.
+        """
+        common.validate_spec(spec)
+        image = self._local_image(spec.image, image_id)
+        ports = common.sdk_ports(spec.ports)
+        host_config = self._api.create_host_config(
+            port_bindings=ports or None,
+            network_mode=spec.network or None,
+            runtime=spec.runtime or None,
+            ipc_mode="shareable" if shareable_ipc else None,
+            binds=[f"{src}:{dst}" for src, dst in (binds or {}).items()] or None,
+        )
+        with self._errors(image=image):
+            created = self._api.create_container(
+                image,
+                command=list(spec.command) or None,
+                name=spec.name,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                ports=[tuple(k.split("/")) for k in ports] or None,
+                host_config=host_config,
+                hostname=spec.hostname,
+                working_dir=spec.working_dir,
+                user=spec.user,
+            )
+        return str(created["Id"])
+
+    def start_from_images(
+        self,
+        container_id: str,
+        images: Path,
+        *,
+        checkpoint: str,
+        rootfs: Path | None = None,
+        deleted: list[str] | None = None,
+    ) -> ContainerInfo:
+        """Place CRIU images (a flat directory) as checkpoint ``checkpoint`` and start from it.
+
+        ``rootfs`` (a tar of changed files, applied at ``/``) and ``deleted`` (paths, applied as
+        overlay2 whiteouts) carry the source's filesystem changes. The container is left as it
+        is on failure: the caller removes it.
+
+        Raises:
+            CheckpointError: CRIU failed to restore.
+        """
+        common.validate_checkpoint_name(checkpoint)
+        engine = self.info()
+        gone = _checked_deletions(list(deleted or []))
+        if gone and engine_driver(self) != "overlay2":
+            raise Unsupported(
+                "the source deleted files, which ctk applies as overlay2 whiteouts; this "
+                f"daemon uses {engine_driver(self)}",
+            )
+        if rootfs is not None:
+            with self._errors(container=container_id), rootfs.open("rb") as data:
+                self._api.put_archive(container_id, "/", data)
+        attrs = self._attrs(container_id)
+        binds = {f"{engine.root_dir}/containers/{container_id}": "/ctk/container"}
+        if gone:
+            binds[str(attrs["GraphDriver"]["Data"]["UpperDir"])] = "/ctk/upper"
+        placed = io.BytesIO()
+        with tarfile.open(fileobj=placed, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for directory in ("checkpoints", f"checkpoints/{checkpoint}"):
+                info = tarfile.TarInfo(directory)
+                info.type, info.mode = tarfile.DIRTYPE, 0o700
+                tar.addfile(info)
+            for item in sorted(images.iterdir()):
+                if item.is_file() and not item.is_symlink():
+                    tar.add(item, arcname=f"checkpoints/{checkpoint}/{item.name}")
+        with self._helper(attrs["Image"], binds) as helper:
+            if gone:
+                with self._errors(container=helper):
+                    self._api.put_archive(helper, "/ctk/upper", _whiteouts(gone))
+            with self._errors(container=helper):
+                self._api.put_archive(helper, "/ctk/container", placed.getvalue())
+        try:
+            self._start_from_checkpoint(container_id, checkpoint)
+        except docker.errors.APIError as exc:
+            raise common.criu_error("restore", container_id, _explanation(exc)) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+        registry.record_checkpoint(self.kind, self.url, container_id, checkpoint)
+        return self.inspect(container_id)
+
     def close(self) -> None:
         self._client.close()
 

@@ -1,0 +1,1 @@
+"""Moving containers between engines and hosts."""
