@@ -157,3 +157,25 @@ def test_tcp_established_refused_before_anything_is_touched(pair: Pair) -> None:
     assert pair.source.inspect(info.name).running
     with pytest.raises(ContainerNotFound):
         pair.dest.inspect(info.name)
+
+
+@pytest.mark.usefixtures("criu")
+def test_checkpoint_inspect_says_whether_the_other_runtime_can_restore(
+    engine: Backend, containers: Containers
+) -> None:
+    import json
+
+    from tests.conftest import ctk
+
+    info = containers.run(ports=(LOCAL_PORT,))
+    wait_count_at_least(engine, info.name, 2)
+    engine.checkpoint(info.name, CheckpointOptions(name="look", leave_running=True))
+    other = "podman" if engine.kind == "docker" else "docker"
+
+    shown = ctk("checkpoint", "inspect", info.name, "look", "--json", engine=engine.kind)
+    assert shown.returncode == 0, shown.stderr
+    verdict = json.loads(shown.stdout)["cross_runtime"]
+    assert verdict["runtime"] == other and verdict["possible"] is True
+
+    human = ctk("checkpoint", "inspect", info.name, "look", engine=engine.kind, check=True)
+    assert f"restore on {other}: yes" in human.stdout
