@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -105,6 +106,35 @@ def test_live_move_continues_counter_and_serves_http(pair: Pair) -> None:
     assert all(c.read_text() == "" for c in configs)
 
 
+def test_there_and_back_with_filesystem_changes(pair: Pair) -> None:
+    name = pair.run_counter().name
+
+    def sh(backend: Backend, script: str) -> str:
+        done = subprocess.run(
+            [backend.kind, "exec", name, "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return done.stdout
+
+    sh(pair.source, "echo kept > /made.txt && rm /bin/vi")
+    cross_runtime.live_cross_runtime(pair.source, name, pair.dest)
+    pair.on_dest.names.append(name)
+    assert sh(pair.dest, "cat /made.txt; test -e /bin/vi || echo gone") == "kept\ngone\n"
+    middle = wait_count_at_least(pair.dest, name, last_count(pair.dest, name) + 1)
+
+    back = cross_runtime.live_cross_runtime(pair.dest, name, pair.source)
+
+    assert back.engine == pair.source.kind
+    wait_count_at_least(pair.source, name, middle + 2)
+    assert http_count(back) >= middle
+    assert sh(pair.source, "cat /made.txt; test -e /bin/vi || echo gone") == "kept\ngone\n"
+    with pytest.raises(ContainerNotFound):
+        pair.dest.inspect(name)
+
+
 def test_leave_running_checkpoint_restored_as_clone(pair: Pair) -> None:
     source_info = pair.run_counter()
     name = source_info.name
@@ -139,8 +169,11 @@ def test_failed_destination_restore_resumes_source(
 
     monkeypatch.setattr(cross_runtime, "_prepare_images", broken)
     before = last_count(pair.source, name)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError) as failed:
         cross_runtime.live_cross_runtime(pair.source, name, pair.dest)
+    # CRIU's own reason, kept although the engine drops its restore log on failure
+    assert "pr bytes" in failed.value.message or "pages" in failed.value.message
+    assert pair.source.kind in failed.value.hint
 
     # nothing lost: the source runs on from its checkpoint, nothing is left on the dest
     assert pair.source.inspect(name).running

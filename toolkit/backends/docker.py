@@ -709,10 +709,13 @@ class DockerBackend:
                     self._api.put_archive(helper, "/ctk/upper", _whiteouts(gone))
             with self._errors(container=helper):
                 self._api.put_archive(helper, "/ctk/container", placed.getvalue())
+        kept: list[str] = []
         try:
-            self._start_from_checkpoint(container_id, checkpoint)
+            with _watch_restore_log(container_id, kept, local=self.url == DEFAULT_URL):
+                self._start_from_checkpoint(container_id, checkpoint)
         except docker.errors.APIError as exc:
-            raise common.criu_error("restore", container_id, _explanation(exc)) from exc
+            log = kept[0] if kept else ""
+            raise common.criu_error("restore", container_id, _explanation(exc), log) from exc
         except requests.exceptions.ConnectionError as exc:
             raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
         registry.record_checkpoint(self.kind, self.url, container_id, checkpoint)
@@ -746,6 +749,45 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         labels=dict(config.get("Labels") or {}),
         engine=engine,
     )
+
+
+# Where the local dockerd's containerd shim runs CRIU (containerd namespace "moby").
+_SHIM_DIRS = (
+    "/var/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby",
+    "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby",
+)
+
+
+@contextmanager
+def _watch_restore_log(container_id: str, kept: list[str], *, local: bool) -> Iterator[None]:
+    """Copy CRIU's restore.log while a restore runs: containerd deletes it when CRIU fails.
+
+    Best effort, and only for the local default daemon, whose shim directory is known.
+    """
+    import threading
+
+    if not local:
+        yield
+        return
+    paths = [Path(d) / container_id / "work" / "restore.log" for d in _SHIM_DIRS]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    text = path.read_text(errors="replace")
+                    if text:
+                        kept[:] = [text]
+            done.wait(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=2)
 
 
 # Member names of a Docker payload inside a ctk archive.

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit import archive, registry
 from toolkit.backends import common
-from toolkit.errors import Conflict, ContainerNotFound, ImageNotFound, Unsupported
+from toolkit.errors import CheckpointError, Conflict, ContainerNotFound, ImageNotFound, Unsupported
 from toolkit.models import (
     CheckpointImages,
     CheckpointOptions,
@@ -277,12 +277,19 @@ def live_cross_runtime(
                 result = _restore_on_docker(dest, spec, info, images, rootfs, deleted, checkpoint)
             else:
                 raise Unsupported(f"cannot restore on {dest.kind}")
-        except BaseException:
+        except BaseException as exc:
             if config is not None:
                 config.unlink(missing_ok=True)
             if not keep_source:
                 # Nothing lost: the source comes back from the checkpoint it just made.
                 source.restore(name, RestoreOptions(checkpoint=checkpoint))
+            if isinstance(exc, CheckpointError):
+                raise CheckpointError(
+                    f"{dest.kind} could not restore {name}: {_criu_reason(exc)}",
+                    hint=f"{name} was restored from its checkpoint and runs on {source.kind}; "
+                    "CRIU's errors are in the log tail (ctk --debug shows it)",
+                    log_tail=exc.log_tail,
+                ) from exc
             raise
     if keep_source:
         with contextlib.suppress(Exception):
@@ -304,6 +311,17 @@ def remove_criu_config(info: ContainerInfo) -> None:
     path = Path(named)
     if path.parent == criu_config_dir() and path.suffix == ".conf":
         path.unlink(missing_ok=True)
+
+
+# CRIU log lines that follow any failure here and never say why.
+_NOISE = ("RLIMIT_NOFILE", "cgroupd", "Restoring FAILED", "exited, status=")
+
+
+def _criu_reason(exc: CheckpointError) -> str:
+    for line in exc.log_tail.splitlines():
+        if "Error" in line and not any(noise in line for noise in _NOISE):
+            return line.split("): ", 1)[-1].strip()
+    return exc.message
 
 
 def _any_host_port(port: PortMapping) -> PortMapping:
