@@ -257,7 +257,11 @@ def live_cross_runtime(
         if isinstance(dest, PodmanBackend):
             # Made before the source is frozen: the template costs no downtime.
             config = _new_config_file(target)
-            template = _podman_template(dest, spec, info, config, work)
+            try:
+                template = _podman_template(dest, spec, info, config, work)
+            except BaseException:
+                config.unlink(missing_ok=True)
+                raise
         try:
             images, rootfs, deleted = _freeze(
                 source, name, checkpoint, work, keep_source, tcp_established
