@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,3 +80,59 @@ def test_doctor_cross_runtime_line() -> None:
     assert not cross_runtime_check(docker, None).ok
     off = EngineInfo("docker", "unix:///var/run/docker.sock", "20.10", checkpoint_capable=False)
     assert "experimental" in cross_runtime_check(off, podman).detail
+
+
+def _craft(directory: Path, *, netns_ext: bool, root_mode: int) -> None:
+    pycriu = pytest.importorskip("pycriu")
+    fown = {"uid": 0, "euid": 0, "signum": 0, "pid_type": 0, "pid": 0}
+    images = {
+        "pstree.img": {"magic": "PSTREE", "entries": [{"pid": 1, "ppid": 0, "pgid": 1, "sid": 1}]},
+        "ids-1.img": {
+            "magic": "IDS",
+            "entries": [{"vm_id": 2, "files_id": 2, "fs_id": 2, "sighand_id": 2, "net_ns_id": 10}],
+        },
+        "files.img": {
+            "magic": "FILES",
+            "entries": [
+                {
+                    "type": "REG",
+                    "id": 6,
+                    "reg": {
+                        "id": 6,
+                        "flags": 0,
+                        "pos": 0,
+                        "fown": fown,
+                        "name": "/",
+                        "mnt_id": 230,
+                        "mode": root_mode,
+                    },
+                }
+            ],
+        },
+    }
+    if netns_ext:
+        images["netns-10.img"] = {"magic": "NETNS", "entries": [{"ext_key": "extRootNetNS"}]}
+    for name, image in images.items():
+        with (directory / name).open("wb") as handle:
+            pycriu.images.dump(image, handle)
+
+
+def test_docker_images_join_podman_network_namespace(tmp_path: Path) -> None:
+    from toolkit.criu.images import load_image
+    from toolkit.migration.cross_runtime import _prepare_images
+
+    _craft(tmp_path, netns_ext=False, root_mode=0o40755)
+    _prepare_images(tmp_path, "docker", "podman")
+    assert load_image(tmp_path / "netns-10.img")["entries"] == [{"ext_key": "extRootNetNS"}]
+
+
+def test_podman_images_fit_docker(tmp_path: Path) -> None:
+    from toolkit.criu.images import load_image
+    from toolkit.migration.cross_runtime import _prepare_images
+
+    _craft(tmp_path, netns_ext=True, root_mode=0o40555)
+    _prepare_images(tmp_path, "podman", "docker")
+    # Docker restores into an empty namespace (libnetwork sets it up) ...
+    assert not (tmp_path / "netns-10.img").exists()
+    # ... and its rootfs root is 0755, which CRIU checks without skip-file-rwx-check
+    assert load_image(tmp_path / "files.img")["entries"][0]["reg"]["mode"] == 0o40755
