@@ -239,13 +239,15 @@ def live_cross_runtime(
         )
     spec = common.spec_from_inspect(attrs, image=info.image)
     spec = ContainerSpec(
-        image=info.image,
+        # Podman names local images localhost/NAME; Docker knows them as NAME
+        image=info.image.removeprefix("localhost/") if dest.kind == "docker" else info.image,
         command=spec.command,
         name=target,
         env=spec.env,
         # a clone beside its running source cannot have the source's host ports: any free one
         ports=tuple(_any_host_port(p) for p in spec.ports) if keep_source else spec.ports,
-        labels=spec.labels,
+        # the source's CRIU config (if any) stays with the source
+        labels={k: v for k, v in spec.labels.items() if k != CONFIG_LABEL},
         working_dir=spec.working_dir,
         user=spec.user,
     )
