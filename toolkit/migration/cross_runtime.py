@@ -250,6 +250,8 @@ def live_cross_runtime(
         labels={k: v for k, v in spec.labels.items() if k != CONFIG_LABEL},
         working_dir=spec.working_dir,
         user=spec.user,
+        # CRIU brings the source's UTS namespace back; /etc/hostname should agree with it
+        hostname=str((attrs.get("Config") or {}).get("Hostname") or "") or None,
     )
     checkpoint = f"ctk-xr-{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory(prefix="ctk-xr-") as tmp:
@@ -358,6 +360,7 @@ def _podman_template(
         labels={**spec.labels, CONFIG_LABEL: str(config)},
         working_dir=spec.working_dir,
         user=spec.user,
+        hostname=spec.hostname,
         runtime="runc",
     )
     template_id = dest.start_template(template_spec, annotations={"org.criu.config": str(config)})
