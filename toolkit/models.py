@@ -494,6 +494,8 @@ class CheckpointImages(_Model):
     kernel: str = ""
     stats: dict[str, int] = field(default_factory=dict)
     manifest: ArchiveManifest | None = None
+    external_mounts: tuple[str, ...] = ()
+    """Mount points CRIU expects the restoring runtime to provide (runc's external mounts)."""
 
 
 MIGRATION_PHASES = ("preflight", "image", "dump", "transfer", "restore", "verify")

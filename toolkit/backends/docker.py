@@ -730,6 +730,15 @@ class DockerBackend:
         return str(found["Id"])
 
     # -- migration (toolkit.migration) --------------------------------------------------
+    # -- cross-runtime migration (toolkit.migration.cross_runtime) -------------------------
+    def raw_inspect(self, name: str) -> dict[str, Any]:
+        """The engine's own inspect data of a container (mounts, runtime, host config).
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        return self._attrs(name)
+
     def has_image(self, image_id: str) -> bool:
         """True when the engine holds the image with this exact ID."""
         try:
@@ -802,6 +811,109 @@ class DockerBackend:
                 self._api.remove_container(new_id, force=True, v=True)
             raise
         return self.inspect(new_id)
+
+    def create_for_images(
+        self,
+        spec: ContainerSpec,
+        *,
+        image_id: str,
+        shareable_ipc: bool = False,
+        binds: dict[str, str] | None = None,
+    ) -> str:
+        """Create (never start) a container that CRIU images from elsewhere can restore into.
+
+        ``shareable_ipc`` makes /dev/shm a bind mount (as Podman's is) instead of a tmpfs, and
+        ``binds`` (``{host path: container path}``) adds the bind mounts the images expect, so
+        that runc offers CRIU every external mount the images name. Returns the new ID.
+
+        Raises:
+            ImageNotFound: the image ID is not here.
+            Conflict: the name is in use.
+        """
+        common.validate_spec(spec)
+        image = self._local_image(spec.image, image_id)
+        ports = common.sdk_ports(spec.ports)
+        host_config = self._api.create_host_config(
+            port_bindings=ports or None,
+            network_mode=spec.network or None,
+            runtime=spec.runtime or None,
+            ipc_mode="shareable" if shareable_ipc else None,
+            binds=[f"{src}:{dst}" for src, dst in (binds or {}).items()] or None,
+        )
+        with self._errors(image=image):
+            created = self._api.create_container(
+                image,
+                command=list(spec.command) or None,
+                name=spec.name,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                ports=[tuple(k.split("/")) for k in ports] or None,
+                host_config=host_config,
+                hostname=spec.hostname,
+                working_dir=spec.working_dir,
+                user=spec.user,
+            )
+        return str(created["Id"])
+
+    def start_from_images(
+        self,
+        container_id: str,
+        images: Path,
+        *,
+        checkpoint: str,
+        rootfs: Path | None = None,
+        deleted: list[str] | None = None,
+    ) -> ContainerInfo:
+        """Place CRIU images (a flat directory) as checkpoint ``checkpoint`` and start from it.
+
+        ``rootfs`` (a tar of changed files, applied at ``/``) and ``deleted`` (paths, applied as
+        overlay2 whiteouts) carry the source's filesystem changes. The container is left as it
+        is on failure: the caller removes it.
+
+        Raises:
+            CheckpointError: CRIU failed to restore.
+        """
+        common.validate_checkpoint_name(checkpoint)
+        engine = self.info()
+        gone = _checked_deletions(list(deleted or []))
+        if gone and engine_driver(self) != "overlay2":
+            raise Unsupported(
+                "the source deleted files, which ctk applies as overlay2 whiteouts; this "
+                f"daemon uses {engine_driver(self)}",
+            )
+        if rootfs is not None:
+            with self._errors(container=container_id), rootfs.open("rb") as data:
+                self._api.put_archive(container_id, "/", data)
+        attrs = self._attrs(container_id)
+        binds = {f"{engine.root_dir}/containers/{container_id}": "/ctk/container"}
+        if gone:
+            binds[str(attrs["GraphDriver"]["Data"]["UpperDir"])] = "/ctk/upper"
+        placed = io.BytesIO()
+        with tarfile.open(fileobj=placed, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for directory in ("checkpoints", f"checkpoints/{checkpoint}"):
+                info = tarfile.TarInfo(directory)
+                info.type, info.mode = tarfile.DIRTYPE, 0o700
+                tar.addfile(info)
+            for item in sorted(images.iterdir()):
+                if item.is_file() and not item.is_symlink():
+                    tar.add(item, arcname=f"checkpoints/{checkpoint}/{item.name}")
+        with self._helper(attrs["Image"], binds) as helper:
+            if gone:
+                with self._errors(container=helper):
+                    self._api.put_archive(helper, "/ctk/upper", _whiteouts(gone))
+            with self._errors(container=helper):
+                self._api.put_archive(helper, "/ctk/container", placed.getvalue())
+        kept: list[str] = []
+        try:
+            with _watch_restore_log(container_id, kept, local=self.url == DEFAULT_URL):
+                self._start_from_checkpoint(container_id, checkpoint)
+        except docker.errors.APIError as exc:
+            log = kept[0] if kept else ""
+            raise common.criu_error("restore", container_id, _explanation(exc), log) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+        registry.record_checkpoint(self.kind, self.url, container_id, checkpoint)
+        return self.inspect(container_id)
 
     def close(self) -> None:
         self._client.close()
@@ -944,6 +1056,45 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         engine=engine,
         **common.lifecycle_fields(attrs),
     )
+
+
+# Where the local dockerd's containerd shim runs CRIU (containerd namespace "moby").
+_SHIM_DIRS = (
+    "/var/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby",
+    "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby",
+)
+
+
+@contextmanager
+def _watch_restore_log(container_id: str, kept: list[str], *, local: bool) -> Iterator[None]:
+    """Copy CRIU's restore.log while a restore runs: containerd deletes it when CRIU fails.
+
+    Best effort, and only for the local default daemon, whose shim directory is known.
+    """
+    import threading
+
+    if not local:
+        yield
+        return
+    paths = [Path(d) / container_id / "work" / "restore.log" for d in _SHIM_DIRS]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    text = path.read_text(errors="replace")
+                    if text:
+                        kept[:] = [text]
+            done.wait(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=2)
 
 
 # Member names of a Docker payload inside a ctk archive.
