@@ -212,3 +212,38 @@ def test_checkpoint_inspect_says_whether_the_other_runtime_can_restore(
 
     human = ctk("checkpoint", "inspect", info.name, "look", engine=engine.kind, check=True)
     assert f"restore on {other}: yes" in human.stdout
+
+
+def test_ctk_migrate_cli_live_across_runtimes_and_back(pair: Pair) -> None:
+    """The issue's acceptance: `ctk migrate NAME --from docker --to podman` live, and back."""
+    import json
+
+    from tests.conftest import ctk
+
+    info = pair.run_counter()
+    pair.on_dest.names.append(info.name)
+    before = last_count(pair.source, info.name)
+    there = ctk(
+        "migrate", info.name, "--from", pair.source.kind, "--to", pair.dest.kind,
+        "--mode", "live", "--json", timeout=300,
+    )  # fmt: skip
+    assert there.returncode == 0, there.stdout + there.stderr
+    report = json.loads(there.stdout)
+    assert report["status"] == "done" and report["mode"] == "live", report
+    assert report["downtime"] > 0
+    with pytest.raises(ContainerNotFound):
+        pair.source.inspect(info.name)
+    moved = pair.dest.inspect(info.name)
+    assert moved.running
+    wait_count_at_least(pair.dest, info.name, before + 1)
+    assert 1 not in counts(pair.dest, info.name)  # continued, never restarted at 1
+    assert http_count(moved) > before
+    mid = last_count(pair.dest, info.name)
+    back = ctk(
+        "migrate", info.name, "--from", pair.dest.kind, "--to", pair.source.kind,
+        "--mode", "live", timeout=300,
+    )  # fmt: skip
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "live" in back.stdout
+    wait_count_at_least(pair.source, info.name, mid + 1)
+    assert 1 not in counts(pair.source, info.name)

@@ -91,7 +91,9 @@ def preflight(
             f"container {name} is not running; ctk migrates running containers",
             hint=f"start it first, or recreate it on the destination by hand: {info.image}",
         )
-    mounted = source.mounts(name)
+    # /run/.containerenv is Podman's marker file, and the /dev/null bind ctk adds there when a
+    # container moves Podman -> Docker (cross_runtime): no data lives in it.
+    mounted = tuple(m for m in source.mounts(name) if m != "/run/.containerenv")
     if mounted:
         # Neither the archives nor a cold move carry volume or bind-mount data: moving the
         # container without it would lose what it stored there.
