@@ -159,3 +159,17 @@ class EngineInfo(_Model):
     default_runtime: str = ""
     checkpoint_capable: bool = False
     root_dir: str = ""
+
+
+@dataclass(frozen=True)
+class ExitStatus(_Model):
+    """How a container last ended, or that it is still running.
+
+    ``exit_code`` is None while it runs; 137 means SIGKILL, 143 SIGTERM (128 + signal).
+    """
+
+    running: bool
+    status: str
+    exit_code: int | None = None
+    oom_killed: bool = False
+    finished_at: str = ""

@@ -14,6 +14,7 @@ from toolkit.models import (
     ContainerInfo,
     ContainerSpec,
     EngineInfo,
+    ExitStatus,
     RestoreOptions,
 )
 
@@ -84,6 +85,14 @@ class Backend(Protocol):
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
         """Delete one checkpoint."""
+        ...
+
+    def kill(self, name: str, *, signal: str = "KILL") -> None:
+        """Send a signal (``KILL``, ``TERM``, ...) to the container's main process."""
+        ...
+
+    def exit_status(self, name: str) -> ExitStatus:
+        """Whether the container runs and, if not, how it ended (exit code, OOM kill)."""
         ...
 
     def close(self) -> None:

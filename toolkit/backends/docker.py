@@ -33,6 +33,7 @@ from toolkit.models import (
     ContainerInfo,
     ContainerSpec,
     EngineInfo,
+    ExitStatus,
     PortMapping,
     RestoreOptions,
 )
@@ -287,6 +288,14 @@ class DockerBackend:
         except requests.exceptions.ConnectionError as exc:
             raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
         return self.inspect(attrs["Id"])
+
+    def kill(self, name: str, *, signal: str = "KILL") -> None:
+        common.validate_ref(name, what="container")
+        with self._errors(container=name):
+            self._api.kill(name, signal=signal)
+
+    def exit_status(self, name: str) -> ExitStatus:
+        return common.exit_status_from_state(self._attrs(name).get("State") or {})
 
     def close(self) -> None:
         self._client.close()

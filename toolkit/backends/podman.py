@@ -32,6 +32,7 @@ from toolkit.models import (
     ContainerInfo,
     ContainerSpec,
     EngineInfo,
+    ExitStatus,
     RestoreOptions,
 )
 
@@ -324,6 +325,15 @@ class PodmanBackend:
                 "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
             ) from exc
         return self.inspect(attrs["Id"])
+
+    def kill(self, name: str, *, signal: str = "KILL") -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            response = self._api.post(f"/containers/{attrs['Id']}/kill", params={"signal": signal})
+            response.raise_for_status(not_found=podman.errors.NotFound)
+
+    def exit_status(self, name: str) -> ExitStatus:
+        return common.exit_status_from_state(self._attrs(name).get("State") or {})
 
     def close(self) -> None:
         self._client.close()
