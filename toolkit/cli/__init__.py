@@ -11,6 +11,7 @@ from toolkit.cli._common import State
 from toolkit.cli.checkpoints import checkpoint, restore
 from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
+from toolkit.cli.watch import watch
 from toolkit.errors import CtkError, ExitCode
 
 
@@ -34,6 +35,7 @@ def cli(ctx: click.Context, engine: str | None, json_output: bool, debug: bool) 
 
 for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor):
     cli.add_command(command)
+cli.add_command(watch)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ import click
 from toolkit.cli._common import json_option, print_json, print_table, state, wants_json
 from toolkit.errors import CtkError, InvalidArgument
 from toolkit.models import ContainerInfo, ContainerSpec, PortMapping
+from toolkit.watch import record_intended_stop
 
 
 def _parse_env(values: tuple[str, ...]) -> dict[str, str]:
@@ -177,7 +178,12 @@ def _each(names: tuple[str, ...], action: str, func: object) -> None:
 def stop(timeout: int | None, names: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
     backend = state().backend()
-    _each(names, "stopped", lambda n: backend.stop(n, timeout=timeout))
+
+    def stop_one(name: str) -> None:
+        record_intended_stop(backend, name)  # a running `ctk watch` must not restore it
+        backend.stop(name, timeout=timeout)
+
+    _each(names, "stopped", stop_one)
 
 
 @click.command()
