@@ -43,6 +43,9 @@ def parse_duration(text: str) -> float:
         match = _DURATION_PART.match(value, position)
         if match is None:
             break
+        if match.group(2) is None and (position > 0 or match.end() != len(value)):
+            position = -1  # a bare number is seconds only when it stands alone
+            break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
     if not value or position != len(value) or total <= 0:
