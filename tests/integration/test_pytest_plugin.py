@@ -6,6 +6,7 @@ does not register it twice) and talks to the engine under test only.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,13 @@ from toolkit.backends.base import Backend
 from toolkit.errors import ContainerNotFound
 
 pytestmark = pytest.mark.integration
+
+# pytester puts sys.modules back as it found them after each test: an engine SDK imported for
+# the first time inside a test would be imported a second time by the next one, beside the
+# copies other modules still hold. So the SDKs are loaded here, and `engine` comes before
+# `pytester` in every test's arguments.
+importlib.import_module("toolkit.backends.docker")
+importlib.import_module("toolkit.backends.podman")
 
 PLUGIN = ("-p", "no:ctk", "-p", "toolkit.pytest_plugin", "-p", "no:cacheprovider")
 
@@ -39,7 +47,7 @@ def relaxed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_engine_and_container_fixtures(
-    pytester: pytest.Pytester, engine: Backend, relaxed: None
+    engine: Backend, pytester: pytest.Pytester, relaxed: None
 ) -> None:
     names = pytester.path / "names.txt"
     pytester.makepyfile(
@@ -81,7 +89,7 @@ def test_engine_and_container_fixtures(
 
 
 def test_snapshot_isolation_between_tests(
-    pytester: pytest.Pytester, engine: Backend, criu: None, relaxed: None
+    engine: Backend, pytester: pytest.Pytester, criu: None, relaxed: None
 ) -> None:
     names = pytester.path / "names.txt"
     pytester.makepyfile(
@@ -134,7 +142,7 @@ INNER_NEEDS_CRIU = """
 
 
 def test_missing_criu_skips_or_fails_when_strict(
-    pytester: pytest.Pytester, engine: Backend, relaxed: None, monkeypatch: pytest.MonkeyPatch
+    engine: Backend, pytester: pytest.Pytester, relaxed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(INNER_NEEDS_CRIU)
     monkeypatch.setenv("CTK_CRIU", "/nonexistent/criu")
@@ -152,7 +160,7 @@ def test_missing_criu_skips_or_fails_when_strict(
 
 
 def test_missing_engine_skips_or_fails_when_strict(
-    pytester: pytest.Pytester, engine: Backend, relaxed: None, tmp_path: Path
+    engine: Backend, pytester: pytest.Pytester, relaxed: None, tmp_path: Path
 ) -> None:
     other = "podman" if engine.kind == "docker" else "docker"
     pytester.makepyfile(
@@ -177,7 +185,7 @@ def test_missing_engine_skips_or_fails_when_strict(
 
 
 def test_snapshot_without_marker_is_a_usage_error(
-    pytester: pytest.Pytester, engine: Backend, relaxed: None
+    engine: Backend, pytester: pytest.Pytester, relaxed: None
 ) -> None:
     pytester.makepyfile(
         """
