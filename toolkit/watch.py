@@ -76,8 +76,8 @@ class WatchOptions:
 
 @dataclass(frozen=True)
 class WatchEvent(_Model):
-    """Something the watch saw or did: ``died``, ``restored``, ``restore-failed``,
-    ``stopped`` (the container was stopped on purpose; the watch ends) or ``gone``."""
+    """Something the watch saw or did: ``watching`` (it started), ``died``, ``restored``,
+    ``restore-failed``, ``stopped`` (stopped on purpose; the watch ends) or ``gone``."""
 
     kind: str
     container: str
@@ -203,6 +203,8 @@ def watch(
         if on_event is not None:
             on_event(event)
 
+    action = "restore it" if options.restore else "report it"
+    emit("watching", message=f"watching {name}; when it dies unexpectedly: {action}")
     while not stop.is_set():
         try:
             status = backend.exit_status(container_id)

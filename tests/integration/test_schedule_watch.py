@@ -70,6 +70,15 @@ def foreground() -> list[Foreground]:
         item.kill()
 
 
+def _after_restore(engine: Backend, name: str) -> tuple[int, list[int]]:
+    """(last count before the restore, counts since): the log keeps both, split at the drop."""
+    values = counts(engine, name)
+    for i in range(1, len(values)):
+        if values[i] <= values[i - 1]:
+            return values[i - 1], values[i:]
+    return (values[-1] if values else 0), []
+
+
 def _auto(engine: Backend, name: str) -> list[str]:
     return [c.name for c in engine.checkpoints(name) if c.name.startswith(AUTO_PREFIX)]
 
@@ -118,13 +127,11 @@ def test_restore_latest_picks_the_newest(
     run_schedule(
         engine, info.name, ScheduleOptions(every=0.5, keep=keep, max_runs=3), on_event=advance
     )
-    before = len(counts(engine, info.name))
-    result = ctk("stop", info.name, engine=engine.kind, check=True)
+    ctk("stop", info.name, engine=engine.kind, check=True)
     result = ctk("restore", info.name, "--latest", engine=engine.kind, check=True)
     assert result.stdout.strip() == info.name
-    wait_for(lambda: len(counts(engine, info.name)) > before + 1, what="output after restore")
-    stopped_at = counts(engine, info.name)[before - 1]
-    restored = counts(engine, info.name)[before:]
+    wait_for(lambda: len(_after_restore(engine, info.name)[1]) >= 2, what="output after restore")
+    stopped_at, restored = _after_restore(engine, info.name)
     # The previous checkpoint's counter was at most after[-2] + 1 when dumped: the newest's is
     # past that.
     assert restored[0] > after[-2] + 1, (after, restored)
@@ -184,10 +191,16 @@ def test_schedule_unsupported(engine: Backend, containers: Containers, criu: Non
         assert result.returncode == 0, result.stderr
 
 
-def _watch(tmp_path: Path, name: str, engine: str, *extra: str) -> Foreground:
-    return Foreground.start(
+def _watch(
+    started: list[Foreground], tmp_path: Path, name: str, engine: str, *extra: str
+) -> Foreground:
+    job = Foreground.start(
         tmp_path, "watch", name, "--restore-on-exit", "--poll", "200ms", *extra, engine=engine
     )
+    started.append(job)
+    # Act only once it watches: it forgets stop markers from before it started.
+    wait_for(lambda: "watching" in job.stdout(), timeout=60, what="the watch to start")
+    return job
 
 
 def test_watch_restores_after_sigkill(
@@ -201,15 +214,13 @@ def test_watch_restores_after_sigkill(
     wait_count_at_least(engine, info.name, 3)
     engine.checkpoint(info.name, CheckpointOptions(leave_running=True))
     at_checkpoint = last_count(engine, info.name)
-    job = _watch(tmp_path, info.name, engine.kind)
-    foreground.append(job)
+    job = _watch(foreground, tmp_path, info.name, engine.kind)
     wait_count_at_least(engine, info.name, at_checkpoint + 3)
-    before = len(counts(engine, info.name))
     engine.kill(info.name, signal="KILL")
     wait_for(lambda: "restored" in job.stdout(), timeout=60, what="the watch to restore")
-    wait_for(lambda: len(counts(engine, info.name)) > before + 1, what="output after restore")
+    wait_for(lambda: len(_after_restore(engine, info.name)[1]) >= 2, what="output after restore")
     assert engine.inspect(info.name).running
-    restored = counts(engine, info.name)[before:]
+    _, restored = _after_restore(engine, info.name)
     # The pre-crash state: the count goes on from the checkpoint, it does not start at 1.
     assert at_checkpoint <= restored[0] <= at_checkpoint + 2, (at_checkpoint, restored)
     assert counts(engine, info.name).count(1) == 1
@@ -227,8 +238,9 @@ def test_watch_gives_up_after_max_restarts(
     info = containers.run()
     wait_count_at_least(engine, info.name, 1)
     engine.checkpoint(info.name, CheckpointOptions(leave_running=True))
-    job = _watch(tmp_path, info.name, engine.kind, "--max-restarts", "1", "--window", "10m")
-    foreground.append(job)
+    job = _watch(
+        foreground, tmp_path, info.name, engine.kind, "--max-restarts", "1", "--window", "10m"
+    )
     engine.kill(info.name, signal="KILL")
     wait_for(lambda: "restored" in job.stdout(), timeout=60, what="the first restore")
     wait_for(lambda: engine.inspect(info.name).running, what="running again")
@@ -249,8 +261,7 @@ def test_watch_leaves_a_ctk_stop_alone(
     info = containers.run()
     wait_count_at_least(engine, info.name, 1)
     engine.checkpoint(info.name, CheckpointOptions(leave_running=True))
-    job = _watch(tmp_path, info.name, engine.kind)
-    foreground.append(job)
+    job = _watch(foreground, tmp_path, info.name, engine.kind)
     # `ctk checkpoint` without -R stops the container (Docker: exit code 137, like SIGKILL).
     ctk("checkpoint", info.name, engine=engine.kind, check=True)
     assert job.wait(timeout=60) == 0, job.stderr()
