@@ -34,6 +34,7 @@ from toolkit import registry
 from toolkit.backends.base import Backend
 from toolkit.errors import (
     CheckpointNotFound,
+    Conflict,
     ContainerNotFound,
     CtkError,
     ExitCode,
@@ -153,6 +154,22 @@ def crashed(status: ExitStatus) -> bool:
 
 
 # -- the watch --------------------------------------------------------------------------
+# Podman reports a killed container as not running a moment before libpod lets it be
+# restored ("container state improper"): a Conflict then means "not yet", for a few seconds.
+_SETTLE_TRIES = 20
+_SETTLE_PAUSE = 0.5
+
+
+def _restore_when_settled(backend: Backend, container_id: str, stop: threading.Event) -> None:
+    for attempt in range(_SETTLE_TRIES):
+        try:
+            backend.restore(container_id, RestoreOptions())
+            return
+        except Conflict:
+            if attempt == _SETTLE_TRIES - 1 or stop.wait(_SETTLE_PAUSE):
+                raise
+
+
 def watch(
     backend: Backend,
     name: str,
@@ -236,7 +253,7 @@ def watch(
                 hint=f"see why with: ctk logs {name}; restore by hand: ctk restore {name} --latest",
             )
         try:
-            backend.restore(container_id, RestoreOptions())
+            _restore_when_settled(backend, container_id, stop)
         except CheckpointNotFound as exc:
             raise CheckpointNotFound(
                 f"container {name} died ({why}) and has no checkpoint to restore from",

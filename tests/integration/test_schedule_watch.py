@@ -48,6 +48,15 @@ class Foreground:
     def stderr(self) -> str:
         return self.err.read_text()
 
+    def expect(self, text: str, *, timeout: float = 60) -> None:
+        """Wait for ``text`` on stdout; on timeout, fail showing what the command printed."""
+        try:
+            wait_for(lambda: text in self.stdout(), timeout=timeout, what=repr(text))
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\nexit: {self.proc.poll()}\nstdout:\n{self.stdout()}\nstderr:\n{self.stderr()}"
+            ) from None
+
     def wait(self, timeout: float = 60) -> int:
         return self.proc.wait(timeout=timeout)
 
@@ -199,7 +208,7 @@ def _watch(
     )
     started.append(job)
     # Act only once it watches: it forgets stop markers from before it started.
-    wait_for(lambda: "watching" in job.stdout(), timeout=60, what="the watch to start")
+    job.expect("watching")
     return job
 
 
@@ -217,7 +226,7 @@ def test_watch_restores_after_sigkill(
     job = _watch(foreground, tmp_path, info.name, engine.kind)
     wait_count_at_least(engine, info.name, at_checkpoint + 3)
     engine.kill(info.name, signal="KILL")
-    wait_for(lambda: "restored" in job.stdout(), timeout=60, what="the watch to restore")
+    job.expect("restored")
     wait_for(lambda: len(_after_restore(engine, info.name)[1]) >= 2, what="output after restore")
     assert engine.inspect(info.name).running
     _, restored = _after_restore(engine, info.name)
@@ -242,7 +251,7 @@ def test_watch_gives_up_after_max_restarts(
         foreground, tmp_path, info.name, engine.kind, "--max-restarts", "1", "--window", "10m"
     )
     engine.kill(info.name, signal="KILL")
-    wait_for(lambda: "restored" in job.stdout(), timeout=60, what="the first restore")
+    job.expect("restored")
     wait_for(lambda: engine.inspect(info.name).running, what="running again")
     engine.kill(info.name, signal="KILL")
     assert job.wait(timeout=60) == ExitCode.ERROR

@@ -321,6 +321,10 @@ class PodmanBackend:
         except podman.errors.APIError as exc:
             if getattr(exc, "status_code", None) is None:
                 raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+            if exc.args and str(exc.args[0]) in _STATE_CAUSES:
+                # Not CRIU: libpod refused for the container's state (e.g. a killed container
+                # that libpod has not finished cleaning up yet).
+                raise Conflict(_explanation(exc)) from exc
             raise common.criu_error(
                 "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
             ) from exc
