@@ -158,3 +158,88 @@ __all__ = [
     "wait_count_at_least",
     "wait_for",
 ]
+
+
+# -- the multi-host testbed (scripts/testbed) ------------------------------------------------
+
+TESTBED_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "testbed")
+TESTBED_HOSTS = 2
+
+
+@dataclass(frozen=True)
+class TestbedHost:
+    """One testbed host: a network namespace with its own dockerd, Podman service and sshd."""
+
+    __test__ = False  # not a test class, though its name starts with "Test"
+    name: str
+    netns: str
+    address: str
+    docker_url: str
+    podman_url: str
+    docker_tcp_url: str
+    docker_ssh_url: str
+    podman_ssh_url: str
+
+    def url(self, kind: str) -> str:
+        """The ``--engine`` URL of this host's ``docker`` or ``podman`` (unix socket)."""
+        return {"docker": self.docker_url, "podman": self.podman_url}[kind]
+
+    def backend(self, kind: str) -> Backend:
+        """A connected backend for this host's engine of ``kind``."""
+        from toolkit.config import parse_engine
+
+        return connect(parse_engine(self.url(kind)))
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """The hosts of a running testbed, and the ssh key that logs in to them as root."""
+
+    __test__ = False
+    hosts: tuple[TestbedHost, ...]
+    ssh_key: str = "/var/lib/ctk-testbed/ssh/id_ed25519"
+
+
+def testbed_host(index: int) -> TestbedHost:
+    """Host ``index`` (1-based) as scripts/testbed lays it out."""
+    addr = f"10.77.0.{10 + index}"
+    run = f"/run/ctk-testbed/h{index}"
+    return TestbedHost(
+        name=f"h{index}",
+        netns=f"ctk-h{index}",
+        address=addr,
+        docker_url=f"docker+unix://{run}/docker.sock",
+        podman_url=f"podman+unix://{run}/podman.sock",
+        docker_tcp_url=f"docker+tcp://{addr}:2375",
+        docker_ssh_url=f"docker+ssh://root@{addr}",
+        podman_ssh_url=f"podman+ssh://root@{addr}{run}/podman.sock",
+    )
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Testbed]:
+    """``scripts/testbed up 2`` for the session, ``scripts/testbed down`` at its end.
+
+    A testbed that was already fully up before the session (someone else's) is left up, and
+    so is every testbed when ``CTK_TESTBED_KEEP=1``.
+    """
+    if os.geteuid() != 0:
+        unavailable("the testbed needs root (network namespaces, dockerd)")
+    status = subprocess.run(
+        [TESTBED_SCRIPT, "status", str(TESTBED_HOSTS)], capture_output=True, check=False
+    )
+    ours = status.returncode != 0 and os.environ.get("CTK_TESTBED_KEEP") != "1"
+    up = subprocess.run(
+        [TESTBED_SCRIPT, "up", str(TESTBED_HOSTS)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    try:
+        if up.returncode != 0:
+            unavailable(f"scripts/testbed up failed: {up.stderr[-1500:]}")
+        yield Testbed(tuple(testbed_host(i) for i in range(1, TESTBED_HOSTS + 1)))
+    finally:
+        if ours:
+            subprocess.run([TESTBED_SCRIPT, "down"], capture_output=True, timeout=600, check=False)

@@ -173,3 +173,129 @@ class ExitStatus(_Model):
     exit_code: int | None = None
     oom_killed: bool = False
     finished_at: str = ""
+
+
+COMPRESSIONS = ("zstd", "gzip", "none")
+"""Compressions a ctk checkpoint archive can use; zstd is the default."""
+
+
+@dataclass(frozen=True)
+class ExportOptions(_Model):
+    """How to checkpoint a container into an archive file.
+
+    ``checkpoint`` holds the CRIU switches (name, leave_running, tcp_established, file_locks);
+    ``compression`` is one of :data:`COMPRESSIONS`.
+    """
+
+    checkpoint: CheckpointOptions = CheckpointOptions()
+    compression: str = "zstd"
+
+
+@dataclass(frozen=True)
+class ImportOptions(_Model):
+    """How to restore a container from an archive file.
+
+    ``name`` None keeps the archived container's name; another name makes a clone that can run
+    beside the original. ``ports`` replaces the archived port mappings when not empty.
+    """
+
+    name: str | None = None
+    tcp_established: bool = False
+    file_locks: bool = False
+    ignore_static_ip: bool = False
+    ports: tuple[PortMapping, ...] = ()
+
+
+@dataclass(frozen=True)
+class ArchiveMember(_Model):
+    """One payload file of a ctk archive, with the checksum the reader verifies."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ArchiveManifest(_Model):
+    """``ctk-manifest.json``: the first member of every ctk checkpoint archive.
+
+    ``spec`` is the archived container's :class:`ContainerSpec` as a dict; ``engine_data``
+    holds what only that engine's import needs (e.g. Docker's deleted paths).
+    """
+
+    format_version: int
+    engine: str
+    engine_version: str
+    criu_version: str
+    container_id: str
+    container_name: str
+    image: str
+    image_id: str
+    checkpoint: str
+    created: str
+    spec: dict[str, Any] = field(default_factory=dict)
+    members: tuple[ArchiveMember, ...] = ()
+    engine_data: dict[str, Any] = field(default_factory=dict)
+    kernel: str = ""
+
+    @property
+    def payload_size(self) -> int:
+        return sum(m.size for m in self.members)
+
+
+@dataclass(frozen=True)
+class ArchiveInfo(_Model):
+    """A written (or verified) archive: where, how big, how compressed, and its manifest.
+
+    ``timings`` is ctk's wall time per phase in seconds (checkpoint, fetch, checksum, write);
+    ``criu_stats`` CRIU's own dump statistics when the engine keeps them (Podman does).
+    """
+
+    path: str
+    size: int
+    compression: str
+    manifest: ArchiveManifest
+    timings: dict[str, float] = field(default_factory=dict)
+    criu_stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageProcess(_Model):
+    """One process in a checkpoint's CRIU images (PIDs as seen inside the container)."""
+
+    pid: int
+    ppid: int
+    comm: str
+    threads: int
+    pages: int
+    memory_bytes: int
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageSocket(_Model):
+    """An inet or unix socket in a checkpoint's CRIU images."""
+
+    family: str
+    type: str
+    state: str
+    local: str
+    remote: str = ""
+
+
+@dataclass(frozen=True)
+class CheckpointImages(_Model):
+    """What the CRIU images of one checkpoint hold, decoded with pycriu.
+
+    ``stats`` is CRIU's own dump statistics (``stats-dump``) when the engine kept them;
+    ``manifest`` is set when the images came from a ctk archive.
+    """
+
+    processes: tuple[ImageProcess, ...]
+    sockets: tuple[ImageSocket, ...] = ()
+    namespaces: dict[str, int] = field(default_factory=dict)
+    hostname: str = ""
+    criu_version: str = ""
+    kernel: str = ""
+    stats: dict[str, int] = field(default_factory=dict)
+    manifest: ArchiveManifest | None = None

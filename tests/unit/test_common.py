@@ -71,3 +71,21 @@ def test_criu_error_reads_log_named_in_message(tmp_path) -> None:
     log.write_text("(00.1) Error (criu/cr-dump.c:1): something broke\n")
     error = common.criu_error("checkpoint", "w", f"criu failed: log file: {log}")
     assert "something broke" in error.message
+
+
+def test_spec_from_inspect_and_publish_arg() -> None:
+    attrs = {
+        "Name": "/web1",
+        "Config": {"Cmd": ["sh"], "Env": ["A=1", "B=x=y"], "Labels": {"l": "v"}, "User": ""},
+        "HostConfig": {
+            "NetworkMode": "default",
+            "PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}]},
+        },
+    }
+    spec = common.spec_from_inspect(attrs, image="ctk-demo/counter")
+    assert spec.name == "web1" and spec.command == ("sh",)
+    assert spec.env == {"A": "1", "B": "x=y"} and spec.network is None and spec.user is None
+    assert spec.ports == (PortMapping(8080, 9000, "127.0.0.1"),)
+    assert common.publish_arg(spec.ports[0]) == "127.0.0.1:9000:8080/tcp"
+    assert common.publish_arg(PortMapping(80)) == "80/tcp"
+    assert common.publish_arg(PortMapping(80, host_ip="127.0.0.1")) == "127.0.0.1::80/tcp"

@@ -5,16 +5,21 @@ A backend speaks to one engine and hands back ctk's own models; SDK objects neve
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from toolkit.models import (
+    ArchiveInfo,
     Checkpoint,
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
     EngineInfo,
     ExitStatus,
+    ExportOptions,
+    ImportOptions,
     RestoreOptions,
 )
 
@@ -93,6 +98,38 @@ class Backend(Protocol):
 
     def exit_status(self, name: str) -> ExitStatus:
         """Whether the container runs and, if not, how it ended (exit code, OOM kill)."""
+
+    # checkpoint archives (toolkit.archive)
+    def export_checkpoint(
+        self, name: str, dest: str | os.PathLike[str], options: ExportOptions
+    ) -> ArchiveInfo:
+        """Checkpoint a running container into a ctk archive file at ``dest``.
+
+        ``dest`` appears only complete (temp file, fsync, rename). Unknown compression or an
+        unusable destination is refused before the container is touched; a failed checkpoint
+        leaves it running.
+        """
+        ...
+
+    def import_checkpoint(
+        self, archive_path: str | os.PathLike[str], options: ImportOptions
+    ) -> ContainerInfo:
+        """Create and restore a container from a ctk archive (a clone when given a new name).
+
+        The archive is verified completely before anything is created; a failed import
+        leaves no container behind.
+        """
+        ...
+
+    def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
+        """Copy the CRIU images of a checkpoint the engine holds into directory ``dest``."""
+        ...
+
+    def criu_stats(self, name: str, *, phase: str) -> dict[str, int]:
+        """CRIU's own statistics of the container's last ``dump`` or ``restore``.
+
+        Empty when the engine does not keep them (Docker).
+        """
         ...
 
     def close(self) -> None:

@@ -6,13 +6,23 @@ keys and values for the same container.
 
 from __future__ import annotations
 
+import platform
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import CheckpointError, CheckpointNotFound, InvalidArgument
-from toolkit.models import Checkpoint, ContainerSpec, ExitStatus, PortMapping
+from toolkit.errors import CheckpointError, CheckpointNotFound, InvalidArgument, Unsupported
+from toolkit.models import (
+    ArchiveManifest,
+    Checkpoint,
+    ContainerInfo,
+    ContainerSpec,
+    EngineInfo,
+    ExitStatus,
+    PortMapping,
+)
 
 # Docker's own rule for container names, which Podman shares.
 _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -180,3 +190,104 @@ def criu_error(action: str, container: str, message: str, log_text: str = "") ->
     first = message.splitlines()[0] if message else "CRIU failed"
     reason = tail.splitlines()[-1] if tail else first
     return CheckpointError(f"{action} of {container} failed: {reason}", hint=hint, log_tail=tail)
+
+
+def _env_dict(env: Any) -> dict[str, str]:
+    if isinstance(env, dict):
+        return {str(k): str(v) for k, v in env.items()}
+    result: dict[str, str] = {}
+    for item in env or ():
+        key, _, value = str(item).partition("=")
+        result[key] = value
+    return result
+
+
+def spec_from_inspect(attrs: Mapping[str, Any], *, image: str) -> ContainerSpec:
+    """The engine-neutral :class:`ContainerSpec` of an inspected container (either engine).
+
+    What an archive records so that the container can be made again elsewhere.
+    """
+    config = attrs.get("Config") or {}
+    host = attrs.get("HostConfig") or {}
+    ports: list[PortMapping] = []
+    for key, bindings in sorted((host.get("PortBindings") or {}).items()):
+        port, _, proto = key.partition("/")
+        for binding in bindings or ():
+            ports.append(
+                PortMapping(
+                    container_port=int(port),
+                    host_port=int(binding.get("HostPort") or 0),
+                    host_ip=str(binding.get("HostIp") or ""),
+                    protocol=proto or "tcp",
+                )
+            )
+    network = str(host.get("NetworkMode") or "")
+    name = str(attrs.get("Name", "")).lstrip("/")
+    return ContainerSpec(
+        image=image,
+        command=tuple(config.get("Cmd") or ()),
+        name=name or None,
+        env=_env_dict(config.get("Env")),
+        ports=tuple(ports),
+        labels=dict(config.get("Labels") or {}),
+        # the engines' default networks are recreated by default: do not name them
+        network=None if network in ("", "default", "bridge") else network,
+        working_dir=str(config.get("WorkingDir") or "") or None,
+        user=str(config.get("User") or "") or None,
+    )
+
+
+def require_archive_engine(manifest: ArchiveManifest, kind: str, path: str) -> None:
+    """Refuse an archive made by the other engine: its payload is in that engine's format."""
+    if manifest.engine != kind:
+        raise Unsupported(
+            f"archive {path} holds a {manifest.engine or 'unknown'} checkpoint; "
+            f"{kind} cannot restore it",
+            hint=f"import it with: ctk --engine {manifest.engine} restore --import {path}",
+        )
+
+
+def image_missing_hint(image: str, image_id: str, kind: str) -> str:
+    return (
+        f"{kind} needs the exact image the checkpoint was taken from ({image}, {image_id}): "
+        f"copy it with: docker save {image} | {kind} load"
+    )
+
+
+def publish_arg(port: PortMapping) -> str:
+    """A port mapping as ``-p``/libpod's publishPorts spell it: ``[ip:]host:ctr/proto``."""
+    target = f"{port.container_port}/{port.protocol}"
+    if port.host_port:
+        host = f"{port.host_ip}:" if port.host_ip else ""
+        return f"{host}{port.host_port}:{target}"
+    # no host port: the engine picks a free one
+    return f"{port.host_ip}::{target}" if port.host_ip else target
+
+
+def archive_manifest(
+    *,
+    engine: EngineInfo,
+    attrs: Mapping[str, Any],
+    info: ContainerInfo,
+    checkpoint: str,
+    engine_data: Mapping[str, Any],
+) -> ArchiveManifest:
+    """The manifest of an archive being written (members are filled in by the writer)."""
+    from toolkit.criu.probe import probe_criu
+
+    spec = spec_from_inspect(attrs, image=info.image)
+    return ArchiveManifest(
+        format_version=1,
+        engine=engine.kind,
+        engine_version=engine.version,
+        criu_version=probe_criu(run_check=False).version_text,
+        container_id=info.id,
+        container_name=info.name,
+        image=info.image,
+        image_id=info.image_id,
+        checkpoint=checkpoint,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        spec=spec.to_dict(),
+        engine_data=dict(engine_data),
+        kernel=platform.release(),
+    )

@@ -7,17 +7,27 @@ the SDK's own HTTP client: ``POST/GET/DELETE /containers/{id}/checkpoints`` and
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
+import os
+import tarfile
+import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import docker
 import docker.errors
 import requests
 
-from toolkit import registry
+from toolkit import archive, registry
 from toolkit.backends import common
 from toolkit.errors import (
+    ArchiveError,
     CheckpointNotFound,
     Conflict,
     ContainerNotFound,
@@ -28,12 +38,15 @@ from toolkit.errors import (
     Unsupported,
 )
 from toolkit.models import (
+    ArchiveInfo,
     Checkpoint,
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
     EngineInfo,
     ExitStatus,
+    ExportOptions,
+    ImportOptions,
     PortMapping,
     RestoreOptions,
 )
@@ -49,7 +62,14 @@ class DockerBackend:
     def __init__(self, url: str = DEFAULT_URL, *, timeout: int = 120) -> None:
         self.url = url
         try:
-            self._client = docker.DockerClient(base_url=url, version="auto", timeout=timeout)
+            self._client = docker.DockerClient(
+                base_url=url,
+                version="auto",
+                timeout=timeout,
+                # ssh:// through the system's ssh client, as the docker CLI does: it reads
+                # /etc/ssh/ssh_config.d (keys, known hosts); paramiko reads ~/.ssh/config only.
+                use_ssh_client=url.startswith("ssh://"),
+            )
         except docker.errors.DockerException as exc:
             raise EngineUnavailable(
                 f"Docker does not answer at {url}",
@@ -278,11 +298,7 @@ class DockerBackend:
         available = self.checkpoints(name)
         chosen = common.choose_checkpoint(name, available, options.checkpoint)
         try:
-            response = self._api._post(
-                self._api._url("/containers/{0}/start", attrs["Id"]),
-                params={"checkpoint": chosen.name},
-            )
-            self._api._raise_for_status(response)
+            self._start_from_checkpoint(attrs["Id"], chosen.name)
         except docker.errors.APIError as exc:
             raise common.criu_error("restore", name, _explanation(exc)) from exc
         except requests.exceptions.ConnectionError as exc:
@@ -296,6 +312,296 @@ class DockerBackend:
 
     def exit_status(self, name: str) -> ExitStatus:
         return common.exit_status_from_state(self._attrs(name).get("State") or {})
+
+    def _start_from_checkpoint(self, container_id: str, checkpoint: str) -> None:
+        """``POST /containers/{id}/start?checkpoint=NAME``, once more after a known daemon race.
+
+        dockerd uploads restore data to containerd's content store, and concurrent restores
+        can collide on the same blob: "commit failed: content ...: already exists"
+        (moby#42900). Nothing was restored then, so one retry is safe.
+        """
+        for attempt in (1, 2):
+            try:
+                response = self._api._post(
+                    self._api._url("/containers/{0}/start", container_id),
+                    params={"checkpoint": checkpoint},
+                )
+                self._api._raise_for_status(response)
+                return
+            except docker.errors.APIError as exc:
+                if attempt == 2 or "already exists" not in _explanation(exc):
+                    raise
+                time.sleep(0.5)
+
+    # -- archives -------------------------------------------------------------------------
+    @contextmanager
+    def _helper(self, image: str, binds: dict[str, str]) -> Iterator[str]:
+        """A created, never started container that bind-mounts daemon paths for the archive API.
+
+        This reaches ``<DockerRootDir>/containers/<id>`` through the engine itself, so it works
+        on a remote daemon too; the command is never run.
+        """
+        host_config = self._api.create_host_config(
+            binds=[f"{source}:{target}" for source, target in binds.items()],
+            network_mode="none",
+        )
+        with self._errors(image=image):
+            created = self._api.create_container(
+                image,
+                command=["/ctk-helper-never-started"],
+                name=f"ctk-helper-{uuid.uuid4().hex[:12]}",
+                labels={"ctk.helper": "1"},
+                host_config=host_config,
+                network_disabled=True,
+            )
+        try:
+            yield str(created["Id"])
+        finally:
+            with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+                self._api.remove_container(created["Id"], force=True, v=False)
+
+    def _fetch(self, container: str, path: str, out: Path) -> None:
+        with self._errors(container=container):
+            stream, _stat = self._api.get_archive(container, path)
+            with out.open("wb") as handle:
+                for chunk in stream:
+                    handle.write(chunk)
+
+    def _fetch_changes(self, container_id: str, out: Path, stage: Path) -> list[str]:
+        """The container's rootfs changes: changed and added files into ``out``; deleted paths.
+
+        Only leaves are fetched (a changed directory's listed children come on their own), so an
+        added file in /etc does not drag the whole of /etc along.
+        """
+        with self._errors(container=container_id):
+            changes = self._api.diff(container_id) or []
+        kinds = {str(c["Path"]): int(c["Kind"]) for c in changes}
+        deleted = sorted(p for p, k in kinds.items() if k == 2)
+        present = [p for p, k in kinds.items() if k in (0, 1)]
+        leaves = sorted(
+            p for p in present if not any(q.startswith(p.rstrip("/") + "/") for q in kinds)
+        )
+        with tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as combined:
+            for leaf in leaves:
+                part = stage / "part.tar"
+                try:
+                    self._fetch(container_id, leaf, part)
+                except (ContainerNotFound, EngineError):
+                    continue  # gone between the diff and the fetch (a temp file)
+                parent = str(PurePosixPath(leaf).parent).lstrip("/")
+                with tarfile.open(part) as piece:
+                    for member in piece:
+                        data = piece.extractfile(member) if member.isfile() else None
+                        member.name = f"{parent}/{member.name}" if parent else member.name
+                        if member.islnk():
+                            member.linkname = (
+                                f"{parent}/{member.linkname}" if parent else member.linkname
+                            )
+                        combined.addfile(member, data)
+                part.unlink()
+        return deleted
+
+    def export_checkpoint(
+        self, name: str, dest: str | os.PathLike[str], options: ExportOptions
+    ) -> ArchiveInfo:
+        """Checkpoint ``name`` into a ctk archive at ``dest``.
+
+        Docker has no export: ctk checkpoints through the API, fetches the checkpoint files
+        through a helper container that bind-mounts the container's directory, and adds the
+        rootfs changes (``/containers/{id}/changes`` + ``get_archive``) and the create spec.
+
+        Raises:
+            InvalidArgument: unknown compression or unusable ``dest`` (container untouched).
+            CheckpointError: CRIU failed; the container keeps running.
+        """
+        archive.validate_compression(options.compression)
+        path = archive.check_destination(dest)
+        attrs = self._attrs(name)
+        engine = self.info()
+        timings: dict[str, float] = {}
+        with archive.staging_dir(path) as stage:
+            started = time.monotonic()
+            cp = self.checkpoint(name, options.checkpoint)
+            timings["checkpoint"] = round(time.monotonic() - started, 3)
+            try:
+                started = time.monotonic()
+                cp_tar = stage / DOCKER_CHECKPOINT
+                source = f"{engine.root_dir}/containers/{attrs['Id']}"
+                with self._helper(attrs["Image"], {source: "/ctk/container"}) as helper:
+                    self._fetch(helper, f"/ctk/container/checkpoints/{cp.name}", cp_tar)
+                rootfs_tar = stage / DOCKER_ROOTFS
+                deleted = self._fetch_changes(attrs["Id"], rootfs_tar, stage)
+                timings["fetch"] = round(time.monotonic() - started, 3)
+                manifest = common.archive_manifest(
+                    engine=engine,
+                    attrs=attrs,
+                    info=_info(attrs, self.kind),
+                    checkpoint=cp.name,
+                    engine_data={"deleted": deleted, "storage_driver": engine_driver(self)},
+                )
+                result = archive.write_archive(
+                    path,
+                    manifest,
+                    [(DOCKER_CHECKPOINT, cp_tar), (DOCKER_ROOTFS, rootfs_tar)],
+                    compression=options.compression,
+                )
+            except BaseException:
+                if not options.checkpoint.leave_running:
+                    # The dump stopped the container but no archive came of it: put it back.
+                    with contextlib.suppress(Exception):
+                        self.restore(attrs["Id"], RestoreOptions(checkpoint=cp.name))
+                raise
+        return dataclasses.replace(result, timings={**timings, **result.timings})
+
+    def _create_stopped(self, spec: ContainerSpec, image: str) -> str:
+        ports = common.sdk_ports(spec.ports)
+        host_config = self._api.create_host_config(
+            port_bindings=ports or None,
+            network_mode=spec.network or None,
+            runtime=spec.runtime or None,
+        )
+        with self._errors(image=image):
+            created = self._api.create_container(
+                image,
+                command=list(spec.command) or None,
+                name=spec.name,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                ports=[tuple(k.split("/")) for k in ports] or None,
+                host_config=host_config,
+                hostname=spec.hostname,
+                working_dir=spec.working_dir,
+                user=spec.user,
+            )
+        return str(created["Id"])
+
+    def import_checkpoint(
+        self, archive_path: str | os.PathLike[str], options: ImportOptions
+    ) -> ContainerInfo:
+        """Create a container from a ctk archive made on Docker and start it from the checkpoint.
+
+        Every member is verified before anything is created. Then: create the container from
+        the archived spec, apply the rootfs changes (``put_archive``; deletions as overlay
+        whiteouts in the container's upper directory), place the checkpoint in
+        ``<DockerRootDir>/containers/<id>/checkpoints/`` through a helper container, and start
+        from it. A failure removes the container the import made.
+
+        Raises:
+            ArchiveError: the archive is corrupt or hostile (nothing created).
+            ImageNotFound: the checkpoint's image ID is not here.
+            Conflict: a container with the target name exists.
+            Unsupported: CRIU options Docker cannot pass, or deletions on a non-overlay2 daemon.
+            CheckpointError: CRIU failed to restore (nothing left behind).
+        """
+        if options.name is not None:
+            common.validate_ref(options.name, what="container")
+        if options.tcp_established or options.file_locks:
+            raise Unsupported(
+                "Docker's API cannot pass --tcp-established/--file-locks to CRIU",
+                hint="use --engine podman for containers with open TCP connections or file locks",
+            )
+        with archive.open_archive(archive_path) as verified:
+            manifest = verified.manifest
+            common.require_archive_engine(manifest, self.kind, str(archive_path))
+            cp_tar = verified.member(DOCKER_CHECKPOINT)
+            rootfs_tar = verified.member(DOCKER_ROOTFS)
+            cp_names = archive.check_nested_tar(cp_tar, what="docker checkpoint")
+            archive.check_nested_tar(rootfs_tar, what="rootfs changes", allow_symlinks=True)
+            deleted = _checked_deletions(manifest.engine_data.get("deleted") or [])
+            common.validate_checkpoint_name(manifest.checkpoint)
+            self._require_checkpoint_support()
+            engine = self.info()
+            image = self._local_image(manifest.image, manifest.image_id)
+            spec = archive.spec_from_dict(manifest.spec)
+            spec = dataclasses.replace(
+                spec,
+                name=options.name or manifest.container_name,
+                ports=options.ports or spec.ports,
+            )
+            common.validate_spec(spec)
+            if deleted and engine_driver(self) != "overlay2":
+                raise Unsupported(
+                    "the archive deletes files, which ctk applies as overlay2 whiteouts; this "
+                    f"daemon uses {engine_driver(self)}",
+                )
+            if spec.name and self._exists(spec.name):
+                raise Conflict(
+                    f"a container named {spec.name} exists already",
+                    hint="import under another name: ctk restore --import FILE --name NEW",
+                )
+            placed = verified.directory / "placed.tar"
+            _rename_checkpoint(cp_tar, placed, cp_names, manifest.checkpoint)
+            new_id = self._create_stopped(spec, image)
+            try:
+                with self._errors(container=new_id), rootfs_tar.open("rb") as data:
+                    self._api.put_archive(new_id, "/", data)
+                binds = {f"{engine.root_dir}/containers/{new_id}": "/ctk/container"}
+                if deleted:
+                    upper = self._api.inspect_container(new_id)["GraphDriver"]["Data"]["UpperDir"]
+                    binds[str(upper)] = "/ctk/upper"
+                with self._helper(image, binds) as helper:
+                    if deleted:
+                        with self._errors(container=helper):
+                            self._api.put_archive(helper, "/ctk/upper", _whiteouts(deleted))
+                    with self._errors(container=helper), placed.open("rb") as data:
+                        self._api.put_archive(helper, "/ctk/container", data)
+                try:
+                    self._start_from_checkpoint(new_id, manifest.checkpoint)
+                except docker.errors.APIError as exc:
+                    raise common.criu_error(
+                        "import", spec.name or new_id, _explanation(exc)
+                    ) from exc
+                except requests.exceptions.ConnectionError as exc:
+                    raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+            except BaseException:
+                # Nothing half-made: the container this import created goes again.
+                with contextlib.suppress(Exception):
+                    self._api.remove_container(new_id, force=True, v=True)
+                raise
+        registry.record_checkpoint(self.kind, self.url, new_id, manifest.checkpoint)
+        return self.inspect(new_id)
+
+    def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
+        """Copy a checkpoint's CRIU images into ``dest`` through a helper container."""
+        from toolkit.criu.images import extract_images
+
+        attrs = self._attrs(name)
+        common.validate_checkpoint_name(checkpoint)
+        if checkpoint not in {c["Name"] for c in self._list_checkpoints(attrs["Id"])}:
+            raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
+        source = f"{self.info().root_dir}/containers/{attrs['Id']}"
+        with tempfile.TemporaryDirectory() as tmp:
+            tar = Path(tmp) / "checkpoint.tar"
+            with self._helper(attrs["Image"], {source: "/ctk/container"}) as helper:
+                self._fetch(helper, f"/ctk/container/checkpoints/{checkpoint}", tar)
+            extract_images(tar, dest)
+
+    def criu_stats(self, name: str, *, phase: str) -> dict[str, int]:
+        """Empty: Docker (containerd) removes CRIU's work directory with its stats files."""
+        self._attrs(name)
+        return {}
+
+    def _exists(self, name: str) -> bool:
+        try:
+            with self._errors(container=name):
+                self._api.inspect_container(name)
+        except ContainerNotFound:
+            return False
+        return True
+
+    def _local_image(self, reference: str, image_id: str) -> str:
+        """The reference when it names the archived image ID here, else the ID itself."""
+        try:
+            found = self._api.inspect_image(image_id)
+        except docker.errors.NotFound as exc:
+            raise ImageNotFound(
+                f"no image {image_id} ({reference}) on docker",
+                hint=common.image_missing_hint(reference, image_id, self.kind),
+            ) from exc
+        with contextlib.suppress(docker.errors.APIError):
+            if reference and self._api.inspect_image(reference)["Id"] == found["Id"]:
+                return reference
+        return str(found["Id"])
 
     def close(self) -> None:
         self._client.close()
@@ -325,6 +631,62 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         labels=dict(config.get("Labels") or {}),
         engine=engine,
     )
+
+
+# Member names of a Docker payload inside a ctk archive.
+DOCKER_CHECKPOINT = "docker-checkpoint.tar"
+DOCKER_ROOTFS = "docker-rootfs.tar"
+
+
+def engine_driver(backend: DockerBackend) -> str:
+    """The daemon's storage driver (overlay2 is the one whose whiteouts ctk writes)."""
+    with backend._errors():
+        return str(backend._client.info().get("Driver", ""))
+
+
+def _checked_deletions(items: Any) -> list[str]:
+    if not isinstance(items, list):
+        raise ArchiveError("manifest's deleted-path list is malformed")
+    result: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise ArchiveError(f"manifest names a bad deleted path {item!r}")
+        result.append(str(archive.check_member_name(item[1:], where="deleted path")))
+    return result
+
+
+def _whiteouts(deleted: list[str]) -> bytes:
+    """A tar of overlay whiteouts (character devices 0:0): how overlay2 records a deletion.
+
+    ``put_archive`` cannot delete; written into the container's upper directory before it
+    starts, these hide the image's files exactly as ``rm`` in the container did.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in deleted:
+            info = tarfile.TarInfo(path)
+            info.type, info.devmajor, info.devminor, info.mode = tarfile.CHRTYPE, 0, 0, 0o600
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _rename_checkpoint(source: Path, dest: Path, names: list[str], checkpoint: str) -> None:
+    """Re-root ``get_archive``'s ``<name>/...`` as ``checkpoints/<checkpoint>/...``."""
+    with (
+        tarfile.open(source) as src,
+        tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT) as out,
+    ):
+        top = tarfile.TarInfo("checkpoints")
+        top.type, top.mode = tarfile.DIRTYPE, 0o700
+        out.addfile(top)
+        for member, name in zip(src.getmembers(), names, strict=True):
+            parts = PurePosixPath(name).parts
+            if member.isdir() and len(parts) == 1:
+                member.name = f"checkpoints/{checkpoint}"
+            else:
+                member.name = "/".join(("checkpoints", checkpoint, *parts[1:]))
+            data = src.extractfile(member) if member.isfile() else None
+            out.addfile(member, data)
 
 
 __all__ = ["DEFAULT_URL", "DockerBackend", "PortMapping"]

@@ -7,15 +7,22 @@ container in place (the latest), so ctk's registry holds its name and time.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
+import shutil
+import tarfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import podman
 import podman.errors
 import requests
 
-from toolkit import registry
+from toolkit import archive, registry
 from toolkit.backends import common
 from toolkit.errors import (
     CheckpointNotFound,
@@ -25,14 +32,18 @@ from toolkit.errors import (
     EngineUnavailable,
     ImageNotFound,
     InvalidArgument,
+    Unsupported,
 )
 from toolkit.models import (
+    ArchiveInfo,
     Checkpoint,
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
     EngineInfo,
     ExitStatus,
+    ExportOptions,
+    ImportOptions,
     RestoreOptions,
 )
 
@@ -49,6 +60,9 @@ _IMAGE_CAUSES = frozenset({"image not known"})
 
 # The libpod API version ctk speaks: Podman 4.3 (Debian 12) and 5.x (Debian 13) both serve it.
 API_VERSION = "4.0.0"
+
+# The libpod export body travels in a ctk archive under this member name.
+PODMAN_PAYLOAD = "podman-checkpoint.tar"
 
 
 class PodmanBackend:
@@ -338,6 +352,209 @@ class PodmanBackend:
 
     def exit_status(self, name: str) -> ExitStatus:
         return common.exit_status_from_state(self._attrs(name).get("State") or {})
+
+    # -- archives -------------------------------------------------------------------------
+    def export_checkpoint(
+        self, name: str, dest: str | os.PathLike[str], options: ExportOptions
+    ) -> ArchiveInfo:
+        """Checkpoint ``name`` into a ctk archive at ``dest`` (the libpod export as payload).
+
+        Raises:
+            InvalidArgument: unknown compression or unusable ``dest`` (container untouched).
+            CheckpointError: CRIU failed; the container keeps running.
+        """
+        archive.validate_compression(options.compression)
+        path = archive.check_destination(dest)
+        attrs = self._attrs(name)
+        cp_options = options.checkpoint
+        cp_name = cp_options.name or registry.new_checkpoint_name()
+        common.validate_checkpoint_name(cp_name)
+        state = attrs.get("State") or {}
+        if not state.get("Running") or state.get("Paused"):
+            raise Conflict(
+                f"container {name} is not running; only a running container can be checkpointed",
+                hint=f"start it first: ctk start {name}",
+            )
+        engine = self.info()
+        timings: dict[str, float] = {}
+        with archive.staging_dir(path) as stage:
+            payload = stage / PODMAN_PAYLOAD
+            started = time.monotonic()
+            params = {
+                "export": True,
+                "keep": True,
+                # CRIU's stats-dump goes into the export, for inspect and --print-stats
+                "printStats": True,
+                "leaveRunning": cp_options.leave_running,
+                "tcpEstablished": cp_options.tcp_established,
+                "fileLocks": cp_options.file_locks,
+            }
+            try:
+                response = self._api.post(
+                    f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
+                )
+                response.raise_for_status()
+                with payload.open("wb") as out:
+                    for chunk in response.iter_content(chunk_size=1024 * 1024):
+                        out.write(chunk)
+            except podman.errors.APIError as exc:
+                if getattr(exc, "status_code", None) is None:
+                    raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                self._ensure_running_after_failure(attrs["Id"])
+                raise common.criu_error(
+                    "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
+                ) from exc
+            except requests.exceptions.RequestException as exc:
+                self._ensure_running_after_failure(attrs["Id"])
+                raise EngineUnavailable(f"Podman broke off the export: {exc}") from exc
+            timings["checkpoint"] = round(time.monotonic() - started, 3)
+            registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
+            registry.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
+            try:
+                archive.check_nested_tar(payload, what="podman checkpoint")
+                manifest = common.archive_manifest(
+                    engine=engine,
+                    attrs=attrs,
+                    info=_info(attrs, self.kind),
+                    checkpoint=cp_name,
+                    engine_data={"payload": PODMAN_PAYLOAD},
+                )
+                result = archive.write_archive(
+                    path, manifest, [(PODMAN_PAYLOAD, payload)], compression=options.compression
+                )
+            except Exception:
+                if not cp_options.leave_running:
+                    self._restore_after_failed_export(attrs["Id"])
+                raise
+            from toolkit.criu.images import stats_from_tar
+
+            stats = stats_from_tar(payload)
+        return dataclasses.replace(result, timings={**timings, **result.timings}, criu_stats=stats)
+
+    def criu_stats(self, name: str, *, phase: str) -> dict[str, int]:
+        """CRIU's statistics of the container's last ``dump`` or ``restore`` (kept by ``keep``).
+
+        Read from the container's directory: available where the engine runs on this machine.
+        """
+        from toolkit.criu.images import read_stats
+
+        userdata = Path(str(self._attrs(name).get("StaticDir") or ""))
+        if not userdata.parts or not userdata.is_dir():
+            return {}
+        return read_stats(userdata, phase=phase)
+
+    def _restore_after_failed_export(self, container_id: str) -> None:
+        # The dump stopped the container but no archive came of it: put it back as it was.
+        with contextlib.suppress(Exception):
+            self._api.post(
+                f"/containers/{container_id}/restore", params={"keep": True}
+            ).raise_for_status()
+
+    def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
+        """Copy the in-place checkpoint's CRIU images into ``dest``.
+
+        libpod has no route that hands them out, so this reads the container's directory and
+        works only where the engine runs on this machine.
+        """
+        attrs = self._attrs(name)
+        common.validate_checkpoint_name(checkpoint)
+        if checkpoint not in {c.name for c in self.checkpoints(name)}:
+            raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
+        userdata = Path(str(attrs.get("StaticDir") or ""))
+        images = userdata / "checkpoint"
+        if not userdata.parts or not (images / "pstree.img").is_file():
+            raise Unsupported(
+                f"podman's checkpoint images of {name} are not readable from here",
+                hint=f"export it and inspect the file: ctk checkpoint {name} --export FILE",
+            )
+        for item in images.iterdir():
+            if item.is_file() and not item.is_symlink():
+                shutil.copyfile(item, dest / item.name)
+        for stats in ("stats-dump", "stats-restore"):
+            if (userdata / stats).is_file():
+                shutil.copyfile(userdata / stats, dest / stats)
+
+    def _exists(self, name: str) -> bool:
+        response = self._api.get(f"/containers/{name}/exists")
+        return bool(response.status_code == 204)
+
+    def import_checkpoint(
+        self, archive_path: str | os.PathLike[str], options: ImportOptions
+    ) -> ContainerInfo:
+        """Create and restore a container from a ctk archive made on Podman.
+
+        Every member is verified before anything is created; a failed restore removes the
+        container the import made.
+
+        Raises:
+            ArchiveError: the archive is corrupt or hostile (nothing created).
+            ImageNotFound: the checkpoint's image ID is not here.
+            Conflict: a container with the target name exists.
+            CheckpointError: CRIU failed to restore (nothing left behind).
+        """
+        if options.name is not None:
+            common.validate_ref(options.name, what="container")
+        with archive.open_archive(archive_path) as verified:
+            manifest = verified.manifest
+            common.require_archive_engine(manifest, self.kind, str(archive_path))
+            payload = verified.member(PODMAN_PAYLOAD)
+            names = archive.check_nested_tar(payload, what="podman checkpoint")
+            if "rootfs-diff.tar" in names:
+                with tarfile.open(payload) as outer:
+                    inner = outer.extractfile("rootfs-diff.tar")
+                    if inner is not None:
+                        archive.check_nested_tar(
+                            what="rootfs changes", allow_symlinks=True, fileobj=inner
+                        )
+            with self._errors():
+                found = self._api.get(f"/images/{manifest.image_id}/exists")
+            if found.status_code != 204:
+                raise ImageNotFound(
+                    f"no image {manifest.image_id} ({manifest.image}) on podman",
+                    hint=common.image_missing_hint(manifest.image, manifest.image_id, self.kind),
+                )
+            target = options.name or manifest.container_name
+            with self._errors():
+                if target and self._exists(target):
+                    raise Conflict(
+                        f"a container named {target} exists already",
+                        hint="import under another name: ctk restore --import FILE --name NEW",
+                    )
+            params: dict[str, Any] = {
+                "import": True,
+                "keep": True,
+                "tcpEstablished": options.tcp_established,
+                "fileLocks": options.file_locks,
+                "ignoreStaticIP": options.ignore_static_ip,
+                "ignoreStaticMAC": options.ignore_static_ip,
+            }
+            if options.name:
+                params["name"] = options.name
+            if options.ports:
+                params["publishPorts"] = [common.publish_arg(p) for p in options.ports]
+            try:
+                with payload.open("rb") as body:
+                    response = self._api.post(
+                        "/containers/import/restore",
+                        params=params,
+                        data=body,
+                        headers={"Content-Type": "application/x-tar"},
+                    )
+                    response.raise_for_status()
+                new_id = str(response.json()["Id"])
+            except BaseException as exc:
+                # Nothing half-made: a container under the target name is the one we made.
+                with contextlib.suppress(Exception):
+                    if target and self._exists(target):
+                        self._api.delete(
+                            f"/containers/{target}", params={"force": True}
+                        ).raise_for_status()
+                if isinstance(exc, podman.errors.APIError):
+                    if getattr(exc, "status_code", None) is None:
+                        raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                    raise common.criu_error("import", target, _explanation(exc)) from exc
+                raise
+        return self.inspect(new_id)
 
     def close(self) -> None:
         self._client.close()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
+from toolkit.archive import validate_compression
 from toolkit.cli._common import (
     DefaultGroup,
     json_option,
@@ -15,8 +20,15 @@ from toolkit.cli._common import (
     wants_json,
 )
 from toolkit.cli.schedule import run_scheduled
-from toolkit.errors import CtkError, InvalidArgument
-from toolkit.models import CheckpointOptions, RestoreOptions
+from toolkit.errors import ContainerNotFound, CtkError, InvalidArgument
+from toolkit.models import (
+    CheckpointImages,
+    CheckpointOptions,
+    ExportOptions,
+    ImportOptions,
+    PortMapping,
+    RestoreOptions,
+)
 from toolkit.watch import forget_intended_stop, record_intended_stop
 
 
@@ -31,6 +43,23 @@ def checkpoint() -> None:
 @click.option("-R", "--leave-running", is_flag=True, help="Keep the container running.")
 @click.option("--tcp-established", is_flag=True, help="Dump established TCP connections too.")
 @click.option("--file-locks", is_flag=True, help="Dump held file locks too.")
+@click.option(
+    "-e",
+    "--export",
+    "export_path",
+    type=click.Path(dir_okay=False),
+    help="Write the checkpoint to this ctk archive file (restore it with --import).",
+)
+@click.option(
+    "-c",
+    "--compress",
+    "compression",
+    metavar="zstd|gzip|none",
+    help="Compression of the --export archive (default: zstd).",
+)
+@click.option(
+    "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
+)
 @click.option("--every", help="Checkpoint every DURATION (30s, 10m, 1h) until Ctrl-C.")
 @click.option("--keep", type=int, help="With --every: keep N newest (3; Podman: 1).")
 @click.option("--export-dir", type=click.Path(path_type=Path), help="With --every: archives here.")
@@ -42,12 +71,15 @@ def create(
     leave_running: bool,
     tcp_established: bool,
     file_locks: bool,
+    export_path: str | None,
+    compression: str | None,
+    print_stats: bool,
     every: str | None,
     keep: int | None,
     export_dir: Path | None,
     count: int | None,
 ) -> None:
-    """Checkpoint container NAME; prints the checkpoint's name.
+    """Checkpoint container NAME; prints the checkpoint's name (with --export: the file).
 
     With --every, checkpoints it (left running) on a schedule in the foreground, keeping the
     --keep newest scheduled checkpoints, until Ctrl-C or SIGTERM.
@@ -59,9 +91,10 @@ def create(
         file_locks=file_locks,
     )
     if every is not None:
-        if cp_name is not None:
+        if cp_name is not None or export_path is not None:
             raise InvalidArgument(
-                "--name and --every do not go together", hint="scheduled ones are named auto-*"
+                "--name and --export do not go with --every",
+                hint="scheduled checkpoints are named auto-*; archives: --export-dir DIR",
             )
         run_scheduled(
             name, every=every, keep=keep, export_dir=export_dir, count=count, options=options
@@ -71,30 +104,90 @@ def create(
         raise InvalidArgument(
             "--keep, --count and --export-dir need --every", hint="e.g. --every 10m --keep 3"
         )
-    if not leave_running:
-        # The container stops: tell a running `ctk watch` that this is not a crash.
-        record_intended_stop(state().backend(), name)
-    try:
-        result = state().backend().checkpoint(name, options)
-    except CtkError:
-        forget_intended_stop(state().backend(), name)  # it failed, so it keeps running
-        raise
+    if export_path is None:
+        if compression is not None:
+            raise click.UsageError("--compress needs --export FILE")
+        started = time.monotonic()
+        backend = state().backend()
+        if not leave_running:
+            # The container stops: tell a running `ctk watch` that this is not a crash.
+            record_intended_stop(backend, name)
+        try:
+            result = backend.checkpoint(name, options)
+        except CtkError:
+            forget_intended_stop(backend, name)  # it failed, so it keeps running
+            raise
+        timings = {"checkpoint": round(time.monotonic() - started, 3)}
+        criu = backend.criu_stats(name, phase="dump") if print_stats else {}
+        _render(result.to_dict(), result.name, timings if print_stats else None, criu)
+        return
+    # SIGTERM unwinds like Ctrl-C, so the temporary files of a half-written archive go too.
+    signal.signal(signal.SIGTERM, _interrupt)
+    # Before connecting: a typo must not cost a checkpoint, nor wait for an engine.
+    validate_compression(compression or "zstd")
+    export = ExportOptions(checkpoint=options, compression=compression or "zstd")
+    started = time.monotonic()
+    info = state().backend().export_checkpoint(name, export_path, export)
+    timings = {**info.timings, "total": round(time.monotonic() - started, 3)}
+    _render(info.to_dict(), info.path, timings if print_stats else None, info.criu_stats)
+
+
+_MICROSECONDS = re.compile(r"_time$")
+
+
+def _render(
+    data: dict[str, Any], line: str, timings: dict[str, float] | None, criu: dict[str, int]
+) -> None:
+    """The result line (or JSON); with --print-stats, ctk's phases and CRIU's statistics."""
     if wants_json():
-        print_json(result.to_dict())
-    else:
-        click.echo(result.name)
+        if timings is not None:
+            data = {**data, "stats": {"ctk_seconds": timings, "criu": criu}}
+        print_json(data)
+        return
+    click.echo(line)
+    if timings is None:
+        return
+    print_table(["CTK PHASE", "SECONDS"], [[k, f"{v:.3f}"] for k, v in timings.items()])
+    if not criu:
+        click.echo("CRIU statistics: not kept by this engine")
+        return
+    rows = [
+        [key, f"{value / 1000:.1f} ms" if _MICROSECONDS.search(key) else str(value)]
+        for key, value in sorted(criu.items())
+    ]
+    print_table(["CRIU STATISTIC", "VALUE"], rows)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @checkpoint.command("ls")
-@click.argument("name")
+@click.argument("name", required=False)
 @json_option
-def ls(name: str) -> None:
-    """List the checkpoints of container NAME, oldest first."""
-    items = state().backend().checkpoints(name)
+def ls(name: str | None) -> None:
+    """List the checkpoints of container NAME (default: of every container), oldest first."""
+    backend = state().backend()
+    if name is not None:
+        items = backend.checkpoints(name)
+        if wants_json():
+            print_json([c.to_dict() for c in items])
+        else:
+            print_table(["CHECKPOINT", "CREATED"], [[c.name, c.created or "-"] for c in items])
+        return
+    items = []
+    for container in backend.containers(all=True):
+        try:
+            items.extend(backend.checkpoints(container.name))
+        except ContainerNotFound:
+            continue  # removed meanwhile
     if wants_json():
         print_json([c.to_dict() for c in items])
     else:
-        print_table(["CHECKPOINT", "CREATED"], [[c.name, c.created or "-"] for c in items])
+        print_table(
+            ["CONTAINER", "CHECKPOINT", "CREATED"],
+            [[c.container, c.name, c.created or "-"] for c in items],
+        )
 
 
 @checkpoint.command("rm")
@@ -110,24 +203,150 @@ def rm(name: str, checkpoint_name: str) -> None:
         click.echo(checkpoint_name)
 
 
+@checkpoint.command("inspect")
+@click.argument("target", metavar="FILE|NAME")
+@click.argument("checkpoint_name", metavar="[CHECKPOINT]", required=False)
+@json_option
+def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
+    """Show what a checkpoint holds: processes, memory, files, sockets, namespaces.
+
+    Give an archive FILE (from --export), or a container NAME and one of its CHECKPOINTs.
+    """
+    from toolkit.criu.images import inspect_archive, inspect_checkpoint
+
+    if checkpoint_name is None:
+        images = inspect_archive(target)
+    else:
+        images = inspect_checkpoint(state().backend(), target, checkpoint_name)
+    if wants_json():
+        print_json(images.to_dict())
+        return
+    render_images(images)
+
+
+def render_images(images: CheckpointImages) -> None:
+    """The human view of ``ctk checkpoint inspect``."""
+    manifest = images.manifest
+    if manifest is not None:
+        click.echo(
+            f"archive:    format {manifest.format_version}, {manifest.engine} "
+            f"{manifest.engine_version}, created {manifest.created}"
+        )
+        click.echo(f"container:  {manifest.container_name} ({manifest.container_id[:12]})")
+        click.echo(f"image:      {manifest.image} ({manifest.image_id})")
+        click.echo(f"checkpoint: {manifest.checkpoint}")
+        members = ", ".join(f"{m.name} ({m.size} B)" for m in manifest.members)
+        click.echo(f"members:    {members}")
+    click.echo(f"CRIU:       {images.criu_version or 'unknown'}   kernel: {images.kernel or '-'}")
+    click.echo(f"hostname:   {images.hostname or '-'}")
+    namespaces = " ".join(f"{k}:{v}" for k, v in sorted(images.namespaces.items()))
+    click.echo(f"namespaces: {namespaces or '-'}")
+    total = sum(p.memory_bytes for p in images.processes)
+    click.echo(f"memory:     {total} bytes in {len(images.processes)} processes\n")
+    print_table(
+        ["PID", "PPID", "COMMAND", "THREADS", "PAGES", "BYTES"],
+        [
+            [str(p.pid), str(p.ppid), p.comm, str(p.threads), str(p.pages), str(p.memory_bytes)]
+            for p in images.processes
+        ],
+    )
+    click.echo("")
+    print_table(
+        ["PID", "FD", "FILE"],
+        [[str(p.pid), *f.split(":", 1)] for p in images.processes for f in p.files],
+    )
+    if images.sockets:
+        click.echo("")
+        print_table(
+            ["FAMILY", "TYPE", "STATE", "LOCAL", "REMOTE"],
+            [[s.family, s.type, s.state, s.local, s.remote or "-"] for s in images.sockets],
+        )
+    if images.stats:
+        click.echo("")
+        print_table(["CRIU STAT", "VALUE"], [[k, str(v)] for k, v in sorted(images.stats.items())])
+
+
 @click.command()
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--checkpoint", "cp_name", help="Checkpoint to restore (default: the latest).")
 @click.option("--latest", is_flag=True, help="Restore the newest checkpoint (the default).")
 @click.option("--tcp-established", is_flag=True, help="Restore established TCP connections.")
 @click.option("--file-locks", is_flag=True, help="Restore held file locks.")
+@click.option(
+    "-i",
+    "--import",
+    "import_path",
+    type=click.Path(dir_okay=False),
+    help="Create the container from this ctk archive (made by checkpoint --export).",
+)
+@click.option(
+    "-n", "--name", "new_name", help="With --import: name of the new container (a clone)."
+)
+@click.option(
+    "--ignore-static-ip", is_flag=True, help="With --import: let the engine pick a new IP."
+)
+@click.option(
+    "-p",
+    "--publish",
+    "publish",
+    multiple=True,
+    metavar="[IP:]HOST:CTR",
+    help="With --import: publish ports instead of the archived ones (repeatable).",
+)
+@click.option(
+    "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
+)
 @json_option
 def restore(
-    name: str, cp_name: str | None, latest: bool, tcp_established: bool, file_locks: bool
+    name: str | None,
+    cp_name: str | None,
+    latest: bool,
+    tcp_established: bool,
+    file_locks: bool,
+    import_path: str | None,
+    new_name: str | None,
+    ignore_static_ip: bool,
+    publish: tuple[str, ...],
+    print_stats: bool,
 ) -> None:
-    """Restore container NAME from a checkpoint; its processes continue where they were."""
-    if latest and cp_name is not None:
-        raise InvalidArgument("--latest and --checkpoint do not go together")
-    options = RestoreOptions(
-        checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
-    )
-    info = state().backend().restore(name, options)
-    if wants_json():
-        print_json(info.to_dict())
+    """Restore container NAME from a checkpoint; its processes continue where they were.
+
+    With --import FILE, create the container from a checkpoint archive instead (on this or
+    another host); --name NEW makes a clone beside a still running original.
+    """
+    if latest and (cp_name is not None or import_path is not None):
+        raise InvalidArgument("--latest does not go with --checkpoint or --import")
+    if import_path is None:
+        if name is None:
+            raise click.UsageError("give the container NAME, or --import FILE")
+        if new_name or ignore_static_ip or publish:
+            raise click.UsageError("--name, --ignore-static-ip and --publish need --import FILE")
+        options = RestoreOptions(
+            checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
+        )
+        started = time.monotonic()
+        info = state().backend().restore(name, options)
+        phase = "restore"
     else:
-        click.echo(info.name)
+        if name is not None or cp_name is not None:
+            raise click.UsageError(
+                "with --import, name the new container with --name NEW (the archive holds "
+                "one checkpoint)"
+            )
+        try:
+            ports = tuple(PortMapping.parse(p) for p in publish)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--publish") from exc
+        imported = ImportOptions(
+            name=new_name,
+            tcp_established=tcp_established,
+            file_locks=file_locks,
+            ignore_static_ip=ignore_static_ip,
+            ports=ports,
+        )
+        started = time.monotonic()
+        info = state().backend().import_checkpoint(import_path, imported)
+        phase = "import"
+    timings = {phase: round(time.monotonic() - started, 3)}
+    criu = state().backend().criu_stats(info.id, phase="restore") if print_stats else {}
+    _render(info.to_dict(), info.name, timings if print_stats else None, criu)

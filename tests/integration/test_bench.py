@@ -1,0 +1,35 @@
+"""scripts/bench --quick as a smoke test: it completes and writes valid JSON and plots.
+
+It asserts no times: speed goals live in the benchmark's own ratios (README, Performance).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.criu, pytest.mark.bench]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {s["engine"] for s in data["p1"]["samples"]} == {"docker", "podman"}
+    assert {s["method"] for s in data["p1"]["samples"]} == {"raw", "lib", "cli"}
+    assert all(r["ratio"] > 0 for r in data["p1"]["ratios"] + data["p4"]["ratios"])
+    for png in ("p1.png", "p4.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "P1" in (tmp_path / "results.md").read_text()

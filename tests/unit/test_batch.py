@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from toolkit.batch import checkpoint_many
+from toolkit.errors import ContainerNotFound, InvalidArgument
+from toolkit.models import Checkpoint, CheckpointOptions
+
+
+class FakeBackend:
+    """Only what checkpoint_many uses: a checkpoint that sleeps and may fail."""
+
+    kind = "fake"
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(0.05)
+        with self.lock:
+            self.active -= 1
+        if name == "bad":
+            raise ContainerNotFound("no such container: bad")
+        return Checkpoint(options.name or "cp", name, "fake")
+
+
+def test_bounded_parallelism_and_failures_reported() -> None:
+    backend: Any = FakeBackend()
+    names = ["a", "b", "bad", "c", "d", "e"]
+    results = checkpoint_many(backend, names, CheckpointOptions(name="x"), parallel=2)
+    assert [r.container for r in results] == names
+    assert [r.ok for r in results] == [True, True, False, True, True, True]
+    assert "bad" in results[2].error
+    assert backend.peak == 2
+
+
+def test_parallel_must_be_positive() -> None:
+    with pytest.raises(InvalidArgument):
+        checkpoint_many(FakeBackend(), ["a"], CheckpointOptions(), parallel=0)  # type: ignore[arg-type]
