@@ -24,7 +24,7 @@ Fixtures:
         containers, labelled ``ctk.test=1`` and removed after the test.
     ``ctk_snapshot``: the container of the ``ctk_snapshot`` marker, with the state of its
         checkpoint: the first use in a session runs the container, waits until it is ready and
-        checkpoints it; every test then starts from that checkpoint.
+        checkpoints it into an archive; every test then gets its own clone restored from it.
     ``ctk_snapshot_factory``: the same as a factory, for tests that pick the image themselves.
 
 Markers: ``requires_criu``, ``requires_engine(name, ...)``, ``ctk_snapshot(image, ...)``.
@@ -39,10 +39,13 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,8 +57,9 @@ from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    ExportOptions,
+    ImportOptions,
     PortMapping,
-    RestoreOptions,
 )
 from toolkit.readiness import ReadyCheck, http_url, published_port, wait_ready
 
@@ -171,16 +175,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # -- session state ----------------------------------------------------------------------
 @dataclass
 class SnapshotSource:
-    """The session's container for one snapshot: run once, checkpointed once.
+    """One snapshot of the session: the container was run once and checkpointed once into
+    the archive ``archive``; clones are restored from it.
 
-    ``cold_seconds`` is run + readiness; ``restore_seconds`` one entry per test (stop,
-    restore, readiness).
+    ``ports`` are the spec's port mappings (ephemeral host ports), given to every clone so
+    that clones never clash. ``cold_seconds`` is run + readiness; ``restore_seconds`` one
+    entry per test (import of a clone + readiness).
     """
 
     backend: Backend
     name: str
     image: str
     check: ReadyCheck | None
+    archive: str
+    ports: tuple[PortMapping, ...] = ()
     checkpoint: str = SNAPSHOT_CHECKPOINT
     cold_seconds: float = 0.0
     restore_seconds: list[float] = field(default_factory=list)
@@ -226,6 +234,13 @@ class _Session:
     sources: dict[tuple[Any, ...], SnapshotSource] = field(default_factory=dict)
     failures: dict[tuple[Any, ...], BaseException] = field(default_factory=dict)
     _criu: list[str] = field(default_factory=list)
+    _archive_dir: list[Path] = field(default_factory=list)
+
+    def archive_dir(self) -> Path:
+        """A private directory for the session's snapshot archives (removed at the end)."""
+        if not self._archive_dir:
+            self._archive_dir.append(Path(tempfile.mkdtemp(prefix="ctk-snapshots-")))
+        return self._archive_dir[0]
 
     def backend(self, ref: EngineRef) -> Backend:
         if ref not in self.backends:
@@ -256,9 +271,9 @@ class _Session:
         return self._criu[0]
 
     def cleanup(self) -> None:
-        for source in self.sources.values():
-            with contextlib.suppress(CtkError):
-                source.backend.remove(source.name, force=True)
+        for directory in self._archive_dir:
+            shutil.rmtree(directory, ignore_errors=True)
+        self._archive_dir.clear()
 
     def close(self) -> None:
         for backend in self.backends.values():
@@ -306,10 +321,12 @@ def build_spec(
     )
 
 
-def start_source(backend: Backend, spec: ContainerSpec, check: ReadyCheck | None) -> SnapshotSource:
-    """Run the snapshot's container, wait until it is ready, checkpoint it (left running).
+def start_source(
+    backend: Backend, spec: ContainerSpec, check: ReadyCheck | None, *, archive_dir: Path
+) -> SnapshotSource:
+    """Run the snapshot's container, wait until it is ready, checkpoint it into an archive.
 
-    The container is removed again when any step fails.
+    The container itself is removed afterwards (and when any step fails): tests get clones.
     """
     started = time.monotonic()
     info = backend.run(spec)
@@ -317,40 +334,57 @@ def start_source(backend: Backend, spec: ContainerSpec, check: ReadyCheck | None
         if check is not None:
             wait_ready(backend, info, check)
         cold = time.monotonic() - started
-        backend.checkpoint(info.id, CheckpointOptions(name=SNAPSHOT_CHECKPOINT, leave_running=True))
+        exported = backend.export_checkpoint(
+            info.id,
+            archive_dir / f"{info.name}.tar.zst",
+            ExportOptions(
+                checkpoint=CheckpointOptions(name=SNAPSHOT_CHECKPOINT, leave_running=True)
+            ),
+        )
+    finally:
+        with contextlib.suppress(CtkError):
+            backend.remove(info.id, force=True)
+    return SnapshotSource(
+        backend=backend,
+        name=info.name,
+        image=spec.image,
+        check=check,
+        archive=exported.path,
+        ports=spec.ports,
+        cold_seconds=cold,
+    )
+
+
+def clone_from_archive(source: SnapshotSource) -> SnapshotContainer:
+    """Fresh state for one test: a clone under a unique name, restored from the archive.
+
+    This is the one place that decides how a test gets its copy. Each clone has its own
+    memory, processes and files (the archive holds the container's file changes too), its
+    own ephemeral host ports, and can run beside the others. The caller removes it.
+    """
+    backend = source.backend
+    started = time.monotonic()
+    info = backend.import_checkpoint(
+        source.archive, ImportOptions(name=_unique_name("ctk-test"), ports=source.ports)
+    )
+    # The clone's log may start with the original's output (Podman keeps it): this test's
+    # output begins here.
+    offset = len(backend.logs(info.id))
+    try:
+        if source.check is not None:
+            wait_ready(backend, info, source.check, log_offset=offset)
+        info = backend.inspect(info.id)
     except BaseException:
         with contextlib.suppress(CtkError):
             backend.remove(info.id, force=True)
         raise
-    return SnapshotSource(
-        backend=backend, name=info.name, image=spec.image, check=check, cold_seconds=cold
-    )
-
-
-def restore_in_place(source: SnapshotSource) -> SnapshotContainer:
-    """Fresh state for one test: stop the session's container and restore its checkpoint.
-
-    This is the one place that decides how a test gets its copy. Docker keeps the named
-    checkpoint across restores; Podman restores with ``keep`` so the checkpoint survives too.
-    (A clone under a unique name, restored from an exported archive, would let tests run in
-    parallel; it replaces this function alone.)
-    """
-    backend = source.backend
-    started = time.monotonic()
-    if backend.inspect(source.name).running:
-        # The state is thrown away anyway: no need to wait for a graceful exit.
-        backend.stop(source.name, timeout=0)
-    offset = len(backend.logs(source.name))
-    info = backend.restore(source.name, RestoreOptions(checkpoint=source.checkpoint))
-    if source.check is not None:
-        wait_ready(backend, info, source.check, log_offset=offset)
     source.restore_seconds.append(time.monotonic() - started)
     return SnapshotContainer(
         backend=backend, info=info, log_offset=offset, checkpoint=source.checkpoint
     )
 
 
-fresh_state: Callable[[SnapshotSource], SnapshotContainer] = restore_in_place
+fresh_state: Callable[[SnapshotSource], SnapshotContainer] = clone_from_archive
 
 
 # -- fixtures ---------------------------------------------------------------------------
@@ -433,6 +467,7 @@ class SnapshotFactory:
         self.backend = backend
         self.session = session
         self.config = config
+        self.made: list[str] = []
 
     def __call__(
         self,
@@ -446,7 +481,8 @@ class SnapshotFactory:
         """The snapshot of this container and readiness condition, restored for this test.
 
         The first call in the session (per engine, image, options and condition) runs the
-        container, waits for ``ready`` and checkpoints it; every call restores that checkpoint.
+        container, waits for ``ready`` and checkpoints it into an archive; every call restores
+        a clone from that archive, removed after the test.
         """
         problem = self.session.criu_problem()
         if problem:
@@ -464,27 +500,38 @@ class SnapshotFactory:
         source = self.session.sources.get(key)
         if source is None:
             try:
-                source = start_source(self.backend, spec, ready)
+                source = start_source(
+                    self.backend, spec, ready, archive_dir=self.session.archive_dir()
+                )
             except CtkError as exc:
                 self.session.failures[key] = exc
                 raise
             self.session.sources[key] = source
-        return fresh_state(source)
+        container = fresh_state(source)
+        self.made.append(container.info.id)
+        return container
+
+    def cleanup(self) -> None:
+        for name in self.made:
+            with contextlib.suppress(CtkError):
+                self.backend.remove(name, force=True)
 
 
 @pytest.fixture
 def ctk_snapshot_factory(
     ctk_engine: Backend, _ctk_session: _Session, pytestconfig: pytest.Config
-) -> SnapshotFactory:
-    """Factory: the state of a once-per-session checkpoint, restored for this test."""
-    return SnapshotFactory(ctk_engine, _ctk_session, pytestconfig)
+) -> Iterator[SnapshotFactory]:
+    """Factory: clones of once-per-session checkpoints, removed after the test."""
+    factory = SnapshotFactory(ctk_engine, _ctk_session, pytestconfig)
+    yield factory
+    factory.cleanup()
 
 
 @pytest.fixture
 def ctk_snapshot(
     request: pytest.FixtureRequest, ctk_snapshot_factory: SnapshotFactory
 ) -> SnapshotContainer:
-    """The ``ctk_snapshot`` marker's container, restored from its checkpoint for this test."""
+    """The ``ctk_snapshot`` marker's container: a clone restored from its checkpoint."""
     marker = request.node.get_closest_marker("ctk_snapshot")
     if marker is None or not marker.args:
         raise pytest.UsageError(

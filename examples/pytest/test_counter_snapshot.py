@@ -71,8 +71,8 @@ def test_next_test_starts_from_the_snapshot_again(ctk_snapshot: SnapshotContaine
 
 def test_http_sees_the_snapshot_state(ctk_snapshot: SnapshotContainer) -> None:
     start = counts(ctk_snapshot)[0]
-    # The counter serves its count from a file, and an in-place restore brings back memory
-    # and processes, not files: wait for the restored counter to rewrite it.
+    # The counter serves its count from a file; the clone's file comes from the archive and
+    # the restored counter rewrites it every second.
     wait_until(
         lambda: start <= http_count(ctk_snapshot) <= start + 3,
         timeout=30,

@@ -123,7 +123,7 @@ def test_snapshot_isolation_between_tests(
         ["*ctk snapshot timings*", f"ctk-demo/counter on {engine.kind}*cold start*restore*3 test*"]
     )
     made = set(names.read_text().split())
-    assert len(made) == 1  # one session container, restored per test
+    assert len(made) == 3  # a clone of its own for each test, removed after it
     assert all(_gone(engine, name) for name in made), made
 
 
