@@ -7,8 +7,9 @@ deleted, and a failed checkpoint deletes nothing. Checkpoints not made by a sche
 names) are never touched.
 
 Docker keeps any number of named checkpoints per container. Podman keeps one in place, so
-there ``keep`` above 1 needs ``export_dir`` (archives written beside it), which waits for
-checkpoint export (see :func:`export_checkpoint`).
+there ``keep`` above 1 needs ``export_dir``: each checkpoint is then also written as a ctk
+archive ``<container>-auto-<UTC time>.tar.zst`` into that directory, and the same retention
+applies to those files (restore one with ``ctk restore --import FILE``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from toolkit.archive.writer import check_destination
 from toolkit.backends.base import Backend
-from toolkit.errors import CheckpointError, Conflict, CtkError, InvalidArgument, Unsupported
-from toolkit.models import Checkpoint, CheckpointOptions, _Model
+from toolkit.errors import (
+    ArchiveError,
+    CheckpointError,
+    Conflict,
+    CtkError,
+    InvalidArgument,
+    Unsupported,
+)
+from toolkit.models import Checkpoint, CheckpointOptions, ExportOptions, _Model
 
 AUTO_PREFIX = "auto-"
 
@@ -64,7 +73,8 @@ class ScheduleOptions:
         every: seconds between checkpoints (the first is taken at once).
         keep: how many of the newest scheduled checkpoints to keep (at least 1); None: 3 on
             Docker, 1 on Podman (which holds one checkpoint in place).
-        export_dir: also write each checkpoint as an archive here (not available yet).
+        export_dir: also write each checkpoint as a ctk archive into this directory and keep
+            the ``keep`` newest archives there.
         max_runs: stop after this many checkpoints (None: until stopped).
         tcp_established: passed to each checkpoint.
         file_locks: passed to each checkpoint.
@@ -92,6 +102,8 @@ class ScheduleEvent(_Model):
     kept: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     error: str | None = None
+    archive: str | None = None
+    removed_archives: tuple[str, ...] = ()
 
 
 DEFAULT_KEEP = {"docker": 3, "podman": 1}
@@ -107,7 +119,7 @@ def validate(backend: Backend, options: ScheduleOptions) -> None:
 
     Raises:
         InvalidArgument: ``every`` or ``keep`` out of range.
-        Unsupported: Podman with ``keep`` > 1 and no export directory; ``export_dir`` (for now).
+        Unsupported: Podman with ``keep`` > 1 and no export directory.
     """
     if options.every <= 0:
         raise InvalidArgument("--every must be a positive duration", hint="e.g. --every 10m")
@@ -119,31 +131,38 @@ def validate(backend: Backend, options: ScheduleOptions) -> None:
     if options.max_runs is not None and options.max_runs < 1:
         raise InvalidArgument("--count must be at least 1")
     if options.export_dir is not None:
-        export_checkpoint(backend, "", "", options.export_dir, check_only=True)
+        check_destination(options.export_dir / "probe.tar.zst")
     if backend.kind == "podman" and keep > 1 and options.export_dir is None:
         raise Unsupported(
             f"Podman keeps one checkpoint per container in place, so --keep {keep} "
             "cannot be honoured",
-            hint="use --keep 1 on Podman (or --export-dir DIR to keep archives, once available)",
+            hint="use --keep 1 on Podman, or --export-dir DIR to keep that many archives",
         )
 
 
-def export_checkpoint(
-    backend: Backend, name: str, checkpoint: str, export_dir: Path, *, check_only: bool = False
-) -> Path:
-    """Write one checkpoint as an archive into ``export_dir``.
+def archive_path(export_dir: Path, name: str, checkpoint: str) -> Path:
+    """Where a scheduled checkpoint's archive goes: ``DIR/<container>-<checkpoint>.tar.zst``."""
+    return export_dir / f"{name}-{checkpoint}.tar.zst"
 
-    TODO(issue 4: checkpoint archives): call the archive export here, name the file
-    ``<container>-<checkpoint>.tar.zst``, and let :func:`prune` apply ``keep`` to the files in
-    ``export_dir`` as well; that is what gives Podman more than one checkpoint.
 
-    Raises:
-        Unsupported: checkpoint export is not part of this ctk yet.
+def prune_archives(
+    export_dir: Path, name: str, keep: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Remove the oldest scheduled archives of ``name`` beyond ``keep``; (kept, removed) paths.
+
+    The names sort by time (``auto-<UTC time>``); at least one is always kept.
     """
-    raise Unsupported(
-        "--export-dir needs checkpoint export, which this version of ctk does not have yet",
-        hint="run without --export-dir (Docker keeps --keep N named checkpoints by itself)",
-    )
+    archives = sorted(export_dir.glob(f"{name}-{AUTO_PREFIX}*.tar.zst"), key=lambda p: p.name)
+    keep = max(keep, 1)
+    removed: list[str] = []
+    for path in archives[:-keep] if len(archives) > keep else []:
+        try:
+            path.unlink()
+        except OSError:
+            continue  # kept for now; the next run tries again
+        removed.append(str(path))
+    kept = tuple(str(p) for p in archives if str(p) not in removed)
+    return kept, tuple(removed)
 
 
 def auto_name() -> str:
@@ -175,24 +194,45 @@ def checkpoint_once(
 ) -> ScheduleEvent:
     """One scheduled checkpoint, then retention. A failed checkpoint removes nothing."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    cp_options = CheckpointOptions(
+        name=auto_name(),
+        leave_running=True,
+        tcp_established=options.tcp_established,
+        file_locks=options.file_locks,
+    )
+    keep = keep_count(backend, options)
+    archive: str | None = None
     try:
-        made: Checkpoint = backend.checkpoint(
-            name,
-            CheckpointOptions(
-                name=auto_name(),
-                leave_running=True,
-                tcp_established=options.tcp_established,
-                file_locks=options.file_locks,
-            ),
-        )
-    except (CheckpointError, Conflict) as exc:
-        # CRIU failed (the container keeps running) or it is not running right now: report
-        # and try again next time rather than stop an unattended schedule.
+        if options.export_dir is None:
+            made: Checkpoint = backend.checkpoint(name, cp_options)
+            checkpoint = made.name
+        else:
+            # One dump serves both: the engine keeps the checkpoint and ctk writes the archive.
+            assert cp_options.name is not None
+            exported = backend.export_checkpoint(
+                name,
+                archive_path(options.export_dir, name, cp_options.name),
+                ExportOptions(checkpoint=cp_options),
+            )
+            checkpoint, archive = cp_options.name, exported.path
+    except (CheckpointError, Conflict, ArchiveError) as exc:
+        # CRIU failed (the container keeps running), it is not running right now, or the
+        # archive could not be written: report and try again next time rather than stop an
+        # unattended schedule. Nothing is removed after a failure.
         return ScheduleEvent(run=run, time=now, checkpoint=None, error=exc.message)
+    kept, removed = prune(backend, name, keep)
+    removed_archives: tuple[str, ...] = ()
     if options.export_dir is not None:
-        export_checkpoint(backend, name, made.name, options.export_dir)
-    kept, removed = prune(backend, name, keep_count(backend, options))
-    return ScheduleEvent(run=run, time=now, checkpoint=made.name, kept=kept, removed=removed)
+        _, removed_archives = prune_archives(options.export_dir, name, keep)
+    return ScheduleEvent(
+        run=run,
+        time=now,
+        checkpoint=checkpoint,
+        kept=kept,
+        removed=removed,
+        archive=archive,
+        removed_archives=removed_archives,
+    )
 
 
 def run_schedule(

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import Containers, counts, ctk, last_count, wait_count_at_least, wait_for
 from toolkit.backends.base import Backend
 from toolkit.errors import ExitCode
-from toolkit.models import CheckpointOptions
+from toolkit.models import CheckpointOptions, ImportOptions
 from toolkit.schedule import AUTO_PREFIX, ScheduleEvent, ScheduleOptions, run_schedule
 
 pytestmark = [pytest.mark.integration, pytest.mark.criu]
@@ -147,6 +147,31 @@ def test_restore_latest_picks_the_newest(
     assert restored[0] <= stopped_at  # and it is a restore, not a counter that ran on
 
 
+def test_schedule_with_archives(
+    engine: Backend, containers: Containers, criu: None, tmp_path: Path
+) -> None:
+    info = containers.run()
+    wait_count_at_least(engine, info.name, 2)
+    # --keep 2 on Podman too: the archives hold what the engine cannot keep in place.
+    events = run_schedule(
+        engine,
+        info.name,
+        ScheduleOptions(every=1, keep=2, max_runs=3, export_dir=tmp_path),
+    )
+    assert all(e.archive for e in events), events
+    archives = sorted(p.name for p in tmp_path.glob("*.tar.zst"))
+    assert archives == sorted(Path(e.archive).name for e in events[-2:])  # type: ignore[arg-type]
+    assert events[-1].removed_archives == (events[0].archive,)
+    at_export = last_count(engine, info.name)
+    # The newest archive restores as a clone that goes on counting from where it was.
+    clone = containers.name("clone")
+    engine.import_checkpoint(events[-1].archive, ImportOptions(name=clone))  # type: ignore[arg-type]
+    wait_for(lambda: bool(counts(engine, clone)), what="output of the clone")
+    assert engine.inspect(clone).running
+    # A cold start would print count=1 now; the clone holds the archived count.
+    assert last_count(engine, clone) >= at_export - 1 >= 2
+
+
 def test_cli_schedule_runs_until_sigterm(
     engine: Backend,
     containers: Containers,
@@ -182,9 +207,15 @@ def test_cli_schedule_count_and_json(engine: Backend, containers: Containers, cr
 def test_schedule_unsupported(engine: Backend, containers: Containers, criu: None) -> None:
     info = containers.run()
     result = ctk(
-        "checkpoint", info.name, "--every", "1s", "--export-dir", "/tmp/x", engine=engine.kind
+        "checkpoint",
+        info.name,
+        "--every",
+        "1s",
+        "--export-dir",
+        "/nonexistent/x",
+        engine=engine.kind,
     )
-    assert result.returncode == ExitCode.UNSUPPORTED and "Hint:" in result.stderr
+    assert result.returncode == ExitCode.USAGE and "Hint:" in result.stderr
     result = ctk("checkpoint", "ctk-test-missing", "--every", "1s", engine=engine.kind)
     assert result.returncode == ExitCode.NOT_FOUND
     assert engine.checkpoints(info.name) == []  # refused before any checkpoint was taken

@@ -24,7 +24,14 @@ from toolkit.readiness import (
     wait_for_port,
     wait_until,
 )
-from toolkit.schedule import ScheduleOptions, keep_count, parse_duration, prune, validate
+from toolkit.schedule import (
+    ScheduleOptions,
+    keep_count,
+    parse_duration,
+    prune,
+    prune_archives,
+    validate,
+)
 from toolkit.watch import _timestamp, crashed
 
 NOWHERE = "docker+unix:///nonexistent/docker.sock"
@@ -76,8 +83,26 @@ def test_schedule_validation() -> None:
         validate(docker, ScheduleOptions(every=1, keep=0))  # type: ignore[arg-type]
     with pytest.raises(Exception, match="Podman keeps one checkpoint"):
         validate(podman, ScheduleOptions(every=1, keep=2))  # type: ignore[arg-type]
-    with pytest.raises(Exception, match="export"):
-        validate(docker, ScheduleOptions(every=1, export_dir=Path("/tmp")))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        validate(docker, ScheduleOptions(every=1, export_dir=Path("/nonexistent/dir")))  # type: ignore[arg-type]
+    # archives beside the engine let Podman keep more than one
+    validate(podman, ScheduleOptions(every=1, keep=3, export_dir=Path("/tmp")))  # type: ignore[arg-type]
+
+
+def test_prune_archives(tmp_path: Path) -> None:
+    for stamp in ("20261128T100000-000001", "20261128T100001-000001", "20261128T100002-000001"):
+        (tmp_path / f"web-auto-{stamp}.tar.zst").write_text("x")
+    (tmp_path / "web-manual.tar.zst").write_text("x")
+    (tmp_path / "other-auto-20261128T090000-000001.tar.zst").write_text("x")
+    kept, removed = prune_archives(tmp_path, "web", 2)
+    assert [Path(p).name for p in removed] == ["web-auto-20261128T100000-000001.tar.zst"]
+    assert len(kept) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "other-auto-20261128T090000-000001.tar.zst",
+        "web-auto-20261128T100001-000001.tar.zst",
+        "web-auto-20261128T100002-000001.tar.zst",
+        "web-manual.tar.zst",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,13 @@ def _print_event(event: ScheduleEvent) -> None:
         err(f"{event.time} run {event.run}: checkpoint failed: {event.error}")
     else:
         removed = f", removed {', '.join(event.removed)}" if event.removed else ""
-        click.echo(f"{event.time} {event.checkpoint} (keeping {len(event.kept)}{removed})")
+        archive = f" -> {event.archive}" if event.archive else ""
+        gone = (
+            f", removed {len(event.removed_archives)} archive(s)" if event.removed_archives else ""
+        )
+        click.echo(
+            f"{event.time} {event.checkpoint}{archive} (keeping {len(event.kept)}{removed}{gone})"
+        )
 
 
 def run_scheduled(
