@@ -89,7 +89,8 @@ class Containers:
     def cleanup(self) -> None:
         for name in self.names:
             with contextlib.suppress(CtkError):
-                self.backend.remove(name, force=True)
+                # volumes: anonymous volumes (-v /path) go with their container
+                self.backend.remove(name, force=True, volumes=True)
 
 
 @pytest.fixture

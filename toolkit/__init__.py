@@ -8,7 +8,15 @@
 """
 
 from toolkit.backends.base import Backend
-from toolkit.config import EngineRef, connect, get_backend, parse_engine, resolve_engine
+from toolkit.config import (
+    EngineRef,
+    TLSOptions,
+    connect,
+    get_backend,
+    lookup_engine,
+    parse_engine,
+    resolve_engine,
+)
 from toolkit.errors import (
     ArchiveError,
     CheckpointError,
@@ -29,9 +37,15 @@ from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     EngineInfo,
+    ExecResult,
+    Mount,
+    NetworkAttachment,
     PortMapping,
+    ProcessList,
     RestoreOptions,
+    Ulimit,
 )
 
 __all__ = [
@@ -45,20 +59,28 @@ __all__ = [
     "ContainerInfo",
     "ContainerNotFound",
     "ContainerSpec",
+    "ContainerStats",
     "CtkError",
     "EngineError",
     "EngineInfo",
     "EngineRef",
     "EngineUnavailable",
+    "ExecResult",
     "ExitCode",
     "ImageNotFound",
     "InvalidArgument",
+    "Mount",
+    "NetworkAttachment",
     "NotFound",
     "PortMapping",
+    "ProcessList",
     "RestoreOptions",
+    "TLSOptions",
+    "Ulimit",
     "Unsupported",
     "connect",
     "get_backend",
+    "lookup_engine",
     "parse_engine",
     "resolve_engine",
 ]

@@ -72,6 +72,10 @@ class CheckpointNotFound(NotFound):
     default_hint = "list checkpoints with: ctk checkpoint ls NAME"
 
 
+class NetworkNotFound(NotFound):
+    default_hint = "list networks with: ctk network ls"
+
+
 class Conflict(CtkError):
     """The request clashes with the current state (name in use, wrong container state)."""
 

@@ -81,6 +81,88 @@ class PortMapping(_Model):
 
 
 @dataclass(frozen=True)
+class Mount(_Model):
+    """A volume or bind mount: docker's ``-v`` forms.
+
+    ``type`` is ``volume`` (``source`` is a volume name; empty for an anonymous volume) or
+    ``bind`` (``source`` is a host path). In :class:`ContainerInfo`, ``source`` is where the
+    engine keeps the data on the host and ``name`` the volume's name.
+    """
+
+    target: str
+    source: str = ""
+    type: str = "volume"
+    read_only: bool = False
+    name: str = ""
+
+    def __str__(self) -> str:
+        source = self.name or self.source
+        text = f"{source}:{self.target}" if source else self.target
+        return f"{text}:ro" if self.read_only else text
+
+    @classmethod
+    def parse(cls, text: str) -> Mount:
+        """Docker's ``-v`` forms: ``/data``, ``NAME:/data``, ``/host:/data``, each with ``:ro``.
+
+        Raises:
+            ValueError: the text is none of those forms.
+        """
+        parts = text.split(":")
+        read_only = False
+        if len(parts) > 1 and parts[-1] in ("ro", "rw"):
+            read_only = parts.pop() == "ro"
+        if len(parts) == 1:
+            source, target = "", parts[0]
+        elif len(parts) == 2:
+            source, target = parts
+        else:
+            raise ValueError(f"too many ':' in {text!r}")
+        if not target.startswith("/"):
+            raise ValueError(f"the container path must be absolute in {text!r}")
+        if source.startswith("/"):
+            return cls(target=target, source=source, type="bind", read_only=read_only)
+        if source and not source[0].isalnum():
+            raise ValueError(f"bad volume name {source!r}")
+        return cls(target=target, source=source, type="volume", read_only=read_only, name=source)
+
+
+@dataclass(frozen=True)
+class Ulimit(_Model):
+    """One resource limit: ``--ulimit nofile=1024:2048``."""
+
+    name: str
+    soft: int
+    hard: int
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.soft}:{self.hard}"
+
+    @classmethod
+    def parse(cls, text: str) -> Ulimit:
+        """``NAME=SOFT[:HARD]``.
+
+        Raises:
+            ValueError: the text is not of that form.
+        """
+        name, eq, values = text.partition("=")
+        soft, _, hard = values.partition(":")
+        hard = hard or soft
+        if not eq or not name or not soft.lstrip("-").isdigit() or not hard.lstrip("-").isdigit():
+            raise ValueError(f"use NAME=SOFT[:HARD] in {text!r}")
+        return cls(name=name, soft=int(soft), hard=int(hard))
+
+
+@dataclass(frozen=True)
+class NetworkAttachment(_Model):
+    """A network a container is on, with its address there."""
+
+    name: str
+    ip_address: str = ""
+    gateway: str = ""
+    mac_address: str = ""
+
+
+@dataclass(frozen=True)
 class ContainerSpec(_Model):
     """What to create: the engine-neutral subset of ``docker run`` / ``podman run``."""
 
@@ -95,6 +177,16 @@ class ContainerSpec(_Model):
     working_dir: str | None = None
     user: str | None = None
     runtime: str | None = None
+    volumes: tuple[Mount, ...] = ()
+    restart: str | None = None
+    """``no``, ``always``, ``unless-stopped`` or ``on-failure[:MAX]``."""
+    memory: int | None = None
+    """Memory limit in bytes."""
+    cpus: float | None = None
+    """CPU limit in CPUs (1.5 = one and a half)."""
+    ulimits: tuple[Ulimit, ...] = ()
+    auto_remove: bool = False
+    """The engine removes the container when it exits (``--rm``)."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +204,63 @@ class ContainerInfo(_Model):
     ports: tuple[PortMapping, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     engine: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str = ""
+    user: str = ""
+    hostname: str = ""
+    restart_policy: str = "no"
+    networks: tuple[NetworkAttachment, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    started_at: str = ""
+    """ISO 8601 in UTC; empty when never started."""
+    finished_at: str = ""
+    """ISO 8601 in UTC; empty when it never exited."""
+    exit_code: int = 0
+    paused: bool = False
+    memory: int = 0
+    """Memory limit in bytes; 0 for none."""
+    cpus: float = 0.0
+    """CPU limit in CPUs; 0 for none."""
+    auto_remove: bool = False
+    checkpoints: tuple[str, ...] = ()
+    """Checkpoints ctk made of this container that it still records, oldest first."""
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+
+@dataclass(frozen=True)
+class ExecResult(_Model):
+    """What a command run inside a container said, and how it ended."""
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessList(_Model):
+    """``top``: the processes of a container, as ``ps`` columns."""
+
+    container: str
+    titles: tuple[str, ...] = ()
+    processes: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerStats(_Model):
+    """One sample of a container's resource use."""
+
+    id: str
+    name: str
+    cpu_percent: float = 0.0
+    """Of one CPU, like ``docker stats``: 200.0 is two CPUs busy."""
+    memory_usage: int = 0
+    """Bytes, without the page cache (as ``docker stats`` reports it)."""
+    memory_limit: int = 0
+    memory_percent: float = 0.0
+    pids: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,6 +318,70 @@ class ExitStatus(_Model):
     exit_code: int | None = None
     oom_killed: bool = False
     finished_at: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkSpec(_Model):
+    """What network to create: the engine-neutral subset of ``docker network create``.
+
+    ``attachable`` matters only for Docker overlay networks (standalone containers may join);
+    Podman's networks are always joinable.
+    """
+
+    name: str
+    driver: str = "bridge"
+    subnet: str | None = None
+    gateway: str | None = None
+    internal: bool = False
+    attachable: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetworkEndpoint(_Model):
+    """One container attached to a network, with its address there."""
+
+    container_id: str
+    name: str
+    ipv4: str = ""
+    mac: str = ""
+    ipv6: str = ""
+
+    @property
+    def ip(self) -> str:
+        """The IPv4 address without its prefix length (``10.88.0.5``)."""
+        return self.ipv4.partition("/")[0]
+
+
+@dataclass(frozen=True)
+class NetworkInfo(_Model):
+    """A network as ctk reports it, the same keys on every engine."""
+
+    id: str
+    name: str
+    driver: str
+    scope: str = "local"
+    subnet: str = ""
+    gateway: str = ""
+    internal: bool = False
+    attachable: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    containers: tuple[NetworkEndpoint, ...] = ()
+    created: str = ""
+    engine: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def endpoint(self, container: str) -> NetworkEndpoint | None:
+        """The attachment of a container (by name or ID prefix), or None."""
+        for item in self.containers:
+            if container in (item.name, item.container_id) or (
+                len(container) >= 12 and item.container_id.startswith(container)
+            ):
+                return item
+        return None
 
 
 COMPRESSIONS = ("zstd", "gzip", "none")

@@ -89,3 +89,11 @@ def test_spec_from_inspect_and_publish_arg() -> None:
     assert common.publish_arg(spec.ports[0]) == "127.0.0.1:9000:8080/tcp"
     assert common.publish_arg(PortMapping(80)) == "80/tcp"
     assert common.publish_arg(PortMapping(80, host_ip="127.0.0.1")) == "127.0.0.1::80/tcp"
+
+
+def test_vdso_hint_only_for_vdso_failures() -> None:
+    # Every CRIU log mentions the vDSO while it works; only its failure means "CRIU too old".
+    ok_log = "(00.01) vdso: Parsing at 7ffc\nError (criu/sk-inet.c:1): something else\n"
+    assert "too old" not in common.criu_error("restore", "w", "failed", ok_log).hint
+    bad_log = "Error (criu/vdso.c:1): vdso: Unexpected rt vDSO area bounds\n"
+    assert "too old" in common.criu_error("restore", "w", "failed", bad_log).hint

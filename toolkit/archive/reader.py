@@ -227,6 +227,10 @@ def _extract_verified(path: Path, directory: Path) -> tuple[ArchiveManifest, str
                         )
                     seen.add(info.name)
                     _extract_member(tar, info, member, directory)
+                # Read to the very end: gzip and zstd check their own CRC/length trailer only
+                # there, and a flipped byte in the tar's end padding is caught by nothing else.
+                while stream.read(_CHUNK):
+                    pass
         except _decode_errors() as exc:
             raise ArchiveError(
                 f"archive {path} is truncated or corrupt: {exc}", hint=_CORRUPT_HINT

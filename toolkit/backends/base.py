@@ -6,7 +6,7 @@ A backend speaks to one engine and hands back ctk's own models; SDK objects neve
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -16,10 +16,15 @@ from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     EngineInfo,
+    ExecResult,
     ExitStatus,
     ExportOptions,
     ImportOptions,
+    NetworkInfo,
+    NetworkSpec,
+    ProcessList,
     RestoreOptions,
 )
 
@@ -47,20 +52,31 @@ class Backend(Protocol):
         """Create and start a container (detached)."""
         ...
 
-    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
-        """Containers, running only unless ``all``."""
+    def containers(
+        self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerInfo]:
+        """Containers, running only unless ``all``.
+
+        ``filters`` narrow the list like ``docker ps --filter``: keys ``label`` (``K`` or
+        ``K=V``), ``name``, ``id``, ``status``; several values of one key match any of them.
+        """
         ...
 
     def inspect(self, name: str) -> ContainerInfo:
         """One container. Raises ContainerNotFound."""
         ...
 
-    def logs(self, name: str, *, tail: int | None = None) -> str:
-        """Output of the container so far (stdout and stderr)."""
+    def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
+        """Output of the container so far (stdout and stderr).
+
+        ``since`` is a UNIX time: only output written at or after it.
+        """
         ...
 
-    def follow_logs(self, name: str) -> Iterator[str]:
-        """Output lines as they come, until the container stops."""
+    def follow_logs(
+        self, name: str, *, tail: int | None = None, since: int | None = None
+    ) -> Iterator[str]:
+        """Output as it comes, until the container stops (``tail``/``since`` as in logs)."""
         ...
 
     def wait(self, name: str) -> int:
@@ -71,8 +87,61 @@ class Backend(Protocol):
         """Stop a container."""
         ...
 
-    def remove(self, name: str, *, force: bool = False) -> None:
-        """Remove a container."""
+    def remove(self, name: str, *, force: bool = False, volumes: bool = False) -> None:
+        """Remove a container; ``volumes`` removes its anonymous volumes too.
+
+        Raises Conflict for a running container unless ``force``.
+        """
+        ...
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create a container without starting it."""
+        ...
+
+    def start(self, name: str) -> None:
+        """Start a created or stopped container; a running one is left as it is (like docker).
+
+        Raises Conflict for a paused container.
+        """
+        ...
+
+    def restart(self, name: str, *, timeout: int | None = None) -> None:
+        """Stop (waiting ``timeout`` seconds before killing) and start again."""
+        ...
+
+    def pause(self, name: str) -> None:
+        """Freeze every process of a running container in its cgroup (memory stays in RAM).
+
+        Raises Conflict when the container is not running or already paused.
+        """
+        ...
+
+    def unpause(self, name: str) -> None:
+        """Thaw a paused container. Raises Conflict when it is not paused."""
+        ...
+
+    def kill(self, name: str, *, signal: str | int | None = None) -> None:
+        """Send a signal (default SIGKILL). Raises Conflict when it is not running."""
+        ...
+
+    def exec(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        """Run a command in a running container and wait for it. Raises Conflict if stopped."""
+        ...
+
+    def top(self, name: str) -> ProcessList:
+        """The container's processes. Raises Conflict when it is not running."""
+        ...
+
+    def stats(self, name: str) -> ContainerStats:
+        """One sample of CPU and memory use. Raises Conflict when it is not running."""
         ...
 
     # checkpoint / restore
@@ -92,12 +161,9 @@ class Backend(Protocol):
         """Delete one checkpoint."""
         ...
 
-    def kill(self, name: str, *, signal: str = "KILL") -> None:
-        """Send a signal (``KILL``, ``TERM``, ...) to the container's main process."""
-        ...
-
     def exit_status(self, name: str) -> ExitStatus:
         """Whether the container runs and, if not, how it ended (exit code, OOM kill)."""
+        ...
 
     # checkpoint archives (toolkit.archive)
     def export_checkpoint(
@@ -134,4 +200,35 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+        ...
+
+    # networks
+    def networks(self) -> list[NetworkInfo]:
+        """Every network the engine knows, built-in ones included, by name."""
+        ...
+
+    def create_network(self, spec: NetworkSpec) -> NetworkInfo:
+        """Create a network. Raises Unsupported for a driver the engine lacks."""
+        ...
+
+    def inspect_network(self, name: str) -> NetworkInfo:
+        """One network with its containers. Raises NetworkNotFound."""
+        ...
+
+    def remove_network(self, name: str) -> None:
+        """Remove a network. Raises Conflict while containers use it."""
+        ...
+
+    def connect_network(
+        self, network: str, container: str, *, aliases: tuple[str, ...] = ()
+    ) -> None:
+        """Attach a container to a network (by name; ``aliases`` resolve to it too)."""
+        ...
+
+    def disconnect_network(self, network: str, container: str, *, force: bool = False) -> None:
+        """Detach a container from a network."""
+        ...
+
+    def prune_networks(self, *, labels: dict[str, str] | None = None) -> list[str]:
+        """Remove unused user networks (only those with all ``labels``); their names."""
         ...

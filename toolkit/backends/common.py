@@ -6,6 +6,8 @@ keys and values for the same container.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import platform
 import re
 from collections.abc import Mapping, Sequence
@@ -13,15 +15,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import CheckpointError, CheckpointNotFound, InvalidArgument, Unsupported
+from toolkit.errors import (
+    CheckpointError,
+    CheckpointNotFound,
+    Conflict,
+    EngineUnavailable,
+    InvalidArgument,
+    Unsupported,
+)
 from toolkit.models import (
     ArchiveManifest,
     Checkpoint,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     EngineInfo,
     ExitStatus,
+    Mount,
+    NetworkAttachment,
+    NetworkEndpoint,
+    NetworkInfo,
+    NetworkSpec,
     PortMapping,
+    ProcessList,
 )
 
 # Docker's own rule for container names, which Podman shares.
@@ -47,7 +63,7 @@ KNOWN_CRIU_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
         "the container uses a device CRIU cannot checkpoint",
     ),
     (
-        re.compile(r"vdso|Unexpected rt vDSO", re.I),
+        re.compile(r"Unexpected rt vDSO|vdso: .*(failed|unexpected|bounds)", re.I),
         "this CRIU is too old for the kernel: install CRIU >= 4.1 (scripts/setup)",
     ),
 )
@@ -192,6 +208,87 @@ def criu_error(action: str, container: str, message: str, log_text: str = "") ->
     return CheckpointError(f"{action} of {container} failed: {reason}", hint=hint, log_tail=tail)
 
 
+# -- lifecycle ----------------------------------------------------------------------------------
+
+FILTER_KEYS = ("label", "name", "id", "status")
+_RESTART_NAMES = ("no", "always", "unless-stopped", "on-failure")
+
+
+def validate_filters(filters: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    """``docker ps --filter`` keys both engines understand the same way."""
+    result: dict[str, list[str]] = {}
+    for key, values in (filters or {}).items():
+        if key not in FILTER_KEYS:
+            raise InvalidArgument(
+                f"unknown filter {key!r}", hint=f"filters: {', '.join(FILTER_KEYS)}"
+            )
+        result[key] = [str(v) for v in values]
+    return result
+
+
+def restart_policy(text: str | None) -> dict[str, Any] | None:
+    """``no|always|unless-stopped|on-failure[:MAX]`` as the Engine API's RestartPolicy."""
+    if not text:
+        return None
+    name, _, retries = text.partition(":")
+    if name not in _RESTART_NAMES or (retries and (name != "on-failure" or not retries.isdigit())):
+        raise InvalidArgument(
+            f"bad restart policy {text!r}",
+            hint="use no, always, unless-stopped or on-failure[:MAX-RETRIES]",
+        )
+    return {"Name": name, "MaximumRetryCount": int(retries or 0)}
+
+
+def restart_text(policy: Mapping[str, Any] | None) -> str:
+    """RestartPolicy from inspect as ``--restart`` spells it ("no" when unset)."""
+    name = str((policy or {}).get("Name") or "no")
+    retries = int((policy or {}).get("MaximumRetryCount") or 0)
+    return f"{name}:{retries}" if name == "on-failure" and retries else name
+
+
+def parse_memory(text: str) -> int:
+    """``512m``, ``1g``, ``1048576`` (bytes), as docker's ``--memory`` reads them."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmg]?)b?", text.strip().lower())
+    if not match:
+        raise InvalidArgument(f"bad memory size {text!r}", hint="e.g. 64m, 1g or a byte count")
+    factor = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2)]
+    return int(float(match.group(1)) * factor)
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> int:
+    """``--since``: a UNIX time, an RFC 3339 time, or a duration back from now (``10m``)."""
+    value = text.strip()
+    current = now or datetime.now(UTC)
+    if value.isdigit():
+        return int(value)
+    match = re.fullmatch(r"(\d+)([smhd])", value)
+    if match:
+        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return int(current.timestamp()) - seconds
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidArgument(
+            f"bad --since value {text!r}", hint="use a UNIX time, 2026-01-02T03:04:05Z or 10m"
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def timestamp(text: str | None) -> str:
+    """An engine's time as ISO 8601 in UTC to the second; "" for Go's zero time."""
+    value = str(text or "").strip()
+    if not value or value.startswith("0001-01-01"):
+        return ""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?", value)
+    if not match:
+        return value
+    zone = match.group(2) or "Z"
+    moment = datetime.fromisoformat(match.group(1) + ("+00:00" if zone == "Z" else zone))
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _env_dict(env: Any) -> dict[str, str]:
     if isinstance(env, dict):
         return {str(k): str(v) for k, v in env.items()}
@@ -200,6 +297,166 @@ def _env_dict(env: Any) -> dict[str, str]:
         key, _, value = str(item).partition("=")
         result[key] = value
     return result
+
+
+def mounts_from_inspect(rows: Sequence[Mapping[str, Any]] | None) -> tuple[Mount, ...]:
+    result = []
+    for row in rows or ():
+        result.append(
+            Mount(
+                target=str(row.get("Destination", "")),
+                source=str(row.get("Source", "")),
+                type=str(row.get("Type", "")),
+                read_only=not row.get("RW", True),
+                name=str(row.get("Name") or ""),
+            )
+        )
+    return tuple(sorted(result, key=lambda m: m.target))
+
+
+def networks_from_inspect(networks: Mapping[str, Any] | None) -> tuple[NetworkAttachment, ...]:
+    return tuple(
+        NetworkAttachment(
+            name=str(name),
+            ip_address=str((data or {}).get("IPAddress") or ""),
+            gateway=str((data or {}).get("Gateway") or ""),
+            mac_address=str((data or {}).get("MacAddress") or ""),
+        )
+        for name, data in sorted((networks or {}).items())
+    )
+
+
+def cpus_of(host_config: Mapping[str, Any]) -> float:
+    """The CPU limit from NanoCpus, or from the CFS quota Podman reports instead."""
+    nano = int(host_config.get("NanoCpus") or 0)
+    if nano:
+        return round(nano / 1e9, 3)
+    quota = int(host_config.get("CpuQuota") or 0)
+    period = int(host_config.get("CpuPeriod") or 0) or 100_000
+    return round(quota / period, 3) if quota > 0 else 0.0
+
+
+def lifecycle_fields(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ContainerInfo fields both engines' inspect output spells the same way."""
+    config = attrs.get("Config") or {}
+    state = attrs.get("State") or {}
+    host = attrs.get("HostConfig") or {}
+    network = attrs.get("NetworkSettings") or {}
+    return {
+        "env": _env_dict(config.get("Env")),
+        # Docker leaves it empty for "/", Podman says "/".
+        "working_dir": str(config.get("WorkingDir") or "/"),
+        "user": str(config.get("User") or ""),
+        "hostname": str(config.get("Hostname") or ""),
+        "restart_policy": restart_text(host.get("RestartPolicy")),
+        "networks": networks_from_inspect(network.get("Networks")),
+        "mounts": mounts_from_inspect(attrs.get("Mounts")),
+        "started_at": timestamp(state.get("StartedAt")),
+        "finished_at": timestamp(state.get("FinishedAt")),
+        "exit_code": int(state.get("ExitCode") or 0),
+        "paused": bool(state.get("Paused")),
+        "memory": int(host.get("Memory") or 0),
+        "cpus": cpus_of(host),
+        "auto_remove": bool(host.get("AutoRemove")),
+    }
+
+
+def stats_from_sample(sample: Mapping[str, Any], *, name: str, container_id: str) -> ContainerStats:
+    """``docker stats`` numbers from one Engine API stats sample (Podman serves the same shape).
+
+    CPU % is the container's share of the host's CPU time between the two readings in the
+    sample, times the number of CPUs; memory leaves out the page cache, like docker's CLI.
+    """
+    cpu = sample.get("cpu_stats") or {}
+    pre = sample.get("precpu_stats") or {}
+    cpu_delta = int((cpu.get("cpu_usage") or {}).get("total_usage") or 0) - int(
+        (pre.get("cpu_usage") or {}).get("total_usage") or 0
+    )
+    system_delta = int(cpu.get("system_cpu_usage") or 0) - int(pre.get("system_cpu_usage") or 0)
+    online = int(cpu.get("online_cpus") or 0) or len(
+        (cpu.get("cpu_usage") or {}).get("percpu_usage") or ()
+    )
+    percent = 0.0
+    if cpu_delta > 0 and system_delta > 0:
+        percent = cpu_delta / system_delta * max(online, 1) * 100.0
+    memory = sample.get("memory_stats") or {}
+    details = memory.get("stats") or {}
+    # cgroup v2 calls the page cache inactive_file; v1 total_inactive_file or cache.
+    cache = int(
+        details.get("inactive_file")
+        or details.get("total_inactive_file")
+        or details.get("cache")
+        or 0
+    )
+    usage = max(int(memory.get("usage") or 0) - cache, 0)
+    limit = int(memory.get("limit") or 0)
+    return ContainerStats(
+        id=container_id,
+        name=name,
+        cpu_percent=round(percent, 2),
+        memory_usage=usage,
+        memory_limit=limit,
+        memory_percent=round(usage / limit * 100.0, 2) if limit else 0.0,
+        pids=int((sample.get("pids_stats") or {}).get("current") or 0),
+    )
+
+
+def require_running(name: str, attrs: Mapping[str, Any], action: str) -> None:
+    """Conflict unless the container is running (paused counts as running, as in docker)."""
+    state = attrs.get("State") or {}
+    if not (state.get("Running") or state.get("Paused")):
+        raise Conflict(
+            f"container {name} is not running; {action} needs a running container",
+            hint=f"start it first: ctk start {name}",
+        )
+
+
+def process_list(name: str, data: Mapping[str, Any]) -> ProcessList:
+    """``top`` output (``Titles`` and ``Processes``, the same shape on both engines)."""
+    return ProcessList(
+        container=name,
+        titles=tuple(str(t) for t in data.get("Titles") or ()),
+        processes=tuple(tuple(str(c) for c in row) for row in data.get("Processes") or ()),
+    )
+
+
+def require_paused(name: str, attrs: Mapping[str, Any]) -> None:
+    """Conflict unless the container is paused."""
+    if not (attrs.get("State") or {}).get("Paused"):
+        raise Conflict(f"container {name} is not paused", hint=f"pause it with: ctk pause {name}")
+
+
+_LOCAL_URLS = {
+    "docker": "unix:///var/run/docker.sock",
+    "podman": "unix:///run/podman/podman.sock",
+}
+
+
+def unavailable(kind: str, url: str) -> EngineUnavailable:
+    """EngineUnavailable whose hint fits the address: ctk's own engines, or the user's."""
+    name = kind.capitalize()
+    if url == _LOCAL_URLS.get(kind):
+        return EngineUnavailable(f"{name} does not answer at {url}")
+    if url.startswith("unix://"):
+        start = f"podman system service --time=0 {url}" if kind == "podman" else f"dockerd -H {url}"
+        hint = (
+            f"nothing serves {url[len('unix://') :]}: start {kind} there ({start}), "
+            "or pick another engine (ctk engine ls)"
+        )
+    else:
+        hint = f"check that {kind} is reachable at {url} and the URL is right (ctk engine ls)"
+    return EngineUnavailable(f"{name} does not answer at {url}", hint=hint)
+
+
+def with_checkpoints(info: ContainerInfo, url: str) -> ContainerInfo:
+    """``info`` with the names of the checkpoints ctk recorded for it, oldest first."""
+    from toolkit import registry
+
+    recorded = registry.names(info.engine, url, info.id)
+    if not recorded:
+        return info
+    ordered = registry.ordered(info.engine, url, info.id, recorded, container=info.name)
+    return dataclasses.replace(info, checkpoints=tuple(c.name for c in ordered))
 
 
 def spec_from_inspect(attrs: Mapping[str, Any], *, image: str) -> ContainerSpec:
@@ -290,4 +547,81 @@ def archive_manifest(
         spec=spec.to_dict(),
         engine_data=dict(engine_data),
         kernel=platform.release(),
+    )
+
+
+# -- networks ----------------------------------------------------------------------------
+
+NETWORK_DRIVERS = ("bridge", "overlay")
+# Names Docker gives its built-in networks; a container joins these by network mode.
+NETWORK_MODES = ("bridge", "host", "none")
+
+
+def validate_network_spec(spec: NetworkSpec) -> None:
+    """Reject a network no engine would create, before asking one."""
+    validate_ref(spec.name, what="network")
+    if spec.name in NETWORK_MODES:
+        raise InvalidArgument(
+            f"network name {spec.name!r} is reserved for the built-in network mode",
+            hint="pick another name",
+        )
+    if spec.driver not in NETWORK_DRIVERS:
+        raise InvalidArgument(
+            f"unknown network driver {spec.driver!r}", hint="use --driver bridge or overlay"
+        )
+    subnet = None
+    if spec.subnet:
+        try:
+            subnet = ipaddress.ip_network(spec.subnet, strict=True)
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"invalid subnet {spec.subnet!r}: {exc}", hint="e.g. --subnet 10.90.0.0/24"
+            ) from exc
+    if spec.gateway:
+        if subnet is None:
+            raise InvalidArgument(
+                "--gateway needs --subnet", hint="e.g. --subnet 10.90.0.0/24 --gateway 10.90.0.1"
+            )
+        try:
+            gateway = ipaddress.ip_address(spec.gateway)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid gateway {spec.gateway!r}: {exc}") from exc
+        if gateway not in subnet:
+            raise InvalidArgument(
+                f"gateway {spec.gateway} is outside subnet {spec.subnet}",
+                hint="pick a gateway address inside the subnet",
+            )
+
+
+def network_from_inspect(data: Mapping[str, Any], engine: str) -> NetworkInfo:
+    """A NetworkInfo from Docker's network inspect shape, which Podman's compat API shares."""
+    configs = (data.get("IPAM") or {}).get("Config") or []
+    # The first IPv4 pool is the one containers get their address from.
+    pool: Mapping[str, Any] = next(
+        (c for c in configs if ":" not in str(c.get("Subnet", ""))), configs[0] if configs else {}
+    )
+    endpoints = []
+    for container_id, entry in sorted((data.get("Containers") or {}).items()):
+        endpoints.append(
+            NetworkEndpoint(
+                container_id=str(container_id),
+                name=str(entry.get("Name", "")).lstrip("/"),
+                ipv4=str(entry.get("IPv4Address") or ""),
+                mac=str(entry.get("MacAddress") or ""),
+                ipv6=str(entry.get("IPv6Address") or ""),
+            )
+        )
+    return NetworkInfo(
+        id=str(data.get("Id", "")),
+        name=str(data.get("Name", "")),
+        driver=str(data.get("Driver", "")),
+        scope=str(data.get("Scope") or "local"),
+        subnet=str(pool.get("Subnet") or ""),
+        gateway=str(pool.get("Gateway") or ""),
+        internal=bool(data.get("Internal")),
+        attachable=bool(data.get("Attachable")),
+        labels=dict(data.get("Labels") or {}),
+        containers=tuple(sorted(endpoints, key=lambda e: e.name)),
+        created=str(data.get("Created") or ""),
+        engine=engine,
     )

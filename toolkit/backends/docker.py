@@ -11,17 +11,20 @@ import contextlib
 import dataclasses
 import io
 import os
+import shutil
 import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+import docker.tls
+import docker.types
 import requests
 
 from toolkit import archive, registry
@@ -35,6 +38,7 @@ from toolkit.errors import (
     EngineUnavailable,
     ImageNotFound,
     InvalidArgument,
+    NetworkNotFound,
     Unsupported,
 )
 from toolkit.models import (
@@ -43,13 +47,21 @@ from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     EngineInfo,
+    ExecResult,
     ExitStatus,
     ExportOptions,
     ImportOptions,
+    NetworkInfo,
+    NetworkSpec,
     PortMapping,
+    ProcessList,
     RestoreOptions,
 )
+
+if TYPE_CHECKING:
+    from toolkit.config import TLSOptions
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
 
@@ -59,22 +71,45 @@ class DockerBackend:
 
     kind = "docker"
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: int = 120) -> None:
+    def __init__(
+        self, url: str = DEFAULT_URL, *, timeout: int = 120, tls: TLSOptions | None = None
+    ) -> None:
         self.url = url
+        extra: dict[str, Any] = {}
+        if url.startswith("ssh://") and shutil.which("ssh"):
+            # The ssh command, as docker's CLI does: it reads the system's and the user's
+            # ssh_config (keys, known hosts) and the agent; paramiko reads ~/.ssh/config only.
+            extra["use_ssh_client"] = True
         try:
-            self._client = docker.DockerClient(
-                base_url=url,
-                version="auto",
-                timeout=timeout,
-                # ssh:// through the system's ssh client, as the docker CLI does: it reads
-                # /etc/ssh/ssh_config.d (keys, known hosts); paramiko reads ~/.ssh/config only.
-                use_ssh_client=url.startswith("ssh://"),
-            )
-        except docker.errors.DockerException as exc:
-            raise EngineUnavailable(
-                f"Docker does not answer at {url}",
-                hint="start it with: scripts/engines start (or pass --engine podman)",
+            if tls is not None and tls.enabled:
+                client_cert = (tls.cert, tls.key) if tls.cert and tls.key else None
+                extra["tls"] = docker.tls.TLSConfig(
+                    client_cert=client_cert,
+                    ca_cert=tls.ca_cert,
+                    verify=tls.ca_cert if tls.verify and tls.ca_cert else tls.verify,
+                )
+            own_ca = tls is not None and bool(tls.ca_cert)
+            with _ca_bundle_env_hidden() if own_ca else contextlib.nullcontext():
+                self._client = docker.DockerClient(
+                    base_url=url, version="auto", timeout=timeout, **extra
+                )
+            if own_ca:
+                # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's CA, so
+                # the engine's own CA would never be used where those are set.
+                self._client.api.trust_env = False
+        except docker.errors.TLSParameterError as exc:
+            raise InvalidArgument(
+                f"bad TLS options for {url}: {str(exc).split('.')[0]}",
+                hint="--tlscacert, --tlscert and --tlskey must name readable PEM files; "
+                "--tlscert and --tlskey go together",
             ) from exc
+        except docker.errors.DockerException as exc:
+            if url == DEFAULT_URL:
+                raise EngineUnavailable(
+                    f"Docker does not answer at {url}",
+                    hint="start it with: scripts/engines start (or pass --engine podman)",
+                ) from exc
+            raise common.unavailable(self.kind, url) from exc
         # Any: the checkpoint routes use the SDK client's private request helpers.
         self._api: Any = self._client.api
 
@@ -98,7 +133,7 @@ class DockerBackend:
                 raise InvalidArgument(_explanation(exc)) from exc
             raise EngineError(_explanation(exc)) from exc
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+            raise common.unavailable(self.kind, self.url) from exc
 
     # -- engine ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -126,6 +161,21 @@ class DockerBackend:
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self, spec: ContainerSpec) -> ContainerInfo:
+        container = self._create(spec)
+        try:
+            with self._errors(container=spec.name or container.id):
+                container.start()
+        except Exception:
+            # Never leave a half-made container behind.
+            with self._errors(container=container.id):
+                container.remove(force=True, v=True)
+            raise
+        return self.inspect(str(container.id))
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        return self.inspect(str(self._create(spec).id))
+
+    def _create(self, spec: ContainerSpec) -> Any:
         common.validate_spec(spec)
         kwargs: dict[str, Any] = {
             "command": list(spec.command) or None,
@@ -144,23 +194,40 @@ class DockerBackend:
         ):
             if value:
                 kwargs[key] = value
+        if spec.volumes:
+            kwargs["mounts"] = [
+                docker.types.Mount(
+                    target=m.target,
+                    source=m.source,
+                    type="bind" if m.type == "bind" else "volume",
+                    read_only=m.read_only,
+                )
+                for m in spec.volumes
+            ]
+        policy = common.restart_policy(spec.restart)
+        if policy is not None:
+            kwargs["restart_policy"] = policy
+        if spec.memory:
+            kwargs["mem_limit"] = spec.memory
+        if spec.cpus:
+            kwargs["nano_cpus"] = int(spec.cpus * 1e9)
+        if spec.ulimits:
+            kwargs["ulimits"] = [
+                docker.types.Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in spec.ulimits
+            ]
+        if spec.auto_remove:
+            kwargs["auto_remove"] = True
         # create + start rather than containers.run: run pulls a missing image from a
         # registry, which is unreachable here and would turn "no such image" into a timeout.
         with self._errors(image=spec.image):
-            container = self._client.containers.create(spec.image, **kwargs)
-        try:
-            with self._errors(container=spec.name or container.id):
-                container.start()
-        except Exception:
-            # Never leave a half-made container behind.
-            with self._errors(container=container.id):
-                container.remove(force=True)
-            raise
-        return self.inspect(str(container.id))
+            return self._client.containers.create(spec.image, **kwargs)
 
-    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
+    def containers(
+        self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerInfo]:
+        wanted = common.validate_filters(filters)
         with self._errors():
-            rows = self._api.containers(all=all)
+            rows = self._api.containers(all=all, filters=wanted or None)
         result: list[ContainerInfo] = []
         for row in rows:
             try:
@@ -176,18 +243,34 @@ class DockerBackend:
         return attrs
 
     def inspect(self, name: str) -> ContainerInfo:
-        return _info(self._attrs(name), self.kind)
+        return common.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
 
-    def logs(self, name: str, *, tail: int | None = None) -> str:
+    def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
         common.validate_ref(name, what="container")
+        # The SDK refuses since=0, which means "from the start" anyway.
+        extra: dict[str, Any] = {"since": since} if since else {}
         with self._errors(container=name):
-            data = self._api.logs(name, stdout=True, stderr=True, tail=tail if tail else "all")
+            data = self._api.logs(
+                name, stdout=True, stderr=True, tail=tail if tail else "all", **extra
+            )
         return bytes(data).decode(errors="replace")
 
-    def follow_logs(self, name: str) -> Iterator[str]:
+    def follow_logs(
+        self, name: str, *, tail: int | None = None, since: int | None = None
+    ) -> Iterator[str]:
         common.validate_ref(name, what="container")
+        # The SDK refuses since=0, which means "from the start" anyway.
+        extra: dict[str, Any] = {"since": since} if since else {}
         with self._errors(container=name):
-            stream = self._api.logs(name, stdout=True, stderr=True, stream=True, follow=True)
+            stream = self._api.logs(
+                name,
+                stdout=True,
+                stderr=True,
+                stream=True,
+                follow=True,
+                tail=tail if tail else "all",
+                **extra,
+            )
             for chunk in stream:
                 yield bytes(chunk).decode(errors="replace")
 
@@ -202,11 +285,85 @@ class DockerBackend:
         with self._errors(container=name):
             self._api.stop(name, timeout=timeout if timeout is not None else 10)
 
-    def remove(self, name: str, *, force: bool = False) -> None:
+    def remove(self, name: str, *, force: bool = False, volumes: bool = False) -> None:
         attrs = self._attrs(name)
         with self._errors(container=name):
-            self._api.remove_container(attrs["Id"], force=force)
+            self._api.remove_container(attrs["Id"], force=force, v=volumes)
         registry.forget_container(self.kind, self.url, attrs["Id"])
+
+    def start(self, name: str) -> None:
+        common.validate_ref(name, what="container")
+        # A running container answers 304, which the SDK does not raise: a no-op, as in docker.
+        with self._errors(container=name):
+            self._api.start(name)
+
+    def restart(self, name: str, *, timeout: int | None = None) -> None:
+        common.validate_ref(name, what="container")
+        with self._errors(container=name):
+            self._api.restart(name, timeout=timeout if timeout is not None else 10)
+
+    def pause(self, name: str) -> None:
+        common.validate_ref(name, what="container")
+        with self._errors(container=name):
+            self._api.pause(name)
+
+    def unpause(self, name: str) -> None:
+        attrs = self._attrs(name)
+        # Docker 20.10 answers "is not paused" with a bare 500; the state says it plainly.
+        common.require_paused(name, attrs)
+        with self._errors(container=name):
+            self._api.unpause(attrs["Id"])
+
+    def kill(self, name: str, *, signal: str | int | None = None) -> None:
+        common.validate_ref(name, what="container")
+        with self._errors(container=name):
+            self._api.kill(name, signal=signal)
+
+    def exec(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        common.validate_ref(name, what="container")
+        if not command:
+            raise InvalidArgument("exec needs a command", hint="e.g. ctk exec web1 ls /")
+        with self._errors(container=name):
+            created = self._api.exec_create(
+                name,
+                list(command),
+                user=user or "",
+                workdir=workdir,
+                environment=dict(env) if env else None,
+            )
+            stdout, stderr = self._api.exec_start(created["Id"], demux=True)
+            exit_code = self._api.exec_inspect(created["Id"]).get("ExitCode")
+        return ExecResult(
+            exit_code=int(exit_code if exit_code is not None else -1),
+            stdout=bytes(stdout or b"").decode(errors="replace"),
+            stderr=bytes(stderr or b"").decode(errors="replace"),
+        )
+
+    def top(self, name: str) -> ProcessList:
+        attrs = self._require_running(name, "top")
+        with self._errors(container=name):
+            data = self._api.top(attrs["Id"])
+        return common.process_list(name, data)
+
+    def stats(self, name: str) -> ContainerStats:
+        attrs = self._require_running(name, "stats")
+        with self._errors(container=name):
+            # stream=False waits for a second sample, so precpu_stats gives a CPU delta.
+            sample = self._api.stats(attrs["Id"], stream=False)
+        return common.stats_from_sample(sample, name=name, container_id=attrs["Id"])
+
+    def _require_running(self, name: str, action: str) -> dict[str, Any]:
+        attrs = self._attrs(name)
+        common.require_running(name, attrs, action)
+        return attrs
 
     # -- checkpoint / restore -------------------------------------------------------------
     def _require_checkpoint_support(self) -> None:
@@ -251,7 +408,7 @@ class DockerBackend:
             message = _explanation(exc)
             raise common.criu_error("checkpoint", name, message) from exc
         except requests.exceptions.ConnectionError as exc:
-            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+            raise common.unavailable(self.kind, self.url) from exc
         record = registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
@@ -302,13 +459,8 @@ class DockerBackend:
         except docker.errors.APIError as exc:
             raise common.criu_error("restore", name, _explanation(exc)) from exc
         except requests.exceptions.ConnectionError as exc:
-            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+            raise common.unavailable(self.kind, self.url) from exc
         return self.inspect(attrs["Id"])
-
-    def kill(self, name: str, *, signal: str = "KILL") -> None:
-        common.validate_ref(name, what="container")
-        with self._errors(container=name):
-            self._api.kill(name, signal=signal)
 
     def exit_status(self, name: str) -> ExitStatus:
         return common.exit_status_from_state(self._attrs(name).get("State") or {})
@@ -552,7 +704,7 @@ class DockerBackend:
                         "import", spec.name or new_id, _explanation(exc)
                     ) from exc
                 except requests.exceptions.ConnectionError as exc:
-                    raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+                    raise common.unavailable(self.kind, self.url) from exc
             except BaseException:
                 # Nothing half-made: the container this import created goes again.
                 with contextlib.suppress(Exception):
@@ -606,6 +758,118 @@ class DockerBackend:
     def close(self) -> None:
         self._client.close()
 
+    # -- networks -------------------------------------------------------------------------
+    @contextmanager
+    def _network_errors(self, network: str, *, container: str | None = None) -> Iterator[None]:
+        """Like ``_errors``, but a 404 names the network and a 403 (a built-in network, or one
+        with containers) is a Conflict. Callers look the container up first, so a 404 here
+        is the network's."""
+        try:
+            yield
+        except docker.errors.NotFound as exc:
+            raise NetworkNotFound(f"no such network: {network}") from exc
+        except docker.errors.APIError as exc:
+            if exc.status_code == 403:
+                raise Conflict(
+                    _explanation(exc),
+                    hint=f"see what uses it: ctk network inspect {network}",
+                ) from exc
+            with self._errors(container=container):
+                raise
+
+    def networks(self) -> list[NetworkInfo]:
+        with self._errors():
+            rows = self._api.networks()
+        result: list[NetworkInfo] = []
+        for row in sorted(rows, key=lambda r: str(r.get("Name", ""))):
+            try:
+                result.append(self.inspect_network(str(row["Id"])))
+            except NetworkNotFound:
+                continue  # removed between the list and the inspect
+        return result
+
+    def create_network(self, spec: NetworkSpec) -> NetworkInfo:
+        common.validate_network_spec(spec)
+        if spec.driver == "overlay":
+            self._require_swarm_manager()
+        ipam = None
+        if spec.subnet:
+            pool = docker.types.IPAMPool(subnet=spec.subnet, gateway=spec.gateway)
+            ipam = docker.types.IPAMConfig(pool_configs=[pool])
+        with self._network_errors(spec.name):
+            existing = self._api.networks(names=[spec.name])
+            if any(row.get("Name") == spec.name for row in existing):
+                raise Conflict(
+                    f"network {spec.name} already exists",
+                    hint=f"pick another name or remove it: ctk network rm {spec.name}",
+                )
+            created = self._api.create_network(
+                spec.name,
+                driver=spec.driver,
+                ipam=ipam,
+                internal=spec.internal,
+                labels=dict(spec.labels) or None,
+                attachable=spec.attachable or None,
+                check_duplicate=True,
+            )
+        return self.inspect_network(str(created["Id"]))
+
+    def _require_swarm_manager(self) -> None:
+        # Overlay networks live in swarm's store: without a manager Docker refuses them.
+        with self._errors():
+            swarm = self._client.info().get("Swarm") or {}
+        if not swarm.get("ControlAvailable"):
+            raise Unsupported(
+                "overlay networks need this Docker to be a swarm manager",
+                hint="docker swarm init --advertise-addr 127.0.0.1 (undo: docker swarm leave "
+                "--force), or use a bridge network per host",
+            )
+
+    def inspect_network(self, name: str) -> NetworkInfo:
+        common.validate_ref(name, what="network")
+        with self._network_errors(name):
+            data = self._api.inspect_network(name)
+        return common.network_from_inspect(data, self.kind)
+
+    def remove_network(self, name: str) -> None:
+        common.validate_ref(name, what="network")
+        with self._network_errors(name):
+            self._api.remove_network(name)
+
+    def connect_network(
+        self, network: str, container: str, *, aliases: tuple[str, ...] = ()
+    ) -> None:
+        common.validate_ref(network, what="network")
+        attrs = self._attrs(container)
+        with self._network_errors(network, container=container):
+            self._api.connect_container_to_network(
+                attrs["Id"], network, aliases=list(aliases) or None
+            )
+
+    def disconnect_network(self, network: str, container: str, *, force: bool = False) -> None:
+        common.validate_ref(network, what="network")
+        attrs = self._attrs(container)
+        with self._network_errors(network, container=container):
+            self._api.disconnect_container_from_network(attrs["Id"], network, force=force)
+
+    def prune_networks(self, *, labels: dict[str, str] | None = None) -> list[str]:
+        filters = {"label": [f"{k}={v}" for k, v in (labels or {}).items()]} if labels else None
+        with self._errors():
+            result = self._api.prune_networks(filters=filters)
+        return sorted(result.get("NetworksDeleted") or [])
+
+
+@contextmanager
+def _ca_bundle_env_hidden() -> Iterator[None]:
+    """Hide the CA bundle variables while the client fetches the API version on creation."""
+    saved = {
+        k: os.environ.pop(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if k in os.environ
+    }
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
 
 def _explanation(exc: docker.errors.APIError) -> str:
     text = exc.explanation or str(exc)
@@ -630,6 +894,7 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         ports=common.ports_from_inspect(ports),
         labels=dict(config.get("Labels") or {}),
         engine=engine,
+        **common.lifecycle_fields(attrs),
     )
 
 

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import podman
+import podman.api
 import podman.errors
 import requests
 
 from toolkit import archive, registry
 from toolkit.backends import common
+from toolkit.backends.podman_service import SSHTunnel, TemporaryPodmanService
 from toolkit.errors import (
     CheckpointNotFound,
     Conflict,
@@ -32,6 +35,7 @@ from toolkit.errors import (
     EngineUnavailable,
     ImageNotFound,
     InvalidArgument,
+    NetworkNotFound,
     Unsupported,
 )
 from toolkit.models import (
@@ -40,10 +44,15 @@ from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    ContainerStats,
     EngineInfo,
+    ExecResult,
     ExitStatus,
     ExportOptions,
     ImportOptions,
+    NetworkInfo,
+    NetworkSpec,
+    ProcessList,
     RestoreOptions,
 )
 
@@ -57,6 +66,9 @@ CHECKPOINT_RUNTIME = "runc"
 # sentinel error (define.ErrCtrStateInvalid, storage.ErrImageUnknown), stable across versions.
 _STATE_CAUSES = frozenset({"container state improper", "container already exists"})
 _IMAGE_CAUSES = frozenset({"image not known"})
+# define.ErrNoSuchCtr: a container removed while libpod was inspecting it comes back as 500.
+_MISSING_CAUSES = frozenset({"no such container"})
+_NETWORK_BUSY_CAUSES = frozenset({"network is being used"})
 
 # The libpod API version ctk speaks: Podman 4.3 (Debian 12) and 5.x (Debian 13) both serve it.
 API_VERSION = "4.0.0"
@@ -70,9 +82,23 @@ class PodmanBackend:
 
     kind = "podman"
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: int = 120) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        timeout: int = 120,
+        service: TemporaryPodmanService | SSHTunnel | None = None,
+    ) -> None:
+        # With a temporary service or an ssh tunnel, ``url`` stays the engine's identity
+        # (ctk's checkpoint records are keyed by it) while requests go to a private socket.
         self.url = url
-        self._client: Any = podman.PodmanClient(base_url=url, version=API_VERSION, timeout=timeout)
+        if service is None and url.startswith("ssh://"):
+            service = SSHTunnel.open(url)
+        self._service = service
+        base_url = service.url if service is not None else url
+        self._client: Any = podman.PodmanClient(
+            base_url=base_url, version=API_VERSION, timeout=timeout
+        )
         # Any: the checkpoint routes use the SDK client's private request helpers.
         self._api: Any = self._client.api
 
@@ -92,17 +118,19 @@ class PodmanBackend:
             status = getattr(exc, "status_code", None)
             if status is None:
                 # The SDK wraps a failed connection into an APIError with no status.
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                raise common.unavailable(self.kind, self.url) from exc
             cause = str(exc.args[0]) if exc.args else ""
             if cause in _STATE_CAUSES or status in (304, 409):
                 raise Conflict(_explanation(exc)) from exc
+            if cause in _MISSING_CAUSES and container is not None:
+                raise ContainerNotFound(f"no such container: {container}") from exc
             if cause in _IMAGE_CAUSES:
                 raise ImageNotFound(f"no such image: {image}") from exc
             if status == 400:
                 raise InvalidArgument(_explanation(exc)) from exc
             raise EngineError(_explanation(exc)) from exc
         except (requests.exceptions.ConnectionError, podman.errors.PodmanError) as exc:
-            raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+            raise common.unavailable(self.kind, self.url) from exc
 
     # -- engine ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -131,6 +159,23 @@ class PodmanBackend:
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self, spec: ContainerSpec) -> ContainerInfo:
+        container_id = self._create(spec)
+        try:
+            with self._errors(container=spec.name or container_id):
+                self._post(f"/containers/{container_id}/start")
+        except Exception:
+            # Never leave a half-made container behind.
+            with self._errors(container=container_id):
+                self._api.delete(
+                    f"/containers/{container_id}", params={"force": True, "v": True}
+                ).raise_for_status()
+            raise
+        return self.inspect(container_id)
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        return self.inspect(self._create(spec))
+
+    def _create(self, spec: ContainerSpec) -> str:
         common.validate_spec(spec)
         kwargs: dict[str, Any] = {
             "name": spec.name,
@@ -150,22 +195,66 @@ class PodmanBackend:
         ):
             if value:
                 kwargs[key] = value
-        command = list(spec.command) or None
+        policy = common.restart_policy(spec.restart)
+        if policy is not None:
+            kwargs["restart_policy"] = policy
+        if spec.memory:
+            kwargs["mem_limit"] = spec.memory
+        if spec.cpus:
+            # The SDK drops nano_cpus; a CFS quota over the default period says the same.
+            kwargs["cpu_period"] = 100_000
+            kwargs["cpu_quota"] = int(spec.cpus * 100_000)
+        if spec.ulimits:
+            kwargs["ulimits"] = [
+                {"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits
+            ]
+        # The SDK renders the libpod body; ctk adds what it cannot express (anonymous volumes,
+        # auto-removal) and posts it itself. Any: the SDK's renderer is private and untyped.
+        manager: Any = self._client.containers
+        payload: dict[str, Any] = manager._render_payload(
+            {"image": spec.image, "command": list(spec.command) or None, **kwargs}
+        )
+        for mount in spec.volumes:
+            options = ["ro"] if mount.read_only else []
+            if mount.type == "bind":
+                payload.setdefault("mounts", []).append(
+                    {
+                        "destination": mount.target,
+                        "source": mount.source,
+                        "type": "bind",
+                        "options": [*options, "rbind"],
+                    }
+                )
+            else:
+                # An empty Name makes libpod create an anonymous volume, as `-v /data` does.
+                payload.setdefault("volumes", []).append(
+                    {"Name": mount.source, "Dest": mount.target, "Options": options}
+                )
+        if spec.auto_remove:
+            payload["remove"] = True
         with self._errors(image=spec.image):
-            container = self._client.containers.create(spec.image, command, **kwargs)
-        try:
-            with self._errors(container=spec.name or container.id):
-                container.start()
-        except Exception:
-            # Never leave a half-made container behind.
-            with self._errors(container=container.id):
-                container.remove(force=True)
-            raise
-        return self.inspect(str(container.id))
+            response = self._api.post(
+                "/containers/create",
+                headers={"content-type": "application/json"},
+                data=podman.api.prepare_body(payload),
+            )
+            response.raise_for_status(not_found=podman.errors.ImageNotFound)
+        return str(response.json()["Id"])
 
-    def containers(self, *, all: bool = False) -> list[ContainerInfo]:
+    def _post(self, path: str, **params: Any) -> Any:
+        response = self._api.post(path, params=params or None)
+        response.raise_for_status(not_found=podman.errors.NotFound)
+        return response
+
+    def containers(
+        self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerInfo]:
+        wanted = common.validate_filters(filters)
+        params: dict[str, Any] = {"all": all}
+        if wanted:
+            params["filters"] = json.dumps(wanted)
         with self._errors():
-            response = self._api.get("/containers/json", params={"all": all})
+            response = self._api.get("/containers/json", params=params)
             response.raise_for_status()
             rows = response.json() or []
         result: list[ContainerInfo] = []
@@ -185,24 +274,33 @@ class PodmanBackend:
         return attrs
 
     def inspect(self, name: str) -> ContainerInfo:
-        return _info(self._attrs(name), self.kind)
+        return common.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
 
-    def logs(self, name: str, *, tail: int | None = None) -> str:
+    def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
         common.validate_ref(name, what="container")
         with self._errors(container=name):
             container = self._client.containers.get(name)
             kwargs: dict[str, Any] = {"stdout": True, "stderr": True}
             if tail:
                 kwargs["tail"] = tail
+            if since:
+                kwargs["since"] = since
             chunks = container.logs(**kwargs)
             data = b"".join(chunks) if not isinstance(chunks, bytes) else chunks
         return data.decode(errors="replace")
 
-    def follow_logs(self, name: str) -> Iterator[str]:
+    def follow_logs(
+        self, name: str, *, tail: int | None = None, since: int | None = None
+    ) -> Iterator[str]:
         common.validate_ref(name, what="container")
+        kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "stream": True, "follow": True}
+        if tail:
+            kwargs["tail"] = tail
+        if since:
+            kwargs["since"] = since
         with self._errors(container=name):
             container = self._client.containers.get(name)
-            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+            for chunk in container.logs(**kwargs):
                 yield bytes(chunk).decode(errors="replace")
 
     def wait(self, name: str) -> int:
@@ -216,8 +314,16 @@ class PodmanBackend:
             response.raise_for_status(not_found=podman.errors.NotFound)
         return int(response.json())
 
+    def _thaw(self, attrs: dict[str, Any], name: str) -> None:
+        # Docker stops and restarts a paused container; libpod refuses ("container state
+        # improper"). Thawing it first gives ctk docker's behaviour on both engines.
+        if (attrs.get("State") or {}).get("Paused"):
+            with self._errors(container=name):
+                self._post(f"/containers/{attrs['Id']}/unpause")
+
     def stop(self, name: str, *, timeout: int | None = None) -> None:
         attrs = self._attrs(name)
+        self._thaw(attrs, name)
         with self._errors(container=name):
             response = self._api.post(
                 f"/containers/{attrs['Id']}/stop",
@@ -225,14 +331,103 @@ class PodmanBackend:
             )
             response.raise_for_status(not_found=podman.errors.NotFound)
 
-    def remove(self, name: str, *, force: bool = False) -> None:
+    def remove(self, name: str, *, force: bool = False, volumes: bool = False) -> None:
         attrs = self._attrs(name)
         with self._errors(container=name):
             response = self._api.delete(
-                f"/containers/{attrs['Id']}", params={"force": force, "v": False}
+                f"/containers/{attrs['Id']}",
+                # Podman 4.3's libpod route reads "volumes" and ignores "v" (the documented
+                # name); send both so anonymous volumes go on every version.
+                params={"force": force, "v": volumes, "volumes": volumes},
             )
             response.raise_for_status(not_found=podman.errors.NotFound)
         registry.forget_container(self.kind, self.url, attrs["Id"])
+
+    def start(self, name: str) -> None:
+        attrs = self._attrs(name)
+        state = attrs.get("State") or {}
+        if state.get("Paused"):
+            # Docker refuses this with 409; libpod's answer differs by version.
+            raise Conflict(
+                f"container {name} is paused; unpause it rather than start it",
+                hint=f"ctk unpause {name}",
+            )
+        # A running container answers 304, which is not an error: a no-op, as in docker.
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/start")
+
+    def restart(self, name: str, *, timeout: int | None = None) -> None:
+        attrs = self._attrs(name)
+        self._thaw(attrs, name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/restart", t=timeout if timeout else 10)
+
+    def pause(self, name: str) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/pause")
+
+    def unpause(self, name: str) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/unpause")
+
+    def kill(self, name: str, *, signal: str | int | None = None) -> None:
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            self._post(f"/containers/{attrs['Id']}/kill", signal=signal or "KILL")
+
+    def exec(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecResult:
+        attrs = self._attrs(name)
+        if not command:
+            raise InvalidArgument("exec needs a command", hint="e.g. ctk exec web1 ls /")
+        with self._errors(container=name):
+            container = self._client.containers.get(attrs["Id"])
+            exit_code, (stdout, stderr) = container.exec_run(
+                list(command),
+                user=user,
+                workdir=workdir,
+                environment=dict(env) if env else None,
+                demux=True,
+            )
+        return ExecResult(
+            exit_code=int(exit_code if exit_code is not None else -1),
+            stdout=bytes(stdout or b"").decode(errors="replace"),
+            stderr=bytes(stderr or b"").decode(errors="replace"),
+        )
+
+    def top(self, name: str) -> ProcessList:
+        attrs = self._attrs(name)
+        common.require_running(name, attrs, "top")
+        if (attrs.get("State") or {}).get("Paused"):
+            # libpod answers 200 with an empty body for a paused container.
+            raise Conflict(
+                f"Podman cannot list the processes of paused container {name}",
+                hint=f"unpause it first: ctk unpause {name}",
+            )
+        with self._errors(container=name):
+            data = self._api.get(f"/containers/{attrs['Id']}/top", params={"stream": False})
+            data.raise_for_status(not_found=podman.errors.NotFound)
+        return common.process_list(name, data.json())
+
+    def stats(self, name: str) -> ContainerStats:
+        attrs = self._attrs(name)
+        common.require_running(name, attrs, "stats")
+        with self._errors(container=name):
+            # The Docker-compatible route: the same sample shape as Docker, so one formula.
+            response = self._api.get(
+                f"/containers/{attrs['Id']}/stats", params={"stream": False}, compatible=True
+            )
+            response.raise_for_status(not_found=podman.errors.NotFound)
+        return common.stats_from_sample(response.json(), name=name, container_id=attrs["Id"])
 
     # -- checkpoint / restore -------------------------------------------------------------
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
@@ -258,7 +453,7 @@ class PodmanBackend:
             response.raise_for_status()
         except podman.errors.APIError as exc:
             if getattr(exc, "status_code", None) is None:
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                raise common.unavailable(self.kind, self.url) from exc
             self._ensure_running_after_failure(attrs["Id"])
             raise common.criu_error(
                 "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
@@ -334,7 +529,7 @@ class PodmanBackend:
             response.raise_for_status()
         except podman.errors.APIError as exc:
             if getattr(exc, "status_code", None) is None:
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                raise common.unavailable(self.kind, self.url) from exc
             if exc.args and str(exc.args[0]) in _STATE_CAUSES:
                 # Not CRIU: libpod refused for the container's state (e.g. a killed container
                 # that libpod has not finished cleaning up yet).
@@ -343,12 +538,6 @@ class PodmanBackend:
                 "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
             ) from exc
         return self.inspect(attrs["Id"])
-
-    def kill(self, name: str, *, signal: str = "KILL") -> None:
-        attrs = self._attrs(name)
-        with self._errors(container=name):
-            response = self._api.post(f"/containers/{attrs['Id']}/kill", params={"signal": signal})
-            response.raise_for_status(not_found=podman.errors.NotFound)
 
     def exit_status(self, name: str) -> ExitStatus:
         return common.exit_status_from_state(self._attrs(name).get("State") or {})
@@ -399,7 +588,7 @@ class PodmanBackend:
                         out.write(chunk)
             except podman.errors.APIError as exc:
                 if getattr(exc, "status_code", None) is None:
-                    raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                    raise common.unavailable(self.kind, self.url) from exc
                 self._ensure_running_after_failure(attrs["Id"])
                 raise common.criu_error(
                     "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
@@ -551,13 +740,137 @@ class PodmanBackend:
                         ).raise_for_status()
                 if isinstance(exc, podman.errors.APIError):
                     if getattr(exc, "status_code", None) is None:
-                        raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                        raise common.unavailable(self.kind, self.url) from exc
                     raise common.criu_error("import", target, _explanation(exc)) from exc
                 raise
         return self.inspect(new_id)
 
     def close(self) -> None:
         self._client.close()
+        if self._service is not None:
+            self._service.stop()
+
+    # -- networks -------------------------------------------------------------------------
+    # Podman's Docker-compatible routes report networks in Docker's shape, containers with
+    # their addresses included (libpod's own inspect leaves them out), so both backends share
+    # one parser. Creation uses libpod's route, whose refusals carry a ``cause``.
+    @contextmanager
+    def _network_errors(self, network: str, *, container: str | None = None) -> Iterator[None]:
+        """Like ``_errors``, but a 404 names the network; callers look the container up first."""
+        try:
+            with self._errors(container=container):
+                yield
+        except (ContainerNotFound, EngineError) as exc:
+            if isinstance(exc.__cause__, podman.errors.NotFound):
+                raise NetworkNotFound(f"no such network: {network}") from exc.__cause__
+            if _cause(exc.__cause__) in _NETWORK_BUSY_CAUSES:
+                raise Conflict(
+                    exc.message, hint=f"see what uses it: ctk network inspect {network}"
+                ) from exc.__cause__
+            raise
+
+    def networks(self) -> list[NetworkInfo]:
+        with self._errors():
+            response = self._api.get("/networks", compatible=True)
+            response.raise_for_status()
+            rows = response.json() or []
+        result: list[NetworkInfo] = []
+        for row in sorted(rows, key=lambda r: str(r.get("Name", ""))):
+            try:
+                result.append(self.inspect_network(str(row["Name"])))
+            except NetworkNotFound:
+                continue  # removed between the list and the inspect
+        return result
+
+    def create_network(self, spec: NetworkSpec) -> NetworkInfo:
+        common.validate_network_spec(spec)
+        if spec.driver == "overlay":
+            raise Unsupported(
+                "Podman has no overlay networks (they are a Docker swarm feature)",
+                hint="create a bridge network on each host (ctk network create NAME), "
+                "or use --engine docker with swarm",
+            )
+        body: dict[str, Any] = {
+            "name": spec.name,
+            "driver": spec.driver,
+            "internal": spec.internal,
+            "labels": dict(spec.labels),
+            # The CLI turns aardvark-dns on by default, the API does not: containers on a
+            # user network resolve each other by name, as on Docker.
+            "dns_enabled": True,
+            # Docker's bridges cannot reach each other; netavark's can unless isolated.
+            "options": {"isolate": "true"},
+        }
+        if spec.subnet:
+            subnet = {"subnet": spec.subnet}
+            if spec.gateway:
+                subnet["gateway"] = spec.gateway
+            body["subnets"] = [subnet]
+        with self._network_errors(spec.name):
+            response = self._api.post("/networks/create", data=json.dumps(body))
+            response.raise_for_status()
+        return self.inspect_network(spec.name)
+
+    def inspect_network(self, name: str) -> NetworkInfo:
+        common.validate_ref(name, what="network")
+        with self._network_errors(name):
+            response = self._api.get(f"/networks/{name}", compatible=True)
+            response.raise_for_status(not_found=podman.errors.NotFound)
+            data = response.json()
+        return common.network_from_inspect(data, self.kind)
+
+    def remove_network(self, name: str) -> None:
+        common.validate_ref(name, what="network")
+        if name in common.NETWORK_MODES or name == "podman":
+            raise Conflict(
+                f"{name} is a pre-defined network and cannot be removed",
+                hint="remove only networks you created (ctk network ls)",
+            )
+        with self._network_errors(name):
+            response = self._api.delete(f"/networks/{name}")
+            response.raise_for_status(not_found=podman.errors.NotFound)
+
+    def connect_network(
+        self, network: str, container: str, *, aliases: tuple[str, ...] = ()
+    ) -> None:
+        common.validate_ref(network, what="network")
+        attrs = self._attrs(container)
+        body: dict[str, Any] = {"Container": attrs["Id"]}
+        if aliases:
+            body["EndpointConfig"] = {"Aliases": list(aliases)}
+        # The compat route, because it knows "bridge" as the default network's name.
+        with self._network_errors(network, container=container):
+            response = self._api.post(
+                f"/networks/{network}/connect", data=json.dumps(body), compatible=True
+            )
+            response.raise_for_status(not_found=podman.errors.NotFound)
+
+    def disconnect_network(self, network: str, container: str, *, force: bool = False) -> None:
+        common.validate_ref(network, what="network")
+        attrs = self._attrs(container)
+        body = {"Container": attrs["Id"], "Force": force}
+        with self._network_errors(network, container=container):
+            response = self._api.post(
+                f"/networks/{network}/disconnect", data=json.dumps(body), compatible=True
+            )
+            response.raise_for_status(not_found=podman.errors.NotFound)
+
+    def prune_networks(self, *, labels: dict[str, str] | None = None) -> list[str]:
+        params = {}
+        if labels:
+            params["filters"] = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
+        with self._errors():
+            response = self._api.post("/networks/prune", params=params)
+            response.raise_for_status()
+            rows = response.json() or []
+        return sorted(str(r.get("Name", "")) for r in rows if not r.get("Error"))
+
+
+def _cause(exc: BaseException | None) -> str:
+    """libpod's sentinel ``cause`` of a refusal, or ''."""
+    if isinstance(exc, podman.errors.APIError) and exc.args:
+        return str(exc.args[0])
+    return ""
 
 
 def _explanation(exc: podman.errors.APIError) -> str:
@@ -575,10 +888,13 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         image=str(attrs.get("ImageName") or config.get("Image") or ""),
         image_id=common.normalize_image_id(str(attrs.get("Image", ""))),
         status=common.status_of(state),
-        running=bool(state.get("Running")),
+        # Podman says Running false while paused; Docker (and ctk) count a paused container
+        # as running: its processes exist, frozen.
+        running=bool(state.get("Running") or state.get("Paused")),
         command=tuple(config.get("Cmd") or ()),
         created=str(attrs.get("Created", "")),
         ports=common.ports_from_inspect(ports),
         labels=dict(config.get("Labels") or {}),
         engine=engine,
+        **common.lifecycle_fields(attrs),
     )

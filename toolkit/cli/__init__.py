@@ -9,9 +9,27 @@ import click
 
 from toolkit.cli._common import State
 from toolkit.cli.checkpoints import checkpoint, restore
+from toolkit.cli.completion import completion
 from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
+from toolkit.cli.engines import engine as engine_group
+from toolkit.cli.engines import tls_options
+from toolkit.cli.lifecycle import (
+    create,
+    exec_,
+    inspect,
+    kill,
+    pause,
+    restart,
+    start,
+    stats,
+    top,
+    unpause,
+    wait,
+)
+from toolkit.cli.networks import network, port
 from toolkit.cli.watch import watch
+from toolkit.config import TLSOptions
 from toolkit.errors import CtkError, ExitCode
 
 
@@ -19,23 +37,40 @@ from toolkit.errors import CtkError, ExitCode
 @click.option(
     "--engine",
     envvar="CTK_ENGINE",
-    help="docker, podman, or a URL (docker+unix:///var/run/docker.sock). Env: CTK_ENGINE.",
+    help="docker, podman, a configured engine name (ctk engine ls) or a URL "
+    "(docker+unix:///var/run/docker.sock, docker+tcp://host:2376, docker+ssh://user@host). "
+    "Env: CTK_ENGINE.",
 )
 @click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@tls_options
 @click.version_option(package_name="ctk")
 @click.pass_context
-def cli(ctx: click.Context, engine: str | None, json_output: bool, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    engine: str | None,
+    json_output: bool,
+    debug: bool,
+    tls: TLSOptions | None,
+) -> None:
     """ctk: run, checkpoint, restore and migrate containers on Docker and Podman."""
     obj = ctx.ensure_object(State)
     obj.engine = engine
     obj.json = obj.json or json_output
     obj.debug = debug
+    obj.tls = tls
 
 
 for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor):
     cli.add_command(command)
 cli.add_command(watch)
+for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wait, top, stats):
+    cli.add_command(command)
+cli.add_command(engine_group)
+cli.add_command(completion)
+
+for command in (network, port):
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
+from click.shell_completion import CompletionItem
 from rich.console import Console
 from rich.table import Table
 
 from toolkit.backends.base import Backend
-from toolkit.config import get_backend
+from toolkit.config import TLSOptions, get_backend
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,11 +26,12 @@ class State:
     engine: str | None = None
     json: bool = False
     debug: bool = False
+    tls: TLSOptions | None = None
     _backend: Backend | None = field(default=None, repr=False)
 
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = get_backend(self.engine)
+            self._backend = get_backend(self.engine, tls=self.tls)
         return self._backend
 
 
@@ -100,3 +102,16 @@ class DefaultGroup(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args.insert(0, self.default_command)
         return super().parse_args(ctx, args)
+
+
+def complete_containers(
+    ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of container names from the selected engine (quietly none on error)."""
+    try:
+        root = ctx.find_root().params
+        backend = get_backend(root.get("engine"))
+        names = [c.name for c in backend.containers(all=True)]
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [CompletionItem(name) for name in sorted(names) if name.startswith(incomplete)]

@@ -1,16 +1,29 @@
-"""Container lifecycle commands: run, ps, logs, stop, rm."""
+"""Container lifecycle commands: run, ps, logs, stop, rm (more in lifecycle.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-from toolkit.cli._common import json_option, print_json, print_table, state, wants_json
+from toolkit.backends.common import FILTER_KEYS, parse_memory, parse_since, restart_policy
+from toolkit.cli._common import (
+    complete_containers,
+    json_option,
+    print_json,
+    print_table,
+    state,
+    wants_json,
+)
 from toolkit.errors import CtkError, InvalidArgument
-from toolkit.models import ContainerInfo, ContainerSpec, PortMapping
+from toolkit.models import ContainerInfo, ContainerSpec, Mount, PortMapping, Ulimit
 from toolkit.watch import record_intended_stop
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _parse_env(values: tuple[str, ...]) -> dict[str, str]:
@@ -46,48 +59,98 @@ def _parse_labels(values: tuple[str, ...]) -> dict[str, str]:
     return labels
 
 
+def _parse_mounts(values: tuple[str, ...]) -> tuple[Mount, ...]:
+    mounts = []
+    for item in values:
+        try:
+            mounts.append(Mount.parse(item))
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"bad -v value {item!r}: {exc}",
+                hint="use -v /path, -v VOLUME:/path or -v /host/path:/path, each with :ro",
+            ) from exc
+    return tuple(mounts)
+
+
+def _parse_ulimits(values: tuple[str, ...]) -> tuple[Ulimit, ...]:
+    limits = []
+    for item in values:
+        try:
+            limits.append(Ulimit.parse(item))
+        except ValueError as exc:
+            raise InvalidArgument(f"bad --ulimit value {item!r}: {exc}") from exc
+    return tuple(limits)
+
+
+_SPEC_OPTIONS = (
+    click.option("--name", help="Container name."),
+    click.option(
+        "-p", "--publish", multiple=True, help="Publish a port: [IP:][HOST:]CONTAINER[/udp]."
+    ),
+    click.option("-e", "--env", multiple=True, help="Set an environment variable KEY=VALUE."),
+    click.option("-l", "--label", multiple=True, help="Set a label KEY=VALUE."),
+    click.option(
+        "-v", "--volume", multiple=True, help="Mount a volume: /path, VOLUME:/path, /host:/path."
+    ),
+    click.option("--network", help="Network: bridge, host, none or a network name."),
+    click.option("--hostname", help="Container hostname."),
+    click.option("-w", "--workdir", help="Working directory inside the container."),
+    click.option("-u", "--user", help="User inside the container."),
+    click.option("--restart", help="Restart policy: no, always, unless-stopped, on-failure[:N]."),
+    click.option("-m", "--memory", help="Memory limit, e.g. 64m or 1g."),
+    click.option("--cpus", type=float, help="CPU limit in CPUs, e.g. 0.5."),
+    click.option("--ulimit", multiple=True, help="Resource limit NAME=SOFT[:HARD]."),
+    click.option("--runtime", help="OCI runtime (Podman defaults to runc, which can checkpoint)."),
+    click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits."),
+)
+
+
+def spec_options(func: F) -> F:
+    """The ``docker run``/``docker create`` options that describe a container."""
+    for option in reversed(_SPEC_OPTIONS):
+        func = option(func)
+    return func
+
+
+def build_spec(image: str, command: tuple[str, ...], options: dict[str, Any]) -> ContainerSpec:
+    """A ContainerSpec from the values of :func:`spec_options`."""
+    memory = options.get("memory")
+    restart_policy(options.get("restart"))  # validated here: bad input never reaches an engine
+    return ContainerSpec(
+        image=image,
+        command=command,
+        name=options.get("name"),
+        env=_parse_env(options.get("env", ())),
+        ports=_parse_ports(options.get("publish", ())),
+        labels=_parse_labels(options.get("label", ())),
+        network=options.get("network"),
+        hostname=options.get("hostname"),
+        working_dir=options.get("workdir"),
+        user=options.get("user"),
+        runtime=options.get("runtime"),
+        volumes=_parse_mounts(options.get("volume", ())),
+        restart=options.get("restart"),
+        memory=parse_memory(memory) if memory else None,
+        cpus=options.get("cpus"),
+        ulimits=_parse_ulimits(options.get("ulimit", ())),
+        auto_remove=bool(options.get("auto_remove")),
+    )
+
+
 @click.command(context_settings={"allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the ID.")
-@click.option("--name", help="Container name.")
-@click.option("-p", "--publish", multiple=True, help="Publish a port: [IP:][HOST:]CONTAINER[/udp].")
-@click.option("-e", "--env", multiple=True, help="Set an environment variable KEY=VALUE.")
-@click.option("-l", "--label", multiple=True, help="Set a label KEY=VALUE.")
-@click.option("--network", help="Network: bridge, host, none or a network name.")
-@click.option("--hostname", help="Container hostname.")
-@click.option("-w", "--workdir", help="Working directory inside the container.")
-@click.option("-u", "--user", help="User inside the container.")
-@click.option("--runtime", help="OCI runtime (Podman defaults to runc, which can checkpoint).")
+@spec_options
 @click.argument("image")
 @click.argument("command", nargs=-1)
 @json_option
-def run(
-    detach: bool,
-    name: str | None,
-    publish: tuple[str, ...],
-    env: tuple[str, ...],
-    label: tuple[str, ...],
-    network: str | None,
-    hostname: str | None,
-    workdir: str | None,
-    user: str | None,
-    runtime: str | None,
-    image: str,
-    command: tuple[str, ...],
-) -> None:
+def run(detach: bool, image: str, command: tuple[str, ...], **options: Any) -> None:
     """Create and start a container from IMAGE."""
-    spec = ContainerSpec(
-        image=image,
-        command=command,
-        name=name,
-        env=_parse_env(env),
-        ports=_parse_ports(publish),
-        labels=_parse_labels(label),
-        network=network,
-        hostname=hostname,
-        working_dir=workdir,
-        user=user,
-        runtime=runtime,
-    )
+    spec = build_spec(image, command, options)
+    attached = not detach and not wants_json()
+    if attached and spec.auto_remove:
+        # Attached --rm removes the container here, after reading its exit code: the engine
+        # removing it itself could race the wait and lose the code.
+        spec = dataclasses.replace(spec, auto_remove=False)
     backend = state().backend()
     info = backend.run(spec)
     if wants_json():
@@ -99,20 +162,40 @@ def run(
     # Attached, like docker run: stream the output, then exit with the container's code.
     for chunk in backend.follow_logs(info.id):
         click.echo(chunk, nl=False)
-    sys.exit(backend.wait(info.id))
+    code = backend.wait(info.id)
+    if options.get("auto_remove"):
+        backend.remove(info.id, force=True, volumes=True)
+    sys.exit(code)
 
 
 def _ports_text(info: ContainerInfo) -> str:
     return ", ".join(str(p) for p in info.ports)
 
 
+def _parse_filters(values: tuple[str, ...]) -> dict[str, list[str]]:
+    filters: dict[str, list[str]] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not eq or key not in FILTER_KEYS or not value:
+            raise InvalidArgument(
+                f"bad --filter value {item!r}",
+                hint="use --filter label=KEY[=VALUE], name=NAME, id=ID or status=STATUS",
+            )
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Show stopped containers too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only print container IDs.")
+@click.option(
+    "-f", "--filter", "filters", multiple=True, help="label=KEY[=VALUE], name=, id=, status=."
+)
 @json_option
-def ps(all_: bool, quiet: bool) -> None:
+def ps(all_: bool, quiet: bool, filters: tuple[str, ...]) -> None:
     """List containers."""
-    containers = state().backend().containers(all=all_)
+    wanted = _parse_filters(filters)
+    containers = state().backend().containers(all=all_, filters=wanted or None)
     if wants_json():
         print_json([c.to_dict() for c in containers])
     elif quiet:
@@ -131,16 +214,18 @@ def ps(all_: bool, quiet: bool) -> None:
 @click.command()
 @click.option("-n", "--tail", type=int, help="Only the last N lines.")
 @click.option("-f", "--follow", is_flag=True, help="Follow the output.")
-@click.argument("name")
+@click.option("--since", help="Only output since a UNIX time, an RFC 3339 time or 10m ago.")
+@click.argument("name", shell_complete=complete_containers)
 @json_option
-def logs(tail: int | None, follow: bool, name: str) -> None:
+def logs(tail: int | None, follow: bool, since: str | None, name: str) -> None:
     """Print a container's output."""
+    since_time = parse_since(since) if since else None
     backend = state().backend()
     if follow and not wants_json():
-        for chunk in backend.follow_logs(name):
+        for chunk in backend.follow_logs(name, tail=tail, since=since_time):
             click.echo(chunk, nl=False)
         return
-    text = backend.logs(name, tail=tail)
+    text = backend.logs(name, tail=tail, since=since_time)
     if wants_json():
         print_json({"name": name, "lines": text.splitlines()})
     else:
@@ -173,7 +258,7 @@ def _each(names: tuple[str, ...], action: str, func: object) -> None:
 
 @click.command()
 @click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing it.")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
 def stop(timeout: int | None, names: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
@@ -188,9 +273,10 @@ def stop(timeout: int | None, names: tuple[str, ...]) -> None:
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
-@click.argument("names", nargs=-1, required=True)
+@click.option("-v", "--volumes", is_flag=True, help="Remove its anonymous volumes too.")
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
 @json_option
-def rm(force: bool, names: tuple[str, ...]) -> None:
+def rm(force: bool, volumes: bool, names: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     backend = state().backend()
-    _each(names, "removed", lambda n: backend.remove(n, force=force))
+    _each(names, "removed", lambda n: backend.remove(n, force=force, volumes=volumes))
