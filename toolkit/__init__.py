@@ -29,17 +29,23 @@ from toolkit.errors import (
     ExitCode,
     ImageNotFound,
     InvalidArgument,
+    MigrationError,
     NotFound,
     Unsupported,
 )
+
+# after the models and config: migration builds on them
+from toolkit.migration import drain, migrate
 from toolkit.models import (
     Checkpoint,
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
+    DrainReport,
     EngineInfo,
     ExecResult,
+    MigrationReport,
     Mount,
     NetworkAttachment,
     PortMapping,
@@ -61,6 +67,7 @@ __all__ = [
     "ContainerSpec",
     "ContainerStats",
     "CtkError",
+    "DrainReport",
     "EngineError",
     "EngineInfo",
     "EngineRef",
@@ -69,6 +76,8 @@ __all__ = [
     "ExitCode",
     "ImageNotFound",
     "InvalidArgument",
+    "MigrationError",
+    "MigrationReport",
     "Mount",
     "NetworkAttachment",
     "NotFound",
@@ -79,8 +88,10 @@ __all__ = [
     "Ulimit",
     "Unsupported",
     "connect",
+    "drain",
     "get_backend",
     "lookup_engine",
+    "migrate",
     "parse_engine",
     "resolve_engine",
 ]

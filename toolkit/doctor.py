@@ -99,6 +99,7 @@ def pycriu_check(available: bool) -> Check:
 def run_doctor(engines: Sequence[EngineRef]) -> list[Check]:
     """Every check, for the given engines and this machine's CRIU."""
     checks: list[Check] = []
+    answered: dict[str, EngineInfo | None] = {}
     for ref in engines:
         try:
             backend = connect(ref)
@@ -107,6 +108,31 @@ def run_doctor(engines: Sequence[EngineRef]) -> list[Check]:
         except CtkError as exc:
             info, error = None, exc.message
         checks.extend(engine_checks(ref, info, error))
+        answered[ref.kind] = info
     checks.extend(criu_checks(probe_criu()))
     checks.append(pycriu_check(pycriu_available()))
+    if "docker" in answered and "podman" in answered:
+        checks.append(cross_runtime_check(answered["docker"], answered["podman"]))
     return checks
+
+
+def cross_runtime_check(docker: EngineInfo | None, podman: EngineInfo | None) -> Check:
+    """Whether checkpoints can move live between Docker and Podman on this machine, and why not.
+
+    Podman must be local (ctk writes a per-container CRIU config beside it) and Docker able to
+    checkpoint; containers must run on runc, not crun, and have no volumes (per container:
+    ``ctk checkpoint inspect`` says).
+    """
+    name = "cross-runtime"
+    if docker is None or podman is None:
+        return Check(name, False, "needs both Docker and Podman answering", FIX_ENGINES)
+    if not docker.checkpoint_capable:
+        return Check(name, False, "Docker cannot checkpoint (experimental mode off)", FIX_SETUP)
+    if not podman.url.startswith("unix://"):
+        return Check(name, False, f"Podman at {podman.url} is not on this machine")
+    note = (
+        f" (Podman's default runtime is {podman.default_runtime}: ctk creates containers on runc)"
+        if podman.default_runtime and podman.default_runtime != "runc"
+        else ""
+    )
+    return Check(name, True, f"live docker <-> podman for runc containers without volumes{note}")

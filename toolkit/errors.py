@@ -22,6 +22,7 @@ class ExitCode:
     CHECKPOINT_FAILED = 7
     ARCHIVE_INVALID = 8
     NOT_READY = 9
+    MIGRATION_FAILED = 10
 
 
 class CtkError(Exception):
@@ -108,3 +109,13 @@ class EngineError(CtkError):
     """The engine refused a request for a reason ctk has no finer class for."""
 
     exit_code = ExitCode.ERROR
+
+
+class MigrationError(CtkError):
+    """A migration failed after it changed something; ``report`` says what was rolled back."""
+
+    exit_code = ExitCode.MIGRATION_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None, report: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.report = report

@@ -508,3 +508,62 @@ class CheckpointImages(_Model):
     kernel: str = ""
     stats: dict[str, int] = field(default_factory=dict)
     manifest: ArchiveManifest | None = None
+    external_mounts: tuple[str, ...] = ()
+    """Mount points CRIU expects the restoring runtime to provide (runc's external mounts)."""
+
+
+MIGRATION_PHASES = ("preflight", "image", "dump", "transfer", "restore", "verify")
+"""The phases of a migration, in order; :class:`MigrationReport` times each."""
+
+
+@dataclass(frozen=True)
+class MigrationReport(_Model):
+    """What a migration did: mode and why, per-phase seconds, bytes, downtime, outcome.
+
+    ``status`` is ``done``, ``rolled_back`` (failed after the source was frozen; the source
+    runs again) or ``failed`` (failed and could not be rolled back: see ``rolled_back`` and
+    ``archive``). ``downtime`` is source frozen -> destination running, in seconds.
+    ``archive`` is the kept checkpoint archive (or rootfs changes) when the migration did not
+    complete, else empty.
+    """
+
+    id: str
+    container: str
+    target: str
+    source: str
+    destination: str
+    mode: str
+    reason: str
+    status: str
+    timings: dict[str, float] = field(default_factory=dict)
+    image_bytes: int = 0
+    archive_bytes: int = 0
+    downtime: float = 0.0
+    failed_phase: str = ""
+    error: str = ""
+    rolled_back: tuple[str, ...] = ()
+    archive: str = ""
+    source_kept: bool = False
+    result: ContainerInfo | None = None
+    notes: tuple[str, ...] = ()
+    criu_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    """CRIU's own ``dump`` and ``restore`` statistics (microseconds) where the engines keep
+    them (Podman on this machine); the yardstick for the downtime."""
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.image_bytes + self.archive_bytes
+
+
+@dataclass(frozen=True)
+class DrainReport(_Model):
+    """One ``drain``: a report per container that was tried, and the errors of the others."""
+
+    source: str
+    destination: str
+    reports: tuple[MigrationReport, ...] = ()
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(r.status == "done" for r in self.reports)

@@ -6,7 +6,7 @@ A backend speaks to one engine and hands back ctk's own models; SDK objects neve
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -195,6 +195,40 @@ class Backend(Protocol):
         """CRIU's own statistics of the container's last ``dump`` or ``restore``.
 
         Empty when the engine does not keep them (Docker).
+        """
+        ...
+
+    # migration (toolkit.migration)
+    def has_image(self, image_id: str) -> bool:
+        """True when the engine holds the image with this exact ID."""
+        ...
+
+    def save_image(self, image: str) -> Iterator[bytes]:
+        """The image as a docker-archive tar stream; loading it elsewhere keeps its ID."""
+        ...
+
+    def load_image(self, data: Iterable[bytes]) -> None:
+        """Load a docker-archive tar stream made by :meth:`save_image` (either engine)."""
+        ...
+
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        ...
+
+    def container_spec(self, name: str) -> ContainerSpec:
+        """The engine-neutral spec to make this container again elsewhere."""
+        ...
+
+    def fetch_changes(self, name: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; returns the deleted paths."""
+        ...
+
+    def create_with_changes(
+        self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
+    ) -> ContainerInfo:
+        """Create ``spec`` from image ``image_id``, apply rootfs changes and start it.
+
+        A failure leaves no container behind.
         """
         ...
 

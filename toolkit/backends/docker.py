@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -527,31 +527,9 @@ class DockerBackend:
         """
         with self._errors(container=container_id):
             changes = self._api.diff(container_id) or []
-        kinds = {str(c["Path"]): int(c["Kind"]) for c in changes}
-        deleted = sorted(p for p, k in kinds.items() if k == 2)
-        present = [p for p, k in kinds.items() if k in (0, 1)]
-        leaves = sorted(
-            p for p in present if not any(q.startswith(p.rstrip("/") + "/") for q in kinds)
+        return common.write_changes(
+            changes, lambda path, part: self._fetch(container_id, path, part), out, stage
         )
-        with tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as combined:
-            for leaf in leaves:
-                part = stage / "part.tar"
-                try:
-                    self._fetch(container_id, leaf, part)
-                except (ContainerNotFound, EngineError):
-                    continue  # gone between the diff and the fetch (a temp file)
-                parent = str(PurePosixPath(leaf).parent).lstrip("/")
-                with tarfile.open(part) as piece:
-                    for member in piece:
-                        data = piece.extractfile(member) if member.isfile() else None
-                        member.name = f"{parent}/{member.name}" if parent else member.name
-                        if member.islnk():
-                            member.linkname = (
-                                f"{parent}/{member.linkname}" if parent else member.linkname
-                            )
-                        combined.addfile(member, data)
-                part.unlink()
-        return deleted
 
     def export_checkpoint(
         self, name: str, dest: str | os.PathLike[str], options: ExportOptions
@@ -755,6 +733,192 @@ class DockerBackend:
                 return reference
         return str(found["Id"])
 
+    # -- migration (toolkit.migration) --------------------------------------------------
+    # -- cross-runtime migration (toolkit.migration.cross_runtime) -------------------------
+    def raw_inspect(self, name: str) -> dict[str, Any]:
+        """The engine's own inspect data of a container (mounts, runtime, host config).
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        return self._attrs(name)
+
+    def has_image(self, image_id: str) -> bool:
+        """True when the engine holds the image with this exact ID."""
+        try:
+            with self._errors(image=image_id):
+                self._api.inspect_image(image_id)
+        except ImageNotFound:
+            return False
+        return True
+
+    def save_image(self, image: str) -> Iterator[bytes]:
+        """The image as a docker-archive tar stream (``docker save``)."""
+        with self._errors(image=image):
+            stream = self._api.get_image(image, chunk_size=1024 * 1024)
+            for chunk in stream:
+                yield bytes(chunk)
+
+    def load_image(self, data: Iterable[bytes]) -> None:
+        """Load a docker-archive tar stream (``docker load``); image IDs are kept."""
+        with self._errors():
+            for line in self._api.load_image(data):
+                if isinstance(line, dict) and line.get("error"):
+                    raise EngineError(f"docker load failed: {line['error']}")
+
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        attrs = self._attrs(name)
+        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
+
+    def container_spec(self, name: str) -> ContainerSpec:
+        """The engine-neutral spec to make this container again elsewhere."""
+        attrs = self._attrs(name)
+        info = _info(attrs, self.kind)
+        return common.spec_from_inspect(attrs, image=info.image)
+
+    def fetch_changes(self, name: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; the deleted paths."""
+        attrs = self._attrs(name)
+        with tempfile.TemporaryDirectory() as stage:
+            return self._fetch_changes(attrs["Id"], out, Path(stage))
+
+    def create_with_changes(
+        self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
+    ) -> ContainerInfo:
+        """Create ``spec`` from image ``image_id``, apply rootfs changes, start it.
+
+        Deletions become overlay2 whiteouts as in :meth:`import_checkpoint`. A failure removes
+        the container again.
+        """
+        common.validate_spec(spec)
+        image = self._local_image(spec.image, image_id)
+        checked = _checked_deletions(deleted)
+        if checked and engine_driver(self) != "overlay2":
+            raise Unsupported(f"cannot apply deletions on a {engine_driver(self)} daemon")
+        new_id = self._create_stopped(spec, image)
+        try:
+            if changes is not None:
+                with self._errors(container=new_id), changes.open("rb") as data:
+                    self._api.put_archive(new_id, "/", data)
+            if checked:
+                upper = self._api.inspect_container(new_id)["GraphDriver"]["Data"]["UpperDir"]
+                with (
+                    self._helper(image, {str(upper): "/ctk/upper"}) as helper,
+                    self._errors(container=helper),
+                ):
+                    self._api.put_archive(helper, "/ctk/upper", _whiteouts(checked))
+            with self._errors(container=spec.name or new_id):
+                self._api.start(new_id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._api.remove_container(new_id, force=True, v=True)
+            raise
+        return self.inspect(new_id)
+
+    def create_for_images(
+        self,
+        spec: ContainerSpec,
+        *,
+        image_id: str,
+        shareable_ipc: bool = False,
+        binds: dict[str, str] | None = None,
+    ) -> str:
+        """Create (never start) a container that CRIU images from elsewhere can restore into.
+
+        ``shareable_ipc`` makes /dev/shm a bind mount (as Podman's is) instead of a tmpfs, and
+        ``binds`` (``{host path: container path}``) adds the bind mounts the images expect, so
+        that runc offers CRIU every external mount the images name. Returns the new ID.
+
+        Raises:
+            ImageNotFound: the image ID is not here.
+            Conflict: the name is in use.
+        """
+        common.validate_spec(spec)
+        image = self._local_image(spec.image, image_id)
+        ports = common.sdk_ports(spec.ports)
+        host_config = self._api.create_host_config(
+            port_bindings=ports or None,
+            network_mode=spec.network or None,
+            runtime=spec.runtime or None,
+            ipc_mode="shareable" if shareable_ipc else None,
+            binds=[f"{src}:{dst}" for src, dst in (binds or {}).items()] or None,
+        )
+        with self._errors(image=image):
+            created = self._api.create_container(
+                image,
+                command=list(spec.command) or None,
+                name=spec.name,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                ports=[tuple(k.split("/")) for k in ports] or None,
+                host_config=host_config,
+                hostname=spec.hostname,
+                working_dir=spec.working_dir,
+                user=spec.user,
+            )
+        return str(created["Id"])
+
+    def start_from_images(
+        self,
+        container_id: str,
+        images: Path,
+        *,
+        checkpoint: str,
+        rootfs: Path | None = None,
+        deleted: list[str] | None = None,
+    ) -> ContainerInfo:
+        """Place CRIU images (a flat directory) as checkpoint ``checkpoint`` and start from it.
+
+        ``rootfs`` (a tar of changed files, applied at ``/``) and ``deleted`` (paths, applied as
+        overlay2 whiteouts) carry the source's filesystem changes. The container is left as it
+        is on failure: the caller removes it.
+
+        Raises:
+            CheckpointError: CRIU failed to restore.
+        """
+        common.validate_checkpoint_name(checkpoint)
+        engine = self.info()
+        gone = _checked_deletions(list(deleted or []))
+        if gone and engine_driver(self) != "overlay2":
+            raise Unsupported(
+                "the source deleted files, which ctk applies as overlay2 whiteouts; this "
+                f"daemon uses {engine_driver(self)}",
+            )
+        if rootfs is not None:
+            with self._errors(container=container_id), rootfs.open("rb") as data:
+                self._api.put_archive(container_id, "/", data)
+        attrs = self._attrs(container_id)
+        binds = {f"{engine.root_dir}/containers/{container_id}": "/ctk/container"}
+        if gone:
+            binds[str(attrs["GraphDriver"]["Data"]["UpperDir"])] = "/ctk/upper"
+        placed = io.BytesIO()
+        with tarfile.open(fileobj=placed, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for directory in ("checkpoints", f"checkpoints/{checkpoint}"):
+                info = tarfile.TarInfo(directory)
+                info.type, info.mode = tarfile.DIRTYPE, 0o700
+                tar.addfile(info)
+            for item in sorted(images.iterdir()):
+                if item.is_file() and not item.is_symlink():
+                    tar.add(item, arcname=f"checkpoints/{checkpoint}/{item.name}")
+        with self._helper(attrs["Image"], binds) as helper:
+            if gone:
+                with self._errors(container=helper):
+                    self._api.put_archive(helper, "/ctk/upper", _whiteouts(gone))
+            with self._errors(container=helper):
+                self._api.put_archive(helper, "/ctk/container", placed.getvalue())
+        kept: list[str] = []
+        try:
+            with _watch_restore_log(container_id, kept, local=self.url == DEFAULT_URL):
+                self._start_from_checkpoint(container_id, checkpoint)
+        except docker.errors.APIError as exc:
+            log = kept[0] if kept else ""
+            raise common.criu_error("restore", container_id, _explanation(exc), log) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
+        registry.record_checkpoint(self.kind, self.url, container_id, checkpoint)
+        return self.inspect(container_id)
+
     def close(self) -> None:
         self._client.close()
 
@@ -896,6 +1060,45 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         engine=engine,
         **common.lifecycle_fields(attrs),
     )
+
+
+# Where the local dockerd's containerd shim runs CRIU (containerd namespace "moby").
+_SHIM_DIRS = (
+    "/var/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby",
+    "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby",
+)
+
+
+@contextmanager
+def _watch_restore_log(container_id: str, kept: list[str], *, local: bool) -> Iterator[None]:
+    """Copy CRIU's restore.log while a restore runs: containerd deletes it when CRIU fails.
+
+    Best effort, and only for the local default daemon, whose shim directory is known.
+    """
+    import threading
+
+    if not local:
+        yield
+        return
+    paths = [Path(d) / container_id / "work" / "restore.log" for d in _SHIM_DIRS]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    text = path.read_text(errors="replace")
+                    if text:
+                        kept[:] = [text]
+            done.wait(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=2)
 
 
 # Member names of a Docker payload inside a ctk archive.

@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import tarfile
+import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from toolkit.models import (
     ImportOptions,
     NetworkInfo,
     NetworkSpec,
+    PortMapping,
     ProcessList,
     RestoreOptions,
 )
@@ -743,6 +745,298 @@ class PodmanBackend:
                         raise common.unavailable(self.kind, self.url) from exc
                     raise common.criu_error("import", target, _explanation(exc)) from exc
                 raise
+        return self.inspect(new_id)
+
+    # -- migration (toolkit.migration) --------------------------------------------------
+    def has_image(self, image_id: str) -> bool:
+        """True when the engine holds the image with this exact ID."""
+        with self._errors():
+            found = self._api.get(f"/images/{image_id}/exists")
+        return bool(found.status_code == 204)
+
+    def save_image(self, image: str) -> Iterator[bytes]:
+        """The image as a docker-archive tar stream (keeps the image ID across engines)."""
+        with self._errors(image=image):
+            response = self._api.get(
+                f"/images/{image}/get", params={"format": "docker-archive"}, stream=True
+            )
+            response.raise_for_status(not_found=podman.errors.ImageNotFound)
+            yield from response.iter_content(chunk_size=1024 * 1024)
+
+    def load_image(self, data: Iterable[bytes]) -> None:
+        """Load a docker-archive (or OCI) tar stream; image IDs are kept."""
+        with self._errors():
+            response = self._api.post(
+                "/images/load", data=data, headers={"Content-Type": "application/x-tar"}
+            )
+            response.raise_for_status()
+
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        attrs = self._attrs(name)
+        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
+
+    def container_spec(self, name: str) -> ContainerSpec:
+        """The engine-neutral spec to make this container again elsewhere."""
+        attrs = self._attrs(name)
+        info = _info(attrs, self.kind)
+        return common.spec_from_inspect(attrs, image=info.image)
+
+    def fetch_changes(self, name: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; the deleted paths."""
+        attrs = self._attrs(name)
+        with self._errors(container=name):
+            response = self._api.get(f"/containers/{attrs['Id']}/changes")
+            response.raise_for_status(not_found=podman.errors.NotFound)
+            changes = response.json() or []
+
+        def fetch(path: str, part: Path) -> None:
+            with self._errors(container=name):
+                got = self._api.get(
+                    f"/containers/{attrs['Id']}/archive", params={"path": path}, stream=True
+                )
+                got.raise_for_status(not_found=podman.errors.NotFound)
+                with part.open("wb") as handle:
+                    for chunk in got.iter_content(chunk_size=1024 * 1024):
+                        handle.write(chunk)
+
+        with tempfile.TemporaryDirectory() as stage:
+            return common.write_changes(changes, fetch, out, Path(stage))
+
+    def create_with_changes(
+        self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
+    ) -> ContainerInfo:
+        """Create ``spec`` from image ``image_id``, apply rootfs changes, start it.
+
+        Podman's API cannot write overlay whiteouts, so deleted paths are refused here; a
+        failure removes the container again.
+        """
+        if deleted:
+            raise Unsupported(
+                f"podman cannot reproduce {len(deleted)} deleted path(s) of the source's rootfs "
+                "through its API",
+                hint="recreate the deletions in the image, or move it to docker",
+            )
+        with self._errors():
+            found = self._api.get(f"/images/{image_id}/exists")
+        if found.status_code != 204:
+            raise ImageNotFound(f"no image {image_id} on podman")
+        image = spec.image
+        with self._errors(image=image):
+            named = self._api.get(f"/images/{image}/json")
+        if named.status_code != 200 or common.normalize_image_id(
+            str(named.json().get("Id", ""))
+        ) != common.normalize_image_id(image_id):
+            image = image_id
+        spec = dataclasses.replace(spec, image=image)
+        common.validate_spec(spec)
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "environment": dict(spec.env),
+            "labels": dict(spec.labels),
+            "ports": common.sdk_ports(spec.ports, ephemeral=0),
+            "runtime": spec.runtime or CHECKPOINT_RUNTIME,
+        }
+        if spec.network in ("host", "none", "bridge"):
+            kwargs["network_mode"] = spec.network
+        elif spec.network:
+            kwargs["networks"] = {spec.network: {}}
+        for key, value in (
+            ("hostname", spec.hostname),
+            ("working_dir", spec.working_dir),
+            ("user", spec.user),
+        ):
+            if value:
+                kwargs[key] = value
+        with self._errors(image=image):
+            container = self._client.containers.create(image, list(spec.command) or None, **kwargs)
+        try:
+            if changes is not None:
+                with self._errors(container=container.id):
+                    container.put_archive("/", changes.read_bytes())
+            with self._errors(container=spec.name or container.id):
+                container.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+            raise
+        return self.inspect(str(container.id))
+
+    # -- cross-runtime migration (toolkit.migration.cross_runtime) -------------------------
+    def raw_inspect(self, name: str) -> dict[str, Any]:
+        """The engine's own inspect data of a container (mounts, runtime, host config).
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        return self._attrs(name)
+
+    def local_image(self, reference: str, image_id: str) -> str:
+        """``reference`` when it names the image ``image_id`` here, else the ID itself.
+
+        Raises:
+            ImageNotFound: no image with that ID.
+        """
+        if not self.has_image(image_id):
+            raise ImageNotFound(
+                f"no image {image_id} ({reference}) on podman",
+                hint=common.image_missing_hint(reference, image_id, self.kind),
+            )
+        with contextlib.suppress(Exception):
+            response = self._api.get(f"/images/{reference}/json")
+            if response.status_code == 200:
+                found = common.normalize_image_id(str(response.json().get("Id", "")))
+                if found == common.normalize_image_id(image_id):
+                    return reference
+        return image_id
+
+    def export_raw(
+        self,
+        name: str,
+        dest: Path,
+        *,
+        checkpoint: str,
+        leave_running: bool = False,
+        tcp_established: bool = False,
+    ) -> None:
+        """Checkpoint a running container into libpod's own export tar at ``dest``.
+
+        The tar holds ``checkpoint/`` (the CRIU images), ``rootfs-diff.tar``, ``deleted.files``
+        and libpod's metadata. The in-place checkpoint is kept (``keep``), so ``restore`` can
+        put the container back when what follows fails.
+
+        Raises:
+            Conflict: the container is not running.
+            CheckpointError: CRIU failed; the container keeps running.
+        """
+        attrs = self._attrs(name)
+        common.validate_checkpoint_name(checkpoint)
+        state = attrs.get("State") or {}
+        if not state.get("Running") or state.get("Paused"):
+            raise Conflict(
+                f"container {name} is not running; only a running container can be checkpointed",
+                hint=f"start it first: ctk start {name}",
+            )
+        params = {
+            "export": True,
+            "keep": True,
+            "leaveRunning": leave_running,
+            "tcpEstablished": tcp_established,
+        }
+        try:
+            response = self._api.post(
+                f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
+            )
+            response.raise_for_status()
+            with dest.open("wb") as out:
+                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    out.write(chunk)
+        except podman.errors.APIError as exc:
+            if getattr(exc, "status_code", None) is None:
+                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+            self._ensure_running_after_failure(attrs["Id"])
+            raise common.criu_error(
+                "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            self._ensure_running_after_failure(attrs["Id"])
+            raise EngineUnavailable(f"Podman broke off the export: {exc}") from exc
+        registry.record_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
+        registry.forget_others(self.kind, self.url, attrs["Id"], keep=checkpoint)
+
+    def start_template(self, spec: ContainerSpec, *, annotations: dict[str, str]) -> str:
+        """Create and start a container with OCI ``annotations`` (runc runtime); its ID.
+
+        The SDK's ``run`` path has no annotations; runc reads ``org.criu.config`` from them.
+        """
+        common.validate_spec(spec)
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "environment": dict(spec.env),
+            "labels": dict(spec.labels),
+            "ports": common.sdk_ports(spec.ports, ephemeral=0),
+            "runtime": spec.runtime or CHECKPOINT_RUNTIME,
+            "annotations": dict(annotations),
+        }
+        if spec.network in ("host", "none", "bridge"):
+            kwargs["network_mode"] = spec.network
+        elif spec.network:
+            kwargs["networks"] = {spec.network: {}}
+        for key, value in (
+            ("hostname", spec.hostname),
+            ("working_dir", spec.working_dir),
+            ("user", spec.user),
+        ):
+            if value:
+                kwargs[key] = value
+        with self._errors(image=spec.image):
+            container = self._client.containers.create(
+                spec.image, list(spec.command) or None, **kwargs
+            )
+        try:
+            with self._errors(container=spec.name or container.id):
+                container.start()
+        except Exception:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+            raise
+        return str(container.id)
+
+    def import_raw(
+        self,
+        tar: Path,
+        *,
+        name: str,
+        ports: tuple[PortMapping, ...] = (),
+        tcp_established: bool = False,
+        criu_log: Path | None = None,
+    ) -> ContainerInfo:
+        """Create and restore container ``name`` from a libpod export tar.
+
+        A failed restore removes the container; ``criu_log`` is where the per-container CRIU
+        config sent CRIU's log (libpod drops the container, and its log, on failure).
+
+        Raises:
+            Conflict: a container named ``name`` exists.
+            CheckpointError: CRIU failed to restore (nothing left behind).
+        """
+        common.validate_ref(name, what="container")
+        with self._errors():
+            if self._exists(name):
+                raise Conflict(f"a container named {name} exists already on podman")
+        params: dict[str, Any] = {
+            "import": True,
+            "keep": True,
+            "name": name,
+            "tcpEstablished": tcp_established,
+            "ignoreStaticIP": True,
+            "ignoreStaticMAC": True,
+        }
+        if ports:
+            params["publishPorts"] = [common.publish_arg(p) for p in ports]
+        try:
+            with tar.open("rb") as body:
+                response = self._api.post(
+                    "/containers/import/restore",
+                    params=params,
+                    data=body,
+                    headers={"Content-Type": "application/x-tar"},
+                )
+                response.raise_for_status()
+            new_id = str(response.json()["Id"])
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                if self._exists(name):
+                    self._api.delete(f"/containers/{name}", params={"force": True})
+            if isinstance(exc, podman.errors.APIError):
+                if getattr(exc, "status_code", None) is None:
+                    raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                log = ""
+                if criu_log is not None:
+                    with contextlib.suppress(OSError):
+                        log = criu_log.read_text(errors="replace")
+                raise common.criu_error("restore", name, _explanation(exc), log) from exc
+            raise
         return self.inspect(new_id)
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from toolkit.cli.lifecycle import (
     unpause,
     wait,
 )
+from toolkit.cli.migrate import drain, migrate
 from toolkit.cli.networks import network, port
 from toolkit.cli.watch import watch
 from toolkit.config import TLSOptions
@@ -61,7 +62,7 @@ def cli(
     obj.tls = tls
 
 
-for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor):
+for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor, migrate, drain):
     cli.add_command(command)
 cli.add_command(watch)
 for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wait, top, stats):

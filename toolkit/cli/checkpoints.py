@@ -216,12 +216,33 @@ def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
 
     if checkpoint_name is None:
         images = inspect_archive(target)
+        source_kind = images.manifest.engine if images.manifest is not None else ""
     else:
-        images = inspect_checkpoint(state().backend(), target, checkpoint_name)
+        backend = state().backend()
+        images = inspect_checkpoint(backend, target, checkpoint_name)
+        source_kind = backend.kind
+    other, possible, reason = _other_runtime(images, source_kind)
     if wants_json():
-        print_json(images.to_dict())
+        print_json(
+            {
+                **images.to_dict(),
+                "cross_runtime": {"runtime": other, "possible": possible, "reason": reason},
+            }
+        )
         return
     render_images(images)
+    click.echo(
+        f"\nrestore on {other or 'the other runtime'}: {'yes' if possible else 'no'} ({reason})"
+    )
+
+
+def _other_runtime(images: CheckpointImages, source_kind: str) -> tuple[str, bool, str]:
+    """Whether the checkpoint can be restored on the other runtime (docker <-> podman)."""
+    from toolkit.migration.cross_runtime import can_restore_on
+
+    other = {"docker": "podman", "podman": "docker"}.get(source_kind, "")
+    possible, reason = can_restore_on(images, other, source_kind=source_kind)
+    return other, possible, reason
 
 
 def render_images(images: CheckpointImages) -> None:

@@ -199,7 +199,40 @@ def read_images(directory: Path) -> CheckpointImages:
         namespaces=namespaces,
         hostname=hostname,
         stats=stats,
+        external_mounts=tuple(external_mounts(directory)),
     )
+
+
+def external_mounts(directory: Path) -> list[str]:
+    """The keys of the external mounts in the images: what the restoring runtime must provide.
+
+    runc marks every bind mount of the container's spec (and the cgroup mounts) as external,
+    keyed by its destination path; CRIU restores them only if the new spec has the same keys.
+    """
+    keys: set[str] = set()
+    for image in directory.glob("mountpoints-*.img"):
+        for entry in _load(image):
+            if entry.get("ext_key"):
+                keys.add(str(entry["ext_key"]))
+    return sorted(keys)
+
+
+def load_image(path: Path) -> dict[str, Any]:
+    """A whole CRIU image (magic and entries) as pycriu decodes it, for rewriting."""
+    pycriu = _pycriu()
+    try:
+        with path.open("rb") as handle:
+            image: dict[str, Any] = pycriu.images.load(handle)
+    except (OSError, pycriu.images.MagicException, KeyError, ValueError) as exc:
+        raise ArchiveError(f"cannot decode CRIU image {path.name}: {exc}") from exc
+    return image
+
+
+def dump_image(image: dict[str, Any], path: Path) -> None:
+    """Write a CRIU image that :func:`load_image` (or a rewrite of it) gave."""
+    pycriu = _pycriu()
+    with path.open("wb") as handle:
+        pycriu.images.dump(image, handle)
 
 
 def extract_images(payload: Path, dest: Path) -> None:

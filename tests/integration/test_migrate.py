@@ -1,0 +1,634 @@
+"""ctk migrate and drain on the testbed: host h1 -> host h2, live and cold, with faults."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import toolkit
+from tests.conftest import (
+    COUNTER_IMAGE,
+    TEST_LABEL,
+    Testbed,
+    counts,
+    ctk,
+    last_count,
+    wait_count_at_least,
+    wait_for,
+)
+from toolkit import ContainerSpec, PortMapping
+from toolkit.backends.base import Backend
+from toolkit.errors import Conflict, ContainerNotFound, CtkError, MigrationError
+
+pytestmark = pytest.mark.testbed
+
+ENGINES = ("docker", "podman")
+
+
+@dataclass
+class Hosts:
+    """Source (h1) and destination (h2) engines for one test, and what the test made there."""
+
+    testbed: Testbed
+    src_kind: str
+    dst_kind: str
+    src: Backend
+    dst: Backend
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def src_url(self) -> str:
+        return self.testbed.hosts[0].url(self.src_kind)
+
+    @property
+    def dst_url(self) -> str:
+        return self.testbed.hosts[1].url(self.dst_kind)
+
+    @property
+    def dst_address(self) -> str:
+        return self.testbed.hosts[1].address
+
+    def name(self, prefix: str = "m") -> str:
+        name = f"ctk-test-{prefix}-{uuid.uuid4().hex[:8]}"
+        self.names.append(name)
+        return name
+
+    def run_counter(
+        self, *, port: int | None = None, image: str = COUNTER_IMAGE, **labels: str
+    ) -> str:
+        name = self.name()
+        ports = (PortMapping(container_port=8080, host_port=port),) if port else ()
+        self.src.run(
+            ContainerSpec(
+                image=image,
+                name=name,
+                labels={**TEST_LABEL, **labels},
+                env={"CTK_TEST_ENV": "kept"},
+                ports=ports,
+            )
+        )
+        wait_count_at_least(self.src, name, 3)
+        return name
+
+    def cleanup(self) -> None:
+        for backend in (self.src, self.dst):
+            for name in self.names:
+                with contextlib.suppress(CtkError):
+                    backend.remove(name, force=True)
+            backend.close()
+
+
+def free_port() -> int:
+    # Random high ports: other test sessions share the testbed hosts.
+    return random.randint(20000, 29999)
+
+
+def http_count(address: str, port: int, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{address}:{port}/count", timeout=3) as resp:
+                return int(resp.read().decode().strip() or 0)
+        except (OSError, ValueError) as exc:
+            last = exc
+            time.sleep(0.3)
+    raise AssertionError(f"http://{address}:{port}/count never answered: {last}")
+
+
+def assert_continued(after: list[int], history: list[int]) -> None:
+    """The counter went on from where it was: no restart from 1 in the restored logs.
+
+    Docker's restored container has fresh logs (they start after the last count seen);
+    Podman's import brings the old log along (it starts with the same history).
+    """
+    assert after == sorted(set(after)), f"the count restarted: {after}"
+    assert after[0] >= history[-1] or after[: len(history)] == history, (after, history)
+
+
+def _hosts(testbed: Testbed, src_kind: str, dst_kind: str) -> Iterator[Hosts]:
+    hosts = Hosts(
+        testbed,
+        src_kind,
+        dst_kind,
+        testbed.hosts[0].backend(src_kind),
+        testbed.hosts[1].backend(dst_kind),
+    )
+    try:
+        yield hosts
+    finally:
+        hosts.cleanup()
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private ctk state dir (journals, kept archives), also for ctk subprocesses."""
+    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture(params=ENGINES)
+def same(request: pytest.FixtureRequest, testbed: Testbed, state: Path) -> Iterator[Hosts]:
+    """h1 -> h2 on the same engine kind (live)."""
+    yield from _hosts(testbed, request.param, request.param)
+
+
+@pytest.fixture(params=[("docker", "podman"), ("podman", "docker")], ids=["d2p", "p2d"])
+def cross(request: pytest.FixtureRequest, testbed: Testbed, state: Path) -> Iterator[Hosts]:
+    """h1 -> h2 across runtimes (cold)."""
+    yield from _hosts(testbed, *request.param)
+
+
+def test_live_migration_keeps_the_count_and_serves_on_the_destination(same: Hosts) -> None:
+    port = free_port()
+    name = same.run_counter(port=port)
+    history = counts(same.src, name)
+    before = history[-1]
+    result = ctk(
+        "migrate",
+        name,
+        "--from",
+        same.src_url,
+        "--to",
+        same.dst_url,
+        "--verify",
+        f"http://{same.dst_address}:{port}/count",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "done"
+    assert report["mode"] == "live"
+    assert report["reason"]
+    assert set(report["timings"]) >= {"preflight", "dump", "transfer", "restore", "verify"}
+    assert report["archive_bytes"] > 0
+    assert report["downtime"] > 0
+    # the count continued: the destination's first count follows the source's last
+    wait_count_at_least(same.dst, name, before + 2)
+    assert_continued(counts(same.dst, name), history)
+    assert http_count(same.dst_address, port) >= before
+    with pytest.raises(ContainerNotFound):
+        same.src.inspect(name)
+    # the text report prints the downtime
+    other = same.run_counter()
+    text = ctk("migrate", other, "--from", same.src_url, "--to", same.dst_url)
+    assert text.returncode == 0, text.stderr
+    assert "downtime" in text.stdout and "mode live" in text.stdout
+
+
+def test_keep_source_leaves_the_source_running(same: Hosts) -> None:
+    name = same.run_counter()
+    history = counts(same.src, name)
+    # A new name: Podman's import keeps the container ID under the same name, and the testbed
+    # hosts share this machine's runc state directory, where the running source holds that ID.
+    copy = same.name("copy")
+    report = toolkit.migrate(name, source=same.src, dest=same.dst, keep_source=True, new_name=copy)
+    assert report.status == "done" and report.source_kept
+    assert same.dst.inspect(copy).running
+    wait_count_at_least(same.dst, copy, history[-1] + 2)
+    assert_continued(counts(same.dst, copy), history)
+    assert same.src.inspect(name).running
+    wait_count_at_least(same.src, name, history[-1] + 2)
+
+
+def test_keep_source_cold(cross: Hosts) -> None:
+    name = cross.run_counter()
+    report = toolkit.migrate(name, source=cross.src, dest=cross.dst, mode="cold", keep_source=True)
+    assert report.status == "done" and report.mode == "cold"
+    assert cross.dst.inspect(name).running and cross.src.inspect(name).running
+
+
+def test_cold_move_across_runtimes_recreates_the_spec(cross: Hosts) -> None:
+    port = free_port()
+    name = cross.run_counter(port=port)
+    result = ctk(
+        "migrate",
+        name,
+        "--from",
+        cross.src_url,
+        "--to",
+        cross.dst_url,
+        "--mode",
+        "cold",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "done" and report["mode"] == "cold"
+    moved = cross.dst.inspect(name)
+    assert moved.running and moved.engine == cross.dst_kind
+    assert moved.labels.get("ctk.test") == "1"
+    assert cross.dst.container_spec(name).env.get("CTK_TEST_ENV") == "kept"
+    assert http_count(cross.dst_address, port) >= 1
+    with pytest.raises(ContainerNotFound):
+        cross.src.inspect(name)
+
+
+def _engine_cli(kind: str, url: str) -> list[str]:
+    socket = url.split("+", 1)[1]
+    return ["docker", "-H", socket] if kind == "docker" else ["podman", "--url", socket]
+
+
+def _check_image_transfer(hosts: Hosts, mode: str) -> None:
+    # A fresh image (commit of a counter) only the source has; removed from both afterwards.
+    seed = hosts.run_counter()
+    tag = f"ctk-test/migrate-{uuid.uuid4().hex[:8]}:latest"
+    src_cli = _engine_cli(hosts.src_kind, hosts.src_url)
+    dst_cli = _engine_cli(hosts.dst_kind, hosts.dst_url)
+    subprocess.run([*src_cli, "commit", seed, tag], check=True, capture_output=True)
+    try:
+        name = hosts.run_counter(image=tag)
+        image_id = hosts.src.inspect(name).image_id
+        assert not hosts.dst.has_image(image_id)
+        report = toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode=mode)
+        assert report.status == "done"
+        assert report.image_bytes > 0 and "image" in report.timings
+        assert hosts.dst.has_image(image_id)  # the same ID, also across runtimes
+        assert hosts.dst.inspect(name).running
+    finally:
+        for name in hosts.names:
+            for backend in (hosts.src, hosts.dst):
+                with contextlib.suppress(CtkError):
+                    backend.remove(name, force=True)
+        for cli in (src_cli, dst_cli):
+            subprocess.run([*cli, "rmi", "-f", tag], capture_output=True, check=False)
+
+
+def test_missing_image_is_transferred(same: Hosts) -> None:
+    _check_image_transfer(same, "live")
+
+
+def test_missing_image_is_transferred_across_runtimes(cross: Hosts) -> None:
+    _check_image_transfer(cross, "cold")
+
+
+def test_name_clash_is_refused_in_preflight_with_nothing_changed(same: Hosts, state: Path) -> None:
+    name = same.run_counter()
+    same.dst.run(ContainerSpec(image=COUNTER_IMAGE, name=name, labels=dict(TEST_LABEL)))
+    before_src = same.src.inspect(name)
+    before_dst = same.dst.inspect(name)
+    result = ctk("migrate", name, "--from", same.src_url, "--to", same.dst_url)
+    assert result.returncode == toolkit.ExitCode.CONFLICT
+    assert "exists on the destination" in result.stderr
+    assert same.src.inspect(name).running and same.src.inspect(name).id == before_src.id
+    assert same.dst.inspect(name).id == before_dst.id
+    assert not (state / "migrations").exists()
+    with pytest.raises(Conflict):
+        toolkit.migrate(name, source=same.src, dest=same.dst)
+
+
+@contextlib.contextmanager
+def port_taken_in(netns: str, port: int) -> Iterator[None]:
+    """A listener on ``port`` inside the destination host's network namespace."""
+    code = (
+        "import socket,time\n"
+        "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('0.0.0.0',{port})); s.listen(); print('ready', flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_restore_failure_on_destination_rolls_back(same: Hosts) -> None:
+    port = free_port()
+    name = same.run_counter(port=port)
+    with port_taken_in(same.testbed.hosts[1].netns, port):
+        before = last_count(same.src, name)
+        with pytest.raises(MigrationError) as caught:
+            toolkit.migrate(name, source=same.src, dest=same.dst)
+    report = caught.value.report
+    assert isinstance(report, toolkit.MigrationReport)
+    assert report.status == "rolled_back"
+    assert report.failed_phase == "restore"
+    assert report.rolled_back
+    assert report.archive and Path(report.archive).is_file()
+    # the source runs again with its state; the destination holds nothing
+    assert same.src.inspect(name).running
+    wait_count_at_least(same.src, name, before + 2)
+    with pytest.raises(ContainerNotFound):
+        same.dst.inspect(name)
+
+
+def _killed_at(hosts: Hosts, name: str, step: str) -> str:
+    """Run ctk migrate paused after ``step``, SIGKILL it there; the migration ID."""
+    env = {**os.environ, "CTK_MIGRATE_PAUSE_AFTER": step}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "migrate",
+            name,
+            "--from",
+            hosts.src_url,
+            "--to",
+            hosts.dst_url,
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"paused after {step}" in line, line
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    journals = list((Path(os.environ["CTK_STATE_DIR"]) / "migrations").glob("m*.json"))
+    assert len(journals) == 1
+    return journals[0].stem
+
+
+def test_killed_after_dump_then_recover_rolls_back(same: Hosts) -> None:
+    name = same.run_counter()
+    before = last_count(same.src, name)
+    migration = _killed_at(same, name, "dump")
+    assert not same.src.inspect(name).running  # frozen by the dump, ctk gone
+    result = ctk("migrate", "--recover", migration, "--json")
+    assert result.returncode == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["status"] == "rolled_back"
+    assert report["archive"] and Path(report["archive"]).is_file()
+    assert same.src.inspect(name).running
+    wait_count_at_least(same.src, name, before + 2)
+    with pytest.raises(ContainerNotFound):
+        same.dst.inspect(name)
+    # nothing left to recover
+    again = ctk("migrate", "--recover")
+    assert again.returncode == 0 and "no unfinished migrations" in again.stdout
+
+
+def test_killed_after_restore_then_recover_finishes(same: Hosts) -> None:
+    name = same.run_counter()
+    migration = _killed_at(same, name, "restore")
+    result = ctk("migrate", "--recover", "--json")
+    assert result.returncode == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["id"] == migration and report["status"] == "done"
+    assert same.dst.inspect(name).running
+    with pytest.raises(ContainerNotFound):
+        same.src.inspect(name)
+
+
+def test_drain_moves_the_others_past_a_failure(same: Hosts) -> None:
+    label = f"drain-{uuid.uuid4().hex[:6]}"
+    names = [same.run_counter(**{"ctk.drain": label}) for _ in range(3)]
+    # the second one clashes with a container of the same name on the destination
+    same.dst.run(ContainerSpec(image=COUNTER_IMAGE, name=names[1], labels=dict(TEST_LABEL)))
+    result = ctk(
+        "drain",
+        same.src_url,
+        "--to",
+        same.dst_url,
+        "--label",
+        f"ctk.drain={label}",
+        "--parallel",
+        "2",
+        "--json",
+    )
+    assert result.returncode == toolkit.ExitCode.MIGRATION_FAILED, result.stderr
+    report = json.loads(result.stdout)
+    assert sorted(r["container"] for r in report["reports"]) == sorted([names[0], names[2]])
+    assert all(r["status"] == "done" for r in report["reports"])
+    assert list(report["errors"]) == [names[1]]
+    for moved in (names[0], names[2]):
+        assert same.dst.inspect(moved).running
+    assert same.src.inspect(names[1]).running
+    wait_for(lambda: last_count(same.src, names[1]) >= 3, what="failed one still counting")
+
+
+class CuttableLink:
+    """A unix-socket forwarder in front of an engine's socket, which a test can cut.
+
+    ``cut_after(n)`` cuts it once ``n`` more bytes went from ctk to the engine: every
+    connection is shut down and new ones are refused, as when the link goes down.
+    """
+
+    def __init__(self, target: str) -> None:
+        import socket
+        import tempfile
+        import threading
+
+        self._socket_mod = socket
+        self.target = target
+        self.directory = tempfile.mkdtemp(prefix="ctk-link-", dir="/tmp")
+        self.path = os.path.join(self.directory, "engine.sock")
+        self.up_bytes = 0
+        self.limit: int | None = None
+        self.cut_by_limit = False
+        self.cut_done = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        sock = self._socket_mod
+        while not self.cut_done.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            engine = sock.socket(sock.AF_UNIX, sock.SOCK_STREAM)
+            engine.connect(self.target)
+            with self._lock:
+                self._conns += [client, engine]
+            threading.Thread(target=self._pump, args=(client, engine, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(engine, client, False), daemon=True).start()
+
+    def _pump(self, src: object, dst: object, upstream: bool) -> None:
+        while not self.cut_done.is_set():
+            try:
+                data = src.recv(4096)  # type: ignore[attr-defined]
+            except OSError:
+                break
+            if not data:
+                break
+            if upstream:
+                with self._lock:
+                    self.up_bytes += len(data)
+                    over = self.limit is not None and self.up_bytes >= self.limit
+                if over:
+                    self.cut_by_limit = True
+                    self.cut()
+                    return
+            try:
+                dst.sendall(data)  # type: ignore[attr-defined]
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            dst.shutdown(self._socket_mod.SHUT_WR)  # type: ignore[attr-defined]
+
+    def cut_after(self, more: int) -> None:
+        with self._lock:
+            self.limit = self.up_bytes + more
+        if more <= 0:
+            self.cut()
+
+    def cut(self) -> None:
+        self.cut_done.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(self._socket_mod.SHUT_RDWR)
+                    conn.close()
+
+    def close(self) -> None:
+        import shutil
+
+        self.cut()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("cut_after", [0, 2048], ids=["engine-gone-before-restore", "mid-transfer"])
+def test_destination_link_lost_rolls_back(same: Hosts, cut_after: int) -> None:
+    """The destination stops answering after the dump (0) or mid-upload of the state (2 KiB in)."""
+    name = same.run_counter()
+    link = CuttableLink(same.dst_url.split("unix://", 1)[1])
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "toolkit",
+                "migrate",
+                name,
+                "--from",
+                same.src_url,
+                "--to",
+                f"{same.dst_kind}+unix://{link.path}",
+                "--json",
+            ],
+            env={**os.environ, "CTK_MIGRATE_PAUSE_AFTER": "dump:3"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "paused after dump" in line, line
+        before = last_count(same.src, name)
+        link.cut_after(cut_after)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        link.close()
+    if cut_after:
+        assert link.cut_by_limit, "the upload to the destination never reached the cut"
+    assert proc.returncode == toolkit.ExitCode.MIGRATION_FAILED, stderr
+    report = json.loads(stdout)
+    assert report["status"] == "rolled_back", report
+    assert report["failed_phase"] == "restore"
+    assert report["archive"] and Path(report["archive"]).is_file()
+    assert same.src.inspect(name).running
+    wait_count_at_least(same.src, name, before + 2)
+    assert_continued(counts(same.src, name), counts(same.src, name)[:1])
+
+
+def _run_changer(hosts: Hosts) -> str:
+    """A busybox container that deleted an image file and wrote a new one, then idles."""
+    name = hosts.name("rootfs")
+    hosts.src.run(
+        ContainerSpec(
+            image="ctk-demo/busybox",
+            name=name,
+            labels=dict(TEST_LABEL),
+            command=(
+                "sh",
+                "-c",
+                # idempotent: a cold move runs the command again on the destination
+                "[ -f /data.txt ] || cat /proc/sys/kernel/random/uuid > /data.txt; "
+                "rm -f /bin/cpio; echo ready; while true; do sleep 1; done",
+            ),
+        )
+    )
+    wait_for(lambda: "ready" in hosts.src.logs(name), what="rootfs changes made")
+    return name
+
+
+def _rootfs_changes(backend: Backend, name: str, tmp: Path) -> tuple[bytes, list[str]]:
+    """The content of /data.txt and the deleted paths, from the container's rootfs changes."""
+    import tarfile
+
+    tar = tmp / f"{name}-{backend.kind}-{uuid.uuid4().hex[:6]}.tar"
+    tmp.mkdir(parents=True, exist_ok=True)
+    deleted = backend.fetch_changes(name, tar)
+    with tarfile.open(tar) as archive:
+        member = archive.extractfile("data.txt")
+        assert member is not None
+        return member.read(), deleted
+
+
+def test_cold_move_carries_rootfs_changes_to_docker(testbed: Testbed, state: Path) -> None:
+    """Podman -> Docker and Docker -> Docker: added files arrive, deletions become whiteouts."""
+    for src_kind in ("podman", "docker"):
+        for hosts in _hosts(testbed, src_kind, "docker"):
+            name = _run_changer(hosts)
+            data, _ = _rootfs_changes(hosts.src, name, state)
+            report = toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode="cold")
+            assert report.status == "done" and report.archive_bytes > 0
+            moved, deleted = _rootfs_changes(hosts.dst, name, state)
+            assert moved == data  # the source's file, not one the command wrote again
+            assert "/bin/cpio" in deleted
+
+
+def test_cold_move_with_deletions_to_podman_rolls_back(testbed: Testbed, state: Path) -> None:
+    """Podman's API cannot write whiteouts: refused at restore, the source runs again."""
+    for hosts in _hosts(testbed, "docker", "podman"):
+        name = _run_changer(hosts)
+        with pytest.raises(MigrationError) as caught:
+            toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode="cold")
+        report = caught.value.report
+        assert isinstance(report, toolkit.MigrationReport)
+        assert report.status == "rolled_back" and report.failed_phase == "restore"
+        assert "deleted" in report.error
+        assert hosts.src.inspect(name).running
+        with pytest.raises(ContainerNotFound):
+            hosts.dst.inspect(name)
+
+
+def test_volumes_are_refused_in_preflight(same: Hosts) -> None:
+    name = same.name("vol")
+    cli = _engine_cli(same.src_kind, same.src_url)
+    # the engines' own CLIs: ContainerSpec has no volumes (refused before any checkpoint, so
+    # Podman's default runtime does not matter here)
+    subprocess.run(
+        [*cli, "run", "-d", "--name", name, "-l", "ctk.test=1", "-v", "/data", COUNTER_IMAGE],
+        check=True,
+        capture_output=True,
+    )
+    result = ctk("migrate", name, "--from", same.src_url, "--to", same.dst_url)
+    assert result.returncode == toolkit.ExitCode.UNSUPPORTED, result.stderr
+    assert "volumes or bind mounts (/data)" in result.stderr
+    assert same.src.inspect(name).running
+    with pytest.raises(ContainerNotFound):
+        same.dst.inspect(name)

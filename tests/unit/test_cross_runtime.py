@@ -1,0 +1,138 @@
+"""Cross-runtime portability verdicts: what stops a checkpoint moving to the other runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from toolkit.migration.cross_runtime import can_restore_on, container_portable_to
+from toolkit.models import CheckpointImages
+
+STANDARD = ("/dev/null", "/dev/shm", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
+
+
+def images(*mounts: str) -> CheckpointImages:
+    return CheckpointImages(processes=(), external_mounts=tuple(mounts))
+
+
+@pytest.mark.parametrize(("source", "dest"), [("docker", "podman"), ("podman", "docker")])
+def test_standard_mounts_move_either_way(source: str, dest: str) -> None:
+    ok, reason = can_restore_on(
+        images(*STANDARD, "/run/.containerenv", "/sys/fs/cgroup/cpu"), dest, source_kind=source
+    )
+    assert ok and "live" in reason
+
+
+def test_volume_blocks_the_move_and_is_named() -> None:
+    ok, reason = can_restore_on(images(*STANDARD, "/data"), "podman", source_kind="docker")
+    assert not ok and "/data" in reason
+
+
+def test_same_runtime_and_unknown_runtime() -> None:
+    assert can_restore_on(images(), "docker", source_kind="docker")[0]
+    assert not can_restore_on(images(), "lxc", source_kind="docker")[0]
+
+
+class FakeBackend:
+    def __init__(self, kind: str, attrs: dict[str, Any]) -> None:
+        self.kind = kind
+        self.url = f"unix:///fake/{kind}.sock"
+        self._attrs = attrs
+
+    def raw_inspect(self, name: str) -> dict[str, Any]:
+        return self._attrs
+
+
+@pytest.mark.parametrize(
+    ("attrs", "needle"),
+    [
+        ({"OCIRuntime": "crun"}, "crun"),
+        ({"Mounts": [{"Type": "volume", "Destination": "/data"}]}, "/data"),
+        ({"HostConfig": {"NetworkMode": "backend-net"}}, "backend-net"),
+    ],
+)
+def test_container_refusals_say_why(attrs: dict[str, Any], needle: str) -> None:
+    ok, reason = container_portable_to(FakeBackend("podman", attrs), "web1", "docker")  # type: ignore[arg-type]
+    assert not ok and needle in reason
+
+
+def test_container_with_ctk_containerenv_bind_is_portable() -> None:
+    attrs = {
+        "Mounts": [{"Type": "bind", "Source": "/dev/null", "Destination": "/run/.containerenv"}]
+    }
+    assert container_portable_to(FakeBackend("docker", attrs), "web1", "podman")[0]  # type: ignore[arg-type]
+
+
+def test_same_engine_is_not_cross_runtime() -> None:
+    assert not container_portable_to(FakeBackend("docker", {}), "web1", "docker")[0]  # type: ignore[arg-type]
+
+
+def test_doctor_cross_runtime_line() -> None:
+    from toolkit.doctor import cross_runtime_check
+    from toolkit.models import EngineInfo
+
+    docker = EngineInfo("docker", "unix:///var/run/docker.sock", "20.10", checkpoint_capable=True)
+    podman = EngineInfo("podman", "unix:///run/podman/podman.sock", "4.3.1", default_runtime="crun")
+    check = cross_runtime_check(docker, podman)
+    assert check.ok and "runc" in check.detail
+    assert not cross_runtime_check(docker, None).ok
+    off = EngineInfo("docker", "unix:///var/run/docker.sock", "20.10", checkpoint_capable=False)
+    assert "experimental" in cross_runtime_check(off, podman).detail
+
+
+def _craft(directory: Path, *, netns_ext: bool, root_mode: int) -> None:
+    pycriu = pytest.importorskip("pycriu")
+    fown = {"uid": 0, "euid": 0, "signum": 0, "pid_type": 0, "pid": 0}
+    images = {
+        "pstree.img": {"magic": "PSTREE", "entries": [{"pid": 1, "ppid": 0, "pgid": 1, "sid": 1}]},
+        "ids-1.img": {
+            "magic": "IDS",
+            "entries": [{"vm_id": 2, "files_id": 2, "fs_id": 2, "sighand_id": 2, "net_ns_id": 10}],
+        },
+        "files.img": {
+            "magic": "FILES",
+            "entries": [
+                {
+                    "type": "REG",
+                    "id": 6,
+                    "reg": {
+                        "id": 6,
+                        "flags": 0,
+                        "pos": 0,
+                        "fown": fown,
+                        "name": "/",
+                        "mnt_id": 230,
+                        "mode": root_mode,
+                    },
+                }
+            ],
+        },
+    }
+    if netns_ext:
+        images["netns-10.img"] = {"magic": "NETNS", "entries": [{"ext_key": "extRootNetNS"}]}
+    for name, image in images.items():
+        with (directory / name).open("wb") as handle:
+            pycriu.images.dump(image, handle)
+
+
+def test_docker_images_join_podman_network_namespace(tmp_path: Path) -> None:
+    from toolkit.criu.images import load_image
+    from toolkit.migration.cross_runtime import _prepare_images
+
+    _craft(tmp_path, netns_ext=False, root_mode=0o40755)
+    _prepare_images(tmp_path, "docker", "podman")
+    assert load_image(tmp_path / "netns-10.img")["entries"] == [{"ext_key": "extRootNetNS"}]
+
+
+def test_podman_images_fit_docker(tmp_path: Path) -> None:
+    from toolkit.criu.images import load_image
+    from toolkit.migration.cross_runtime import _prepare_images
+
+    _craft(tmp_path, netns_ext=True, root_mode=0o40555)
+    _prepare_images(tmp_path, "podman", "docker")
+    # Docker restores into an empty namespace (libnetwork sets it up) ...
+    assert not (tmp_path / "netns-10.img").exists()
+    # ... and its rootfs root is 0755, which CRIU checks without skip-file-rwx-check
+    assert load_image(tmp_path / "files.img")["entries"][0]["reg"]["mode"] == 0o40755

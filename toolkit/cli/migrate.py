@@ -1,0 +1,221 @@
+"""Migration commands: ``ctk migrate NAME --to ENGINE`` (and ``--recover``), ``ctk drain``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from toolkit.cli._common import console, err, json_option, print_json, print_table, state
+from toolkit.config import connect, parse_engine
+from toolkit.errors import MigrationError
+from toolkit.migration import MODES, recover
+from toolkit.migration import drain as drain_engine
+from toolkit.migration import migrate as migrate_container
+from toolkit.models import MIGRATION_PHASES, MigrationReport
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def render_report(report: MigrationReport) -> None:
+    """The report as text: outcome, mode and why, phases, bytes, downtime, rollback."""
+    out = console()
+    arrow = (
+        f"{report.container} -> {report.target}"
+        if report.target != report.container
+        else report.container
+    )
+    out.print(f"migration {report.id}: {arrow} {report.status}")
+    out.print(f"  from {report.source}")
+    out.print(f"  to   {report.destination}")
+    out.print(f"  mode {report.mode}: {report.reason}")
+    phases = "  ".join(
+        f"{p} {report.timings[p]:.2f}s" for p in MIGRATION_PHASES if p in report.timings
+    )
+    out.print(f"  phases: {phases}")
+    out.print(
+        f"  moved {_human_bytes(report.bytes_moved)} (image {_human_bytes(report.image_bytes)}, "
+        f"state {_human_bytes(report.archive_bytes)}); downtime {report.downtime:.2f}s"
+    )
+    dump, restore = report.criu_stats.get("dump", {}), report.criu_stats.get("restore", {})
+    if "frozen_time" in dump or "restore_time" in restore:
+        out.print(
+            f"  CRIU: frozen {dump.get('frozen_time', 0) / 1e6:.3f}s, "
+            f"restore {restore.get('restore_time', 0) / 1e6:.3f}s"
+        )
+    if report.failed_phase:
+        out.print(f"  failed in {report.failed_phase}: {report.error}")
+    for action in report.rolled_back:
+        out.print(f"  rolled back: {action}")
+    if report.archive:
+        out.print(f"  archive kept: {report.archive}")
+    if report.status == "done" and report.source_kept:
+        out.print("  source kept running on the source engine (the destination holds a copy)")
+    for note in report.notes:
+        out.print(f"  note: {note}")
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--to", "to", metavar="ENGINE", help="Destination engine (docker, podman or URL).")
+@click.option(
+    "--from", "from_", metavar="ENGINE", help="Source engine (default: the selected --engine)."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="auto",
+    show_default=True,
+    help="live keeps memory (CRIU); cold recreates; auto picks live when both sides can.",
+)
+@click.option("--name", "new_name", help="Name on the destination (default: the same).")
+@click.option(
+    "--keep-source", is_flag=True, help="Leave the source running: the destination gets a copy."
+)
+@click.option("--tcp-established", is_flag=True, help="Move established TCP connections too.")
+@click.option("--ignore-static-ip", is_flag=True, help="Let the destination pick a new IP/MAC.")
+@click.option(
+    "-c", "--compress", default="zstd", metavar="zstd|gzip|none", help="Archive compression."
+)
+@click.option("--verify", metavar="URL", help="An http(s) URL that must answer afterwards.")
+@click.option(
+    "--recover",
+    "recover_",
+    is_flag=True,
+    help="Finish or roll back interrupted migrations (NAME is then a migration ID, optional).",
+)
+@json_option
+def migrate(
+    name: str | None,
+    to: str | None,
+    from_: str | None,
+    mode: str,
+    new_name: str | None,
+    keep_source: bool,
+    tcp_established: bool,
+    ignore_static_ip: bool,
+    compress: str,
+    verify: str | None,
+    recover_: bool,
+) -> None:
+    """Move running container NAME to another engine or host, live or cold.
+
+    Either it ends running on the destination, or the source runs again: the report says
+    which phase failed and what was rolled back (exit code 10).
+    """
+    if recover_:
+        reports = recover(name)
+        if state().json:
+            print_json([r.to_dict() for r in reports])
+        elif not reports:
+            click.echo("no unfinished migrations")
+        for report in reports if not state().json else ():
+            render_report(report)
+        return
+    if not name or not to:
+        raise click.UsageError("ctk migrate NAME --to ENGINE (or ctk migrate --recover [ID])")
+    source = connect(parse_engine(from_)) if from_ else state().backend()
+    dest = connect(parse_engine(to))
+    show_progress = not state().json and sys.stderr.isatty()
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+        console=Console(stderr=True),
+        disable=not show_progress,
+    )
+    task = bar.add_task("image", total=None)
+    try:
+        with bar:
+            report = migrate_container(
+                name,
+                source=source,
+                dest=dest,
+                mode=mode,
+                new_name=new_name,
+                keep_source=keep_source,
+                tcp_established=tcp_established,
+                ignore_static_ip=ignore_static_ip,
+                compress=compress,
+                verify=verify,
+                progress=lambda n: bar.advance(task, n),
+            )
+    except MigrationError as exc:
+        if isinstance(exc.report, MigrationReport):
+            if state().json:
+                print_json(exc.report.to_dict())
+            else:
+                render_report(exc.report)
+        raise
+    if state().json:
+        print_json(report.to_dict())
+    else:
+        render_report(report)
+
+
+@click.command()
+@click.argument("engine")
+@click.option("--to", "to", required=True, metavar="ENGINE", help="Destination engine.")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Only containers with it.")
+@click.option("--parallel", default=1, show_default=True, type=int, help="Migrations at once.")
+@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
+@json_option
+def drain(engine: str, to: str, labels: tuple[str, ...], parallel: int, mode: str) -> None:
+    """Migrate every running container of ENGINE (matching --label) to --to.
+
+    Failures are reported and the others continue; exit code 10 when any failed.
+    """
+    wanted: dict[str, str] = {}
+    for item in labels:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise click.BadParameter(f"{item!r} is not K=V", param_hint="--label")
+        wanted[key] = value
+    source = connect(parse_engine(engine))
+    dest = connect(parse_engine(to))
+
+    as_json = state().json  # read here: the callback runs in worker threads
+
+    def progress(name: str, report: MigrationReport | None, error: str) -> None:
+        if not as_json:
+            err(f"{name}: {'failed: ' + error if error else 'moved'}")
+
+    result = drain_engine(
+        source, dest, labels=wanted, parallel=parallel, mode=mode, on_result=progress
+    )
+    if state().json:
+        print_json(result.to_dict())
+    else:
+        rows = [
+            (
+                r.container,
+                r.status,
+                r.mode,
+                f"{r.downtime:.2f}s",
+                result.errors.get(r.container, ""),
+            )
+            for r in result.reports
+        ]
+        rows += [
+            (n, "failed", "-", "-", e)
+            for n, e in result.errors.items()
+            if n not in {r.container for r in result.reports}
+        ]
+        print_table(("NAME", "STATUS", "MODE", "DOWNTIME", "ERROR"), sorted(rows))
+    if not result.ok:
+        tried = len(result.errors) + sum(r.status == "done" for r in result.reports)
+        raise MigrationError(
+            f"{len(result.errors)} of {tried} migrations failed",
+            hint="see each error above; sources of failed migrations still run",
+        )

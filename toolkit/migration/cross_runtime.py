@@ -1,0 +1,594 @@
+"""Live migration across runtimes: a running Docker container resumed in Podman, and back.
+
+Docker and Podman both checkpoint through runc and CRIU, so their CRIU images describe the same
+kind of process tree; what differs is the metadata each engine wraps around them and a few
+details of the container each runtime builds. ctk translates those and nothing else: the
+memory, file descriptors and sockets travel exactly as CRIU dumped them.
+
+Docker -> Podman (``_restore_on_podman``):
+
+1. A *template*: a Podman container with the same image (same ID), command, environment and
+   labels, on runc, started and exported with libpod's checkpoint export. That gives libpod's
+   own metadata (config.dump, spec.dump, network.status, ...) for an equal container, which
+   ``restore --import`` needs and which ctk would otherwise have to forge.
+2. The template's ``checkpoint/`` is replaced by Docker's CRIU images, its ``rootfs-diff.tar`` /
+   ``deleted.files`` by the Docker container's filesystem changes.
+3. Docker dumps with an *empty* network namespace (no ``netns-*.img``); libnetwork configures
+   the new one in a prestart hook. Podman instead hands runc a ready namespace, and runc offers
+   it to CRIU as the inherited fd ``extRootNetNS``; CRIU joins it only if the images say the
+   namespace is external. ctk adds ``netns-<id>.img`` with ``ext_key: extRootNetNS``, else the
+   processes come back in a namespace without eth0 and the published port never answers.
+4. CRIU needs two restore-only options: ``mntns-compat-mode`` (mount-v2 fails: "Failed to copy
+   sharing ... criu-root") and ``skip-file-rwx-check`` (Podman's rootfs root is 0555, Docker's
+   0755: "File . has bad mode"). They go into a per-container CRIU config file named by the
+   ``org.criu.config`` annotation (set on the template, so the imported container carries it),
+   written just before the restore and emptied right after: runc reads the same file on every
+   later dump, and ``mntns-compat-mode`` makes dumps fail. Never /etc/criu/runc.conf, which
+   every container on the host reads.
+
+Podman -> Docker (``_restore_on_docker``), first failing in CRIU restore, each step found from
+CRIU's restore log (containerd deletes it; it was copied out of the shim's work directory
+while the restore ran):
+
+1. ``mnt: No mapping for 241:(null) mountpoint``: mount 241 is Podman's /dev/shm, a bind mount
+   (external, key /dev/shm), where Docker's default private IPC mode gives a tmpfs. ctk creates
+   the Docker container with ``--ipc shareable``, whose /dev/shm is a bind mount too.
+2. The same for ``/run/.containerenv``, a bind mount Docker does not make: ctk adds one
+   (``/dev/null:/run/.containerenv``; the file is informative only).
+3. ``File . has bad mode 040755 (expect 040555)`` / ``Can't open root``: the rootfs root mode
+   differs, and Docker 20.10's API has no annotations, so no per-container CRIU config and no
+   ``skip-file-rwx-check``. ctk rewrites the recorded mode of the root directory in
+   ``files.img`` to Docker's 0755 instead.
+4. Podman's images mark the network namespace external (``extRootNetNS``) but Docker's runc
+   offers no such fd: ctk drops ``netns-<id>.img``, as Docker's own dumps have none, and
+   libnetwork's prestart hook sets up eth0 in the new namespace as on any Docker restore.
+
+After either direction a plain checkpoint/restore of the migrated container on its new engine
+works: no restore-only option is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import stat
+import tarfile
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toolkit import archive, registry
+from toolkit.backends import common
+from toolkit.errors import CheckpointError, Conflict, ContainerNotFound, ImageNotFound, Unsupported
+from toolkit.models import (
+    CheckpointImages,
+    CheckpointOptions,
+    ContainerInfo,
+    ContainerSpec,
+    PortMapping,
+    RestoreOptions,
+)
+
+if TYPE_CHECKING:
+    from toolkit.backends.base import Backend
+    from toolkit.backends.docker import DockerBackend
+    from toolkit.backends.podman import PodmanBackend
+
+KINDS = ("docker", "podman")
+
+# runc marks bind mounts and cgroup mounts external, keyed by destination; CRIU restores them
+# only if the new container has the same. These are the ones both engines provide (Docker the
+# last two only as ctk creates its containers: --ipc shareable and a /run/.containerenv bind).
+_PROVIDED = frozenset(
+    {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/null", "/dev/shm"}
+    | {"/run/.containerenv"}
+)
+CONTAINERENV = "/run/.containerenv"
+
+# The key runc gives the container's network namespace when the engine made it (Podman).
+NETNS_KEY = "extRootNetNS"
+
+# What Podman's restore (and only the restore) needs from CRIU for Docker's images.
+PODMAN_RESTORE_OPTIONS = ("mntns-compat-mode", "skip-file-rwx-check")
+
+# The rootfs root of a Docker container (its overlay upper directory) is 0755.
+DOCKER_ROOT_MODE = 0o755
+
+# Paths the runtime mounts over: never carried as filesystem changes.
+_MOUNT_TARGETS = ("run/.containerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "dev")
+
+# Label naming a migrated Podman container's per-container CRIU config (for cleanup).
+CONFIG_LABEL = "ctk.criu-config"
+
+
+def criu_config_dir() -> Path:
+    """Where ctk writes per-container CRIU config files (on the Podman host: this machine)."""
+    return registry.state_dir() / "criu-config"
+
+
+def _provided(key: str) -> bool:
+    return key in _PROVIDED or key.startswith("/sys/fs/cgroup")
+
+
+def can_restore_on(
+    images: CheckpointImages, dest_kind: str, *, source_kind: str
+) -> tuple[bool, str]:
+    """Whether a checkpoint made on ``source_kind`` can be restored on ``dest_kind``, and why.
+
+    Looks at what the images need from the restoring runtime: external mounts other than the
+    ones both engines provide (volumes, bind mounts) have no counterpart there.
+    """
+    if dest_kind not in KINDS or source_kind not in KINDS:
+        return False, f"ctk moves checkpoints between docker and podman, not {source_kind}"
+    if dest_kind == source_kind:
+        return True, f"same runtime ({dest_kind})"
+    foreign = [key for key in images.external_mounts if not _provided(key)]
+    if foreign:
+        return False, (
+            f"the checkpoint needs mounts that {dest_kind} would not provide: "
+            + ", ".join(foreign)
+            + " (volumes and bind mounts are not carried across runtimes)"
+        )
+    return True, f"live: {source_kind} -> {dest_kind} (ctk translates the metadata)"
+
+
+def container_portable_to(source: Backend, name: str, dest_kind: str) -> tuple[bool, str]:
+    """Whether running container ``name`` can be migrated live to ``dest_kind``, and why not.
+
+    Raises:
+        ContainerNotFound: no such container.
+    """
+    if source.kind not in KINDS or dest_kind not in KINDS or source.kind == dest_kind:
+        return False, f"cross-runtime means docker <-> podman, not {source.kind} -> {dest_kind}"
+    attrs = _raw_inspect(source, name)
+    host = attrs.get("HostConfig") or {}
+    runtime = str(attrs.get("OCIRuntime") or host.get("Runtime") or "runc")
+    if runtime != "runc":
+        return False, (
+            f"{name} runs on the {runtime} runtime; only runc checkpoints here "
+            "(bookworm's crun has no CRIU support)"
+        )
+    for mount in attrs.get("Mounts") or ():
+        target = str(mount.get("Destination", ""))
+        if target == CONTAINERENV and str(mount.get("Source")) == "/dev/null":
+            continue  # the bind ctk itself adds on Docker (see the module's docstring)
+        kind = str(mount.get("Type", "mount"))
+        return False, (
+            f"{name} has a {kind} mounted at {target}, which does not exist on {dest_kind} "
+            "(volumes and bind mounts are not carried across runtimes)"
+        )
+    network = str(host.get("NetworkMode") or "")
+    if network not in ("", "default", "bridge"):
+        return False, f"{name} uses network {network}; only the default network is carried"
+    return True, f"live: {source.kind} -> {dest_kind}"
+
+
+def _raw_inspect(backend: Backend, name: str) -> dict[str, Any]:
+    method = getattr(backend, "raw_inspect", None)
+    if method is None:
+        raise Unsupported(f"the {backend.kind} backend cannot migrate across runtimes")
+    attrs: dict[str, Any] = method(name)
+    return attrs
+
+
+def live_cross_runtime(
+    source: Backend,
+    name: str,
+    dest: Backend,
+    *,
+    new_name: str | None = None,
+    keep_source: bool = False,
+    tcp_established: bool = False,
+) -> ContainerInfo:
+    """Checkpoint ``name`` on ``source`` and resume it, memory intact, on ``dest``.
+
+    ``source`` and ``dest`` are one Docker and one Podman backend, either way round. With
+    ``keep_source`` the source is checkpointed with leave-running and stays (a clone);
+    otherwise it is removed once the destination runs.
+
+    Raises:
+        Unsupported: the container or engines cannot do it (the message says why).
+        ImageNotFound: the destination lacks the image with the same ID.
+        Conflict: the container is not running, or the new name is taken on ``dest``.
+        CheckpointError: CRIU failed; when the destination's restore failed, the source was
+            restored from its checkpoint and left running.
+    """
+    from toolkit.backends.docker import DockerBackend
+    from toolkit.backends.podman import PodmanBackend
+
+    ok, reason = container_portable_to(source, name, dest.kind)
+    if not ok:
+        raise Unsupported(f"cannot move {name} live to {dest.kind}: {reason}")
+    if tcp_established and "docker" in (source.kind, dest.kind):
+        raise Unsupported(
+            "Docker's checkpoint API cannot pass --tcp-established to CRIU",
+            hint="close established connections first, or migrate cold",
+        )
+    if dest.kind == "podman" and not dest.url.startswith("unix://"):
+        # The per-container CRIU config file must exist where Podman's runc runs.
+        raise Unsupported(
+            "live migration into Podman writes a CRIU config file beside Podman; "
+            f"{dest.url} is not on this machine",
+            hint="run ctk on the destination host",
+        )
+    info = source.inspect(name)
+    if not info.running:
+        raise Conflict(
+            f"container {name} is not running; only a running container moves live",
+            hint=f"start it first: ctk start {name}",
+        )
+    target = new_name or info.name
+    common.validate_ref(target, what="container")
+    attrs = _raw_inspect(source, name)
+    if not isinstance(dest, DockerBackend | PodmanBackend) or not dest.has_image(info.image_id):
+        raise ImageNotFound(
+            f"no image {info.image_id} ({info.image}) on {dest.kind}",
+            hint=common.image_missing_hint(info.image, info.image_id, dest.kind),
+        )
+    try:
+        dest.inspect(target)
+    except ContainerNotFound:
+        pass
+    else:
+        raise Conflict(
+            f"a container named {target} exists already on {dest.kind}",
+            hint="pick another name: --name NEW",
+        )
+    spec = common.spec_from_inspect(attrs, image=info.image)
+    spec = ContainerSpec(
+        # Podman names local images localhost/NAME; Docker knows them as NAME
+        image=info.image.removeprefix("localhost/") if dest.kind == "docker" else info.image,
+        command=spec.command,
+        name=target,
+        env=spec.env,
+        # a clone beside its running source cannot have the source's host ports: any free one
+        ports=tuple(_any_host_port(p) for p in spec.ports) if keep_source else spec.ports,
+        # the source's CRIU config (if any) stays with the source
+        labels={k: v for k, v in spec.labels.items() if k != CONFIG_LABEL},
+        working_dir=spec.working_dir,
+        user=spec.user,
+        # CRIU brings the source's UTS namespace back; /etc/hostname should agree with it
+        hostname=str((attrs.get("Config") or {}).get("Hostname") or "") or None,
+    )
+    checkpoint = f"ctk-xr-{uuid.uuid4().hex[:10]}"
+    with tempfile.TemporaryDirectory(prefix="ctk-xr-") as tmp:
+        work = Path(tmp)
+        template: Path | None = None
+        config: Path | None = None
+        if isinstance(dest, PodmanBackend):
+            # Made before the source is frozen: the template costs no downtime.
+            config = _new_config_file(target)
+            try:
+                template = _podman_template(dest, spec, info, config, work)
+            except BaseException:
+                config.unlink(missing_ok=True)
+                raise
+        try:
+            images, rootfs, deleted = _freeze(
+                source, name, checkpoint, work, keep_source, tcp_established
+            )
+        except BaseException:
+            if config is not None:
+                config.unlink(missing_ok=True)
+            raise
+        try:
+            _prepare_images(images, source.kind, dest.kind)
+            if isinstance(dest, PodmanBackend):
+                assert template is not None and config is not None
+                result = _restore_on_podman(
+                    dest, spec, template, images, rootfs, deleted, config, tcp_established
+                )
+            elif isinstance(dest, DockerBackend):
+                result = _restore_on_docker(dest, spec, info, images, rootfs, deleted, checkpoint)
+            else:
+                raise Unsupported(f"cannot restore on {dest.kind}")
+        except BaseException as exc:
+            if config is not None:
+                config.unlink(missing_ok=True)
+            if not keep_source:
+                # Nothing lost: the source comes back from the checkpoint it just made.
+                source.restore(name, RestoreOptions(checkpoint=checkpoint))
+            if isinstance(exc, CheckpointError):
+                raise CheckpointError(
+                    f"{dest.kind} could not restore {name}: {_criu_reason(exc)}",
+                    hint=f"{name} was restored from its checkpoint and runs on {source.kind}; "
+                    "CRIU's errors are in the log tail (ctk --debug shows it)",
+                    log_tail=exc.log_tail,
+                ) from exc
+            raise
+    if keep_source:
+        with contextlib.suppress(Exception):
+            source.remove_checkpoint(name, checkpoint)
+    else:
+        source.remove(name, force=True)
+        remove_criu_config(info)
+    return result
+
+
+def remove_criu_config(info: ContainerInfo) -> None:
+    """Delete the per-container CRIU config of a removed container that ctk migrated.
+
+    Only files in :func:`criu_config_dir` are touched, whatever the label says.
+    """
+    named = info.labels.get(CONFIG_LABEL)
+    if not named:
+        return
+    path = Path(named)
+    if path.parent == criu_config_dir() and path.suffix == ".conf":
+        path.unlink(missing_ok=True)
+
+
+# CRIU log lines that follow any failure here and never say why.
+_NOISE = ("RLIMIT_NOFILE", "cgroupd", "Restoring FAILED", "exited, status=")
+
+
+def _criu_reason(exc: CheckpointError) -> str:
+    for line in exc.log_tail.splitlines():
+        if "Error" in line and not any(noise in line for noise in _NOISE):
+            return line.split("): ", 1)[-1].strip()
+    return exc.message
+
+
+def _any_host_port(port: PortMapping) -> PortMapping:
+    return PortMapping(port.container_port, 0, port.host_ip, port.protocol)
+
+
+def _new_config_file(target: str) -> Path:
+    directory = criu_config_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{target}-{uuid.uuid4().hex[:8]}.conf"
+    # Empty until the restore: runc reads it for the template's dump too.
+    path.write_text("")
+    return path
+
+
+def _podman_template(
+    dest: PodmanBackend, spec: ContainerSpec, info: ContainerInfo, config: Path, work: Path
+) -> Path:
+    """libpod's export of an equal container, for its metadata (see the module docstring)."""
+    image = dest.local_image(info.image, info.image_id)
+    template_spec = ContainerSpec(
+        image=image,
+        command=spec.command,
+        name=f"ctk-xr-template-{uuid.uuid4().hex[:10]}",
+        env=spec.env,
+        # any free host port: the source still holds its own
+        ports=tuple(_any_host_port(p) for p in spec.ports),
+        labels={**spec.labels, CONFIG_LABEL: str(config)},
+        working_dir=spec.working_dir,
+        user=spec.user,
+        hostname=spec.hostname,
+        runtime="runc",
+    )
+    template_id = dest.start_template(template_spec, annotations={"org.criu.config": str(config)})
+    path = work / "template.tar"
+    try:
+        dest.export_raw(template_id, path, checkpoint="ctk-template")
+    finally:
+        with contextlib.suppress(Exception):
+            dest.remove(template_id, force=True)
+    return path
+
+
+def _freeze(
+    source: Backend,
+    name: str,
+    checkpoint: str,
+    work: Path,
+    keep_source: bool,
+    tcp_established: bool,
+) -> tuple[Path, Path | None, list[str]]:
+    """Checkpoint the source: its CRIU images (flat directory), rootfs changes, deleted paths."""
+    from toolkit.backends.docker import DockerBackend
+    from toolkit.backends.podman import PodmanBackend
+    from toolkit.criu.images import extract_images
+
+    images = work / "images"
+    images.mkdir()
+    rootfs = work / "rootfs.tar"
+    if isinstance(source, DockerBackend):
+        source.checkpoint(name, CheckpointOptions(name=checkpoint, leave_running=keep_source))
+        try:
+            source.fetch_checkpoint_images(name, checkpoint, images)
+            raw = work / "changes.tar"
+            deleted = source.fetch_changes(name, raw)
+            _filter_changes(raw, rootfs)
+        except BaseException:
+            if not keep_source:
+                source.restore(name, RestoreOptions(checkpoint=checkpoint))
+            raise
+        return images, rootfs, [d for d in deleted if not _mount_target(d)]
+    if isinstance(source, PodmanBackend):
+        export = work / "export.tar"
+        source.export_raw(
+            name,
+            export,
+            checkpoint=checkpoint,
+            leave_running=keep_source,
+            tcp_established=tcp_established,
+        )
+        try:
+            names = archive.check_nested_tar(export, what="podman checkpoint")
+            with tarfile.open(export) as tar:
+                checkpoint_only = work / "checkpoint.tar"
+                with tarfile.open(checkpoint_only, "w") as out:
+                    for member, clean in zip(tar.getmembers(), names, strict=True):
+                        if clean.startswith("checkpoint/") and member.isfile():
+                            out.addfile(member, tar.extractfile(member))
+                extract_images(checkpoint_only, images)
+                deleted = []
+                if "deleted.files" in names:
+                    handle = tar.extractfile("deleted.files")
+                    deleted = list(json.load(handle)) if handle is not None else []
+                if "rootfs-diff.tar" in names:
+                    inner = tar.extractfile("rootfs-diff.tar")
+                    if inner is not None:
+                        raw = work / "changes.tar"
+                        with raw.open("wb") as out_file:
+                            shutil.copyfileobj(inner, out_file)
+                        archive.check_nested_tar(raw, what="rootfs changes", allow_symlinks=True)
+                        _filter_changes(raw, rootfs)
+        except BaseException:
+            if not keep_source:
+                source.restore(name, RestoreOptions(checkpoint=checkpoint))
+            raise
+        return images, rootfs if rootfs.exists() else None, [str(d) for d in deleted]
+    raise Unsupported(f"cannot checkpoint on {source.kind} for a cross-runtime move")
+
+
+def _mount_target(path: str) -> bool:
+    clean = path.strip("/")
+    return any(clean == t or clean.startswith(t + "/") for t in _MOUNT_TARGETS)
+
+
+def _filter_changes(raw: Path, out: Path) -> None:
+    """Copy a rootfs-changes tar without the paths the runtime mounts over."""
+    with tarfile.open(raw) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        for member in src:
+            if _mount_target(member.name) or member.ischr() or member.isblk():
+                continue
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+
+
+def _root_ids(images: Path) -> dict[str, Any]:
+    from toolkit.criu.images import load_image
+
+    root = load_image(images / "pstree.img")["entries"][0]
+    ids: dict[str, Any] = load_image(images / f"ids-{int(root['pid'])}.img")["entries"][0]
+    return ids
+
+
+def _prepare_images(images: Path, source_kind: str, dest_kind: str) -> None:
+    """Adjust the CRIU images for the destination runtime (see the module docstring)."""
+    from toolkit.criu.images import dump_image, load_image
+
+    netns = images / f"netns-{int(_root_ids(images)['net_ns_id'])}.img"
+    if dest_kind == "podman" and not netns.exists():
+        # Podman made the namespace and runc passes it as extRootNetNS: join it.
+        dump_image({"magic": "NETNS", "entries": [{"ext_key": NETNS_KEY}]}, netns)
+    if dest_kind == "docker":
+        if netns.exists():
+            entries = load_image(netns)["entries"]
+            if entries and entries[0].get("ext_key") == NETNS_KEY:
+                # Docker restores into an empty namespace that libnetwork sets up.
+                netns.unlink()
+        files = load_image(images / "files.img")
+        changed = False
+        for entry in files["entries"]:
+            reg = entry.get("reg")
+            if reg and reg.get("name") == "/" and stat.S_ISDIR(int(reg.get("mode", 0))):
+                mode = stat.S_IFDIR | DOCKER_ROOT_MODE
+                changed = changed or int(reg["mode"]) != mode
+                reg["mode"] = mode
+        if changed:
+            dump_image(files, images / "files.img")
+
+
+def _restore_on_podman(
+    dest: PodmanBackend,
+    spec: ContainerSpec,
+    template: Path,
+    images: Path,
+    rootfs: Path | None,
+    deleted: list[str],
+    config: Path,
+    tcp_established: bool,
+) -> ContainerInfo:
+    """The template's libpod metadata around the source's images, imported under its name."""
+    tar_path = template.parent / "import.tar"
+    # ctr.log is the template's output: the migrated container's log starts empty.
+    replaced = {"rootfs-diff.tar", "deleted.files", "stats-dump", "dump.log", "ctr.log"}
+    names = archive.check_nested_tar(template, what="podman template")
+    with (
+        tarfile.open(template) as src,
+        tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as out,
+    ):
+        for member, clean in zip(src.getmembers(), names, strict=True):
+            if clean == "checkpoint" or clean.startswith("checkpoint/") or clean in replaced:
+                continue
+            out.addfile(member, src.extractfile(member) if member.isfile() else None)
+        top = tarfile.TarInfo("checkpoint")
+        top.type, top.mode = tarfile.DIRTYPE, 0o700
+        out.addfile(top)
+        for item in sorted(images.iterdir()):
+            out.add(item, arcname=f"checkpoint/{item.name}")
+        if rootfs is not None:
+            out.add(rootfs, arcname="rootfs-diff.tar")
+        if deleted:
+            data = json.dumps(deleted).encode()
+            info = tarfile.TarInfo("deleted.files")
+            info.size, info.mode = len(data), 0o600
+            out.addfile(info, _bytes_io(data))
+    log = config.with_suffix(".restore.log")
+    options = [*PODMAN_RESTORE_OPTIONS, f"log-file {log}"]
+    try:
+        with _restore_only(config, options):
+            result = dest.import_raw(
+                tar_path,
+                name=str(spec.name),
+                ports=spec.ports,
+                tcp_established=tcp_established,
+                criu_log=log,
+            )
+    finally:
+        log.unlink(missing_ok=True)
+    return result
+
+
+@contextlib.contextmanager
+def _restore_only(config: Path, options: list[str]) -> Iterator[None]:
+    """CRIU options in the per-container config for one restore; emptied whatever happens."""
+    config.write_text("".join(f"{o}\n" for o in options))
+    try:
+        yield
+    finally:
+        config.write_text("")
+
+
+def _bytes_io(data: bytes) -> Any:
+    import io
+
+    return io.BytesIO(data)
+
+
+def _restore_on_docker(
+    dest: DockerBackend,
+    spec: ContainerSpec,
+    info: ContainerInfo,
+    images: Path,
+    rootfs: Path | None,
+    deleted: list[str],
+    checkpoint: str,
+) -> ContainerInfo:
+    """A Docker container shaped for the images, the images placed, started from them."""
+    from toolkit.criu.images import external_mounts
+
+    needed = set(external_mounts(images))
+    unknown = sorted(k for k in needed if not _provided(k))
+    if unknown:
+        raise Unsupported(f"the checkpoint needs mounts Docker would not provide: {unknown}")
+    binds = {"/dev/null": CONTAINERENV} if CONTAINERENV in needed else {}
+    container_id = dest.create_for_images(
+        spec, image_id=info.image_id, shareable_ipc="/dev/shm" in needed, binds=binds
+    )
+    try:
+        return dest.start_from_images(
+            container_id, images, checkpoint=checkpoint, rootfs=rootfs, deleted=deleted
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            dest.remove(container_id, force=True)
+        raise
+
+
+__all__ = [
+    "CONFIG_LABEL",
+    "can_restore_on",
+    "container_portable_to",
+    "criu_config_dir",
+    "live_cross_runtime",
+    "remove_criu_config",
+]

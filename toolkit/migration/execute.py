@@ -1,0 +1,565 @@
+"""Run a migration with rollback: the source either ends on the destination or runs again.
+
+Phases: preflight (changes nothing), image (copy the image by ID when the destination lacks
+it), dump (checkpoint to an archive, which freezes the source; cold: stop and capture the
+rootfs changes), transfer (the archive to this machine), restore (on the destination), verify.
+Every step is journaled (:mod:`toolkit.migration.journal`) before and after it happens, so a
+killed ctk can be recovered with :func:`recover`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from toolkit.backends.base import Backend
+from toolkit.config import EngineRef, connect
+from toolkit.errors import ContainerNotFound, CtkError, EngineError, MigrationError, Unsupported
+from toolkit.migration import journal as journal_mod
+from toolkit.migration.journal import Journal
+from toolkit.migration.plan import Plan, engine_label, preflight
+from toolkit.models import (
+    CheckpointOptions,
+    ContainerInfo,
+    ExportOptions,
+    ImportOptions,
+    MigrationReport,
+    RestoreOptions,
+)
+
+PAUSE_ENV = "CTK_MIGRATE_PAUSE_AFTER"
+"""Test hook: ``CTK_MIGRATE_PAUSE_AFTER=STEP[:SECONDS]`` makes ctk print ``paused after STEP``
+on stderr and sleep (an hour, or SECONDS) after that journaled step (``image``, ``dump``,
+``restore``), so a test can SIGKILL it there (``--recover``) or cut the link meanwhile."""
+
+VERIFY_TIMEOUT = 20.0
+
+Progress = Callable[[int], None]
+
+
+def _cross_runtime() -> Callable[..., ContainerInfo] | None:
+    """The live Docker <-> Podman path, when this ctk has it."""
+    try:
+        from toolkit.migration.cross_runtime import (  # type: ignore[import-not-found,unused-ignore]
+            live_cross_runtime,
+        )
+    except ImportError:
+        return None
+    result: Callable[..., ContainerInfo] = live_cross_runtime
+    return result
+
+
+def _pause_hook(step: str) -> None:
+    wanted, _, seconds = os.environ.get(PAUSE_ENV, "").partition(":")
+    if wanted == step:
+        print(f"ctk: paused after {step} ({PAUSE_ENV})", file=sys.stderr, flush=True)
+        time.sleep(float(seconds) if seconds else 3600)
+
+
+def _counted(
+    chunks: Iterable[bytes], total: list[int], progress: Progress | None
+) -> Iterator[bytes]:
+    for chunk in chunks:
+        total[0] += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+        yield chunk
+
+
+def copy_image(
+    source: Backend, dest: Backend, info: ContainerInfo, *, progress: Progress | None = None
+) -> int:
+    """Stream the container's image from ``source`` into ``dest`` (save -> load); bytes moved.
+
+    Saved by reference when there is one (so the destination gets the tag too), by ID
+    otherwise; the ID is checked on the destination afterwards.
+
+    Raises:
+        EngineError: the destination still lacks the image ID after loading.
+    """
+    total = [0]
+    refs = [r for r in (info.image, info.image_id) if r and not r.startswith("sha256:")]
+    refs.append(info.image_id)
+    for ref in refs:
+        dest.load_image(_counted(source.save_image(ref), total, progress))
+        if dest.has_image(info.image_id):
+            return total[0]
+    raise EngineError(
+        f"image {info.image_id} did not arrive on {engine_label(dest)}",
+        hint=f"copy it by hand: docker save {info.image} | {dest.kind} load",
+    )
+
+
+def _verify(dest: Backend, target: str, verify: str | None) -> None:
+    deadline = time.monotonic() + VERIFY_TIMEOUT
+    while True:
+        info = dest.inspect(target)
+        if info.running:
+            break
+        if time.monotonic() > deadline:
+            raise EngineError(f"{target} is not running on the destination ({info.status})")
+        time.sleep(0.3)
+    if verify is None:
+        return
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(verify, timeout=3) as response:
+                if 200 <= response.status < 400:
+                    return
+                last = f"status {response.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise EngineError(f"--verify {verify} failed: {last}")
+
+
+@dataclasses.dataclass
+class _Run:
+    """The mutable state of one migration while it runs; becomes a MigrationReport."""
+
+    journal: Journal
+    plan: Plan | None
+    source: Backend
+    dest: Backend
+    reason: str = ""
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    image_bytes: int = 0
+    archive_bytes: int = 0
+    frozen_at: float | None = None
+    downtime: float = 0.0
+    rolled_back: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    criu_stats: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - started, 3)
+
+    def report(
+        self,
+        status: str,
+        *,
+        failed_phase: str = "",
+        error: str = "",
+        result: ContainerInfo | None = None,
+        archive: str = "",
+    ) -> MigrationReport:
+        j = self.journal
+        return MigrationReport(
+            id=j.id,
+            container=j.container,
+            target=j.target,
+            source=engine_label(self.source),
+            destination=engine_label(self.dest),
+            mode=j.mode,
+            reason=self.reason,
+            status=status,
+            timings=dict(self.timings),
+            image_bytes=self.image_bytes,
+            archive_bytes=self.archive_bytes,
+            downtime=round(self.downtime, 3),
+            failed_phase=failed_phase,
+            error=error,
+            rolled_back=tuple(self.rolled_back),
+            archive=archive,
+            source_kept=j.keep_source,
+            result=result,
+            notes=tuple(self.notes),
+            criu_stats=dict(self.criu_stats),
+        )
+
+
+def migrate(
+    name: str,
+    *,
+    source: Backend,
+    dest: Backend,
+    mode: str = "auto",
+    new_name: str | None = None,
+    keep_source: bool = False,
+    tcp_established: bool = False,
+    ignore_static_ip: bool = False,
+    compress: str = "zstd",
+    verify: str | None = None,
+    progress: Progress | None = None,
+) -> MigrationReport:
+    """Move the running container ``name`` from ``source`` to ``dest``.
+
+    ``live`` checkpoints it and restores it there with its memory; ``cold`` stops it and
+    recreates it (spec and rootfs changes) there; ``auto`` picks live when both sides can
+    checkpoint (Docker <-> Podman only when this ctk has the cross-runtime path) and says why
+    in ``report.reason``. ``keep_source`` leaves the source running (it is dumped with
+    leave-running, or its rootfs copied while it runs): the destination gets a copy.
+    ``verify`` is an http(s) URL that must answer once the destination runs. ``progress``
+    is called with the byte count of each image chunk copied.
+
+    Returns:
+        The report (``status == "done"``).
+
+    Raises:
+        CtkError: preflight refused (nothing was changed): Conflict, Unsupported, ...
+        MigrationError: it failed after changing something; ``exc.report`` says which phase
+            failed and what was rolled back; the source runs again and the archive is kept.
+    """
+    cross = _cross_runtime() if source.kind != dest.kind else None
+    started = time.monotonic()
+    plan = preflight(
+        name,
+        source=source,
+        dest=dest,
+        mode=mode,
+        new_name=new_name,
+        compress=compress,
+        verify=verify,
+        cross_runtime_available=cross is not None,
+    )
+    journal = Journal(
+        id=journal_mod.new_id(),
+        container=plan.source_info.name,
+        target=plan.target,
+        source={"kind": source.kind, "url": source.url},
+        destination={"kind": dest.kind, "url": dest.url},
+        mode=plan.mode,
+        keep_source=keep_source,
+        checkpoint="",
+    )
+    run = _Run(journal=journal, plan=plan, source=source, dest=dest, reason=plan.reason)
+    run.timings["preflight"] = round(time.monotonic() - started, 3)
+    journal.step("preflight")
+    try:
+        if plan.needs_image:
+            with run.phase("image"):
+                run.image_bytes = copy_image(source, dest, plan.source_info, progress=progress)
+            journal.step("image")
+            _pause_hook("image")
+        if plan.mode == "live" and plan.cross_runtime and cross is not None:
+            result = _live_cross(run, cross, tcp_established=tcp_established)
+            if result is None:  # cross-runtime said Unsupported before touching anything
+                plan = dataclasses.replace(plan, mode="cold")
+                journal.mode = "cold"
+        if plan.mode == "live" and not plan.cross_runtime:
+            _live(
+                run,
+                tcp_established=tcp_established,
+                ignore_static_ip=ignore_static_ip,
+                compress=compress,
+                verify=verify,
+            )
+        elif plan.mode == "cold":
+            _cold(run, verify=verify)
+        else:
+            with run.phase("verify"):
+                _verify(dest, plan.target, verify)
+            journal.step("restore")
+            _finish(run)
+    except BaseException as exc:
+        failed_phase = _failing_phase(run.journal, needs_image=plan.needs_image)
+        _rollback(run)
+        status = "rolled_back" if run.journal.state == "rolled_back" else "failed"
+        archive = run.journal.archive if run.journal.archive else ""
+        report = run.report(
+            status,
+            failed_phase=failed_phase,
+            error=str(exc) or type(exc).__name__,
+            archive=archive,
+        )
+        if not isinstance(exc, Exception):
+            raise
+        hint = (
+            "the source runs again"
+            if status == "rolled_back"
+            else (f"finish or roll back with: ctk migrate --recover {journal.id}")
+        )
+        if archive:
+            hint += f"; the archive is kept at {archive}"
+        raise MigrationError(
+            f"migration of {name} failed in phase {failed_phase}: {exc}", hint=hint, report=report
+        ) from exc
+    result_info = dest.inspect(plan.target)
+    return run.report("done", result=result_info)
+
+
+# The phase that was running when the journal's last step was this one.
+_RUNNING_AFTER = {
+    "image": "dump",
+    "dump-started": "dump",
+    "dump": "transfer",
+    "transfer": "restore",
+    "cross-runtime-started": "restore",
+    "restore": "verify",
+    "source-removed": "verify",
+}
+
+
+def _failing_phase(journal: Journal, *, needs_image: bool) -> str:
+    last = journal.steps[-1]["step"] if journal.steps else "preflight"
+    if last == "preflight":
+        return "image" if needs_image else "dump"
+    return _RUNNING_AFTER.get(last, last)
+
+
+def _live_cross(
+    run: _Run, cross: Callable[..., ContainerInfo], *, tcp_established: bool
+) -> ContainerInfo | None:
+    journal = run.journal
+    started = time.monotonic()
+    journal.extra["cross_runtime"] = True
+    journal.step("cross-runtime-started")
+    try:
+        with run.phase("restore"):
+            result = cross(
+                run.source,
+                journal.container,
+                run.dest,
+                new_name=journal.target if journal.target != journal.container else None,
+                keep_source=journal.keep_source,
+                tcp_established=tcp_established,
+            )
+    except Unsupported as exc:
+        run.reason += f"; live cross-runtime refused ({exc}): cold move instead"
+        journal.extra["cross_runtime"] = False
+        return None
+    run.downtime = time.monotonic() - started
+    return result
+
+
+def _live(
+    run: _Run, *, tcp_established: bool, ignore_static_ip: bool, compress: str, verify: str | None
+) -> None:
+    journal, source, dest = run.journal, run.source, run.dest
+    journal.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    journal.checkpoint = f"migrate-{journal.id}"
+    journal.archive = str(journal.workdir / f"{journal.container}.ctk")
+    journal.step("dump-started")
+    run.frozen_at = time.monotonic()
+    started = time.monotonic()
+    # the export is dump and transfer in one call: a failure in it is reported as the dump
+    info = source.export_checkpoint(
+        journal.container,
+        journal.archive,
+        ExportOptions(
+            checkpoint=CheckpointOptions(
+                name=journal.checkpoint,
+                tcp_established=tcp_established,
+                # a kept source is dumped and resumed: a copy moves, the source runs on
+                leave_running=journal.keep_source,
+            ),
+            compression=compress,
+        ),
+    )
+    elapsed = time.monotonic() - started
+    dump = info.timings.get("checkpoint", elapsed)
+    run.timings["dump"] = round(dump, 3)
+    run.timings["transfer"] = round(max(elapsed - dump, 0.0), 3)
+    run.archive_bytes = info.size
+    if info.criu_stats:
+        run.criu_stats["dump"] = dict(info.criu_stats)
+    journal.step("dump")
+    journal.step("transfer")
+    _pause_hook("dump")
+    with run.phase("restore"):
+        dest.import_checkpoint(
+            journal.archive,
+            ImportOptions(
+                name=journal.target if journal.target != journal.container else None,
+                tcp_established=tcp_established,
+                ignore_static_ip=ignore_static_ip,
+            ),
+        )
+    run.downtime = time.monotonic() - run.frozen_at
+    journal.step("restore")
+    with contextlib.suppress(CtkError):
+        # kept where the engine runs on this machine (Podman); Docker's are deleted
+        if restored := dest.criu_stats(journal.target, phase="restore"):
+            run.criu_stats["restore"] = restored
+    _pause_hook("restore")
+    with run.phase("verify"):
+        _verify(dest, journal.target, verify)
+    _finish(run)
+
+
+def _cold(run: _Run, *, verify: str | None) -> None:
+    journal, source, dest = run.journal, run.source, run.dest
+    assert run.plan is not None
+    journal.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    journal.archive = str(journal.workdir / "rootfs-changes.tar")
+    spec = dataclasses.replace(source.container_spec(journal.container), name=journal.target)
+    if dest.kind == "docker" and spec.image.startswith("localhost/"):
+        # Podman qualifies local images as localhost/NAME; Docker knows them as NAME.
+        spec = dataclasses.replace(spec, image=spec.image.removeprefix("localhost/"))
+    journal.step("dump-started")
+    run.frozen_at = time.monotonic()
+    with run.phase("dump"):
+        if not journal.keep_source:
+            source.stop(journal.container)
+    with run.phase("transfer"):
+        changes = source.fetch_changes(journal.container, _path(journal.archive))
+    run.archive_bytes = _path(journal.archive).stat().st_size
+    journal.extra["deleted"] = changes
+    journal.step("dump")
+    journal.step("transfer")
+    _pause_hook("dump")
+    with run.phase("restore"):
+        dest.create_with_changes(
+            spec,
+            image_id=run.plan.source_info.image_id,
+            changes=_path(journal.archive),
+            deleted=changes,
+        )
+    run.downtime = time.monotonic() - run.frozen_at
+    journal.step("restore")
+    _pause_hook("restore")
+    with run.phase("verify"):
+        _verify(dest, journal.target, verify)
+    _finish(run)
+
+
+def _path(text: str) -> Any:
+    from pathlib import Path
+
+    return Path(text)
+
+
+def _finish(run: _Run) -> None:
+    """The destination runs: remove the source (unless kept) and the archive."""
+    journal = run.journal
+    if not journal.keep_source and not journal.done("source-removed"):
+        with contextlib.suppress(CtkError):
+            run.source.remove(journal.container, force=True)
+        journal.step("source-removed")
+    shutil.rmtree(journal.workdir, ignore_errors=True)
+    journal.archive = ""
+    journal.step("done", state="done")
+
+
+def _rollback(run: _Run, *, interrupted: bool = False) -> None:
+    """Undo a migration that did not finish: destination copy gone, source running again.
+
+    ``interrupted``: called by :func:`recover` for a ctk that died, rather than after an
+    exception in this process.
+    """
+    journal, dest = run.journal, run.dest
+    if journal.done("done"):
+        return
+    cross = bool(journal.extra.get("cross_runtime")) and not journal.done("restore")
+    if cross and not interrupted:
+        journal.step("rolled-back", state="rolled_back")
+        run.rolled_back.append("the cross-runtime path undid its own changes")
+        return
+    if not cross and not journal.done("dump-started"):
+        journal.step("aborted", state="aborted")
+        run.rolled_back.append("nothing to roll back: the source was not touched")
+        return
+    try:
+        dest.inspect(journal.target)
+    except ContainerNotFound:
+        pass  # the destination holds no copy
+    except CtkError as exc:
+        run.rolled_back.append(
+            f"could not check the destination for a partial {journal.target} ({exc}): "
+            "remove it there if it exists"
+        )
+    else:
+        try:
+            dest.remove(journal.target, force=True)
+            run.rolled_back.append(f"removed {journal.target} from the destination")
+        except CtkError as exc:
+            run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
+    try:
+        if cross:
+            _restart_cross_source(run)
+        else:
+            _restart_source(run)
+    except CtkError as exc:
+        run.rolled_back.append(f"could not restart the source: {exc}")
+        journal.step("rollback-failed", state="failed")
+        return
+    journal.step("rolled-back", state="rolled_back")
+
+
+def _running(backend: Backend, name: str) -> bool:
+    try:
+        return backend.inspect(name).running
+    except CtkError:
+        return False
+
+
+def _restart_cross_source(run: _Run) -> None:
+    """A ctk killed inside the cross-runtime path: the source from its latest checkpoint."""
+    journal, source = run.journal, run.source
+    if source.inspect(journal.container).running:
+        run.rolled_back.append(f"source {journal.container} was still running")
+        return
+    source.restore(journal.container, RestoreOptions())
+    run.rolled_back.append(f"restored the source {journal.container} from its latest checkpoint")
+
+
+def _restart_source(run: _Run) -> None:
+    journal, source = run.journal, run.source
+    info = source.inspect(journal.container)
+    if info.running:
+        run.rolled_back.append(f"source {journal.container} was still running")
+        return
+    if journal.mode == "cold":
+        source.start(journal.container)
+        run.rolled_back.append(f"started the source {journal.container} again (cold: fresh)")
+        return
+    try:
+        source.restore(journal.container, RestoreOptions(checkpoint=journal.checkpoint))
+        run.rolled_back.append(
+            f"restored the source {journal.container} from its checkpoint {journal.checkpoint}"
+        )
+        return
+    except CtkError as exc:
+        if not (journal.archive and os.path.isfile(journal.archive)):
+            raise
+        first = str(exc)
+    # The checkpoint in place is gone or unusable: make the source again from the archive.
+    source.remove(journal.container, force=True)
+    source.import_checkpoint(journal.archive, ImportOptions())
+    run.rolled_back.append(f"re-imported the source {journal.container} from the archive ({first})")
+
+
+def recover(migration_id: str | None = None) -> list[MigrationReport]:
+    """Finish or roll back migrations whose ctk process died (all unfinished ones by default).
+
+    A migration whose destination container was restored and runs is finished (the source is
+    removed unless it was to be kept); any other is rolled back (the destination's copy
+    removed, the source restored from its checkpoint or archive and left running).
+    """
+    journals = [journal_mod.load(migration_id)] if migration_id else journal_mod.unfinished()
+    reports = []
+    for journal in journals:
+        source = connect(EngineRef(journal.source["kind"], journal.source["url"]))
+        dest = connect(EngineRef(journal.destination["kind"], journal.destination["url"]))
+        run = _Run(journal=journal, plan=None, source=source, dest=dest, reason="recovered")
+        if journal.state in journal_mod.FINAL_STATES:
+            reports.append(run.report(journal.state))
+            continue
+        if journal.done("restore") and _running(dest, journal.target):
+            _finish(run)
+            run.notes.append("destination was running: migration finished")
+            reports.append(run.report("done", result=dest.inspect(journal.target)))
+            continue
+        _rollback(run, interrupted=True)
+        reports.append(
+            run.report(
+                journal.state,
+                failed_phase="interrupted",
+                archive=journal.archive if journal.state != "aborted" else "",
+            )
+        )
+    return reports

@@ -1,0 +1,168 @@
+"""Preflight: everything a migration checks before it touches anything.
+
+A failed preflight raises and changes nothing. A passed one returns a :class:`Plan`: the mode
+that will be used and why, whether the image must be copied, and the source's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from toolkit import archive
+from toolkit.backends.base import Backend
+from toolkit.errors import Conflict, ContainerNotFound, InvalidArgument, Unsupported
+from toolkit.models import ContainerInfo, PortMapping
+
+MODES = ("auto", "live", "cold")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a migration will do, decided by preflight."""
+
+    source_info: ContainerInfo
+    target: str
+    mode: str
+    reason: str
+    cross_runtime: bool
+    needs_image: bool
+    criu_version: str
+
+
+def engine_label(backend: Backend) -> str:
+    return f"{backend.kind}+{backend.url}"
+
+
+def same_engine(a: Backend, b: Backend) -> bool:
+    return a.kind == b.kind and a.url == b.url
+
+
+def check_verify(verify: str | None) -> None:
+    """``--verify`` takes an http(s) URL; ctk has no exec to run a command in the container."""
+    if verify is None:
+        return
+    parsed = urlparse(verify)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise Unsupported(
+            f"--verify {verify!r} is not an http(s) URL; verifying by command needs exec, "
+            "which ctk does not have yet",
+            hint="pass a URL the destination container answers, e.g. http://10.77.0.12:8080/",
+        )
+
+
+def _clashes(wanted: PortMapping, used: PortMapping) -> bool:
+    if wanted.protocol != used.protocol or wanted.host_port != used.host_port:
+        return False
+    wild = ("", "0.0.0.0", "::")
+    return wanted.host_ip in wild or used.host_ip in wild or wanted.host_ip == used.host_ip
+
+
+def preflight(
+    name: str,
+    *,
+    source: Backend,
+    dest: Backend,
+    mode: str,
+    new_name: str | None,
+    compress: str,
+    verify: str | None,
+    cross_runtime_available: bool,
+) -> Plan:
+    """Check that the migration can run; change nothing.
+
+    Raises:
+        InvalidArgument: unknown mode or compression.
+        EngineUnavailable: source or destination does not answer.
+        ContainerNotFound: no such container on the source.
+        Conflict: the container is not running, the name is taken on the destination, or a
+            host port it publishes is taken there.
+        Unsupported: ``live`` asked for where the engines or CRIU cannot checkpoint.
+    """
+    if mode not in MODES:
+        raise InvalidArgument(f"unknown migration mode {mode!r}", hint="use live, cold or auto")
+    archive.validate_compression(compress)
+    check_verify(verify)
+    source_engine = source.info()
+    dest_engine = dest.info()  # reachable (raises EngineUnavailable)
+    info = source.inspect(name)
+    if not info.running:
+        raise Conflict(
+            f"container {name} is not running; ctk migrates running containers",
+            hint=f"start it first, or recreate it on the destination by hand: {info.image}",
+        )
+    mounted = source.mounts(name)
+    if mounted:
+        # Neither the archives nor a cold move carry volume or bind-mount data: moving the
+        # container without it would lose what it stored there.
+        raise Unsupported(
+            f"container {name} has volumes or bind mounts ({', '.join(mounted)}); ctk does "
+            "not move their data",
+            hint="copy the volume data to the destination and recreate the container there",
+        )
+    target = new_name or info.name
+    if same_engine(source, dest) and target == info.name:
+        raise Conflict(
+            f"source and destination are the same engine and the name stays {target}",
+            hint="pass --name NEW to clone it on the same engine, or another --to",
+        )
+    try:
+        dest.inspect(target)
+    except ContainerNotFound:
+        pass
+    else:
+        raise Conflict(
+            f"a container named {target} exists on the destination {engine_label(dest)}",
+            hint="migrate under another name with --name NEW, or remove that container",
+        )
+    wanted = [p for p in info.ports if p.host_port]
+    if wanted:
+        for other in dest.containers():
+            for used in other.ports:
+                for port in wanted:
+                    if _clashes(port, used):
+                        raise Conflict(
+                            f"host port {port.host_port}/{port.protocol} is taken on the "
+                            f"destination by container {other.name}",
+                            hint="free the port there first",
+                        )
+    from toolkit.criu.probe import probe_criu
+
+    criu = probe_criu()
+    can_checkpoint = (
+        criu.check_ok and source_engine.checkpoint_capable and dest_engine.checkpoint_capable
+    )
+    why_not = ""
+    if not criu.check_ok:
+        why_not = "CRIU is not usable here (ctk doctor says why)"
+    elif not source_engine.checkpoint_capable:
+        why_not = f"{source.kind} at the source cannot checkpoint (experimental mode off?)"
+    elif not dest_engine.checkpoint_capable:
+        why_not = f"{dest.kind} at the destination cannot checkpoint (experimental mode off?)"
+    cross = source.kind != dest.kind
+    if cross and can_checkpoint and not cross_runtime_available:
+        can_checkpoint = False
+        why_not = (
+            f"live {source.kind} -> {dest.kind} needs toolkit.migration.cross_runtime, "
+            "which this ctk lacks"
+        )
+    if mode == "live" and not can_checkpoint:
+        raise Unsupported(f"cannot migrate {name} live: {why_not}", hint="use --mode cold")
+    if mode == "cold":
+        chosen, reason = "cold", "asked for cold (memory state is not kept)"
+    elif can_checkpoint:
+        chosen = "live"
+        reason = "asked for live" if mode == "live" else "auto: both sides can checkpoint"
+        if cross:
+            reason += f" (cross-runtime {source.kind} -> {dest.kind})"
+    else:
+        chosen, reason = "cold", f"auto: {why_not}; cold move (memory state is not kept)"
+    return Plan(
+        source_info=info,
+        target=target,
+        mode=chosen,
+        reason=reason,
+        cross_runtime=cross,
+        needs_image=not dest.has_image(info.image_id),
+        criu_version=criu.version_text,
+    )
