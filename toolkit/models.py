@@ -307,6 +307,20 @@ class EngineInfo(_Model):
 
 
 @dataclass(frozen=True)
+class ExitStatus(_Model):
+    """How a container last ended, or that it is still running.
+
+    ``exit_code`` is None while it runs; 137 means SIGKILL, 143 SIGTERM (128 + signal).
+    """
+
+    running: bool
+    status: str
+    exit_code: int | None = None
+    oom_killed: bool = False
+    finished_at: str = ""
+
+
+@dataclass(frozen=True)
 class NetworkSpec(_Model):
     """What network to create: the engine-neutral subset of ``docker network create``.
 

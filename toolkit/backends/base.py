@@ -19,6 +19,7 @@ from toolkit.models import (
     ContainerStats,
     EngineInfo,
     ExecResult,
+    ExitStatus,
     ExportOptions,
     ImportOptions,
     NetworkInfo,
@@ -158,6 +159,10 @@ class Backend(Protocol):
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
         """Delete one checkpoint."""
+        ...
+
+    def exit_status(self, name: str) -> ExitStatus:
+        """Whether the container runs and, if not, how it ended (exit code, OOM kill)."""
         ...
 
     # checkpoint archives (toolkit.archive)

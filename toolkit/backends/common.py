@@ -31,6 +31,7 @@ from toolkit.models import (
     ContainerSpec,
     ContainerStats,
     EngineInfo,
+    ExitStatus,
     Mount,
     NetworkAttachment,
     NetworkEndpoint,
@@ -138,6 +139,19 @@ def status_of(state: Mapping[str, Any]) -> str:
     """Docker's status words for both engines (Podman says 'configured'/'stopped' too)."""
     status = str(state.get("Status", "")).lower()
     return {"configured": "created", "stopped": "exited"}.get(status, status)
+
+
+def exit_status_from_state(state: Mapping[str, Any]) -> ExitStatus:
+    """An ExitStatus from inspect's ``State`` (the same keys on both engines)."""
+    running = bool(state.get("Running"))
+    code = state.get("ExitCode")
+    return ExitStatus(
+        running=running,
+        status=status_of(state),
+        exit_code=None if running or code is None else int(code),
+        oom_killed=bool(state.get("OOMKilled")),
+        finished_at=str(state.get("FinishedAt") or ""),
+    )
 
 
 def choose_checkpoint(

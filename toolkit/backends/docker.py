@@ -50,6 +50,7 @@ from toolkit.models import (
     ContainerStats,
     EngineInfo,
     ExecResult,
+    ExitStatus,
     ExportOptions,
     ImportOptions,
     NetworkInfo,
@@ -460,6 +461,9 @@ class DockerBackend:
         except requests.exceptions.ConnectionError as exc:
             raise common.unavailable(self.kind, self.url) from exc
         return self.inspect(attrs["Id"])
+
+    def exit_status(self, name: str) -> ExitStatus:
+        return common.exit_status_from_state(self._attrs(name).get("State") or {})
 
     def _start_from_checkpoint(self, container_id: str, checkpoint: str) -> None:
         """``POST /containers/{id}/start?checkpoint=NAME``, once more after a known daemon race.

@@ -48,6 +48,7 @@ from toolkit.models import (
     ContainerStats,
     EngineInfo,
     ExecResult,
+    ExitStatus,
     ExportOptions,
     ImportOptions,
     NetworkInfo,
@@ -531,10 +532,17 @@ class PodmanBackend:
         except podman.errors.APIError as exc:
             if getattr(exc, "status_code", None) is None:
                 raise common.unavailable(self.kind, self.url) from exc
+            if exc.args and str(exc.args[0]) in _STATE_CAUSES:
+                # Not CRIU: libpod refused for the container's state (e.g. a killed container
+                # that libpod has not finished cleaning up yet).
+                raise Conflict(_explanation(exc)) from exc
             raise common.criu_error(
                 "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
             ) from exc
         return self.inspect(attrs["Id"])
+
+    def exit_status(self, name: str) -> ExitStatus:
+        return common.exit_status_from_state(self._attrs(name).get("State") or {})
 
     # -- archives -------------------------------------------------------------------------
     def export_checkpoint(

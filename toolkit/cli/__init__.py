@@ -29,6 +29,7 @@ from toolkit.cli.lifecycle import (
 )
 from toolkit.cli.migrate import drain, migrate
 from toolkit.cli.networks import network, port
+from toolkit.cli.watch import watch
 from toolkit.config import TLSOptions
 from toolkit.errors import CtkError, ExitCode
 
@@ -63,6 +64,7 @@ def cli(
 
 for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor, migrate, drain):
     cli.add_command(command)
+cli.add_command(watch)
 for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wait, top, stats):
     cli.add_command(command)
 cli.add_command(engine_group)

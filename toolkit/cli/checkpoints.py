@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,7 +19,8 @@ from toolkit.cli._common import (
     state,
     wants_json,
 )
-from toolkit.errors import ContainerNotFound
+from toolkit.cli.schedule import run_scheduled
+from toolkit.errors import ContainerNotFound, CtkError, InvalidArgument
 from toolkit.models import (
     CheckpointImages,
     CheckpointOptions,
@@ -27,6 +29,7 @@ from toolkit.models import (
     PortMapping,
     RestoreOptions,
 )
+from toolkit.watch import forget_intended_stop, record_intended_stop
 
 
 @click.group(cls=DefaultGroup, default="create")
@@ -57,6 +60,10 @@ def checkpoint() -> None:
 @click.option(
     "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
 )
+@click.option("--every", help="Checkpoint every DURATION (30s, 10m, 1h) until Ctrl-C.")
+@click.option("--keep", type=int, help="With --every: keep N newest (3; Podman: 1).")
+@click.option("--export-dir", type=click.Path(path_type=Path), help="With --every: archives here.")
+@click.option("--count", type=int, help="With --every: stop after N checkpoints.")
 @json_option
 def create(
     name: str,
@@ -67,20 +74,49 @@ def create(
     export_path: str | None,
     compression: str | None,
     print_stats: bool,
+    every: str | None,
+    keep: int | None,
+    export_dir: Path | None,
+    count: int | None,
 ) -> None:
-    """Checkpoint container NAME; prints the checkpoint's name (with --export: the file)."""
+    """Checkpoint container NAME; prints the checkpoint's name (with --export: the file).
+
+    With --every, checkpoints it (left running) on a schedule in the foreground, keeping the
+    --keep newest scheduled checkpoints, until Ctrl-C or SIGTERM.
+    """
     options = CheckpointOptions(
         name=cp_name,
         leave_running=leave_running,
         tcp_established=tcp_established,
         file_locks=file_locks,
     )
+    if every is not None:
+        if cp_name is not None or export_path is not None:
+            raise InvalidArgument(
+                "--name and --export do not go with --every",
+                hint="scheduled checkpoints are named auto-*; archives: --export-dir DIR",
+            )
+        run_scheduled(
+            name, every=every, keep=keep, export_dir=export_dir, count=count, options=options
+        )
+        return
+    if count is not None or export_dir is not None or keep is not None:
+        raise InvalidArgument(
+            "--keep, --count and --export-dir need --every", hint="e.g. --every 10m --keep 3"
+        )
     if export_path is None:
         if compression is not None:
             raise click.UsageError("--compress needs --export FILE")
         started = time.monotonic()
         backend = state().backend()
-        result = backend.checkpoint(name, options)
+        if not leave_running:
+            # The container stops: tell a running `ctk watch` that this is not a crash.
+            record_intended_stop(backend, name)
+        try:
+            result = backend.checkpoint(name, options)
+        except CtkError:
+            forget_intended_stop(backend, name)  # it failed, so it keeps running
+            raise
         timings = {"checkpoint": round(time.monotonic() - started, 3)}
         criu = backend.criu_stats(name, phase="dump") if print_stats else {}
         _render(result.to_dict(), result.name, timings if print_stats else None, criu)
@@ -254,6 +290,7 @@ def render_images(images: CheckpointImages) -> None:
 @click.command()
 @click.argument("name", required=False)
 @click.option("--checkpoint", "cp_name", help="Checkpoint to restore (default: the latest).")
+@click.option("--latest", is_flag=True, help="Restore the newest checkpoint (the default).")
 @click.option("--tcp-established", is_flag=True, help="Restore established TCP connections.")
 @click.option("--file-locks", is_flag=True, help="Restore held file locks.")
 @click.option(
@@ -284,6 +321,7 @@ def render_images(images: CheckpointImages) -> None:
 def restore(
     name: str | None,
     cp_name: str | None,
+    latest: bool,
     tcp_established: bool,
     file_locks: bool,
     import_path: str | None,
@@ -297,6 +335,8 @@ def restore(
     With --import FILE, create the container from a checkpoint archive instead (on this or
     another host); --name NEW makes a clone beside a still running original.
     """
+    if latest and (cp_name is not None or import_path is not None):
+        raise InvalidArgument("--latest does not go with --checkpoint or --import")
     if import_path is None:
         if name is None:
             raise click.UsageError("give the container NAME, or --import FILE")

@@ -21,6 +21,7 @@ from toolkit.cli._common import (
 )
 from toolkit.errors import CtkError, InvalidArgument
 from toolkit.models import ContainerInfo, ContainerSpec, Mount, PortMapping, Ulimit
+from toolkit.watch import record_intended_stop
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -262,7 +263,12 @@ def _each(names: tuple[str, ...], action: str, func: object) -> None:
 def stop(timeout: int | None, names: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
     backend = state().backend()
-    _each(names, "stopped", lambda n: backend.stop(n, timeout=timeout))
+
+    def stop_one(name: str) -> None:
+        record_intended_stop(backend, name)  # a running `ctk watch` must not restore it
+        backend.stop(name, timeout=timeout)
+
+    _each(names, "stopped", stop_one)
 
 
 @click.command()
