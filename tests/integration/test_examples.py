@@ -36,18 +36,27 @@ def run_example(name: str, engine: str, *args: str) -> subprocess.CompletedProce
     return proc
 
 
-def test_every_example_has_a_header() -> None:
+SEED_EXAMPLES = (
+    "bridge", "user-bridge", "host", "overlay", "port-mapping", "inspect", "lifecycle",
+    "portability",
+)  # fmt: skip
+
+
+def test_every_example_has_a_header_and_a_test() -> None:
     # Directories are example suites with their own test (examples/pytest: test_examples_pytest).
     names = sorted(p.name for p in EXAMPLES.iterdir() if p.is_file() and not p.name.startswith("_"))
-    assert names == sorted(
-        ["bridge", "user-bridge", "host", "overlay", "port-mapping", "inspect", "lifecycle",
-         "portability"]
-    )  # fmt: skip
-    for name in names:
+    assert set(SEED_EXAMPLES) <= set(names)
+    for name in SEED_EXAMPLES:
         text = (EXAMPLES / name).read_text()
         assert os.access(EXAMPLES / name, os.X_OK), name
         assert text.splitlines()[1].startswith(f"# {name}: "), name
         assert "Seed concept:" in text, name
+    # Every other example (migration, cross-runtime) is run by some integration test.
+    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    for path in [*EXAMPLES.iterdir(), *(EXAMPLES / "cross-runtime").iterdir()]:
+        if path.is_file() and not path.name.startswith("_") and path.name not in SEED_EXAMPLES:
+            assert os.access(path, os.X_OK), path.name
+            assert path.name in tests, f"examples/{path.name} is run by no test"
 
 
 def test_bridge(engine: Backend) -> None:
