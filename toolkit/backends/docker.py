@@ -583,12 +583,25 @@ class DockerBackend:
                 raise
         return dataclasses.replace(result, timings={**timings, **result.timings})
 
-    def _create_stopped(self, spec: ContainerSpec, image: str) -> str:
+    def _create_stopped(
+        self,
+        spec: ContainerSpec,
+        image: str,
+        *,
+        ipc_mode: str | None = None,
+        binds: dict[str, str] | None = None,
+    ) -> str:
+        """Create (never start) ``spec`` from ``image``; the new ID.
+
+        ``binds`` is ``{host path: container path}``.
+        """
         ports = common.sdk_ports(spec.ports)
         host_config = self._api.create_host_config(
             port_bindings=ports or None,
             network_mode=spec.network or None,
             runtime=spec.runtime or None,
+            ipc_mode=ipc_mode,
+            binds=[f"{src}:{dst}" for src, dst in (binds or {}).items()] or None,
         )
         with self._errors(image=image):
             created = self._api.create_container(
@@ -836,28 +849,9 @@ class DockerBackend:
         """
         common.validate_spec(spec)
         image = self._local_image(spec.image, image_id)
-        ports = common.sdk_ports(spec.ports)
-        host_config = self._api.create_host_config(
-            port_bindings=ports or None,
-            network_mode=spec.network or None,
-            runtime=spec.runtime or None,
-            ipc_mode="shareable" if shareable_ipc else None,
-            binds=[f"{src}:{dst}" for src, dst in (binds or {}).items()] or None,
+        return self._create_stopped(
+            spec, image, ipc_mode="shareable" if shareable_ipc else None, binds=binds
         )
-        with self._errors(image=image):
-            created = self._api.create_container(
-                image,
-                command=list(spec.command) or None,
-                name=spec.name,
-                environment=dict(spec.env),
-                labels=dict(spec.labels),
-                ports=[tuple(k.split("/")) for k in ports] or None,
-                host_config=host_config,
-                hostname=spec.hostname,
-                working_dir=spec.working_dir,
-                user=spec.user,
-            )
-        return str(created["Id"])
 
     def start_from_images(
         self,

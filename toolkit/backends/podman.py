@@ -177,7 +177,8 @@ class PodmanBackend:
     def create(self, spec: ContainerSpec) -> ContainerInfo:
         return self.inspect(self._create(spec))
 
-    def _create(self, spec: ContainerSpec) -> str:
+    def _create(self, spec: ContainerSpec, *, annotations: Mapping[str, str] | None = None) -> str:
+        """Create (never start) ``spec``; the new ID. ``annotations`` are OCI annotations."""
         common.validate_spec(spec)
         kwargs: dict[str, Any] = {
             "name": spec.name,
@@ -186,6 +187,8 @@ class PodmanBackend:
             "ports": common.sdk_ports(spec.ports, ephemeral=0),
             "runtime": spec.runtime or CHECKPOINT_RUNTIME,
         }
+        if annotations:
+            kwargs["annotations"] = dict(annotations)
         if spec.network in ("host", "none", "bridge"):
             kwargs["network_mode"] = spec.network
         elif spec.network:
@@ -817,50 +820,18 @@ class PodmanBackend:
                 "through its API",
                 hint="recreate the deletions in the image, or move it to docker",
             )
-        with self._errors():
-            found = self._api.get(f"/images/{image_id}/exists")
-        if found.status_code != 204:
-            raise ImageNotFound(f"no image {image_id} on podman")
-        image = spec.image
-        with self._errors(image=image):
-            named = self._api.get(f"/images/{image}/json")
-        if named.status_code != 200 or common.normalize_image_id(
-            str(named.json().get("Id", ""))
-        ) != common.normalize_image_id(image_id):
-            image = image_id
-        spec = dataclasses.replace(spec, image=image)
-        common.validate_spec(spec)
-        kwargs: dict[str, Any] = {
-            "name": spec.name,
-            "environment": dict(spec.env),
-            "labels": dict(spec.labels),
-            "ports": common.sdk_ports(spec.ports, ephemeral=0),
-            "runtime": spec.runtime or CHECKPOINT_RUNTIME,
-        }
-        if spec.network in ("host", "none", "bridge"):
-            kwargs["network_mode"] = spec.network
-        elif spec.network:
-            kwargs["networks"] = {spec.network: {}}
-        for key, value in (
-            ("hostname", spec.hostname),
-            ("working_dir", spec.working_dir),
-            ("user", spec.user),
-        ):
-            if value:
-                kwargs[key] = value
-        with self._errors(image=image):
-            container = self._client.containers.create(image, list(spec.command) or None, **kwargs)
+        spec = dataclasses.replace(spec, image=self.local_image(spec.image, image_id))
+        container_id = self._create(spec)
         try:
-            if changes is not None:
-                with self._errors(container=container.id):
-                    container.put_archive("/", changes.read_bytes())
-            with self._errors(container=spec.name or container.id):
-                container.start()
+            with self._errors(container=spec.name or container_id):
+                if changes is not None:
+                    self._client.containers.get(container_id).put_archive("/", changes.read_bytes())
+                self._post(f"/containers/{container_id}/start")
         except BaseException:
             with contextlib.suppress(Exception):
-                container.remove(force=True)
+                self._api.delete(f"/containers/{container_id}", params={"force": True})
             raise
-        return self.inspect(str(container.id))
+        return self.inspect(container_id)
 
     # -- cross-runtime migration (toolkit.migration.cross_runtime) -------------------------
     def raw_inspect(self, name: str) -> dict[str, Any]:
@@ -949,38 +920,15 @@ class PodmanBackend:
 
         The SDK's ``run`` path has no annotations; runc reads ``org.criu.config`` from them.
         """
-        common.validate_spec(spec)
-        kwargs: dict[str, Any] = {
-            "name": spec.name,
-            "environment": dict(spec.env),
-            "labels": dict(spec.labels),
-            "ports": common.sdk_ports(spec.ports, ephemeral=0),
-            "runtime": spec.runtime or CHECKPOINT_RUNTIME,
-            "annotations": dict(annotations),
-        }
-        if spec.network in ("host", "none", "bridge"):
-            kwargs["network_mode"] = spec.network
-        elif spec.network:
-            kwargs["networks"] = {spec.network: {}}
-        for key, value in (
-            ("hostname", spec.hostname),
-            ("working_dir", spec.working_dir),
-            ("user", spec.user),
-        ):
-            if value:
-                kwargs[key] = value
-        with self._errors(image=spec.image):
-            container = self._client.containers.create(
-                spec.image, list(spec.command) or None, **kwargs
-            )
+        container_id = self._create(spec, annotations=annotations)
         try:
-            with self._errors(container=spec.name or container.id):
-                container.start()
+            with self._errors(container=spec.name or container_id):
+                self._post(f"/containers/{container_id}/start")
         except Exception:
             with contextlib.suppress(Exception):
-                container.remove(force=True)
+                self._api.delete(f"/containers/{container_id}", params={"force": True})
             raise
-        return str(container.id)
+        return container_id
 
     def import_raw(
         self,
