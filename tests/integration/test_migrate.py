@@ -331,6 +331,23 @@ def test_restore_failure_on_destination_rolls_back(same: Hosts) -> None:
         same.dst.inspect(name)
 
 
+def test_verify_by_command(same: Hosts) -> None:
+    # A command run in the new container: passing keeps the move, failing rolls it back.
+    name = same.run_counter()
+    report = toolkit.migrate(name, source=same.src, dest=same.dst, verify="test -s /www/count")
+    assert report.status == "done" and "verify" in report.timings
+    other = same.run_counter()
+    before = last_count(same.src, other)
+    with pytest.raises(MigrationError) as caught:
+        toolkit.migrate(other, source=same.src, dest=same.dst, verify="test -e /no/such/file")
+    assert caught.value.report.status == "rolled_back"
+    assert caught.value.report.failed_phase == "verify"
+    assert same.src.inspect(other).running
+    wait_count_at_least(same.src, other, before + 2)
+    with pytest.raises(ContainerNotFound):
+        same.dst.inspect(other)
+
+
 def _killed_at(hosts: Hosts, name: str, step: str) -> str:
     """Run ctk migrate paused after ``step``, SIGKILL it there; the migration ID."""
     env = {**os.environ, "CTK_MIGRATE_PAUSE_AFTER": step}

@@ -86,7 +86,11 @@ def render_report(report: MigrationReport) -> None:
 @click.option(
     "-c", "--compress", default="zstd", metavar="zstd|gzip|none", help="Archive compression."
 )
-@click.option("--verify", metavar="URL", help="An http(s) URL that must answer afterwards.")
+@click.option(
+    "--verify",
+    metavar="URL|CMD",
+    help="An http(s) URL that must answer afterwards, or a command (sh -c) run in the container.",
+)
 @click.option(
     "--recover",
     "recover_",

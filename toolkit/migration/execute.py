@@ -25,7 +25,7 @@ from toolkit.config import EngineRef, connect
 from toolkit.errors import ContainerNotFound, CtkError, EngineError, MigrationError, Unsupported
 from toolkit.migration import journal as journal_mod
 from toolkit.migration.journal import Journal
-from toolkit.migration.plan import Plan, engine_label, preflight
+from toolkit.migration.plan import Plan, engine_label, preflight, verify_is_url
 from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
@@ -110,6 +110,15 @@ def _verify(dest: Backend, target: str, verify: str | None) -> None:
     if verify is None:
         return
     last = ""
+    if not verify_is_url(verify):
+        # A command, run in the new container until it succeeds (the service may need a moment).
+        while time.monotonic() < deadline:
+            result = dest.exec(target, ["sh", "-c", verify])
+            if result.exit_code == 0:
+                return
+            last = f"exit code {result.exit_code}: {(result.stderr or result.stdout).strip()}"
+            time.sleep(0.5)
+        raise EngineError(f"--verify {verify!r} failed in {target}: {last}")
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(verify, timeout=3) as response:
@@ -203,7 +212,8 @@ def migrate(
     checkpoint (Docker <-> Podman only when this ctk has the cross-runtime path) and says why
     in ``report.reason``. ``keep_source`` leaves the source running (it is dumped with
     leave-running, or its rootfs copied while it runs): the destination gets a copy.
-    ``verify`` is an http(s) URL that must answer once the destination runs. ``progress``
+    ``verify`` is an http(s) URL that must answer once the destination runs, or a command run
+    with ``sh -c`` in the new container that must exit 0. ``progress``
     is called with the byte count of each image chunk copied.
 
     Returns:

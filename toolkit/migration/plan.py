@@ -38,16 +38,26 @@ def same_engine(a: Backend, b: Backend) -> bool:
     return a.kind == b.kind and a.url == b.url
 
 
+def verify_is_url(verify: str) -> bool:
+    """An http(s) URL is fetched from this machine; anything else is a command for exec."""
+    parsed = urlparse(verify)
+    return parsed.scheme in ("http", "https")
+
+
 def check_verify(verify: str | None) -> None:
-    """``--verify`` takes an http(s) URL; ctk has no exec to run a command in the container."""
+    """``--verify`` takes an http(s) URL, or a command run (``sh -c``) in the new container."""
     if verify is None:
         return
-    parsed = urlparse(verify)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise Unsupported(
-            f"--verify {verify!r} is not an http(s) URL; verifying by command needs exec, "
-            "which ctk does not have yet",
-            hint="pass a URL the destination container answers, e.g. http://10.77.0.12:8080/",
+    if verify_is_url(verify):
+        if not urlparse(verify).hostname:
+            raise InvalidArgument(
+                f"--verify URL {verify!r} names no host",
+                hint="pass a URL the destination container answers, e.g. http://10.77.0.12:8080/",
+            )
+        return
+    if not verify.strip():
+        raise InvalidArgument(
+            "--verify is empty", hint="pass an http(s) URL or a command, e.g. 'test -s /www/count'"
         )
 
 
