@@ -30,9 +30,22 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert {s["engine"] for s in data["p1"]["samples"]} == {"docker", "podman"}
     assert {s["method"] for s in data["p1"]["samples"]} == {"raw", "lib", "cli"}
     assert all(r["ratio"] > 0 for r in data["p1"]["ratios"] + data["p4"]["ratios"])
-    for png in ("p1.png", "p4.png"):
+    for png in ("p1.png", "p4.png", "p3.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "P1" in (tmp_path / "results.md").read_text()
     # P2 needs the testbed: measured when it is up, else said to be not measured
     p2 = data["p2"]
     assert "status" in p2 or all(r["downtime_s"] > 0 for r in p2["ratios"])
+    # P3: ctk export, the by-hand tar | compressor and ctk import, per engine and compression
+    p3 = data["p3"]
+    for method in ("ctk", "hand", "import"):
+        assert {s["engine"] for s in p3["samples"] if s["method"] == method} == {
+            "docker",
+            "podman",
+        }
+    assert all(s["bytes"] > 0 for s in p3["samples"] if s["method"] != "import")
+    assert {(r["engine"], r["compression"]) for r in p3["ratios"]} >= {
+        ("docker", "zstd"),
+        ("podman", "zstd"),
+    }
+    assert "P3: not measured" not in (tmp_path / "results.md").read_text()
