@@ -152,8 +152,10 @@ def test_refusals(criu_ok: None) -> None:
         _preflight(src, dst, mode="warp")
     with pytest.raises(InvalidArgument):
         _preflight(src, dst, compress="lz4")
-    with pytest.raises(Unsupported):
-        _preflight(src, dst, verify="wget -q localhost")
+    with pytest.raises(InvalidArgument):
+        _preflight(src, dst, verify="   ")  # neither a URL nor a command
+    with pytest.raises(InvalidArgument):
+        _preflight(src, dst, verify="http://")  # a URL with no host
     with pytest.raises(Conflict, match="same engine"):
         _preflight(src, src)
     src.mounted = {"web1"}
