@@ -120,7 +120,7 @@ def assert_continued(after: list[int], history: list[int]) -> None:
     # back to 1.
     assert after == sorted(after), f"the count went back: {after}"
     assert all(after.count(n) <= 2 for n in set(after)), f"the count restarted: {after}"
-    assert after.count(1) == 1, f"the count restarted: {after}"
+    assert after.count(1) <= 1, f"the count restarted: {after}"
     assert after[0] >= history[-1] or after[: len(history)] == history, (after, history)
 
 
