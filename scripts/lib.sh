@@ -116,6 +116,51 @@ apt_install() {
   return "$rc"
 }
 
+# write_containerd_config FILE ROOT STATE ADDRESS: the config of a containerd
+# that a dockerd of ours uses through --containerd. dockerd's own (managed)
+# containerd keeps the default garbage collector, which frees a deleted blob
+# only at its next scheduled run (up to about a second later). A checkpoint or
+# restore that writes the same blob before then fails with "commit failed:
+# content sha256:...: already exists" (moby#42900): a restore right after a
+# checkpoint re-uploads the very tar the checkpoint produced, and a checkpoint
+# re-uploads the container's unchanged spec. Collecting after every deletion
+# closes that window.
+write_containerd_config() {
+  local file="$1" root="$2" state="$3" address="$4" tmp
+  tmp="$(mktemp)"
+  cat >"$tmp" <<EOF
+# Written by ctk's scripts: the containerd under a dockerd that ctk started.
+version = 2
+root = "$root"
+state = "$state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "$address"
+
+[plugins."io.containerd.gc.v1.scheduler"]
+  deletion_threshold = 1
+  schedule_delay = "0s"
+EOF
+  if cmp -s "$tmp" "$file"; then
+    rm -f "$tmp"
+  else
+    mkdir -p "$(dirname "$file")"
+    mv "$tmp" "$file"
+    chmod 0644 "$file"
+  fi
+}
+
+# wait_socket PATH SECONDS: true once PATH is a socket, false after SECONDS.
+wait_socket() {
+  local i
+  for ((i = 0; i < $2 * 4; i++)); do
+    [ -S "$1" ] && return 0
+    sleep 0.25
+  done
+  return 1
+}
+
 # ping_docker / ping_podman: true if the engine's API answers on its socket.
 ping_docker() {
   [ -S "$DOCKER_SOCK" ] &&

@@ -45,6 +45,17 @@ def test_checkpoint_restore_continues(engine: Backend, containers: Containers, c
     _assert_continues(engine, info.name, mid)
 
 
+def test_back_to_back_cycles(engine: Backend, containers: Containers, criu: None) -> None:
+    # Restoring right after checkpointing, and checkpointing again at once, is where
+    # Docker's containerd blob race (moby#42900) struck about one cycle in ten.
+    info = containers.run()
+    wait_count_at_least(engine, info.name, 1)
+    for cycle in range(8):
+        engine.checkpoint(info.name, CheckpointOptions(name=f"quick{cycle}"))
+        assert engine.restore(info.name, RestoreOptions(checkpoint=f"quick{cycle}")).running
+    _assert_continues(engine, info.name, last_count(engine, info.name))
+
+
 def test_leave_running_then_restore(engine: Backend, containers: Containers, criu: None) -> None:
     info = containers.run()
     wait_count_at_least(engine, info.name, 2)

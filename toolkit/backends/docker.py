@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -398,11 +398,16 @@ class DockerBackend:
                 hint="use --engine podman for containers with open TCP connections or file locks",
             )
         body = {"CheckpointID": cp_name, "Exit": not options.leave_running}
-        try:
+
+        def post() -> None:
             response = self._api._post_json(
                 self._api._url("/containers/{0}/checkpoints", attrs["Id"]), data=body
             )
             self._api._raise_for_status(response)
+
+        try:
+            # A dump that stopped the container cannot be taken again.
+            self._retry_blob_race(post, lambda: self._is_running(attrs["Id"]))
         except docker.errors.APIError as exc:
             self._ensure_running_after_failure(attrs["Id"])
             message = _explanation(exc)
@@ -411,6 +416,37 @@ class DockerBackend:
             raise common.unavailable(self.kind, self.url) from exc
         record = registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
+
+    def _is_running(self, container_id: str) -> bool:
+        try:
+            return bool(self._api.inspect_container(container_id)["State"]["Running"])
+        except docker.errors.APIError:
+            return False
+
+    @staticmethod
+    def _retry_blob_race(call: Callable[[], None], may_retry: Callable[[], bool]) -> None:
+        """Runs ``call``, again while it fails on containerd's blob race and ``may_retry()``.
+
+        dockerd uploads checkpoint data to containerd's content store and, on restore, the
+        checkpoint as a tar; a blob of the same digest that was deleted but not yet garbage
+        collected makes the upload fail with "commit failed: content ...: already exists"
+        (moby#42900). A restore right after a checkpoint re-uploads the very tar that the
+        checkpoint produced; a checkpoint re-uploads the container's unchanged spec. The
+        collector frees the blob within about a second (scripts/engines configures it to
+        do so at once), so waiting and retrying succeeds. Nothing changed on a failed
+        upload, except that a dump with Exit may already have stopped the container,
+        which ``may_retry`` reports.
+        """
+        for delay in (*_BLOB_RACE_DELAYS, None):
+            try:
+                call()
+                return
+            except docker.errors.APIError as exc:
+                message = _explanation(exc)
+                race = "content sha256:" in message and "already exists" in message
+                if delay is None or not race or not may_retry():
+                    raise
+                time.sleep(delay)
 
     def _ensure_running_after_failure(self, container_id: str) -> None:
         # A failed dump must leave the container running: runc resumes it, but if the task
@@ -466,24 +502,16 @@ class DockerBackend:
         return common.exit_status_from_state(self._attrs(name).get("State") or {})
 
     def _start_from_checkpoint(self, container_id: str, checkpoint: str) -> None:
-        """``POST /containers/{id}/start?checkpoint=NAME``, once more after a known daemon race.
+        """``POST /containers/{id}/start?checkpoint=NAME``, retried on containerd's blob race."""
 
-        dockerd uploads restore data to containerd's content store, and concurrent restores
-        can collide on the same blob: "commit failed: content ...: already exists"
-        (moby#42900). Nothing was restored then, so one retry is safe.
-        """
-        for attempt in (1, 2):
-            try:
-                response = self._api._post(
-                    self._api._url("/containers/{0}/start", container_id),
-                    params={"checkpoint": checkpoint},
-                )
-                self._api._raise_for_status(response)
-                return
-            except docker.errors.APIError as exc:
-                if attempt == 2 or "already exists" not in _explanation(exc):
-                    raise
-                time.sleep(0.5)
+        def start() -> None:
+            response = self._api._post(
+                self._api._url("/containers/{0}/start", container_id),
+                params={"checkpoint": checkpoint},
+            )
+            self._api._raise_for_status(response)
+
+        self._retry_blob_race(start, lambda: True)
 
     # -- archives -------------------------------------------------------------------------
     @contextmanager
@@ -1027,6 +1055,11 @@ def _ca_bundle_env_hidden() -> Iterator[None]:
         yield
     finally:
         os.environ.update(saved)
+
+
+# Waits between attempts on containerd's blob race: its default collector runs about
+# once a second, so three retries over 2.75 s outlast it.
+_BLOB_RACE_DELAYS = (0.25, 0.5, 2.0)
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
