@@ -1089,8 +1089,10 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
     )
 
 
-# Where the local dockerd's containerd shim runs CRIU (containerd namespace "moby").
+# Where the local dockerd's containerd shim runs CRIU (containerd namespace "moby"): under
+# the containerd that scripts/engines starts, or under one dockerd manages itself.
 _SHIM_DIRS = (
+    "/run/ctk/containerd/io.containerd.runtime.v2.task/moby",
     "/var/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby",
     "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby",
 )

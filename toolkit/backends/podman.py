@@ -15,10 +15,10 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import podman
 import podman.api
@@ -32,6 +32,7 @@ from toolkit.errors import (
     CheckpointNotFound,
     Conflict,
     ContainerNotFound,
+    CtkError,
     EngineError,
     EngineUnavailable,
     ImageNotFound,
@@ -77,6 +78,38 @@ API_VERSION = "4.0.0"
 
 # The libpod export body travels in a ctk archive under this member name.
 PODMAN_PAYLOAD = "podman-checkpoint.tar"
+
+
+# Chunk size for streamed checkpoint exports.
+_CHUNK = 1024 * 1024
+
+
+def _checkpoint_params(options: CheckpointOptions, **extra: Any) -> dict[str, Any]:
+    """Query of ``POST /libpod/containers/{id}/checkpoint`` for ``options``."""
+    return {
+        # keep: CRIU's log and stats stay beside the images, for error reports and
+        # --print-stats, and a restore does not consume the checkpoint.
+        "keep": True,
+        "leaveRunning": options.leave_running,
+        "tcpEstablished": options.tcp_established,
+        "fileLocks": options.file_locks,
+        **extra,
+    }
+
+
+def _import_params(options: ImportOptions) -> dict[str, Any]:
+    """Query of ``POST /libpod/containers/import/restore`` for ``options`` (without the name)."""
+    params: dict[str, Any] = {
+        "import": True,
+        "keep": True,
+        "tcpEstablished": options.tcp_established,
+        "fileLocks": options.file_locks,
+        "ignoreStaticIP": options.ignore_static_ip,
+        "ignoreStaticMAC": options.ignore_static_ip,
+    }
+    if options.ports:
+        params["publishPorts"] = [common.publish_arg(p) for p in options.ports]
+    return params
 
 
 class PodmanBackend:
@@ -436,8 +469,20 @@ class PodmanBackend:
 
     # -- checkpoint / restore -------------------------------------------------------------
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
-        attrs = self._attrs(name)
         cp_name = options.name or registry.new_checkpoint_name()
+        attrs = self._require_checkpointable(name, cp_name)
+        try:
+            response = self._api.post(
+                f"/containers/{attrs['Id']}/checkpoint", params=_checkpoint_params(options)
+            )
+            response.raise_for_status()
+        except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise self._checkpoint_failed(name, attrs, exc) from exc
+        record = self._record_checkpoint(attrs, cp_name)
+        return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
+
+    def _require_checkpointable(self, name: str, cp_name: str) -> dict[str, Any]:
+        attrs = self._attrs(name)
         common.validate_checkpoint_name(cp_name)
         state = attrs.get("State") or {}
         if not state.get("Running") or state.get("Paused"):
@@ -445,28 +490,64 @@ class PodmanBackend:
                 f"container {name} is not running; only a running container can be checkpointed",
                 hint=f"start it first: ctk start {name}",
             )
-        params = {
-            # keep: CRIU's log and stats stay beside the images, for error reports and
-            # --print-stats, and a restore does not consume the checkpoint.
-            "keep": True,
-            "leaveRunning": options.leave_running,
-            "tcpEstablished": options.tcp_established,
-            "fileLocks": options.file_locks,
-        }
-        try:
-            response = self._api.post(f"/containers/{attrs['Id']}/checkpoint", params=params)
-            response.raise_for_status()
-        except podman.errors.APIError as exc:
-            if getattr(exc, "status_code", None) is None:
-                raise common.unavailable(self.kind, self.url) from exc
-            self._ensure_running_after_failure(attrs["Id"])
-            raise common.criu_error(
-                "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
-            ) from exc
+        return attrs
+
+    def _record_checkpoint(self, attrs: dict[str, Any], cp_name: str) -> Checkpoint:
         record = registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         # The new checkpoint replaced the one held in place: forget older names.
         registry.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
-        return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
+        return record
+
+    def _checkpoint_failed(self, name: str, attrs: dict[str, Any], exc: Exception) -> CtkError:
+        """The error for a checkpoint (or its export) that failed; the container runs again."""
+        if isinstance(exc, podman.errors.APIError) and getattr(exc, "status_code", None) is None:
+            return common.unavailable(self.kind, self.url)
+        self._ensure_running_after_failure(attrs["Id"])
+        if isinstance(exc, podman.errors.APIError):
+            return common.criu_error(
+                "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
+            )
+        return EngineUnavailable(f"Podman broke off the export: {exc}")
+
+    def checkpoint_stream(
+        self, name: str, options: CheckpointOptions
+    ) -> Generator[bytes, None, None]:
+        """Checkpoint ``name`` and yield libpod's export tar as it arrives, staging nothing.
+
+        The tar holds ``checkpoint/`` (the CRIU images, with CRIU's ``stats-dump``),
+        ``rootfs-diff.tar``, ``deleted.files`` and libpod's metadata; :meth:`restore_stream`
+        takes it. The checkpoint in place is kept, so :meth:`restore` can put the container
+        back when what follows fails. Checks happen at once; the dump starts when the first
+        chunk is asked for.
+
+        Raises:
+            Conflict: the container is not running.
+            CheckpointError: CRIU failed (while iterating); the container keeps running.
+        """
+        cp_name = options.name or registry.new_checkpoint_name()
+        attrs = self._require_checkpointable(name, cp_name)
+        # printStats: CRIU's stats-dump goes into the export, for inspect and --print-stats
+        params = _checkpoint_params(options, export=True, printStats=True)
+        return self._export_chunks(name, attrs, cp_name, params)
+
+    def _export_chunks(
+        self, name: str, attrs: dict[str, Any], cp_name: str, params: dict[str, Any]
+    ) -> Generator[bytes, None, None]:
+        response = None
+        try:
+            response = self._api.post(
+                f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
+            )
+            response.raise_for_status()
+            # libpod answers once the dump is written and kept in place: record it now, so a
+            # consumer that gives up half-way can still restore it.
+            self._record_checkpoint(attrs, cp_name)
+            yield from response.iter_content(chunk_size=_CHUNK)
+        except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise self._checkpoint_failed(name, attrs, exc) from exc
+        finally:
+            if response is not None:
+                response.close()
 
     def _criu_log(self, attrs: dict[str, Any], filename: str) -> str:
         """CRIU's log, when the engine runs on this machine and kept it."""
@@ -559,51 +640,20 @@ class PodmanBackend:
         """
         archive.validate_compression(options.compression)
         path = archive.check_destination(dest)
-        attrs = self._attrs(name)
         cp_options = options.checkpoint
         cp_name = cp_options.name or registry.new_checkpoint_name()
-        common.validate_checkpoint_name(cp_name)
-        state = attrs.get("State") or {}
-        if not state.get("Running") or state.get("Paused"):
-            raise Conflict(
-                f"container {name} is not running; only a running container can be checkpointed",
-                hint=f"start it first: ctk start {name}",
-            )
+        attrs = self._require_checkpointable(name, cp_name)
         engine = self.info()
         timings: dict[str, float] = {}
         with archive.staging_dir(path) as stage:
             payload = stage / PODMAN_PAYLOAD
             started = time.monotonic()
-            params = {
-                "export": True,
-                "keep": True,
-                # CRIU's stats-dump goes into the export, for inspect and --print-stats
-                "printStats": True,
-                "leaveRunning": cp_options.leave_running,
-                "tcpEstablished": cp_options.tcp_established,
-                "fileLocks": cp_options.file_locks,
-            }
-            try:
-                response = self._api.post(
-                    f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
-                )
-                response.raise_for_status()
-                with payload.open("wb") as out:
-                    for chunk in response.iter_content(chunk_size=1024 * 1024):
-                        out.write(chunk)
-            except podman.errors.APIError as exc:
-                if getattr(exc, "status_code", None) is None:
-                    raise common.unavailable(self.kind, self.url) from exc
-                self._ensure_running_after_failure(attrs["Id"])
-                raise common.criu_error(
-                    "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
-                ) from exc
-            except requests.exceptions.RequestException as exc:
-                self._ensure_running_after_failure(attrs["Id"])
-                raise EngineUnavailable(f"Podman broke off the export: {exc}") from exc
+            # printStats: CRIU's stats-dump goes into the export, for inspect and --print-stats
+            params = _checkpoint_params(cp_options, export=True, printStats=True)
+            with payload.open("wb") as out:
+                for chunk in self._export_chunks(name, attrs, cp_name, params):
+                    out.write(chunk)
             timings["checkpoint"] = round(time.monotonic() - started, 3)
-            registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
-            registry.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
             try:
                 archive.check_nested_tar(payload, what="podman checkpoint")
                 manifest = common.archive_manifest(
@@ -714,40 +764,11 @@ class PodmanBackend:
                         f"a container named {target} exists already",
                         hint="import under another name: ctk restore --import FILE --name NEW",
                     )
-            params: dict[str, Any] = {
-                "import": True,
-                "keep": True,
-                "tcpEstablished": options.tcp_established,
-                "fileLocks": options.file_locks,
-                "ignoreStaticIP": options.ignore_static_ip,
-                "ignoreStaticMAC": options.ignore_static_ip,
-            }
+            params = _import_params(options)
             if options.name:
                 params["name"] = options.name
-            if options.ports:
-                params["publishPorts"] = [common.publish_arg(p) for p in options.ports]
-            try:
-                with payload.open("rb") as body:
-                    response = self._api.post(
-                        "/containers/import/restore",
-                        params=params,
-                        data=body,
-                        headers={"Content-Type": "application/x-tar"},
-                    )
-                    response.raise_for_status()
-                new_id = str(response.json()["Id"])
-            except BaseException as exc:
-                # Nothing half-made: a container under the target name is the one we made.
-                with contextlib.suppress(Exception):
-                    if target and self._exists(target):
-                        self._api.delete(
-                            f"/containers/{target}", params={"force": True}
-                        ).raise_for_status()
-                if isinstance(exc, podman.errors.APIError):
-                    if getattr(exc, "status_code", None) is None:
-                        raise common.unavailable(self.kind, self.url) from exc
-                    raise common.criu_error("import", target, _explanation(exc)) from exc
-                raise
+            with payload.open("rb") as body:
+                new_id = self._import_restore(body, params, target, action="import")
         return self.inspect(new_id)
 
     # -- migration (toolkit.migration) --------------------------------------------------
@@ -872,48 +893,15 @@ class PodmanBackend:
     ) -> None:
         """Checkpoint a running container into libpod's own export tar at ``dest``.
 
-        The tar holds ``checkpoint/`` (the CRIU images), ``rootfs-diff.tar``, ``deleted.files``
-        and libpod's metadata. The in-place checkpoint is kept (``keep``), so ``restore`` can
-        put the container back when what follows fails.
-
-        Raises:
-            Conflict: the container is not running.
-            CheckpointError: CRIU failed; the container keeps running.
+        See :meth:`checkpoint_stream` for what the tar holds and what is kept.
         """
-        attrs = self._attrs(name)
-        common.validate_checkpoint_name(checkpoint)
-        state = attrs.get("State") or {}
-        if not state.get("Running") or state.get("Paused"):
-            raise Conflict(
-                f"container {name} is not running; only a running container can be checkpointed",
-                hint=f"start it first: ctk start {name}",
-            )
-        params = {
-            "export": True,
-            "keep": True,
-            "leaveRunning": leave_running,
-            "tcpEstablished": tcp_established,
-        }
-        try:
-            response = self._api.post(
-                f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
-            )
-            response.raise_for_status()
-            with dest.open("wb") as out:
-                for chunk in response.iter_content(chunk_size=1024 * 1024):
-                    out.write(chunk)
-        except podman.errors.APIError as exc:
-            if getattr(exc, "status_code", None) is None:
-                raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
-            self._ensure_running_after_failure(attrs["Id"])
-            raise common.criu_error(
-                "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
-            ) from exc
-        except requests.exceptions.RequestException as exc:
-            self._ensure_running_after_failure(attrs["Id"])
-            raise EngineUnavailable(f"Podman broke off the export: {exc}") from exc
-        registry.record_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
-        registry.forget_others(self.kind, self.url, attrs["Id"], keep=checkpoint)
+        options = CheckpointOptions(
+            name=checkpoint, leave_running=leave_running, tcp_established=tcp_established
+        )
+        chunks = self.checkpoint_stream(name, options)
+        with dest.open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
 
     def start_template(self, spec: ContainerSpec, *, annotations: dict[str, str]) -> str:
         """Create and start a container with OCI ``annotations`` (runc runtime); its ID.
@@ -948,44 +936,82 @@ class PodmanBackend:
             Conflict: a container named ``name`` exists.
             CheckpointError: CRIU failed to restore (nothing left behind).
         """
+        with tar.open("rb") as body:
+            return self.restore_stream(
+                body,
+                ImportOptions(
+                    name=name,
+                    ports=ports,
+                    tcp_established=tcp_established,
+                    ignore_static_ip=True,
+                ),
+                criu_log=criu_log,
+            )
+
+    def restore_stream(
+        self,
+        body: Iterable[bytes] | IO[bytes],
+        options: ImportOptions,
+        *,
+        criu_log: Path | None = None,
+    ) -> ContainerInfo:
+        """Create and restore a container from libpod's export tar, sent as it is read.
+
+        ``body`` is the tar (a file, or chunks such as :meth:`checkpoint_stream` yields);
+        ``options.name`` names the container (it must be given). An exception raised by the
+        chunks aborts the upload and is raised again, after the container is removed.
+
+        Raises:
+            Conflict: a container named ``options.name`` exists.
+            CheckpointError: CRIU failed to restore (nothing left behind).
+        """
+        name = options.name or ""
         common.validate_ref(name, what="container")
         with self._errors():
             if self._exists(name):
                 raise Conflict(f"a container named {name} exists already on podman")
-        params: dict[str, Any] = {
-            "import": True,
-            "keep": True,
-            "name": name,
-            "tcpEstablished": tcp_established,
-            "ignoreStaticIP": True,
-            "ignoreStaticMAC": True,
-        }
-        if ports:
-            params["publishPorts"] = [common.publish_arg(p) for p in ports]
+        params = _import_params(options)
+        params["name"] = name
+        return self.inspect(self._import_restore(body, params, name, criu_log=criu_log))
+
+    def _import_restore(
+        self,
+        body: Iterable[bytes] | IO[bytes],
+        params: dict[str, Any],
+        target: str | None,
+        *,
+        criu_log: Path | None = None,
+        action: str = "restore",
+    ) -> str:
+        """``POST /containers/import/restore``; the new container's ID.
+
+        Nothing half-made: on any failure a container under ``target`` is the one this made,
+        and is removed.
+        """
         try:
-            with tar.open("rb") as body:
-                response = self._api.post(
-                    "/containers/import/restore",
-                    params=params,
-                    data=body,
-                    headers={"Content-Type": "application/x-tar"},
-                )
-                response.raise_for_status()
-            new_id = str(response.json()["Id"])
+            response = self._api.post(
+                "/containers/import/restore",
+                params=params,
+                data=body,
+                headers={"Content-Type": "application/x-tar"},
+            )
+            response.raise_for_status()
+            return str(response.json()["Id"])
         except BaseException as exc:
             with contextlib.suppress(Exception):
-                if self._exists(name):
-                    self._api.delete(f"/containers/{name}", params={"force": True})
+                if target and self._exists(target):
+                    self._api.delete(
+                        f"/containers/{target}", params={"force": True}
+                    ).raise_for_status()
             if isinstance(exc, podman.errors.APIError):
                 if getattr(exc, "status_code", None) is None:
-                    raise EngineUnavailable(f"Podman does not answer at {self.url}") from exc
+                    raise common.unavailable(self.kind, self.url) from exc
                 log = ""
                 if criu_log is not None:
                     with contextlib.suppress(OSError):
                         log = criu_log.read_text(errors="replace")
-                raise common.criu_error("restore", name, _explanation(exc), log) from exc
+                raise common.criu_error(action, target or "", _explanation(exc), log) from exc
             raise
-        return self.inspect(new_id)
 
     def close(self) -> None:
         self._client.close()

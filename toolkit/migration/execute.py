@@ -3,6 +3,8 @@
 Phases: preflight (changes nothing), image (copy the image by ID when the destination lacks
 it), dump (checkpoint to an archive, which freezes the source; cold: stop and capture the
 rootfs changes), transfer (the archive to this machine), restore (on the destination), verify.
+Podman -> Podman streams instead: the source's export flows into the destination's import as
+it arrives (transfer is then the upload, restore what the destination does after it).
 Every step is journaled (:mod:`toolkit.migration.journal`) before and after it happens, so a
 killed ctk can be recovered with :func:`recover`.
 """
@@ -12,12 +14,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import queue
 import shutil
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from toolkit.backends.base import Backend
@@ -260,7 +265,14 @@ def migrate(
             if result is None:  # cross-runtime said Unsupported before touching anything
                 plan = dataclasses.replace(plan, mode="cold")
                 journal.mode = "cold"
-        if plan.mode == "live" and not plan.cross_runtime:
+        if plan.mode == "live" and not plan.cross_runtime and _streams(source, dest):
+            _live_stream(
+                run,
+                tcp_established=tcp_established,
+                ignore_static_ip=ignore_static_ip,
+                verify=verify,
+            )
+        elif plan.mode == "live" and not plan.cross_runtime:
             _live(
                 run,
                 tcp_established=tcp_established,
@@ -390,15 +402,127 @@ def _live(
             ),
         )
     run.downtime = time.monotonic() - run.frozen_at
-    journal.step("restore")
+    _restored(run, verify)
+
+
+def _restored(run: _Run, verify: str | None) -> None:
+    """The destination restored the container: record it, verify, finish."""
+    run.journal.step("restore")
     with contextlib.suppress(CtkError):
         # kept where the engine runs on this machine (Podman); Docker's are deleted
-        if restored := dest.criu_stats(journal.target, phase="restore"):
+        if restored := run.dest.criu_stats(run.journal.target, phase="restore"):
             run.criu_stats["restore"] = restored
     _pause_hook("restore")
     with run.phase("verify"):
-        _verify(dest, journal.target, verify)
+        _verify(run.dest, run.journal.target, verify)
     _finish(run)
+
+
+class _Copy:
+    """Writes chunks into a file on a thread of its own, so the disk never holds up a stream."""
+
+    def __init__(self, path: Path) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=256)
+        self._file = path.open("wb")
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._drain, name="ctk-copy", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._file.write(chunk)
+                except OSError as exc:
+                    self._error = exc
+
+    def write(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        """Waits for the writes; raises the first one that failed."""
+        self._queue.put(None)
+        self._thread.join()
+        self._file.close()
+        if self._error is not None:
+            raise self._error
+
+
+def _streams(source: Backend, dest: Backend) -> bool:
+    """True when the source's export can flow straight into the destination's import."""
+    from toolkit.backends.podman import PodmanBackend
+
+    return isinstance(source, PodmanBackend) and isinstance(dest, PodmanBackend)
+
+
+def _live_stream(
+    run: _Run, *, tcp_established: bool, ignore_static_ip: bool, verify: str | None
+) -> None:
+    """Podman -> Podman: libpod's export flows into the destination's import as it arrives.
+
+    Nothing is staged before the upload: each chunk goes on to the destination and into a
+    copy on this machine (the fallback should the checkpoint kept in place on the source be
+    unusable for a rollback). The source sends its export once the dump is written, so the
+    first chunk marks the end of the dump; from then on the destination holds the request.
+    """
+    from toolkit.backends.podman import PodmanBackend
+    from toolkit.criu.images import stats_from_tar
+
+    journal, source, dest = run.journal, run.source, run.dest
+    assert isinstance(source, PodmanBackend) and isinstance(dest, PodmanBackend)
+    journal.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    journal.checkpoint = f"migrate-{journal.id}"
+    copy = journal.workdir / f"{journal.container}.tar"
+    journal.archive = str(copy)
+    journal.extra["archive_format"] = "libpod"
+    journal.step("dump-started")
+    run.frozen_at = time.monotonic()
+    chunks = source.checkpoint_stream(
+        journal.container,
+        CheckpointOptions(
+            name=journal.checkpoint,
+            tcp_established=tcp_established,
+            leave_running=journal.keep_source,
+        ),
+    )
+    ended: list[float] = []
+    out = _Copy(copy)
+    with contextlib.closing(chunks), contextlib.closing(out):
+        first = next(iter(chunks), b"")
+        if not first:
+            raise EngineError(f"podman sent an empty export of {journal.container}")
+        out.write(first)
+        dumped = time.monotonic()
+        run.timings["dump"] = round(dumped - run.frozen_at, 3)
+        journal.step("dump")
+        journal.step("transfer")
+        _pause_hook("dump")
+
+        def body() -> Iterator[bytes]:
+            yield first
+            for chunk in chunks:
+                out.write(chunk)
+                yield chunk
+            ended.append(time.monotonic())
+
+        dest.restore_stream(
+            body(),
+            ImportOptions(
+                name=journal.target,
+                tcp_established=tcp_established,
+                ignore_static_ip=ignore_static_ip,
+            ),
+        )
+    restored = time.monotonic()
+    run.downtime = restored - run.frozen_at
+    sent = ended[0] if ended else restored
+    run.timings["transfer"] = round(sent - dumped, 3)
+    run.timings["restore"] = round(restored - sent, 3)
+    run.archive_bytes = copy.stat().st_size
+    with contextlib.suppress(CtkError, OSError):
+        if dump_stats := stats_from_tar(copy):
+            run.criu_stats["dump"] = dict(dump_stats)
+    _restored(run, verify)
 
 
 def _cold(run: _Run, *, verify: str | None) -> None:
@@ -539,7 +663,14 @@ def _restart_source(run: _Run) -> None:
         first = str(exc)
     # The checkpoint in place is gone or unusable: make the source again from the archive.
     source.remove(journal.container, force=True)
-    source.import_checkpoint(journal.archive, ImportOptions())
+    if journal.extra.get("archive_format") == "libpod":
+        from toolkit.backends.podman import PodmanBackend
+
+        assert isinstance(source, PodmanBackend)
+        with open(journal.archive, "rb") as body:
+            source.restore_stream(body, ImportOptions(name=journal.container))
+    else:
+        source.import_checkpoint(journal.archive, ImportOptions())
     run.rolled_back.append(f"re-imported the source {journal.container} from the archive ({first})")
 
 
