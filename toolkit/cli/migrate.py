@@ -84,7 +84,11 @@ def render_report(report: MigrationReport) -> None:
 @click.option("--tcp-established", is_flag=True, help="Move established TCP connections too.")
 @click.option("--ignore-static-ip", is_flag=True, help="Let the destination pick a new IP/MAC.")
 @click.option(
-    "-c", "--compress", default="zstd", metavar="zstd|gzip|none", help="Archive compression."
+    "-c",
+    "--compress",
+    default="zstd",
+    metavar="zstd|gzip|none",
+    help="Archive compression (Podman -> Podman streams, with no archive).",
 )
 @click.option(
     "--verify",
