@@ -126,29 +126,40 @@ apt_install() {
 # re-uploads the container's unchanged spec. Collecting after every deletion
 # closes that window.
 write_containerd_config() {
-  local file="$1" root="$2" state="$3" address="$4" tmp
-  tmp="$(mktemp)"
-  cat >"$tmp" <<EOF
+  write_if_changed "$1" <<EOF
 # Written by ctk's scripts: the containerd under a dockerd that ctk started.
 version = 2
-root = "$root"
-state = "$state"
+root = "$2"
+state = "$3"
 disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [grpc]
-  address = "$address"
+  address = "$4"
 
 [plugins."io.containerd.gc.v1.scheduler"]
   deletion_threshold = 1
   schedule_delay = "0s"
 EOF
+}
+
+# write_if_changed FILE: stdin to FILE (mode 0644), only when the content differs.
+write_if_changed() {
+  local file="$1" tmp
+  tmp="$(mktemp)"
+  cat >"$tmp"
   if cmp -s "$tmp" "$file"; then
     rm -f "$tmp"
-  else
-    mkdir -p "$(dirname "$file")"
-    mv "$tmp" "$file"
-    chmod 0644 "$file"
+    return 0
   fi
+  mkdir -p "$(dirname "$file")"
+  mv "$tmp" "$file"
+  chmod 0644 "$file"
+  say "wrote $file"
+}
+
+# limit_at_most WANT HARD: the smaller of the two ("unlimited" is infinite).
+limit_at_most() {
+  if [ "$2" = unlimited ] || [ "$1" -le "$2" ]; then echo "$1"; else echo "$2"; fi
 }
 
 # wait_socket PATH SECONDS: true once PATH is a socket, false after SECONDS.

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from toolkit.errors import EngineUnavailable
@@ -93,16 +94,7 @@ class TemporaryPodmanService:
 
     def stop(self) -> None:
         """Stop the process (by its PID) and remove the socket directory; idempotent."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self.directory)
-        atexit.unregister(self.stop)
+        _stop(self.process, self.directory, self.stop)
 
 
 class SSHTunnel:
@@ -162,16 +154,21 @@ class SSHTunnel:
 
     def stop(self) -> None:
         """Close the tunnel (by the ssh PID) and remove its directory; idempotent."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self.directory)
-        atexit.unregister(self.stop)
+        _stop(self.process, self.directory, self.stop)
+
+
+def _stop(process: subprocess.Popen[bytes], directory: Path, hook: Callable[[], None]) -> None:
+    """Terminate ``process`` (kill it after 15 s), remove ``directory``, drop the atexit hook."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    with contextlib.suppress(OSError):
+        shutil.rmtree(directory)
+    atexit.unregister(hook)
 
 
 def _last_line(path: Path) -> str:
