@@ -147,3 +147,36 @@ def test_podman_causes_map_to_errors(cause: str, status: int, expected: type) ->
     backend = PodmanBackend("unix:///nonexistent/podman.sock")  # nothing is contacted
     with pytest.raises(expected), backend._errors(container="web1"):
         raise podman.errors.APIError(cause, response=response, explanation=f"x: {cause}")
+
+
+def test_podman_inspect_asks_again_when_the_process_just_exited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Podman 4.3 answers 500 "read /proc/PID/cgroup: no such process" when the container exits
+    # while it is being inspected (1 in ~150 `run` of a short command here); ctk asks again.
+    import json
+
+    import requests
+    from podman.api.client import APIResponse
+
+    from toolkit.backends import podman as podman_backend
+
+    def answer(status: int, body: dict[str, object]) -> APIResponse:
+        response = requests.Response()
+        response.status_code = status
+        response._content = json.dumps(body).encode()
+        return APIResponse(response)
+
+    race = {"cause": "no such process", "message": "read /proc/30513/cgroup: no such process",
+            "response": 500}  # fmt: skip
+    answers = [answer(500, race), answer(500, race), answer(200, {"Id": "abc", "Name": "web1"})]
+
+    class FakeAPI:
+        def get(self, path: str, **_: object) -> APIResponse:
+            assert path == "/containers/web1/json"
+            return answers.pop(0)
+
+    monkeypatch.setattr(podman_backend.time, "sleep", lambda _: None)
+    backend = podman_backend.PodmanBackend("unix:///nonexistent/podman.sock")
+    monkeypatch.setattr(backend, "_api", FakeAPI())
+    assert backend._attrs("web1")["Id"] == "abc" and not answers

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -72,6 +73,11 @@ _IMAGE_CAUSES = frozenset({"image not known"})
 # define.ErrNoSuchCtr: a container removed while libpod was inspecting it comes back as 500.
 _MISSING_CAUSES = frozenset({"no such container"})
 _NETWORK_BUSY_CAUSES = frozenset({"network is being used"})
+# Podman 4.3 inspects a container that exits under it by reading /proc/PID/cgroup after the
+# process is gone, and answers 500 with ESRCH (fixed in later Podman, which says "stopped").
+_GONE_PID = re.compile(r"read /proc/\d+/cgroup: no such process")
+# How many times, and how long apart, ctk asks again after that answer.
+_INSPECT_RETRIES = (0.05, 0.1, 0.25, 0.5)
 
 # The libpod API version ctk speaks: Podman 4.3 (Debian 12) and 5.x (Debian 13) both serve it.
 API_VERSION = "4.0.0"
@@ -306,18 +312,27 @@ class PodmanBackend:
     def _attrs(self, name: str) -> dict[str, Any]:
         common.validate_ref(name, what="container")
         with self._errors(container=name):
-            response = self._api.get(f"/containers/{name}/json")
-            response.raise_for_status(not_found=podman.errors.NotFound)
+            for delay in (*_INSPECT_RETRIES, None):
+                response = self._api.get(f"/containers/{name}/json")
+                if delay is not None and _GONE_PID.search(response.text or ""):
+                    time.sleep(delay)
+                    continue
+                response.raise_for_status(not_found=podman.errors.NotFound)
+                break
             attrs: dict[str, Any] = response.json()
         return attrs
+
+    def _container(self, name: str) -> Any:
+        """The SDK's model of ``name``, from ``_attrs`` (which copes with Podman 4.3's race)."""
+        return self._client.containers.prepare_model(self._attrs(name))
 
     def inspect(self, name: str) -> ContainerInfo:
         return common.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
 
     def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
         common.validate_ref(name, what="container")
+        container = self._container(name)
         with self._errors(container=name):
-            container = self._client.containers.get(name)
             kwargs: dict[str, Any] = {"stdout": True, "stderr": True}
             if tail:
                 kwargs["tail"] = tail
@@ -336,8 +351,8 @@ class PodmanBackend:
             kwargs["tail"] = tail
         if since:
             kwargs["since"] = since
+        container = self._container(name)
         with self._errors(container=name):
-            container = self._client.containers.get(name)
             for chunk in container.logs(**kwargs):
                 yield bytes(chunk).decode(errors="replace")
 
@@ -428,7 +443,7 @@ class PodmanBackend:
         if not command:
             raise InvalidArgument("exec needs a command", hint="e.g. ctk exec web1 ls /")
         with self._errors(container=name):
-            container = self._client.containers.get(attrs["Id"])
+            container = self._client.containers.prepare_model(attrs)
             exit_code, (stdout, stderr) = container.exec_run(
                 list(command),
                 user=user,
@@ -846,7 +861,7 @@ class PodmanBackend:
         try:
             with self._errors(container=spec.name or container_id):
                 if changes is not None:
-                    self._client.containers.get(container_id).put_archive("/", changes.read_bytes())
+                    self._container(container_id).put_archive("/", changes.read_bytes())
                 self._post(f"/containers/{container_id}/start")
         except BaseException:
             with contextlib.suppress(Exception):
