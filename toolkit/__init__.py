@@ -7,6 +7,8 @@
 >>> engine.restore("web1", toolkit.RestoreOptions())
 """
 
+from typing import TYPE_CHECKING, Any
+
 from toolkit.backends.base import Backend
 from toolkit.config import (
     EngineRef,
@@ -33,9 +35,6 @@ from toolkit.errors import (
     NotFound,
     Unsupported,
 )
-
-# after the models and config: migration builds on them
-from toolkit.migration import drain, migrate
 from toolkit.models import (
     Checkpoint,
     CheckpointOptions,
@@ -53,6 +52,20 @@ from toolkit.models import (
     RestoreOptions,
     Ulimit,
 )
+
+if TYPE_CHECKING:
+    from toolkit.migration.drain import drain
+    from toolkit.migration.execute import migrate
+
+
+def __getattr__(name: str) -> Any:
+    # The migration package loads on first use: the CLI's start-up would pay for it otherwise.
+    if name in ("drain", "migrate"):
+        from toolkit import migration
+
+        return getattr(migration, name)
+    raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
+
 
 __all__ = [
     "ArchiveError",

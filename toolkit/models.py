@@ -512,6 +512,8 @@ class CheckpointImages(_Model):
     """Mount points CRIU expects the restoring runtime to provide (runc's external mounts)."""
 
 
+# How a migration moves the processes: live (CRIU), cold (stop, start), auto (live if it can).
+MIGRATION_MODES = ("auto", "live", "cold")
 MIGRATION_PHASES = ("preflight", "image", "dump", "transfer", "restore", "verify")
 """The phases of a migration, in order; :class:`MigrationReport` times each."""
 

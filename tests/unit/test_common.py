@@ -97,3 +97,19 @@ def test_vdso_hint_only_for_vdso_failures() -> None:
     assert "too old" not in common.criu_error("restore", "w", "failed", ok_log).hint
     bad_log = "Error (criu/vdso.c:1): vdso: Unexpected rt vDSO area bounds\n"
     assert "too old" in common.criu_error("restore", "w", "failed", bad_log).hint
+
+
+def test_docker_backend_loads_paramiko_only_for_ssh() -> None:
+    # The docker SDK imports paramiko at import time; ctk defers it (0.2 s of every CLI call).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, toolkit.backends.docker as d\n"
+        "import docker.transport\n"
+        "assert hasattr(docker.transport, 'SSHHTTPAdapter')\n"
+        "assert 'paramiko.client' not in sys.modules, 'paramiko loaded'\n"
+        "import paramiko\n"
+        "assert paramiko.SSHClient and 'paramiko.client' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

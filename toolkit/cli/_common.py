@@ -6,15 +6,16 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
-from rich.console import Console
-from rich.table import Table
 
 from toolkit.backends.base import Backend
 from toolkit.config import TLSOptions, get_backend
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,12 +70,17 @@ def print_json(data: Any) -> None:
 
 
 def console() -> Console:
+    # rich loads here, not at start-up: most ctk calls print one line and exit.
+    from rich.console import Console
+
     # Piped output is for scripts: never wrap a row (grep must find the whole line).
     width = None if sys.stdout.isatty() else 1000
     return Console(soft_wrap=True, highlight=False, width=width)
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.table import Table
+
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, no_wrap=True)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from toolkit.cli._common import console, err, json_option, print_json, print_table, state
 from toolkit.config import connect, parse_engine
 from toolkit.errors import MigrationError
-from toolkit.migration import MODES, recover
-from toolkit.migration import drain as drain_engine
-from toolkit.migration import migrate as migrate_container
-from toolkit.models import MIGRATION_PHASES, MigrationReport
+from toolkit.models import MIGRATION_MODES, MIGRATION_PHASES, MigrationReport
+
+# toolkit.migration and rich.progress load inside the commands: every other ctk call would
+# pay for them at start-up.
 
 
 def _human_bytes(size: int) -> str:
@@ -72,7 +70,7 @@ def render_report(report: MigrationReport) -> None:
 )
 @click.option(
     "--mode",
-    type=click.Choice(MODES),
+    type=click.Choice(MIGRATION_MODES),
     default="auto",
     show_default=True,
     help="live keeps memory (CRIU); cold recreates; auto picks live when both sides can.",
@@ -120,6 +118,12 @@ def migrate(
     Either it ends running on the destination, or the source runs again: the report says
     which phase failed and what was rolled back (exit code 10).
     """
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from toolkit.migration import migrate as migrate_container
+    from toolkit.migration import recover
+
     if recover_:
         reports = recover(name)
         if state().json:
@@ -177,13 +181,15 @@ def migrate(
 @click.option("--to", "to", required=True, metavar="ENGINE", help="Destination engine.")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Only containers with it.")
 @click.option("--parallel", default=1, show_default=True, type=int, help="Migrations at once.")
-@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
+@click.option("--mode", type=click.Choice(MIGRATION_MODES), default="auto", show_default=True)
 @json_option
 def drain(engine: str, to: str, labels: tuple[str, ...], parallel: int, mode: str) -> None:
     """Migrate every running container of ENGINE (matching --label) to --to.
 
     Failures are reported and the others continue; exit code 10 when any failed.
     """
+    from toolkit.migration import drain as drain_engine
+
     wanted: dict[str, str] = {}
     for item in labels:
         key, eq, value = item.partition("=")

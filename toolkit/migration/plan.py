@@ -12,9 +12,9 @@ from urllib.parse import urlparse
 from toolkit import archive
 from toolkit.backends.base import Backend
 from toolkit.errors import Conflict, ContainerNotFound, InvalidArgument, Unsupported
-from toolkit.models import ContainerInfo, PortMapping
+from toolkit.models import MIGRATION_MODES, ContainerInfo, PortMapping
 
-MODES = ("auto", "live", "cold")
+MODES = MIGRATION_MODES
 
 
 @dataclass(frozen=True)
