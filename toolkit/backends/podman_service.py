@@ -59,6 +59,8 @@ class TemporaryPodmanService:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
+            # conmon inherits the service's directory and fails once it is removed.
+            cwd="/",
         )
         log.close()
         service = cls(process, directory)
