@@ -6,6 +6,7 @@
 
 from toolkit.migration.drain import drain
 from toolkit.migration.execute import PAUSE_ENV, copy_image, migrate, recover
-from toolkit.migration.plan import MODES, Plan, preflight
+from toolkit.migration.plan import Plan, preflight
+from toolkit.models import MIGRATION_MODES as MODES
 
 __all__ = ["MODES", "PAUSE_ENV", "Plan", "copy_image", "drain", "migrate", "preflight", "recover"]

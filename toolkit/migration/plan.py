@@ -14,8 +14,6 @@ from toolkit.backends.base import Backend
 from toolkit.errors import Conflict, ContainerNotFound, InvalidArgument, Unsupported
 from toolkit.models import MIGRATION_MODES, ContainerInfo, PortMapping
 
-MODES = MIGRATION_MODES
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -89,7 +87,7 @@ def preflight(
             host port it publishes is taken there.
         Unsupported: ``live`` asked for where the engines or CRIU cannot checkpoint.
     """
-    if mode not in MODES:
+    if mode not in MIGRATION_MODES:
         raise InvalidArgument(f"unknown migration mode {mode!r}", hint="use live, cold or auto")
     archive.validate_compression(compress)
     check_verify(verify)
