@@ -413,6 +413,11 @@ class ImportOptions(_Model):
     file_locks: bool = False
     ignore_static_ip: bool = False
     ports: tuple[PortMapping, ...] = ()
+    allow_mounts: tuple[str, ...] = ()
+    """Host paths (or volume names) the archive's container may mount: ``--allow-mount``.
+
+    An archive proves nothing about who made it, so its volumes and bind mounts are refused
+    unless the importing user names them."""
 
 
 @dataclass(frozen=True)

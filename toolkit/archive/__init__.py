@@ -17,10 +17,17 @@ from toolkit.archive.manifest import (
     manifest_to_json,
     spec_from_dict,
 )
+from toolkit.archive.payload import (
+    PayloadPolicy,
+    check_container_spec,
+    check_deleted_paths,
+    check_podman_payload,
+)
 from toolkit.archive.reader import (
     VerifiedArchive,
     check_member_name,
     check_nested_tar,
+    iter_nested_tar,
     open_archive,
     read_manifest,
 )
@@ -29,11 +36,16 @@ from toolkit.archive.writer import check_destination, staging_dir, write_archive
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "PayloadPolicy",
     "VerifiedArchive",
+    "check_container_spec",
+    "check_deleted_paths",
     "check_destination",
     "check_member_name",
     "check_nested_tar",
+    "check_podman_payload",
     "detect_compression",
+    "iter_nested_tar",
     "manifest_from_dict",
     "manifest_to_json",
     "open_archive",

@@ -315,6 +315,14 @@ def render_images(images: CheckpointImages) -> None:
     help="With --import: publish ports instead of the archived ones (repeatable).",
 )
 @click.option(
+    "--allow-mount",
+    "allow_mounts",
+    multiple=True,
+    metavar="PATH|VOLUME",
+    help="With --import: let the archived container mount this host path or volume "
+    "(repeatable); archives are refused if they mount anything not named here.",
+)
+@click.option(
     "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
 )
 @json_option
@@ -328,6 +336,7 @@ def restore(
     new_name: str | None,
     ignore_static_ip: bool,
     publish: tuple[str, ...],
+    allow_mounts: tuple[str, ...],
     print_stats: bool,
 ) -> None:
     """Restore container NAME from a checkpoint; its processes continue where they were.
@@ -340,8 +349,10 @@ def restore(
     if import_path is None:
         if name is None:
             raise click.UsageError("give the container NAME, or --import FILE")
-        if new_name or ignore_static_ip or publish:
-            raise click.UsageError("--name, --ignore-static-ip and --publish need --import FILE")
+        if new_name or ignore_static_ip or publish or allow_mounts:
+            raise click.UsageError(
+                "--name, --ignore-static-ip, --publish and --allow-mount need --import FILE"
+            )
         options = RestoreOptions(
             checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
         )
@@ -364,6 +375,7 @@ def restore(
             file_locks=file_locks,
             ignore_static_ip=ignore_static_ip,
             ports=ports,
+            allow_mounts=allow_mounts,
         )
         started = time.monotonic()
         info = state().backend().import_checkpoint(import_path, imported)
