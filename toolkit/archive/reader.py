@@ -4,6 +4,11 @@ Nothing in an archive is trusted. The reader streams the tar once, refuses any m
 not a plain file with a safe relative name listed in the manifest, writes members only inside a
 fresh private directory, and compares every size and sha256 with the manifest. Engine payloads
 that are tars themselves are checked by :func:`check_nested_tar` before they are handed on.
+
+Checksums prove integrity, not origin: what an engine payload asks of the host (hooks, mounts,
+namespaces, deleted paths) is checked separately by :mod:`toolkit.archive.payload`. Reading is
+bounded: the decompressed bytes by the sizes the manifest declares, the disk by a free-space check
+before writing, memory by streaming (no per-member records kept).
 """
 
 from __future__ import annotations
