@@ -269,3 +269,16 @@ def test_too_many_listed_members(tmp_path: Path) -> None:
     path = tmp_path / "many.ctk"
     path.write_bytes(_tar_bytes([("ctk-manifest.json", manifest)]))
     _refused(path, "members")
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [b"[" * 200_000 + b"]" * 200_000, b'{"format_version": 1' + b"1" * 5000 + b"}"],
+    ids=["deep", "huge-int"],
+)
+def test_hostile_manifest_json_is_exit_8(tmp_path: Path, manifest: bytes) -> None:
+    path = tmp_path / "json.ctk"
+    path.write_bytes(_tar_bytes([("ctk-manifest.json", manifest)]))
+    _refused(path, "corrupt|ctk archive")
+    with pytest.raises(ArchiveError):
+        archive.read_manifest(path)

@@ -88,6 +88,10 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
         gzip.BadGzipFile,
         UnicodeDecodeError,
         json.JSONDecodeError,
+        # json: a number beyond int_max_str_digits (ValueError), nesting beyond the recursion
+        # limit; both were "unexpected" errors, exit 1, for a hostile manifest
+        ValueError,
+        RecursionError,
     ]
     try:
         import zstandard
