@@ -399,3 +399,15 @@ def test_payload_nested_devshm_checked(tmp_path: Path) -> None:
 def test_exported_api() -> None:
     assert archive.check_podman_payload is check_podman_payload
     assert copy.deepcopy(POLICY) == POLICY
+
+
+def test_podman_host_network_shape() -> None:
+    """Podman 4.3's host network: no networkMode, createNetNS false, no netns in the spec."""
+    config = _config()
+    del config["networkMode"]
+    config["createNetNS"] = False
+    namespaces = config["spec"]["linux"]["namespaces"]
+    config["spec"]["linux"]["namespaces"] = [n for n in namespaces if n["type"] != "network"]
+    del config["spec"]["linux"]["sysctl"]
+    check_libpod_config(config, manifest=_manifest("host"), policy=POLICY)
+    _refused("payload says host", check_libpod_config, config, manifest=_manifest(), policy=POLICY)

@@ -360,11 +360,13 @@ def check_libpod_config(config: Any, *, manifest: ArchiveManifest, policy: Paylo
     mode = str(config.get("networkMode") or "")
     if mode.startswith(("container:", "ns:")):
         raise _refuse(what, f"it joins the network namespace {mode}")
-    if (mode == "host") != host_network:
+    # Podman 4.3 leaves networkMode out for the host network and says createNetNS false.
+    payload_host = mode == "host" or (not mode and config.get("createNetNS") is False)
+    if payload_host != host_network:
         raise _refuse(
             what,
             f"the manifest says network={manifest_network(manifest.spec) or 'default'}, the "
-            f"payload says {mode or 'default'}",
+            f"payload says {'host' if payload_host else mode or 'its own namespace'}",
         )
     check_oci_spec(
         config.get("spec"),
