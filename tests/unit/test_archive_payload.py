@@ -411,3 +411,13 @@ def test_podman_host_network_shape() -> None:
     del config["spec"]["linux"]["sysctl"]
     check_libpod_config(config, manifest=_manifest("host"), policy=POLICY)
     _refused("payload says host", check_libpod_config, config, manifest=_manifest(), policy=POLICY)
+
+
+def test_podman_none_network_shape() -> None:
+    """Podman 4.3's network none: no networkMode, createNetNS false, a netns without a path."""
+    config = _config()
+    del config["networkMode"]
+    config["createNetNS"] = False
+    config["spec"]["linux"]["namespaces"][1] = {"type": "network"}
+    check_libpod_config(config, manifest=_manifest("none"), policy=POLICY)
+    _refused("network=host", check_libpod_config, config, manifest=_manifest("host"), policy=POLICY)

@@ -360,8 +360,9 @@ def check_libpod_config(config: Any, *, manifest: ArchiveManifest, policy: Paylo
     mode = str(config.get("networkMode") or "")
     if mode.startswith(("container:", "ns:")):
         raise _refuse(what, f"it joins the network namespace {mode}")
-    # Podman 4.3 leaves networkMode out for the host network and says createNetNS false.
-    payload_host = mode == "host" or (not mode and config.get("createNetNS") is False)
+    # Podman 4.3 leaves networkMode out for both the host network and none (createNetNS false
+    # for both): the spec's namespaces tell them apart (none: a network namespace of its own).
+    payload_host = mode == "host" or not _has_netns(config.get("spec"))
     if payload_host != host_network:
         raise _refuse(
             what,
@@ -374,6 +375,14 @@ def check_libpod_config(config: Any, *, manifest: ArchiveManifest, policy: Paylo
         host_network=host_network,
         policy=policy,
         container_id=container_id,
+    )
+
+
+def _has_netns(spec: Any) -> bool:
+    linux = spec.get("linux") if isinstance(spec, dict) else None
+    namespaces = linux.get("namespaces") if isinstance(linux, dict) else None
+    return isinstance(namespaces, list) and any(
+        isinstance(n, dict) and n.get("type") == "network" for n in namespaces
     )
 
 
