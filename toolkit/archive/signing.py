@@ -39,6 +39,7 @@ ALGORITHM = "ed25519"
 DOMAIN = b"ctk-archive-manifest-signature-v1\x00"
 MAX_SIGNATURE_BYTES = 64 * 1024
 DEFAULT_KEY_NAME = "signing.key"
+INLINE_PREFIX = "ed25519:"
 
 _TAMPER_HINT = (
     "the archive was altered after it was signed, or is not the one you expect: do not use it"
@@ -58,6 +59,11 @@ class PublicKey:
     raw: bytes
     path: str = ""
 
+    @property
+    def spec(self) -> str:
+        """The key inline, as :func:`load_public_key` accepts it instead of a file."""
+        return INLINE_PREFIX + base64.b64encode(self.raw).decode()
+
     def verify(self, signature: bytes, manifest_bytes: bytes) -> bool:
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -76,6 +82,10 @@ class SigningKey:
     key_id: str
     path: str
     key: Any
+
+    def public_key(self) -> PublicKey:
+        raw = _raw_public(self.key.public_key())
+        return PublicKey(key_id=self.key_id, raw=raw, path=self.path)
 
     def signature_member(self, manifest_bytes: bytes) -> bytes:
         """The content of ``ctk-signature.json`` for these manifest bytes."""
@@ -138,7 +148,8 @@ def _raw_public(key: Any) -> bytes:
 
 
 def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
-    """An ed25519 public key from a PEM or OpenSSH (``ssh-ed25519 ...``) file.
+    """An ed25519 public key from a PEM or OpenSSH (``ssh-ed25519 ...``) file, or given
+    inline as ``ed25519:<base64 of the 32 raw bytes>`` (:attr:`PublicKey.spec`).
 
     Raises:
         NotFound: no such file.
@@ -147,6 +158,15 @@ def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    text = os.fspath(path)
+    if text.startswith(INLINE_PREFIX):
+        try:
+            raw = base64.b64decode(text[len(INLINE_PREFIX) :], validate=True)
+        except binascii.Error as exc:
+            raise InvalidArgument(f"bad inline public key {text!r}") from exc
+        if len(raw) != 32:
+            raise InvalidArgument(f"bad inline public key {text!r}: not 32 bytes")
+        return PublicKey(key_id=key_id(raw), raw=raw, path=text)
     data = _read_key_file(path, "public key")
     key: Any
     try:
@@ -304,7 +324,7 @@ def import_trust(verify_keys: Sequence[str] = ()) -> TrustPolicy:
     from toolkit.config import config_path
 
     if verify_keys:
-        keys = tuple(load_public_key(Path(k).expanduser()) for k in verify_keys)
+        keys = tuple(load_public_key(os.path.expanduser(k)) for k in verify_keys)
         return TrustPolicy(keys=keys, required=True, source="--verify")
     section = _trust_config()
     if not section.get("require_signed"):
@@ -315,7 +335,7 @@ def import_trust(verify_keys: Sequence[str] = ()) -> TrustPolicy:
             f"{config_path()} sets [trust] require_signed but lists no trusted_keys",
             hint='add trusted_keys = ["/path/to/key.pub"] to [trust]',
         )
-    keys = tuple(load_public_key(Path(str(k)).expanduser()) for k in trusted)
+    keys = tuple(load_public_key(os.path.expanduser(str(k))) for k in trusted)
     return TrustPolicy(keys=keys, required=True, source=f"[trust] trusted_keys in {config_path()}")
 
 
@@ -521,7 +541,7 @@ def signature_status(path: str | os.PathLike[str]) -> SignatureStatus:
     if valid:
         for entry in _trust_config().get("trusted_keys") or []:
             try:
-                key = load_public_key(Path(str(entry)).expanduser())
+                key = load_public_key(os.path.expanduser(str(entry)))
             except (NotFound, InvalidArgument):
                 continue
             if key.raw == signature.public_key.raw:
