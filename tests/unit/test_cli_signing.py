@@ -140,3 +140,16 @@ def test_config_refuses_unsigned_imports(tmp_path: Path, config_home: Path) -> N
     _config(config_home, "[trust]\nrequire_signed = true\n")
     result = ctk("restore", "--import", str(trusted), engine=NOWHERE)
     assert result.returncode == ExitCode.USAGE and "trusted_keys" in result.stderr
+
+
+def test_inspect_signature_line() -> None:
+    from toolkit.archive.signing import SignatureStatus
+    from toolkit.cli.checkpoints import _signature_line
+
+    assert _signature_line(SignatureStatus(signed=False)).startswith("none")
+    bad = SignatureStatus(signed=True, key_id="ab" * 8, algorithm="ed25519", valid=False)
+    assert _signature_line(bad).startswith("INVALID")
+    good = SignatureStatus(
+        signed=True, key_id="ab" * 8, algorithm="ed25519", valid=True, trusted_key="/k.pub"
+    )
+    assert _signature_line(good) == f"ed25519 by key {'ab' * 8} (trusted key /k.pub)"
