@@ -137,7 +137,7 @@ def _read_manifest_head(tar: tarfile.TarFile, path: Path) -> tuple[ArchiveManife
     for name in names:
         check_member_name(name, where="manifest")
         if name in (MANIFEST_NAME, SIGNATURE_NAME):
-            raise ArchiveError(f"{path}: the manifest lists itself", hint=_HOSTILE_HINT)
+            raise ArchiveError(f"{path}: the manifest lists {name} itself", hint=_HOSTILE_HINT)
     return manifest, data
 
 
