@@ -7,7 +7,7 @@ mutation; ``to_dict`` gives the stable JSON shape the CLI prints with ``--json``
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -393,11 +393,14 @@ class ExportOptions(_Model):
     """How to checkpoint a container into an archive file.
 
     ``checkpoint`` holds the CRIU switches (name, leave_running, tcp_established, file_locks);
-    ``compression`` is one of :data:`COMPRESSIONS`.
+    ``compression`` is one of :data:`COMPRESSIONS`; ``sign_key`` is an ed25519 private key
+    file: the archive then carries a signature over its manifest (README: Signatures).
     """
 
     checkpoint: CheckpointOptions = CheckpointOptions()
     compression: str = "zstd"
+    _: KW_ONLY
+    sign_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -406,6 +409,8 @@ class ImportOptions(_Model):
 
     ``name`` None keeps the archived container's name; another name makes a clone that can run
     beside the original. ``ports`` replaces the archived port mappings when not empty.
+    ``verify_keys`` (ed25519 public key files): the archive must be signed by one of them;
+    when empty, the config file's ``[trust]`` section decides.
     """
 
     name: str | None = None
@@ -413,11 +418,13 @@ class ImportOptions(_Model):
     file_locks: bool = False
     ignore_static_ip: bool = False
     ports: tuple[PortMapping, ...] = ()
+    _: KW_ONLY
+    verify_keys: tuple[str, ...] = ()
     allow_mounts: tuple[str, ...] = ()
     """Host paths (or volume names) the archive's container may mount: ``--allow-mount``.
 
-    An archive proves nothing about who made it, so its volumes and bind mounts are refused
-    unless the importing user names them."""
+    An archive's checksums (or a signature) say nothing about what its payload asks of this
+    host, so its volumes and bind mounts are refused unless the importing user names them."""
 
 
 @dataclass(frozen=True)

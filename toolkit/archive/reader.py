@@ -30,6 +30,7 @@ from typing import IO, cast
 
 from toolkit.archive.compression import decompressing
 from toolkit.archive.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, manifest_from_dict
+from toolkit.archive.signing import MAX_SIGNATURE_BYTES, SIGNATURE_NAME, SignatureGate, TrustPolicy
 from toolkit.errors import ArchiveError, CtkError, NotFound
 from toolkit.models import ArchiveManifest, ArchiveMember
 
@@ -65,6 +66,7 @@ class VerifiedArchive:
     compression: str
     size: int
     directory: Path
+    signed_by: str | None = None  # the id of the key whose signature was verified
 
     def member(self, name: str) -> Path:
         """The extracted file of payload member ``name``.
@@ -143,6 +145,11 @@ def _refuse_type(info: tarfile.TarInfo, where: str) -> None:
 
 
 def _read_manifest_member(tar: tarfile.TarFile, path: Path) -> ArchiveManifest:
+    return _read_manifest_head(tar, path)[0]
+
+
+def _read_manifest_head(tar: tarfile.TarFile, path: Path) -> tuple[ArchiveManifest, bytes]:
+    """The manifest and its exact bytes (what a signature covers)."""
     first = tar.next()
     if first is None or first.name != MANIFEST_NAME or not first.isfile():
         raise ArchiveError(
@@ -157,7 +164,7 @@ def _read_manifest_member(tar: tarfile.TarFile, path: Path) -> ArchiveManifest:
         raise ArchiveError(f"archive {path} is truncated (in the manifest)", hint=_CORRUPT_HINT)
     manifest = manifest_from_dict(json.loads(data))
     _check_listing(manifest, path)
-    return manifest
+    return manifest, data
 
 
 def _check_listing(manifest: ArchiveManifest, path: Path) -> None:
@@ -176,8 +183,8 @@ def _check_listing(manifest: ArchiveManifest, path: Path) -> None:
             raise ArchiveError(
                 f"{path}: the manifest names {name!r} in a non-canonical form", hint=_HOSTILE_HINT
             )
-        if name == MANIFEST_NAME:
-            raise ArchiveError(f"{path}: the manifest lists itself", hint=_HOSTILE_HINT)
+        if name in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise ArchiveError(f"{path}: the manifest lists {name} itself", hint=_HOSTILE_HINT)
     listed = set(names)
     for name in names:
         # "a" and "a/b" cannot both be files.
@@ -278,7 +285,10 @@ def _extract_member(
         )
 
 
-def _extract_verified(path: Path, directory: Path) -> tuple[ArchiveManifest, str]:
+def _extract_verified(
+    path: Path, directory: Path, gate: SignatureGate | None = None
+) -> tuple[ArchiveManifest, str]:
+    gate = gate or SignatureGate(None, str(path))
     with _open_file(path) as raw:
         try:
             with (
@@ -286,7 +296,8 @@ def _extract_verified(path: Path, directory: Path) -> tuple[ArchiveManifest, str
                 _Bounded(plain, limit=MAX_MANIFEST_BYTES + _TAR_TRAILER) as stream,
                 tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|") as tar,
             ):
-                manifest = _read_manifest_member(tar, path)
+                manifest, manifest_bytes = _read_manifest_head(tar, path)
+                gate.begin(manifest_bytes)
                 expected = {m.name: m for m in manifest.members}
                 total = sum(m.size for m in manifest.members)
                 # Stop at the first byte beyond what the manifest declares, however well the
@@ -294,12 +305,16 @@ def _extract_verified(path: Path, directory: Path) -> tuple[ArchiveManifest, str
                 stream.limit = (
                     stream.count
                     + _TAR_TRAILER
+                    + _MEMBER_OVERHEAD
+                    + MAX_SIGNATURE_BYTES  # ctk-signature.json, which the manifest cannot list
                     + sum(_MEMBER_OVERHEAD + -(-m.size // 512) * 512 for m in manifest.members)
                 )
                 _check_space(directory, total)
                 seen: set[str] = set()
                 while (info := tar.next()) is not None:
                     _forget_members(tar)
+                    if gate.take(tar, info):  # the signature, verified before anything else
+                        continue
                     check_member_name(info.name)
                     _refuse_type(info, "archive")
                     member = expected.get(info.name)
@@ -324,6 +339,7 @@ def _extract_verified(path: Path, directory: Path) -> tuple[ArchiveManifest, str
                 # there, and a flipped byte in the tar's end padding is caught by nothing else.
                 while stream.read(_CHUNK):
                     pass
+                gate.finish()
         except _decode_errors() as exc:
             raise ArchiveError(
                 f"archive {path} is truncated or corrupt: {exc}", hint=_CORRUPT_HINT
@@ -374,10 +390,14 @@ def _check_space(directory: Path, needed: int) -> None:
 
 
 @contextmanager
-def open_archive(path: str | os.PathLike[str]) -> Iterator[VerifiedArchive]:
+def open_archive(
+    path: str | os.PathLike[str], *, trust: TrustPolicy | None = None
+) -> Iterator[VerifiedArchive]:
     """Verify a whole archive and extract its payload into a private temporary directory.
 
     Everything is checked before the ``with`` body runs; the directory is removed afterwards.
+    ``trust`` (:func:`~toolkit.archive.signing.import_trust`) says which signatures to demand;
+    without it a signature is checked against its own key only.
 
     Raises:
         NotFound: no such file.
@@ -386,13 +406,15 @@ def open_archive(path: str | os.PathLike[str]) -> Iterator[VerifiedArchive]:
     archive = Path(path)
     directory = Path(tempfile.mkdtemp(prefix="ctk-archive-"))  # mode 0700
     try:
-        manifest, compression = _extract_verified(archive, directory)
+        gate = SignatureGate(trust, str(archive))
+        manifest, compression = _extract_verified(archive, directory, gate)
         yield VerifiedArchive(
             path=archive,
             manifest=manifest,
             compression=compression,
             size=archive.stat().st_size,
             directory=directory,
+            signed_by=gate.signed_by.key_id if gate.signed_by else None,
         )
     finally:
         shutil.rmtree(directory, ignore_errors=True)

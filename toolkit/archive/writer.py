@@ -16,6 +16,7 @@ from pathlib import Path
 
 from toolkit.archive.compression import compressing, validate_compression
 from toolkit.archive.manifest import FORMAT_VERSION, MANIFEST_NAME, manifest_to_json
+from toolkit.archive.signing import SIGNATURE_NAME, SigningKey
 from toolkit.errors import InvalidArgument
 from toolkit.models import ArchiveInfo, ArchiveManifest, ArchiveMember
 
@@ -78,6 +79,7 @@ def write_archive(
     payload: Sequence[tuple[str, Path]],
     *,
     compression: str = "zstd",
+    signing_key: SigningKey | None = None,
 ) -> ArchiveInfo:
     """Write ``manifest`` (its members filled in here) and the payload files to ``dest``.
 
@@ -86,6 +88,8 @@ def write_archive(
         manifest: everything but ``members``, which is computed from ``payload``.
         payload: (member name, file) pairs, in archive order.
         compression: one of ``zstd``, ``gzip``, ``none``.
+        signing_key: when given, ``ctk-signature.json`` (its signature over the manifest)
+            follows the manifest.
 
     Returns:
         The archive's path, size, compression and final manifest; ``timings`` holds
@@ -116,6 +120,11 @@ def write_archive(
                 info = tarfile.TarInfo(MANIFEST_NAME)
                 info.size, info.mtime, info.mode = len(manifest_bytes), int(now), 0o644
                 tar.addfile(info, io.BytesIO(manifest_bytes))
+                if signing_key is not None:
+                    signed = signing_key.signature_member(manifest_bytes)
+                    info = tarfile.TarInfo(SIGNATURE_NAME)
+                    info.size, info.mtime, info.mode = len(signed), int(now), 0o644
+                    tar.addfile(info, io.BytesIO(signed))
                 for name, path in payload:
                     info = tarfile.TarInfo(name)
                     info.size, info.mtime, info.mode = path.stat().st_size, int(now), 0o600

@@ -596,6 +596,7 @@ class DockerBackend:
             CheckpointError: CRIU failed; the container keeps running.
         """
         archive.validate_compression(options.compression)
+        signer = archive.export_signer(options.sign_key)
         path = archive.check_destination(dest)
         attrs = self._attrs(name)
         engine = self.info()
@@ -625,6 +626,7 @@ class DockerBackend:
                     manifest,
                     [(DOCKER_CHECKPOINT, cp_tar), (DOCKER_ROOTFS, rootfs_tar)],
                     compression=options.compression,
+                    signing_key=signer,
                 )
             except BaseException:
                 if not options.checkpoint.leave_running:
@@ -694,7 +696,8 @@ class DockerBackend:
                 "Docker's API cannot pass --tcp-established/--file-locks to CRIU",
                 hint="use --engine podman for containers with open TCP connections or file locks",
             )
-        with archive.open_archive(archive_path) as verified:
+        trust = archive.import_trust(options.verify_keys)
+        with archive.open_archive(archive_path, trust=trust) as verified:
             manifest = verified.manifest
             common.require_archive_engine(manifest, self.kind, str(archive_path))
             cp_tar = verified.member(DOCKER_CHECKPOINT)

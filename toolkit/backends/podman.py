@@ -653,6 +653,7 @@ class PodmanBackend:
             CheckpointError: CRIU failed; the container keeps running.
         """
         archive.validate_compression(options.compression)
+        signer = archive.export_signer(options.sign_key)
         path = archive.check_destination(dest)
         cp_options = options.checkpoint
         cp_name = cp_options.name or registry.new_checkpoint_name()
@@ -678,7 +679,11 @@ class PodmanBackend:
                     engine_data={"payload": PODMAN_PAYLOAD},
                 )
                 result = archive.write_archive(
-                    path, manifest, [(PODMAN_PAYLOAD, payload)], compression=options.compression
+                    path,
+                    manifest,
+                    [(PODMAN_PAYLOAD, payload)],
+                    compression=options.compression,
+                    signing_key=signer,
                 )
             except Exception:
                 if not cp_options.leave_running:
@@ -752,7 +757,8 @@ class PodmanBackend:
         """
         if options.name is not None:
             common.validate_ref(options.name, what="container")
-        with archive.open_archive(archive_path) as verified:
+        trust = archive.import_trust(options.verify_keys)
+        with archive.open_archive(archive_path, trust=trust) as verified:
             manifest = verified.manifest
             common.require_archive_engine(manifest, self.kind, str(archive_path))
             payload = verified.member(PODMAN_PAYLOAD)

@@ -14,6 +14,7 @@ from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
 from toolkit.cli.engines import engine as engine_group
 from toolkit.cli.engines import tls_options
+from toolkit.cli.keys import key
 from toolkit.cli.lifecycle import (
     create,
     exec_,
@@ -69,6 +70,7 @@ for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wa
     cli.add_command(command)
 cli.add_command(engine_group)
 cli.add_command(completion)
+cli.add_command(key)
 
 for command in (network, port):
     cli.add_command(command)

@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from toolkit.archive import validate_compression
+from toolkit.archive import export_signer, validate_compression
+from toolkit.archive.signing import (
+    SignatureStatus,
+    check_head,
+    configured_signing_key,
+    import_trust,
+    signature_status,
+)
 from toolkit.cli._common import (
     DefaultGroup,
     json_option,
@@ -58,6 +65,13 @@ def checkpoint() -> None:
     help="Compression of the --export archive (default: zstd).",
 )
 @click.option(
+    "--sign",
+    "sign_key",
+    type=click.Path(dir_okay=False),
+    help="Sign the --export archive with this ed25519 private key (ctk key generate); "
+    "default: [trust] signing_key of the config file.",
+)
+@click.option(
     "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
 )
 @click.option("--every", help="Checkpoint every DURATION (30s, 10m, 1h) until Ctrl-C.")
@@ -73,6 +87,7 @@ def create(
     file_locks: bool,
     export_path: str | None,
     compression: str | None,
+    sign_key: str | None,
     print_stats: bool,
     every: str | None,
     keep: int | None,
@@ -91,9 +106,9 @@ def create(
         file_locks=file_locks,
     )
     if every is not None:
-        if cp_name is not None or export_path is not None:
+        if cp_name is not None or export_path is not None or sign_key is not None:
             raise InvalidArgument(
-                "--name and --export do not go with --every",
+                "--name, --export and --sign do not go with --every",
                 hint="scheduled checkpoints are named auto-*; archives: --export-dir DIR",
             )
         run_scheduled(
@@ -105,8 +120,8 @@ def create(
             "--keep, --count and --export-dir need --every", hint="e.g. --every 10m --keep 3"
         )
     if export_path is None:
-        if compression is not None:
-            raise click.UsageError("--compress needs --export FILE")
+        if compression is not None or sign_key is not None:
+            raise click.UsageError("--compress and --sign need --export FILE")
         started = time.monotonic()
         backend = state().backend()
         if not leave_running:
@@ -125,7 +140,9 @@ def create(
     signal.signal(signal.SIGTERM, _interrupt)
     # Before connecting: a typo must not cost a checkpoint, nor wait for an engine.
     validate_compression(compression or "zstd")
-    export = ExportOptions(checkpoint=options, compression=compression or "zstd")
+    sign_key = sign_key or configured_signing_key()
+    export_signer(sign_key)  # a bad key file must not cost a checkpoint either
+    export = ExportOptions(checkpoint=options, compression=compression or "zstd", sign_key=sign_key)
     started = time.monotonic()
     info = state().backend().export_checkpoint(name, export_path, export)
     timings = {**info.timings, "total": round(time.monotonic() - started, 3)}
@@ -214,7 +231,9 @@ def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
     """
     from toolkit.criu.images import inspect_archive, inspect_checkpoint
 
+    signature = None
     if checkpoint_name is None:
+        signature = signature_status(target)
         images = inspect_archive(target)
         source_kind = images.manifest.engine if images.manifest is not None else ""
     else:
@@ -227,13 +246,29 @@ def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
             {
                 **images.to_dict(),
                 "cross_runtime": {"runtime": other, "possible": possible, "reason": reason},
+                **({"signature": signature.to_dict()} if signature is not None else {}),
             }
         )
         return
     render_images(images)
+    if signature is not None:
+        click.echo(f"\nsignature:  {_signature_line(signature)}")
     click.echo(
         f"\nrestore on {other or 'the other runtime'}: {'yes' if possible else 'no'} ({reason})"
     )
+
+
+def _signature_line(status: SignatureStatus) -> str:
+    if not status.signed:
+        return "none (unsigned archive)"
+    if not status.valid:
+        return f"INVALID: does not match the manifest (claims key {status.key_id})"
+    trusted = (
+        f"trusted key {status.trusted_key}"
+        if status.trusted_key
+        else "not a key in [trust] trusted_keys; check it with restore --verify PUBKEY"
+    )
+    return f"{status.algorithm} by key {status.key_id} ({trusted})"
 
 
 def _other_runtime(images: CheckpointImages, source_kind: str) -> tuple[str, bool, str]:
@@ -307,6 +342,15 @@ def render_images(images: CheckpointImages) -> None:
     "--ignore-static-ip", is_flag=True, help="With --import: let the engine pick a new IP."
 )
 @click.option(
+    "--verify",
+    "verify_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="PUBKEY",
+    help="With --import: refuse the archive unless this ed25519 public key signed it "
+    "(repeatable: any of them).",
+)
+@click.option(
     "-p",
     "--publish",
     "publish",
@@ -335,6 +379,7 @@ def restore(
     import_path: str | None,
     new_name: str | None,
     ignore_static_ip: bool,
+    verify_keys: tuple[str, ...],
     publish: tuple[str, ...],
     allow_mounts: tuple[str, ...],
     print_stats: bool,
@@ -349,9 +394,10 @@ def restore(
     if import_path is None:
         if name is None:
             raise click.UsageError("give the container NAME, or --import FILE")
-        if new_name or ignore_static_ip or publish or allow_mounts:
+        if new_name or ignore_static_ip or publish or verify_keys or allow_mounts:
             raise click.UsageError(
-                "--name, --ignore-static-ip, --publish and --allow-mount need --import FILE"
+                "--name, --ignore-static-ip, --publish, --verify and --allow-mount need --import "
+                "FILE"
             )
         options = RestoreOptions(
             checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
@@ -375,8 +421,14 @@ def restore(
             file_locks=file_locks,
             ignore_static_ip=ignore_static_ip,
             ports=ports,
+            verify_keys=verify_keys,
             allow_mounts=allow_mounts,
         )
+        # Refuse an unsigned or untrusted archive before any engine is contacted (the
+        # reader checks the signature again while it extracts).
+        trust = import_trust(verify_keys)
+        if trust.required:
+            check_head(import_path, trust)
         started = time.monotonic()
         info = state().backend().import_checkpoint(import_path, imported)
         phase = "import"
