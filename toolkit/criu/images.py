@@ -239,7 +239,11 @@ def extract_images(payload: Path, dest: Path) -> None:
     """Copy the CRIU images (and stats) of an engine's checkpoint tar into ``dest``, flat.
 
     Only plain files with image-like names are written, each under its own base name inside
-    ``dest``; the tar is checked for hostile members first.
+    ``dest`` (nothing can land elsewhere); the tar's members are checked as it streams, and a
+    hostile one stops the copy with ArchiveError.
+
+    Raises:
+        ArchiveError: the tar is corrupt or hostile, or holds one image name twice.
     """
     # One streamed pass: the checks and the copy together, no TarInfo kept (a payload of 400k
     # members made inspect grow past 232 MiB).
