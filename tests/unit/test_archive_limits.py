@@ -131,6 +131,10 @@ def test_nested_tar_memory_bounded(tmp_path: Path) -> None:
         "names = archive.check_nested_tar(Path(sys.argv[1]), what='rootfs changes',\n"
         "                                 keep_names=False)\n"
         "assert names == []\n"
+        "import tempfile\n"
+        "from toolkit.criu.images import extract_images\n"
+        "with tempfile.TemporaryDirectory() as out:\n"
+        "    extract_images(Path(sys.argv[1]), Path(out))  # what checkpoint inspect reads\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     result = subprocess.run(
