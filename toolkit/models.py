@@ -420,6 +420,11 @@ class ImportOptions(_Model):
     ports: tuple[PortMapping, ...] = ()
     _: KW_ONLY
     verify_keys: tuple[str, ...] = ()
+    allow_mounts: tuple[str, ...] = ()
+    """Host paths (or volume names) the archive's container may mount: ``--allow-mount``.
+
+    An archive's checksums (or a signature) say nothing about what its payload asks of this
+    host, so its volumes and bind mounts are refused unless the importing user names them."""
 
 
 @dataclass(frozen=True)

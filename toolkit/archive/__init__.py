@@ -18,10 +18,17 @@ from toolkit.archive.manifest import (
     manifest_to_json,
     spec_from_dict,
 )
+from toolkit.archive.payload import (
+    PayloadPolicy,
+    check_container_spec,
+    check_deleted_paths,
+    check_podman_payload,
+)
 from toolkit.archive.reader import (
     VerifiedArchive,
     check_member_name,
     check_nested_tar,
+    iter_nested_tar,
     open_archive,
     read_manifest,
 )
@@ -41,15 +48,20 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "SIGNATURE_NAME",
+    "PayloadPolicy",
     "TrustPolicy",
     "VerifiedArchive",
+    "check_container_spec",
+    "check_deleted_paths",
     "check_destination",
     "check_member_name",
     "check_nested_tar",
+    "check_podman_payload",
     "detect_compression",
     "export_signer",
     "generate_key",
     "import_trust",
+    "iter_nested_tar",
     "load_public_key",
     "load_signing_key",
     "manifest_from_dict",

@@ -54,7 +54,6 @@ import requests
 from toolkit import archive, registry
 from toolkit.backends import common
 from toolkit.errors import (
-    ArchiveError,
     CheckpointNotFound,
     Conflict,
     ContainerNotFound,
@@ -706,6 +705,7 @@ class DockerBackend:
             cp_names = archive.check_nested_tar(cp_tar, what="docker checkpoint")
             archive.check_nested_tar(rootfs_tar, what="rootfs changes", allow_symlinks=True)
             deleted = _checked_deletions(manifest.engine_data.get("deleted") or [])
+            archive.check_container_spec(manifest.spec)
             common.validate_checkpoint_name(manifest.checkpoint)
             self._require_checkpoint_support()
             engine = self.info()
@@ -1169,14 +1169,7 @@ def engine_driver(backend: DockerBackend) -> str:
 
 
 def _checked_deletions(items: Any) -> list[str]:
-    if not isinstance(items, list):
-        raise ArchiveError("manifest's deleted-path list is malformed")
-    result: list[str] = []
-    for item in items:
-        if not isinstance(item, str) or not item.startswith("/"):
-            raise ArchiveError(f"manifest names a bad deleted path {item!r}")
-        result.append(str(archive.check_member_name(item[1:], where="deleted path")))
-    return result
+    return archive.check_deleted_paths(items, what="manifest's deleted-path list")
 
 
 def _whiteouts(deleted: list[str]) -> bytes:

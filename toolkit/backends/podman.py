@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import tarfile
 import tempfile
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
@@ -763,14 +762,7 @@ class PodmanBackend:
             manifest = verified.manifest
             common.require_archive_engine(manifest, self.kind, str(archive_path))
             payload = verified.member(PODMAN_PAYLOAD)
-            names = archive.check_nested_tar(payload, what="podman checkpoint")
-            if "rootfs-diff.tar" in names:
-                with tarfile.open(payload) as outer:
-                    inner = outer.extractfile("rootfs-diff.tar")
-                    if inner is not None:
-                        archive.check_nested_tar(
-                            what="rootfs changes", allow_symlinks=True, fileobj=inner
-                        )
+            archive.check_podman_payload(payload, manifest, allow_mounts=options.allow_mounts)
             with self._errors():
                 found = self._api.get(f"/images/{manifest.image_id}/exists")
             if found.status_code != 204:

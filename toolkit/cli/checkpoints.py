@@ -359,6 +359,14 @@ def render_images(images: CheckpointImages) -> None:
     help="With --import: publish ports instead of the archived ones (repeatable).",
 )
 @click.option(
+    "--allow-mount",
+    "allow_mounts",
+    multiple=True,
+    metavar="PATH|VOLUME",
+    help="With --import: let the archived container mount this host path or volume "
+    "(repeatable); archives are refused if they mount anything not named here.",
+)
+@click.option(
     "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
 )
 @json_option
@@ -373,6 +381,7 @@ def restore(
     ignore_static_ip: bool,
     verify_keys: tuple[str, ...],
     publish: tuple[str, ...],
+    allow_mounts: tuple[str, ...],
     print_stats: bool,
 ) -> None:
     """Restore container NAME from a checkpoint; its processes continue where they were.
@@ -385,9 +394,10 @@ def restore(
     if import_path is None:
         if name is None:
             raise click.UsageError("give the container NAME, or --import FILE")
-        if new_name or ignore_static_ip or publish or verify_keys:
+        if new_name or ignore_static_ip or publish or verify_keys or allow_mounts:
             raise click.UsageError(
-                "--name, --ignore-static-ip, --publish and --verify need --import FILE"
+                "--name, --ignore-static-ip, --publish, --verify and --allow-mount need --import "
+                "FILE"
             )
         options = RestoreOptions(
             checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
@@ -412,6 +422,7 @@ def restore(
             ignore_static_ip=ignore_static_ip,
             ports=ports,
             verify_keys=verify_keys,
+            allow_mounts=allow_mounts,
         )
         # Refuse an unsigned or untrusted archive before any engine is contacted (the
         # reader checks the signature again while it extracts).

@@ -518,6 +518,7 @@ def _restore_on_podman(
         if rootfs is not None:
             out.add(rootfs, arcname="rootfs-diff.tar")
         if deleted:
+            archive.check_deleted_paths(deleted, what="source's deleted paths")  # libpod trusts it
             data = json.dumps(deleted).encode()
             info = tarfile.TarInfo("deleted.files")
             info.size, info.mode = len(data), 0o600
