@@ -24,7 +24,13 @@ from toolkit.archive.reader import (
     open_archive,
     read_manifest,
 )
-from toolkit.archive.writer import check_destination, staging_dir, write_archive
+from toolkit.archive.writer import (
+    check_destination,
+    no_space,
+    staging_dir,
+    write_archive,
+    write_stream,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -36,10 +42,12 @@ __all__ = [
     "detect_compression",
     "manifest_from_dict",
     "manifest_to_json",
+    "no_space",
     "open_archive",
     "read_manifest",
     "spec_from_dict",
     "staging_dir",
     "validate_compression",
     "write_archive",
+    "write_stream",
 ]
