@@ -7,6 +7,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -66,7 +67,8 @@ def staging_dir(dest: Path) -> Iterator[Path]:
     A full file system while staging ends in :class:`~toolkit.errors.NoSpace`, with the size
     staged so far as the least that is needed.
     """
-    path = Path(tempfile.mkdtemp(prefix=f".{dest.name}.ctk-stage-", dir=dest.parent))
+    sweep_leftovers(dest)
+    path = Path(tempfile.mkdtemp(prefix=f".{dest.name}.ctk-stage-{os.getpid()}-", dir=dest.parent))
     try:
         yield path
     except OSError as exc:
@@ -75,6 +77,44 @@ def staging_dir(dest: Path) -> Iterator[Path]:
         raise no_space(dest.parent, _tree_size(path), exact=False) from exc
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# The temporary names beside an archive: ".NAME.ctk-stage-PID-XXXX" (a directory) and
+# ".NAME.ctk-PID-XXXX.tmp", PID being the writer's.
+_LEFTOVER_RE = re.compile(r"\.(?P<name>.+)\.ctk-(?:stage-)?(?P<pid>\d+)-[^/]*")
+
+
+def sweep_leftovers(dest: Path) -> list[Path]:
+    """Remove what a killed writer (SIGKILL, a crash) left beside ``dest``; what was removed.
+
+    Only names of ``dest``'s own temporary files are touched, and only when the process that
+    made them is gone.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(dest.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _LEFTOVER_RE.fullmatch(entry.name)
+        if match is None or match["name"] != dest.name or _pid_alive(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _tree_size(path: Path) -> int:
@@ -97,6 +137,8 @@ def no_space(directory: Path, needed: int, *, exact: bool = True) -> NoSpace:
         free = f"{_human(usage.free)} free"
     except OSError:
         free = "free space unknown"
+    if ".ctk-stage-" in directory.name:
+        directory = directory.parent  # the user's directory, not the staging one inside it
     size = _human(needed) if exact else f"at least {_human(needed)}"
     return NoSpace(
         f"no space left on {directory}: the checkpoint needs {size}, and the archive up to "
@@ -180,7 +222,9 @@ def write_archive(
     manifest = dataclasses.replace(manifest, format_version=FORMAT_VERSION, members=members)
     manifest_bytes = manifest_to_json(manifest)
     now = time.time()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.ctk-", suffix=".tmp", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{dest.name}.ctk-{os.getpid()}-", suffix=".tmp", dir=dest.parent
+    )
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
