@@ -285,7 +285,9 @@ def migrate(
         return _execute(run, plan, cross, tcp_established, ignore_static_ip, compress, verify)
 
 
-def _source_lock(source: Backend, container_id: str, name: str) -> Any:
+def _source_lock(
+    source: Backend, container_id: str, name: str
+) -> contextlib.AbstractContextManager[None]:
     return container_lock(source.kind, source.url, container_id, operation="migrate", name=name)
 
 
