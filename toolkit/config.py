@@ -184,12 +184,12 @@ def _check_ssh_target(url: str, netloc: str) -> None:
         )
 
 
-_ENGINE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENGINE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: no "\n" at the end
 
 
 def validate_engine_name(name: str) -> None:
     """Names for ``[engines.NAME]``: not a kind, not a URL."""
-    if name in KINDS or not _ENGINE_NAME_RE.match(name):
+    if name in KINDS or not _ENGINE_NAME_RE.fullmatch(name):
         raise InvalidArgument(
             f"invalid engine name {name!r}",
             hint="names are letters, digits, '_', '.', '-' (not docker or podman)",

@@ -42,7 +42,13 @@ from toolkit.archive.signing import (
     load_signing_key,
     signature_status,
 )
-from toolkit.archive.writer import check_destination, staging_dir, write_archive
+from toolkit.archive.writer import (
+    check_destination,
+    no_space,
+    staging_dir,
+    write_archive,
+    write_stream,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -66,6 +72,7 @@ __all__ = [
     "load_signing_key",
     "manifest_from_dict",
     "manifest_to_json",
+    "no_space",
     "open_archive",
     "read_manifest",
     "signature_status",
@@ -73,4 +80,5 @@ __all__ = [
     "staging_dir",
     "validate_compression",
     "write_archive",
+    "write_stream",
 ]

@@ -42,8 +42,9 @@ from toolkit.models import (
 )
 
 # Docker's own rule for container names, which Podman shares.
-_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-_CHECKPOINT_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+# Used with fullmatch: "$" alone also matches before a final newline, which let "cp\n" through.
+_NAME_RE = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_CHECKPOINT_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 
 # CRIU reasons that a flag fixes: (pattern in CRIU's log, hint).
 KNOWN_CRIU_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -72,7 +73,7 @@ KNOWN_CRIU_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 def validate_ref(name: str, *, what: str) -> None:
     """Reject names no engine would accept, before asking one."""
-    if not name or not _NAME_RE.match(name) or len(name) > 253:
+    if not name or not _NAME_RE.fullmatch(name) or len(name) > 253:
         raise InvalidArgument(
             f"invalid {what} name {name!r}",
             hint="names are letters, digits, '_', '.', '-', starting with a letter or digit",
@@ -80,7 +81,7 @@ def validate_ref(name: str, *, what: str) -> None:
 
 
 def validate_checkpoint_name(name: str) -> None:
-    if not _CHECKPOINT_RE.match(name):
+    if not _CHECKPOINT_RE.fullmatch(name):
         raise InvalidArgument(
             f"invalid checkpoint name {name!r}",
             hint="checkpoint names are up to 128 letters, digits, '_', '.', '-'",

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import io
+import logging
 import os
 import shutil
 import sys
@@ -51,7 +52,7 @@ import docker.tls
 import docker.types
 import requests
 
-from toolkit import archive, registry
+from toolkit import archive, interrupts, registry
 from toolkit.backends import common
 from toolkit.errors import (
     CheckpointNotFound,
@@ -87,6 +88,9 @@ if TYPE_CHECKING:
     from toolkit.config import TLSOptions
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
+_CHUNK = 1024 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 class DockerBackend:
@@ -428,16 +432,20 @@ class DockerBackend:
             )
             self._api._raise_for_status(response)
 
-        try:
-            # A dump that stopped the container cannot be taken again.
-            self._retry_blob_race(post, lambda: self._is_running(attrs["Id"]))
-        except docker.errors.APIError as exc:
-            self._ensure_running_after_failure(attrs["Id"])
-            message = _explanation(exc)
-            raise common.criu_error("checkpoint", name, message) from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise common.unavailable(self.kind, self.url) from exc
-        record = registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
+        # A signal waits for dockerd's answer: cut off, dockerd would go on dumping (and stop
+        # the container) with nobody left to restore it.
+        with interrupts.shielded():
+            interrupts.pause_at("dump")
+            try:
+                # A dump that stopped the container cannot be taken again.
+                self._retry_blob_race(post, lambda: self._is_running(attrs["Id"]))
+            except docker.errors.APIError as exc:
+                self._ensure_running_after_failure(attrs["Id"])
+                message = _explanation(exc)
+                raise common.criu_error("checkpoint", name, message) from exc
+            except requests.exceptions.ConnectionError as exc:
+                raise common.unavailable(self.kind, self.url) from exc
+            record = registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
     def _is_running(self, container_id: str) -> bool:
@@ -565,10 +573,19 @@ class DockerBackend:
 
     def _fetch(self, container: str, path: str, out: Path) -> None:
         with self._errors(container=container):
-            stream, _stat = self._api.get_archive(container, path)
-            with out.open("wb") as handle:
-                for chunk in stream:
-                    handle.write(chunk)
+            response = self._api._get(
+                self._api._url("/containers/{0}/archive", container),
+                params={"path": path},
+                stream=True,
+            )
+            try:
+                self._api._raise_for_status(response)
+                archive.write_stream(response.iter_content(_CHUNK), out)
+            finally:
+                # dockerd holds the container's lock until its archive is read to the end or
+                # the connection closes (daemon/archive.go): a stream left open after a failed
+                # write blocked the helper's removal and every other client's `ps`.
+                response.close()
 
     def _fetch_changes(self, container_id: str, out: Path, stage: Path) -> list[str]:
         """The container's rootfs changes: changed and added files into ``out``; deleted paths.
@@ -606,6 +623,7 @@ class DockerBackend:
             cp = self.checkpoint(name, options.checkpoint)
             timings["checkpoint"] = round(time.monotonic() - started, 3)
             try:
+                interrupts.pause_at("export-write")
                 started = time.monotonic()
                 cp_tar = stage / DOCKER_CHECKPOINT
                 source = f"{engine.root_dir}/containers/{attrs['Id']}"
@@ -631,8 +649,15 @@ class DockerBackend:
             except BaseException:
                 if not options.checkpoint.leave_running:
                     # The dump stopped the container but no archive came of it: put it back.
-                    with contextlib.suppress(Exception):
+                    try:
                         self.restore(attrs["Id"], RestoreOptions(checkpoint=cp.name))
+                    except Exception:  # the original error matters more; say what is left
+                        logger.exception(
+                            "could not restore %s after the failed export: "
+                            "restore it with ctk restore %s",
+                            name,
+                            name,
+                        )
                 raise
         return dataclasses.replace(result, timings={**timings, **result.timings})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ import podman.api
 import podman.errors
 import requests
 
-from toolkit import archive, registry
+from toolkit import archive, interrupts, registry
 from toolkit.backends import common
 from toolkit.backends.podman_service import SSHTunnel, TemporaryPodmanService
 from toolkit.errors import (
@@ -87,6 +88,8 @@ PODMAN_PAYLOAD = "podman-checkpoint.tar"
 
 # Chunk size for streamed checkpoint exports.
 _CHUNK = 1024 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 def _checkpoint_params(options: CheckpointOptions, **extra: Any) -> dict[str, Any]:
@@ -485,14 +488,16 @@ class PodmanBackend:
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
         cp_name = options.name or registry.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
-        try:
-            response = self._api.post(
-                f"/containers/{attrs['Id']}/checkpoint", params=_checkpoint_params(options)
-            )
-            response.raise_for_status()
-        except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise self._checkpoint_failed(name, attrs, exc) from exc
-        record = self._record_checkpoint(attrs, cp_name)
+        with interrupts.shielded():  # a signal waits for the dump (see _export_chunks)
+            interrupts.pause_at("dump")
+            try:
+                response = self._api.post(
+                    f"/containers/{attrs['Id']}/checkpoint", params=_checkpoint_params(options)
+                )
+                response.raise_for_status()
+            except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
+                raise self._checkpoint_failed(name, attrs, exc) from exc
+            record = self._record_checkpoint(attrs, cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
     def _require_checkpointable(self, name: str, cp_name: str) -> dict[str, Any]:
@@ -549,13 +554,17 @@ class PodmanBackend:
     ) -> Generator[bytes, None, None]:
         response = None
         try:
-            response = self._api.post(
-                f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
-            )
-            response.raise_for_status()
-            # libpod answers once the dump is written and kept in place: record it now, so a
-            # consumer that gives up half-way can still restore it.
-            self._record_checkpoint(attrs, cp_name)
+            # A signal waits for libpod's answer: cut off, libpod would go on dumping (and
+            # stop the container) with nobody left to restore it.
+            with interrupts.shielded():
+                interrupts.pause_at("dump")
+                response = self._api.post(
+                    f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
+                )
+                response.raise_for_status()
+                # libpod answers once the dump is written and kept in place: record it now, so
+                # a consumer that gives up half-way can still restore it.
+                self._record_checkpoint(attrs, cp_name)
             yield from response.iter_content(chunk_size=_CHUNK)
         except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
             raise self._checkpoint_failed(name, attrs, exc) from exc
@@ -665,11 +674,14 @@ class PodmanBackend:
             started = time.monotonic()
             # printStats: CRIU's stats-dump goes into the export, for inspect and --print-stats
             params = _checkpoint_params(cp_options, export=True, printStats=True)
-            with payload.open("wb") as out:
-                for chunk in self._export_chunks(name, attrs, cp_name, params):
-                    out.write(chunk)
-            timings["checkpoint"] = round(time.monotonic() - started, 3)
+            chunks = self._export_chunks(name, attrs, cp_name, params)
             try:
+                # In the try: a full disk or a signal while staging leaves a stopped container
+                # too, and the dump is kept in place, so it can be restored.
+                with contextlib.closing(chunks):
+                    archive.write_stream(chunks, payload)
+                timings["checkpoint"] = round(time.monotonic() - started, 3)
+                interrupts.pause_at("export-write")
                 archive.check_nested_tar(payload, what="podman checkpoint")
                 manifest = common.archive_manifest(
                     engine=engine,
@@ -685,7 +697,7 @@ class PodmanBackend:
                     compression=options.compression,
                     signing_key=signer,
                 )
-            except Exception:
+            except BaseException:  # signals too (toolkit.interrupts)
                 if not cp_options.leave_running:
                     self._restore_after_failed_export(attrs["Id"])
                 raise
@@ -708,10 +720,18 @@ class PodmanBackend:
 
     def _restore_after_failed_export(self, container_id: str) -> None:
         # The dump stopped the container but no archive came of it: put it back as it was.
-        with contextlib.suppress(Exception):
+        # A dump that failed left it running (or _checkpoint_failed started it): nothing to do.
+        try:
+            if (self._attrs(container_id).get("State") or {}).get("Running"):
+                return
             self._api.post(
                 f"/containers/{container_id}/restore", params={"keep": True}
             ).raise_for_status()
+        except Exception:  # the original error matters more; say what is left to do
+            logger.exception(
+                "could not restore %s after the failed export: restore it with ctk restore",
+                container_id[:12],
+            )
 
     def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
         """Copy the in-place checkpoint's CRIU images into ``dest``.

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from toolkit import operations
 from toolkit.archive import export_signer, validate_compression
 from toolkit.archive.signing import (
     SignatureStatus,
@@ -128,7 +128,7 @@ def create(
             # The container stops: tell a running `ctk watch` that this is not a crash.
             record_intended_stop(backend, name)
         try:
-            result = backend.checkpoint(name, options)
+            result = operations.checkpoint(backend, name, options)
         except CtkError:
             forget_intended_stop(backend, name)  # it failed, so it keeps running
             raise
@@ -136,15 +136,13 @@ def create(
         criu = backend.criu_stats(name, phase="dump") if print_stats else {}
         _render(result.to_dict(), result.name, timings if print_stats else None, criu)
         return
-    # SIGTERM unwinds like Ctrl-C, so the temporary files of a half-written archive go too.
-    signal.signal(signal.SIGTERM, _interrupt)
     # Before connecting: a typo must not cost a checkpoint, nor wait for an engine.
     validate_compression(compression or "zstd")
     sign_key = sign_key or configured_signing_key()
     export_signer(sign_key)  # a bad key file must not cost a checkpoint either
     export = ExportOptions(checkpoint=options, compression=compression or "zstd", sign_key=sign_key)
     started = time.monotonic()
-    info = state().backend().export_checkpoint(name, export_path, export)
+    info = operations.export_checkpoint(state().backend(), name, export_path, export)
     timings = {**info.timings, "total": round(time.monotonic() - started, 3)}
     _render(info.to_dict(), info.path, timings if print_stats else None, info.criu_stats)
 
@@ -173,10 +171,6 @@ def _render(
         for key, value in sorted(criu.items())
     ]
     print_table(["CRIU STATISTIC", "VALUE"], rows)
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 @checkpoint.command("ls")
@@ -403,7 +397,7 @@ def restore(
             checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
         )
         started = time.monotonic()
-        info = state().backend().restore(name, options)
+        info = operations.restore(state().backend(), name, options)
         phase = "restore"
     else:
         if name is not None or cp_name is not None:
@@ -430,7 +424,7 @@ def restore(
         if trust.required:
             check_head(import_path, trust)
         started = time.monotonic()
-        info = state().backend().import_checkpoint(import_path, imported)
+        info = operations.import_checkpoint(state().backend(), import_path, imported)
         phase = "import"
     timings = {phase: round(time.monotonic() - started, 3)}
     criu = state().backend().criu_stats(info.id, phase="restore") if print_stats else {}

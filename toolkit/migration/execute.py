@@ -24,10 +24,18 @@ from typing import Any
 
 from toolkit.backends.base import Backend
 from toolkit.config import EngineRef, connect
-from toolkit.errors import ContainerNotFound, CtkError, EngineError, MigrationError, Unsupported
+from toolkit.errors import (
+    Conflict,
+    ContainerNotFound,
+    CtkError,
+    EngineError,
+    MigrationError,
+    Unsupported,
+)
+from toolkit.locks import container_lock, migration_lock
 from toolkit.migration import journal as journal_mod
 from toolkit.migration import sealing
-from toolkit.migration.journal import Journal
+from toolkit.migration.journal import Journal, JournalTaken
 from toolkit.migration.plan import Plan, engine_label, preflight, verify_is_url
 from toolkit.models import (
     CheckpointOptions,
@@ -151,6 +159,7 @@ class _Run:
     rolled_back: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     criu_stats: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    progress: Progress | None = None
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -249,9 +258,51 @@ def migrate(
         keep_source=keep_source,
         checkpoint="",
     )
-    run = _Run(journal=journal, plan=plan, source=source, dest=dest, reason=plan.reason)
+    run = _Run(
+        journal=journal,
+        plan=plan,
+        source=source,
+        dest=dest,
+        reason=plan.reason,
+        progress=progress,
+    )
     run.timings["preflight"] = round(time.monotonic() - started, 3)
-    journal.step("preflight")
+    journal.claim()
+    with contextlib.ExitStack() as held:
+        # One operation per container: the source, and the target's name on the destination;
+        # the migration's own lock keeps --recover off it while this process runs it.
+        held.enter_context(migration_lock(journal.id, operation="migrate"))
+        held.enter_context(_source_lock(source, plan.source_info.id, journal.container))
+        held.enter_context(
+            container_lock(
+                dest.kind,
+                dest.url,
+                f"name:{journal.target}",
+                operation="migrate",
+                name=journal.target,
+            )
+        )
+        journal.step("preflight")
+        return _execute(run, plan, cross, tcp_established, ignore_static_ip, compress, verify)
+
+
+def _source_lock(
+    source: Backend, container_id: str, name: str
+) -> contextlib.AbstractContextManager[None]:
+    return container_lock(source.kind, source.url, container_id, operation="migrate", name=name)
+
+
+def _execute(
+    run: _Run,
+    plan: Plan,
+    cross: Callable[..., ContainerInfo] | None,
+    tcp_established: bool,
+    ignore_static_ip: bool,
+    compress: str,
+    verify: str | None,
+) -> MigrationReport:
+    journal, source, dest, name = run.journal, run.source, run.dest, run.journal.container
+    progress = run.progress
     try:
         if plan.needs_image:
             with run.phase("image"):
@@ -286,6 +337,8 @@ def migrate(
             journal.step("restore")
             _finish(run)
     except BaseException as exc:
+        if isinstance(exc, JournalTaken):
+            raise  # another ctk recovered it: what is left is theirs, touch nothing more
         failed_phase = _failing_phase(run.journal, needs_image=plan.needs_image)
         _rollback(run)
         status = "rolled_back" if run.journal.state == "rolled_back" else "failed"
@@ -392,6 +445,7 @@ def _live(
     journal.step("dump")
     journal.step("transfer")
     _pause_hook("dump")
+    journal.check_unchanged()
     with run.phase("restore"):
         dest.import_checkpoint(
             journal.archive,
@@ -475,6 +529,7 @@ def _live_stream(
                 yield chunk
             ended.append(time.monotonic())
 
+        journal.check_unchanged()
         dest.restore_stream(
             body(),
             ImportOptions(
@@ -517,6 +572,7 @@ def _cold(run: _Run, *, verify: str | None) -> None:
     journal.step("dump")
     journal.step("transfer")
     _pause_hook("dump")
+    journal.check_unchanged()
     with run.phase("restore"):
         dest.create_with_changes(
             spec,
@@ -542,6 +598,7 @@ def _finish(run: _Run) -> None:
     """The destination runs: remove the source (unless kept) and the archive."""
     journal = run.journal
     if not journal.keep_source and not journal.done("source-removed"):
+        journal.check_unchanged()
         with contextlib.suppress(CtkError):
             run.source.remove(journal.container, force=True)
         journal.step("source-removed")
@@ -656,17 +713,61 @@ def recover(migration_id: str | None = None) -> list[MigrationReport]:
         if journal.state in journal_mod.FINAL_STATES:
             reports.append(run.report(journal.state))
             continue
+        try:
+            with migration_lock(journal.id, operation="migrate --recover"):
+                _refuse_if_running(journal)
+                # read again under the lock: the migration may have ended meanwhile
+                journal = run.journal = journal_mod.load(journal.id)
+                reports.append(_recover_one(run))
+        except Conflict as exc:
+            if migration_id:
+                raise
+            run.notes.append(f"left alone: {exc.message}")
+            reports.append(run.report("running"))
+    return reports
+
+
+def _refuse_if_running(journal: Journal) -> None:
+    """Raises Conflict while the process that runs the migration lives."""
+    if journal.owned_by_other_live_process():
+        raise Conflict(
+            f"migration {journal.id} is still running (ctk pid {journal.owner_pid})",
+            hint="wait for it to end, or stop it (kill "
+            f"{journal.owner_pid}: it rolls back); recover only a migration whose ctk died",
+        )
+
+
+def _recover_one(run: _Run) -> MigrationReport:
+    journal, source, dest = run.journal, run.source, run.dest
+    if journal.state in journal_mod.FINAL_STATES:
+        return run.report(journal.state)
+    with contextlib.ExitStack() as held:
+        info = _inspect_or_none(source, journal.container)
+        if info is not None:
+            held.enter_context(_source_lock(source, info.id, journal.container))
+        held.enter_context(
+            container_lock(
+                dest.kind,
+                dest.url,
+                f"name:{journal.target}",
+                operation="migrate --recover",
+                name=journal.target,
+            )
+        )
         if journal.done("restore") and _running(dest, journal.target):
             _finish(run)
             run.notes.append("destination was running: migration finished")
-            reports.append(run.report("done", result=dest.inspect(journal.target)))
-            continue
+            return run.report("done", result=dest.inspect(journal.target))
         _rollback(run, interrupted=True)
-        reports.append(
-            run.report(
-                journal.state,
-                failed_phase="interrupted",
-                archive=journal.archive if journal.state != "aborted" else "",
-            )
+        return run.report(
+            journal.state,
+            failed_phase="interrupted",
+            archive=journal.archive if journal.state != "aborted" else "",
         )
-    return reports
+
+
+def _inspect_or_none(backend: Backend, name: str) -> ContainerInfo | None:
+    try:
+        return backend.inspect(name)
+    except CtkError:
+        return None
