@@ -11,6 +11,8 @@ a restarted app would answer hits 0, an empty dict and a new ``started``.
 
 import json
 import os
+import signal
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +71,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    # As a container's process 1, Python would ignore SIGTERM (the kernel drops signals to a
+    # namespace's init that has no handler): `stop` would wait its whole timeout, then kill.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
     print(f"pyweb listening on :{PORT} as uid {os.getuid()}", flush=True)
     server.serve_forever()
