@@ -1,11 +1,11 @@
 """Real workloads, each as its image's own non-root user, on both engines: Redis (user redis),
-PostgreSQL (user postgres) and a Python web app (user nobody), from the images scripts/images
-builds out of Debian's packages. Their own clients check the state: redis-cli and psql run in
+PostgreSQL (user postgres), a Python and a Java web app (user nobody), from the images
+scripts/images builds out of Debian's packages. Their own clients check the state: redis-cli and psql run in
 the container, psycopg and HTTP from the host through the published 127.0.0.1 port.
 
 Each is checkpointed and restored in place, and exported and imported as a clone under a new
 name, and must come back with the same data and the same process (Redis' run_id, PostgreSQL's
-``pg_postmaster_start_time()``, the web app's start time and pid), never a restart.
+``pg_postmaster_start_time()``, the web apps' start time and pid), never a restart.
 
 With ``CTK_WORKLOAD_METRICS=FILE`` each test appends one JSON line a measurement to FILE: the
 checkpoint's time and size (CRIU's images in place; the archive and its members on export).
@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.criu]
 REDIS_IMAGE = "ctk-demo/redis"
 POSTGRES_IMAGE = "ctk-demo/postgres"
 PYWEB_IMAGE = "ctk-demo/pyweb"
+JVM_IMAGE = "ctk-demo/jvm"
 REDIS_KEYS = 100_000
 PG_ROWS = 20_000
 PG_PASSWORD = "ctk"  # images/postgres/customize
@@ -280,7 +281,10 @@ def test_postgres_export_import_clone_new_port(
     assert _pg_state_from_host(_host_port(engine, name, 5432)) == before
 
 
-# -- the Python web app --------------------------------------------------------------------------
+# -- the web apps: Python (http.server) and Java (com.sun.net.httpserver) ------------------------
+
+# Both answer GET /state and POST /hit; the Python app also keeps a dict (PUT /items/KEY).
+WEB_APPS = {"pyweb": PYWEB_IMAGE, "jvm": JVM_IMAGE}
 
 
 def _http(port: int, path: str, *, method: str = "GET", body: bytes | None = None) -> object:
@@ -289,7 +293,8 @@ def _http(port: int, path: str, *, method: str = "GET", body: bytes | None = Non
         return json.loads(response.read().decode())
 
 
-def _pyweb_state(engine: Backend, name: str) -> dict[str, object]:
+def _web_state(engine: Backend, name: str) -> dict[str, object]:
+    """GET /state, waiting until the app answers (the JVM compiles its source first)."""
     port = _host_port(engine, name, 8000)
     state: dict[str, object] = {}
 
@@ -300,45 +305,50 @@ def _pyweb_state(engine: Backend, name: str) -> dict[str, object]:
             return False
         return True
 
-    wait_for(answers, timeout=60, what=f"pyweb on 127.0.0.1:{port}")
+    wait_for(answers, timeout=120, what=f"{name} on 127.0.0.1:{port}")
     return state
 
 
-def _start_pyweb(engine: Backend, containers: Containers) -> str:
-    info = containers.run(PYWEB_IMAGE, ports=_loopback_port(8000))
-    _pyweb_state(engine, info.name)
+def _start_web(engine: Backend, containers: Containers, app: str) -> str:
+    info = containers.run(WEB_APPS[app], ports=_loopback_port(8000))
+    _web_state(engine, info.name)
     assert _whoami(engine, info.name) == "nobody"
     port = _host_port(engine, info.name, 8000)
     for _ in range(7):
         _http(port, "/hit", method="POST")
-    _http(port, "/items/colour", method="PUT", body=b"blue")
-    _http(port, "/items/shape", method="PUT", body=b"round")
+    if app == "pyweb":
+        _http(port, "/items/colour", method="PUT", body=b"blue")
+        _http(port, "/items/shape", method="PUT", body=b"round")
     return info.name
 
 
-def test_pyweb_checkpoint_restore_in_place(
-    engine: Backend, containers: Containers, criu: None, tmp_path: Path
+@pytest.mark.parametrize("app", list(WEB_APPS))
+def test_web_app_checkpoint_restore_in_place(
+    engine: Backend, containers: Containers, criu: None, tmp_path: Path, app: str
 ) -> None:
-    name = _start_pyweb(engine, containers)
-    before = _pyweb_state(engine, name)
-    assert before["hits"] == 7 and before["items"] == {"colour": "blue", "shape": "round"}
-    cp = _checkpoint_in_place(engine, name, "pyweb", tmp_path)
+    name = _start_web(engine, containers, app)
+    before = _web_state(engine, name)
+    assert before["hits"] == 7
+    if app == "pyweb":
+        assert before["items"] == {"colour": "blue", "shape": "round"}
+    cp = _checkpoint_in_place(engine, name, app, tmp_path)
     assert engine.restore(name, RestoreOptions(checkpoint=cp)).running
-    assert _pyweb_state(engine, name) == before  # same hits, items, start time and pid
+    assert _web_state(engine, name) == before  # same hits (and items), start time and pid
     assert _http(_host_port(engine, name, 8000), "/hit", method="POST")["hits"] == 8  # type: ignore[index]
 
 
-def test_pyweb_export_import_clone(
-    engine: Backend, containers: Containers, criu: None, tmp_path: Path
+@pytest.mark.parametrize("app", list(WEB_APPS))
+def test_web_app_export_import_clone(
+    engine: Backend, containers: Containers, criu: None, tmp_path: Path, app: str
 ) -> None:
-    name = _start_pyweb(engine, containers)
-    before = _pyweb_state(engine, name)
-    path = tmp_path / "pyweb.ctk"
-    _export(engine, name, "pyweb", path)
+    name = _start_web(engine, containers, app)
+    before = _web_state(engine, name)
+    path = tmp_path / f"{app}.ctk"
+    _export(engine, name, app, path)
     assert archive.read_manifest(path).image_id == engine.inspect(name).image_id
-    clone = containers.name("pyweb-clone")
+    clone = containers.name(f"{app}-clone")
     engine.import_checkpoint(path, ImportOptions(name=clone, ports=_loopback_port(8000)))
-    assert _pyweb_state(engine, clone) == before
+    assert _web_state(engine, clone) == before
     assert _whoami(engine, clone) == "nobody"
-    _http(_host_port(engine, clone, 8000), "/items/colour", method="PUT", body=b"red")
-    assert _pyweb_state(engine, name) == before  # the original is its own copy
+    _http(_host_port(engine, clone, 8000), "/hit", method="POST")
+    assert _web_state(engine, name) == before  # the original is its own copy
