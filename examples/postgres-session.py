@@ -83,10 +83,16 @@ def main() -> int:
             print("restored with --tcp-established")
 
             # The same connection, the same session: go on where it was.
-            conn.execute("INSERT INTO notes VALUES (4, 'after the restore')")
-            same = conn.execute("SELECT pg_backend_pid()").fetchone()
-            rows = conn.execute("SELECT count(*) FROM notes").fetchone()
-            conn.commit()
+            try:
+                conn.execute("INSERT INTO notes VALUES (4, 'after the restore')")
+                same = conn.execute("SELECT pg_backend_pid()").fetchone()
+                rows = conn.execute("SELECT count(*) FROM notes").fetchone()
+                conn.commit()
+            except psycopg.OperationalError as exc:
+                print(f"the session broke after the restore: {exc}", file=sys.stderr)
+                print("the server's last log lines:", file=sys.stderr)
+                print(engine.logs(name, tail=15), file=sys.stderr)
+                return 1
             print(f"after the restore: backend pid {same[0] if same else '?'}, "
                   f"notes has {rows[0] if rows else '?'} rows, committed")  # fmt: skip
             if same != backend or rows is None or rows[0] != 4:
