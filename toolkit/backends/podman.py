@@ -103,6 +103,14 @@ def _checkpoint_params(options: CheckpointOptions, **extra: Any) -> dict[str, An
     }
 
 
+def _given(params: Mapping[str, Any]) -> frozenset[str]:
+    """The CRIU switches a libpod checkpoint/restore query passes, as the user typed them."""
+    return common.criu_flags(
+        tcp_established=bool(params.get("tcpEstablished")),
+        file_locks=bool(params.get("fileLocks")),
+    )
+
+
 def _import_params(options: ImportOptions) -> dict[str, Any]:
     """Query of ``POST /libpod/containers/import/restore`` for ``options`` (without the name)."""
     params: dict[str, Any] = {
@@ -487,12 +495,11 @@ class PodmanBackend:
         cp_name = options.name or registry.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
         try:
-            response = self._api.post(
-                f"/containers/{attrs['Id']}/checkpoint", params=_checkpoint_params(options)
-            )
+            params = _checkpoint_params(options)
+            response = self._api.post(f"/containers/{attrs['Id']}/checkpoint", params=params)
             response.raise_for_status()
         except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise self._checkpoint_failed(name, attrs, exc) from exc
+            raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
         record = self._record_checkpoint(attrs, cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
@@ -513,14 +520,23 @@ class PodmanBackend:
         registry.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
         return record
 
-    def _checkpoint_failed(self, name: str, attrs: dict[str, Any], exc: Exception) -> CtkError:
-        """The error for a checkpoint (or its export) that failed; the container runs again."""
+    def _checkpoint_failed(
+        self, name: str, attrs: dict[str, Any], exc: Exception, given: frozenset[str]
+    ) -> CtkError:
+        """The error for a checkpoint (or its export) that failed; the container runs again.
+
+        ``given``: the CRIU switches the user passed (no hint suggests them again).
+        """
         if isinstance(exc, podman.errors.APIError) and getattr(exc, "status_code", None) is None:
             return common.unavailable(self.kind, self.url)
         self._ensure_running_after_failure(attrs["Id"])
         if isinstance(exc, podman.errors.APIError):
             return common.criu_error(
-                "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
+                "checkpoint",
+                name,
+                _explanation(exc),
+                self._criu_log(attrs, "dump.log"),
+                given=given,
             )
         return EngineUnavailable(f"Podman broke off the export: {exc}")
 
@@ -559,7 +575,7 @@ class PodmanBackend:
             self._record_checkpoint(attrs, cp_name)
             yield from response.iter_content(chunk_size=_CHUNK)
         except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise self._checkpoint_failed(name, attrs, exc) from exc
+            raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
         finally:
             if response is not None:
                 response.close()
@@ -636,7 +652,11 @@ class PodmanBackend:
                 # that libpod has not finished cleaning up yet).
                 raise Conflict(_explanation(exc)) from exc
             raise common.criu_error(
-                "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
+                "restore",
+                name,
+                _explanation(exc),
+                self._criu_log(attrs, "restore.log"),
+                given=_given(params),
             ) from exc
         return self.inspect(attrs["Id"])
 
@@ -1025,7 +1045,9 @@ class PodmanBackend:
                 if criu_log is not None:
                     with contextlib.suppress(OSError):
                         log = criu_log.read_text(errors="replace")
-                raise common.criu_error(action, target or "", _explanation(exc), log) from exc
+                raise common.criu_error(
+                    action, target or "", _explanation(exc), log, given=_given(params)
+                ) from exc
             raise
 
     def close(self) -> None:

@@ -56,7 +56,7 @@ import stat
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,12 +182,14 @@ def live_cross_runtime(
     new_name: str | None = None,
     keep_source: bool = False,
     tcp_established: bool = False,
+    on_frozen: Callable[[], None] | None = None,
 ) -> ContainerInfo:
     """Checkpoint ``name`` on ``source`` and resume it, memory intact, on ``dest``.
 
     ``source`` and ``dest`` are one Docker and one Podman backend, either way round. With
     ``keep_source`` the source is checkpointed with leave-running and stays (a clone);
-    otherwise it is removed once the destination runs.
+    otherwise it is removed once the destination runs. ``on_frozen`` is called once the
+    source's dump is done (what fails after it fails in the restore).
 
     Raises:
         Unsupported: the container or engines cannot do it (the message says why).
@@ -275,6 +277,8 @@ def live_cross_runtime(
                 config.unlink(missing_ok=True)
             raise
         try:
+            if on_frozen is not None:
+                on_frozen()
             _prepare_images(images, source.kind, dest.kind)
             if isinstance(dest, PodmanBackend):
                 assert template is not None and config is not None
@@ -321,15 +325,8 @@ def remove_criu_config(info: ContainerInfo) -> None:
         path.unlink(missing_ok=True)
 
 
-# CRIU log lines that follow any failure here and never say why.
-_NOISE = ("RLIMIT_NOFILE", "cgroupd", "Restoring FAILED", "exited, status=")
-
-
 def _criu_reason(exc: CheckpointError) -> str:
-    for line in exc.log_tail.splitlines():
-        if "Error" in line and not any(noise in line for noise in _NOISE):
-            return line.split("): ", 1)[-1].strip()
-    return exc.message
+    return common.criu_first_error(exc.log_tail) or exc.message
 
 
 def _any_host_port(port: PortMapping) -> PortMapping:
