@@ -126,6 +126,32 @@ def validate_ref(name: str, *, what: str) -> None:
         )
 
 
+def auto_removed(attrs: Mapping[str, Any]) -> bool:
+    """True for a container started with ``--rm`` (inspect's ``HostConfig.AutoRemove``)."""
+    return bool((attrs.get("HostConfig") or {}).get("AutoRemove"))
+
+
+def refuse_auto_remove_in_place(name: str, attrs: Mapping[str, Any]) -> None:
+    """Refuse an in-place checkpoint of an ``--rm`` container, before anything is frozen.
+
+    The engine removes such a container as soon as it stops, and the checkpoints it holds with
+    it: dockerd deletes it right after a dump that stops it (``ctk restore`` then finds nothing),
+    and libpod refuses the checkpoint outright. Even with ``--leave-running`` the checkpoint
+    could never be restored in place, since stopping the container removes it: the state has
+    to go into a file.
+
+    Raises:
+        Conflict: the container was started with ``--rm``.
+    """
+    if auto_removed(attrs):
+        raise Conflict(
+            f"container {name} was started with --rm: its engine removes it, with any "
+            "checkpoint kept in it, as soon as it stops",
+            hint=f"checkpoint it into a file instead: ctk checkpoint {name} --export FILE "
+            "(with -R it keeps running)",
+        )
+
+
 def validate_spec(spec: ContainerSpec) -> None:
     if spec.name is not None:
         validate_ref(spec.name, what="container")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -85,6 +86,8 @@ API_VERSION = "4.0.0"
 # The libpod export body travels in a ctk archive under this member name.
 PODMAN_PAYLOAD = "podman-checkpoint.tar"
 
+
+_log = logging.getLogger(__name__)
 
 # Chunk size for streamed checkpoint exports.
 _CHUNK = 1024 * 1024
@@ -494,6 +497,8 @@ class PodmanBackend:
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
         cp_name = options.name or registry.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
+        # libpod refuses it too, but as a failed checkpoint (500); say why, as on Docker
+        common.refuse_auto_remove_in_place(name, attrs)
         try:
             params = _checkpoint_params(options)
             response = self._api.post(f"/containers/{attrs['Id']}/checkpoint", params=params)
@@ -702,7 +707,10 @@ class PodmanBackend:
                     path, manifest, [(PODMAN_PAYLOAD, payload)], compression=options.compression
                 )
             except Exception:
-                if not cp_options.leave_running:
+                if not cp_options.leave_running and common.auto_removed(attrs):
+                    # libpod removed the --rm container after its export: back from the export
+                    self._reimport_after_failed_export(payload, cp_options)
+                elif not cp_options.leave_running:
                     self._restore_after_failed_export(attrs["Id"])
                 raise
             from toolkit.criu.images import stats_from_tar
@@ -721,6 +729,17 @@ class PodmanBackend:
         if not userdata.parts or not userdata.is_dir():
             return {}
         return read_stats(userdata, phase=phase)
+
+    def _reimport_after_failed_export(self, payload: Path, options: CheckpointOptions) -> None:
+        # Logged, not raised: the error being raised is the one that says what failed.
+        params = _import_params(
+            ImportOptions(tcp_established=options.tcp_established, file_locks=options.file_locks)
+        )
+        try:
+            with payload.open("rb") as body:
+                self._import_restore(body, params, None)
+        except (CtkError, OSError) as exc:
+            _log.warning("could not restore the --rm container from %s: %s", payload, exc)
 
     def _restore_after_failed_export(self, container_id: str) -> None:
         # The dump stopped the container but no archive came of it: put it back as it was.

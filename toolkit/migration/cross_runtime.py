@@ -160,6 +160,14 @@ def container_portable_to(source: Backend, name: str, dest_kind: str) -> tuple[b
             f"{name} has a {kind} mounted at {target}, which does not exist on {dest_kind} "
             "(volumes and bind mounts are not carried across runtimes)"
         )
+    if host.get("AutoRemove"):
+        # Its engine removes an --rm container once the dump stops it (and libpod's export
+        # does so at once): a failed restore on the other side would leave nothing to go
+        # back to. The same-engine and cold paths keep it (archive, pause).
+        return False, (
+            f"{name} was started with --rm, which removes it with its checkpoint as soon as "
+            "the dump stops it"
+        )
     network = str(host.get("NetworkMode") or "")
     if network not in ("", "default", "bridge"):
         return False, f"{name} uses network {network}; only the default network is carried"

@@ -262,7 +262,10 @@ def migrate(
             if result is None:  # cross-runtime said Unsupported before touching anything
                 plan = dataclasses.replace(plan, mode="cold")
                 journal.mode = "cold"
-        if plan.mode == "live" and not plan.cross_runtime and _streams(source, dest):
+        # An --rm source is gone once its export is sent, and a stream keeps no copy to
+        # bring it back from if the destination fails: it goes through an archive.
+        streams = _streams(source, dest) and not plan.source_info.auto_remove
+        if plan.mode == "live" and not plan.cross_runtime and streams:
             _live_stream(
                 run,
                 tcp_established=tcp_established,
@@ -513,7 +516,11 @@ def _cold(run: _Run, *, verify: str | None) -> None:
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
     with run.phase("dump"):
-        if not journal.keep_source:
+        if not journal.keep_source and run.plan.source_info.auto_remove:
+            # Stopping an --rm container removes it, rootfs changes and all: freeze it
+            # instead; it is removed once the destination runs, or unpaused on rollback.
+            source.pause(journal.container)
+        elif not journal.keep_source:
             source.stop(journal.container)
     with run.phase("transfer"):
         changes = source.fetch_changes(journal.container, _path(journal.archive))
@@ -619,7 +626,20 @@ def _restart_cross_source(run: _Run) -> None:
 
 def _restart_source(run: _Run) -> None:
     journal, source = run.journal, run.source
-    info = source.inspect(journal.container)
+    try:
+        info = source.inspect(journal.container)
+    except ContainerNotFound:
+        # An --rm source goes with its dump: the archive is all that holds it now.
+        if journal.mode == "cold" or not (journal.archive and os.path.isfile(journal.archive)):
+            raise
+        source.import_checkpoint(journal.archive, ImportOptions())
+        run.rolled_back.append(f"re-imported the --rm source {journal.container} from the archive")
+        return
+    if info.paused:
+        # a cold move freezes an --rm source rather than stop it (which would remove it)
+        source.unpause(journal.container)
+        run.rolled_back.append(f"unpaused the source {journal.container}")
+        return
     if info.running:
         run.rolled_back.append(f"source {journal.container} was still running")
         return
