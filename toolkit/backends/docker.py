@@ -615,8 +615,12 @@ class DockerBackend:
         # dockerd removes an --rm container, and the checkpoint in it, as soon as a dump stops
         # it: freeze it with pause instead and dump it left running (CRIU keeps it frozen), so
         # it never runs past the dump; it is removed once the archive is written (as the
-        # stop would have), or unpaused with -R or on failure.
-        auto_remove = common.auto_removed(attrs) and attrs["State"]["Running"]
+        # stop would have), or unpaused on failure. With -R nothing needs to differ.
+        auto_remove = (
+            common.auto_removed(attrs)
+            and attrs["State"]["Running"]
+            and not options.checkpoint.leave_running
+        )
         cp_options = options.checkpoint
         if auto_remove:
             cp_options = dataclasses.replace(cp_options, leave_running=True)
@@ -660,9 +664,7 @@ class DockerBackend:
                     with contextlib.suppress(Exception):
                         self.restore(attrs["Id"], RestoreOptions(checkpoint=cp.name))
                 raise
-        if auto_remove and options.checkpoint.leave_running:
-            self.unpause(attrs["Id"])
-        elif auto_remove:
+        if auto_remove:
             # as its stop would have: --rm takes its anonymous volumes too
             self.remove(attrs["Id"], force=True, volumes=True)
         return dataclasses.replace(result, timings={**timings, **result.timings})
