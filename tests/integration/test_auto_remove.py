@@ -131,3 +131,35 @@ def test_cold_migration_same_engine(engine: Backend, containers: Containers) -> 
     assert report.status == "done", report
     wait_count_at_least(engine, target, 2)
     assert _gone(engine, name)
+
+
+def test_failed_live_migration_brings_the_source_back_from_the_archive(
+    engine: Backend, containers: Containers, criu: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.config import DEFAULT_URLS, EngineRef, connect
+    from toolkit.errors import CheckpointError, MigrationError
+
+    name = _run_rm(containers)
+    target = containers.name("never")
+    dest = connect(EngineRef(engine.kind, DEFAULT_URLS[engine.kind]))
+
+    def failing_import(*_args: object, **_kwargs: object) -> None:
+        # the destination's restore fails after the --rm source was dumped (and so removed)
+        raise CheckpointError("restore failed on the destination (injected)")
+
+    monkeypatch.setattr(dest, "import_checkpoint", failing_import)
+    before = last_count(engine, name)
+    try:
+        with pytest.raises(MigrationError) as caught:
+            toolkit.migrate(name, source=engine, dest=dest, new_name=target, mode="live")
+    finally:
+        dest.close()
+    report = caught.value.report
+    assert report.status == "rolled_back", report
+    assert any("re-imported" in line for line in report.rolled_back), report.rolled_back
+    # its state came back: it runs on from where it was dumped
+    assert engine.inspect(name).running
+    wait_count_at_least(engine, name, before + 2)
+    seen = counts(engine, name)
+    assert seen == sorted(seen) and 1 not in seen[1:], seen
+    assert _gone(engine, target)
