@@ -7,9 +7,12 @@ mutation; ``to_dict`` gives the stable JSON shape the CLI prints with ``--json``
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
+
+from toolkit.errors import InvalidArgument
 
 
 def _jsonable(value: Any) -> Any:
@@ -263,23 +266,57 @@ class ContainerStats(_Model):
     pids: int = 0
 
 
+_CHECKPOINT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+def validate_checkpoint_name(name: str) -> None:
+    """Refuse a checkpoint name that either engine would refuse or mangle.
+
+    Raises:
+        InvalidArgument: empty, longer than 128, or other than letters, digits, '_', '.', '-'
+            (starting with a letter or digit).
+    """
+    if not _CHECKPOINT_NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid checkpoint name {name!r}",
+            hint="checkpoint names are up to 128 letters, digits, '_', '.', '-'",
+        )
+
+
 @dataclass(frozen=True)
 class CheckpointOptions(_Model):
-    """How to checkpoint. ``name`` None lets ctk pick a timestamped one."""
+    """How to checkpoint. ``name`` None lets ctk pick a timestamped one.
+
+    Raises:
+        InvalidArgument: ``name`` is not a valid checkpoint name (``""`` included): checked
+            here, so that every engine refuses it the same way before looking anything up.
+    """
 
     name: str | None = None
     leave_running: bool = False
     tcp_established: bool = False
     file_locks: bool = False
 
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            validate_checkpoint_name(self.name)
+
 
 @dataclass(frozen=True)
 class RestoreOptions(_Model):
-    """How to restore. ``checkpoint`` None means the latest checkpoint of the container."""
+    """How to restore. ``checkpoint`` None means the latest checkpoint of the container.
+
+    Raises:
+        InvalidArgument: ``checkpoint`` is not a valid checkpoint name (``""`` included).
+    """
 
     checkpoint: str | None = None
     tcp_established: bool = False
     file_locks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is not None:
+            validate_checkpoint_name(self.checkpoint)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,8 @@ from toolkit.models import (
 if TYPE_CHECKING:
     from toolkit.config import TLSOptions
 
+_log = logging.getLogger(__name__)
+
 DEFAULT_URL = "unix:///var/run/docker.sock"
 _CHUNK = 1024 * 1024
 
@@ -402,14 +404,22 @@ class DockerBackend:
             )
 
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
+        return self._checkpoint(name, options, in_place=True)
+
+    def _checkpoint(
+        self, name: str, options: CheckpointOptions, *, in_place: bool, paused: bool = False
+    ) -> Checkpoint:
+        """The dump; ``paused``: ctk paused the container for it (see export_checkpoint)."""
         attrs = self._attrs(name)
         cp_name = options.name or registry.new_checkpoint_name()
         common.validate_checkpoint_name(cp_name)
-        if not attrs["State"]["Running"] or attrs["State"].get("Paused"):
+        if not attrs["State"]["Running"] or (attrs["State"].get("Paused") and not paused):
             raise Conflict(
                 f"container {name} is not running; only a running container can be checkpointed",
                 hint=f"start it first: ctk start {name}",
             )
+        if in_place:
+            common.refuse_auto_remove_in_place(name, attrs)
         existing = {c["Name"] for c in self._list_checkpoints(attrs["Id"])}
         if cp_name in existing:
             raise Conflict(
@@ -618,9 +628,27 @@ class DockerBackend:
         attrs = self._attrs(name)
         engine = self.info()
         timings: dict[str, float] = {}
+        # dockerd removes an --rm container, and the checkpoint in it, as soon as a dump stops
+        # it: freeze it with pause instead and dump it left running (CRIU keeps it frozen), so
+        # it never runs past the dump; it is removed once the archive is written (as the
+        # stop would have), or unpaused on failure. With -R nothing needs to differ.
+        auto_remove = (
+            common.auto_removed(attrs)
+            and attrs["State"]["Running"]
+            and not options.checkpoint.leave_running
+        )
+        cp_options = options.checkpoint
+        if auto_remove:
+            cp_options = dataclasses.replace(cp_options, leave_running=True)
+            self.pause(attrs["Id"])
         with archive.staging_dir(path) as stage:
             started = time.monotonic()
-            cp = self.checkpoint(name, options.checkpoint)
+            try:
+                cp = self._checkpoint(name, cp_options, in_place=False, paused=auto_remove)
+            except BaseException:
+                if auto_remove:
+                    self._unpause_after_failure(attrs["Id"])
+                raise
             timings["checkpoint"] = round(time.monotonic() - started, 3)
             try:
                 interrupts.pause_at("export-write")
@@ -647,7 +675,9 @@ class DockerBackend:
                     signing_key=signer,
                 )
             except BaseException:
-                if not options.checkpoint.leave_running:
+                if auto_remove:
+                    self._unpause_after_failure(attrs["Id"])
+                elif not options.checkpoint.leave_running:
                     # The dump stopped the container but no archive came of it: put it back.
                     try:
                         self.restore(attrs["Id"], RestoreOptions(checkpoint=cp.name))
@@ -659,7 +689,18 @@ class DockerBackend:
                             name,
                         )
                 raise
+        if auto_remove:
+            # as its stop would have: --rm takes its anonymous volumes too
+            self.remove(attrs["Id"], force=True, volumes=True)
         return dataclasses.replace(result, timings={**timings, **result.timings})
+
+    def _unpause_after_failure(self, container_id: str) -> None:
+        # Logged, not raised: the error being raised is the one that says what failed.
+        try:
+            if self._api.inspect_container(container_id)["State"].get("Paused"):
+                self._api.unpause(container_id)
+        except docker.errors.APIError as exc:
+            _log.warning("could not unpause %s after a failed export: %s", container_id, exc)
 
     def _create_stopped(
         self,

@@ -86,6 +86,8 @@ API_VERSION = "4.0.0"
 PODMAN_PAYLOAD = "podman-checkpoint.tar"
 
 
+_log = logging.getLogger(__name__)
+
 # Chunk size for streamed checkpoint exports.
 _CHUNK = 1024 * 1024
 
@@ -103,6 +105,14 @@ def _checkpoint_params(options: CheckpointOptions, **extra: Any) -> dict[str, An
         "fileLocks": options.file_locks,
         **extra,
     }
+
+
+def _given(params: Mapping[str, Any]) -> frozenset[str]:
+    """The CRIU switches a libpod checkpoint/restore query passes, as the user typed them."""
+    return common.criu_flags(
+        tcp_established=bool(params.get("tcpEstablished")),
+        file_locks=bool(params.get("fileLocks")),
+    )
 
 
 def _import_params(options: ImportOptions) -> dict[str, Any]:
@@ -488,15 +498,16 @@ class PodmanBackend:
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
         cp_name = options.name or registry.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
+        # libpod refuses it too, but as a failed checkpoint (500); say why, as on Docker
+        common.refuse_auto_remove_in_place(name, attrs)
+        params = _checkpoint_params(options)
         with interrupts.shielded():  # a signal waits for the dump (see _export_chunks)
             interrupts.pause_at("dump")
             try:
-                response = self._api.post(
-                    f"/containers/{attrs['Id']}/checkpoint", params=_checkpoint_params(options)
-                )
+                response = self._api.post(f"/containers/{attrs['Id']}/checkpoint", params=params)
                 response.raise_for_status()
             except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
-                raise self._checkpoint_failed(name, attrs, exc) from exc
+                raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
             record = self._record_checkpoint(attrs, cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
@@ -517,14 +528,23 @@ class PodmanBackend:
         registry.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
         return record
 
-    def _checkpoint_failed(self, name: str, attrs: dict[str, Any], exc: Exception) -> CtkError:
-        """The error for a checkpoint (or its export) that failed; the container runs again."""
+    def _checkpoint_failed(
+        self, name: str, attrs: dict[str, Any], exc: Exception, given: frozenset[str]
+    ) -> CtkError:
+        """The error for a checkpoint (or its export) that failed; the container runs again.
+
+        ``given``: the CRIU switches the user passed (no hint suggests them again).
+        """
         if isinstance(exc, podman.errors.APIError) and getattr(exc, "status_code", None) is None:
             return common.unavailable(self.kind, self.url)
         self._ensure_running_after_failure(attrs["Id"])
         if isinstance(exc, podman.errors.APIError):
             return common.criu_error(
-                "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
+                "checkpoint",
+                name,
+                _explanation(exc),
+                self._criu_log(attrs, "dump.log"),
+                given=given,
             )
         return EngineUnavailable(f"Podman broke off the export: {exc}")
 
@@ -567,7 +587,7 @@ class PodmanBackend:
                 self._record_checkpoint(attrs, cp_name)
             yield from response.iter_content(chunk_size=_CHUNK)
         except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise self._checkpoint_failed(name, attrs, exc) from exc
+            raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
         finally:
             if response is not None:
                 response.close()
@@ -644,7 +664,11 @@ class PodmanBackend:
                 # that libpod has not finished cleaning up yet).
                 raise Conflict(_explanation(exc)) from exc
             raise common.criu_error(
-                "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
+                "restore",
+                name,
+                _explanation(exc),
+                self._criu_log(attrs, "restore.log"),
+                given=_given(params),
             ) from exc
         return self.inspect(attrs["Id"])
 
@@ -698,7 +722,10 @@ class PodmanBackend:
                     signing_key=signer,
                 )
             except BaseException:  # signals too (toolkit.interrupts)
-                if not cp_options.leave_running:
+                if not cp_options.leave_running and common.auto_removed(attrs):
+                    # libpod removed the --rm container after its export: back from the export
+                    self._reimport_after_failed_export(payload, cp_options)
+                elif not cp_options.leave_running:
                     self._restore_after_failed_export(attrs["Id"])
                 raise
             from toolkit.criu.images import stats_from_tar
@@ -717,6 +744,17 @@ class PodmanBackend:
         if not userdata.parts or not userdata.is_dir():
             return {}
         return read_stats(userdata, phase=phase)
+
+    def _reimport_after_failed_export(self, payload: Path, options: CheckpointOptions) -> None:
+        # Logged, not raised: the error being raised is the one that says what failed.
+        params = _import_params(
+            ImportOptions(tcp_established=options.tcp_established, file_locks=options.file_locks)
+        )
+        try:
+            with payload.open("rb") as body:
+                self._import_restore(body, params, None)
+        except (CtkError, OSError) as exc:
+            _log.warning("could not restore the --rm container from %s: %s", payload, exc)
 
     def _restore_after_failed_export(self, container_id: str) -> None:
         # The dump stopped the container but no archive came of it: put it back as it was.
@@ -1043,7 +1081,9 @@ class PodmanBackend:
                 if criu_log is not None:
                     with contextlib.suppress(OSError):
                         log = criu_log.read_text(errors="replace")
-                raise common.criu_error(action, target or "", _explanation(exc), log) from exc
+                raise common.criu_error(
+                    action, target or "", _explanation(exc), log, given=_given(params)
+                ) from exc
             raise
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ from toolkit.models import (
     ImportOptions,
     PortMapping,
     RestoreOptions,
+    validate_checkpoint_name,
 )
 from toolkit.watch import forget_intended_stop, record_intended_stop
 
@@ -207,6 +208,7 @@ def ls(name: str | None) -> None:
 @json_option
 def rm(name: str, checkpoint_name: str) -> None:
     """Remove checkpoint CHECKPOINT of container NAME."""
+    validate_checkpoint_name(checkpoint_name)  # before any lookup: one answer on every engine
     state().backend().remove_checkpoint(name, checkpoint_name)
     if wants_json():
         print_json({"removed": checkpoint_name, "container": name})
@@ -231,6 +233,7 @@ def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
         images = inspect_archive(target)
         source_kind = images.manifest.engine if images.manifest is not None else ""
     else:
+        validate_checkpoint_name(checkpoint_name)  # before any lookup
         backend = state().backend()
         images = inspect_checkpoint(backend, target, checkpoint_name)
         source_kind = backend.kind

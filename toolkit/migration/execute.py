@@ -314,7 +314,10 @@ def _execute(
             if result is None:  # cross-runtime said Unsupported before touching anything
                 plan = dataclasses.replace(plan, mode="cold")
                 journal.mode = "cold"
-        if plan.mode == "live" and not plan.cross_runtime and _streams(source, dest):
+        # An --rm source is gone once its export is sent, and a stream keeps no copy to
+        # bring it back from if the destination fails: it goes through an archive.
+        streams = _streams(source, dest) and not plan.source_info.auto_remove
+        if plan.mode == "live" and not plan.cross_runtime and streams:
             _live_stream(
                 run,
                 tcp_established=tcp_established,
@@ -371,7 +374,9 @@ _RUNNING_AFTER = {
     "dump-started": "dump",
     "dump": "transfer",
     "transfer": "restore",
-    "cross-runtime-started": "restore",
+    # the cross-runtime path dumps, then restores: it says when the dump is done
+    "cross-runtime-started": "dump",
+    "cross-runtime-dumped": "restore",
     "restore": "verify",
     "source-removed": "verify",
 }
@@ -391,20 +396,31 @@ def _live_cross(
     started = time.monotonic()
     journal.extra["cross_runtime"] = True
     journal.step("cross-runtime-started")
+    dumped: list[float] = []
+
+    def on_frozen() -> None:
+        # From here a failure is the restore's, not the dump's (the report names the phase).
+        dumped.append(time.monotonic())
+        run.timings["dump"] = round(dumped[0] - started, 3)
+        journal.step("cross-runtime-dumped")
+
     try:
-        with run.phase("restore"):
-            result = cross(
-                run.source,
-                journal.container,
-                run.dest,
-                new_name=journal.target if journal.target != journal.container else None,
-                keep_source=journal.keep_source,
-                tcp_established=tcp_established,
-            )
+        result = cross(
+            run.source,
+            journal.container,
+            run.dest,
+            new_name=journal.target if journal.target != journal.container else None,
+            keep_source=journal.keep_source,
+            tcp_established=tcp_established,
+            on_frozen=on_frozen,
+        )
     except Unsupported as exc:
         run.reason += f"; live cross-runtime refused ({exc}): cold move instead"
         journal.extra["cross_runtime"] = False
         return None
+    finally:
+        if dumped:
+            run.timings["restore"] = round(time.monotonic() - dumped[0], 3)
     run.downtime = time.monotonic() - started
     return result
 
@@ -563,7 +579,11 @@ def _cold(run: _Run, *, verify: str | None) -> None:
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
     with run.phase("dump"):
-        if not journal.keep_source:
+        if not journal.keep_source and run.plan.source_info.auto_remove:
+            # Stopping an --rm container removes it, rootfs changes and all: freeze it
+            # instead; it is removed once the destination runs, or unpaused on rollback.
+            source.pause(journal.container)
+        elif not journal.keep_source:
             source.stop(journal.container)
     with run.phase("transfer"):
         changes = source.fetch_changes(journal.container, _path(journal.archive))
@@ -671,7 +691,20 @@ def _restart_cross_source(run: _Run) -> None:
 
 def _restart_source(run: _Run) -> None:
     journal, source = run.journal, run.source
-    info = source.inspect(journal.container)
+    try:
+        info = source.inspect(journal.container)
+    except ContainerNotFound:
+        # An --rm source goes with its dump: the archive is all that holds it now.
+        if journal.mode == "cold" or not (journal.archive and os.path.isfile(journal.archive)):
+            raise
+        source.import_checkpoint(journal.archive, ImportOptions())
+        run.rolled_back.append(f"re-imported the --rm source {journal.container} from the archive")
+        return
+    if info.paused:
+        # a cold move freezes an --rm source rather than stop it (which would remove it)
+        source.unpause(journal.container)
+        run.rolled_back.append(f"unpaused the source {journal.container}")
+        return
     if info.running:
         run.rolled_back.append(f"source {journal.container} was still running")
         return
