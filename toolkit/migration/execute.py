@@ -238,6 +238,12 @@ def migrate(
         verify=verify,
         cross_runtime_available=cross is not None,
     )
+    pc_source = None
+    if plan.mode == "postcopy":
+        from toolkit.migration import postcopy
+
+        # exit 6 here, before anything is frozen, where post-copy cannot work
+        pc_source = postcopy.check(source, dest, name)
     journal = Journal(
         id=journal_mod.new_id(),
         container=plan.source_info.name,
@@ -257,12 +263,18 @@ def migrate(
                 run.image_bytes = copy_image(source, dest, plan.source_info, progress=progress)
             journal.step("image")
             _pause_hook("image")
-        if plan.mode == "live" and plan.cross_runtime and cross is not None:
+        if plan.mode == "postcopy" and pc_source is not None:
+            from toolkit.migration import postcopy
+
+            postcopy.migrate(run, pc_source, verify=verify)
+        elif plan.mode == "live" and plan.cross_runtime and cross is not None:
             result = _live_cross(run, cross, tcp_established=tcp_established)
             if result is None:  # cross-runtime said Unsupported before touching anything
                 plan = dataclasses.replace(plan, mode="cold")
                 journal.mode = "cold"
-        if plan.mode == "live" and not plan.cross_runtime and _streams(source, dest):
+        if plan.mode == "postcopy":
+            pass  # postcopy.migrate verified and finished it
+        elif plan.mode == "live" and not plan.cross_runtime and _streams(source, dest):
             _live_stream(
                 run,
                 tcp_established=tcp_established,
