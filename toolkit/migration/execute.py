@@ -243,7 +243,7 @@ def migrate(
         from toolkit.migration import postcopy
 
         # exit 6 here, before anything is frozen, where post-copy cannot work
-        pc_source = postcopy.check(source, dest, name)
+        pc_source = postcopy.check(source, dest, name, keep_source=keep_source)
     journal = Journal(
         id=journal_mod.new_id(),
         container=plan.source_info.name,

@@ -104,13 +104,19 @@ class Source:
     port: int
 
 
-def check(source: Backend, dest: Backend, name: str) -> Source:
+def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = False) -> Source:
     """Whether ``name`` can move post-copy from ``source`` to ``dest``; changes nothing.
 
     Raises:
         Unsupported: an engine, the container, this kernel or the link cannot do it (exit 6).
     """
     from toolkit.backends.podman import PodmanBackend
+
+    if keep_source:
+        raise Unsupported(
+            "post-copy moves the container: the source's lazy dump ends it",
+            hint="use --mode live --keep-source for a copy",
+        )
 
     for side, backend in (("source", source), ("destination", dest)):
         if not isinstance(backend, PodmanBackend):
