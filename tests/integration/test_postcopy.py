@@ -9,6 +9,9 @@ before anything is frozen.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +24,7 @@ from tests.conftest import TEST_LABEL, Containers, Testbed, ctk, wait_for
 from toolkit import ContainerSpec
 from toolkit.backends.base import Backend
 from toolkit.backends.podman import PodmanBackend
-from toolkit.errors import ContainerNotFound, CtkError
+from toolkit.errors import ContainerNotFound, CtkError, MigrationError
 from toolkit.migration import postcopy
 
 MEMHOG = "ctk-demo/memhog"
@@ -173,3 +176,71 @@ def test_unsupported_gets_exit_6_before_freezing(
         same = ctk("migrate", name, "--to", url["podman"], "--name", name + "-b",
                    "--mode", "postcopy", engine=url["podman"])  # fmt: skip
         assert same.returncode == 6 and "org.criu.config" in same.stderr, same
+
+
+def _criu_pid(marker: str) -> int | None:
+    """A CRIU process whose command line or open files (its images directory) name ``marker``.
+
+    CRIU under runc rewrites its process title (``criu: dump --rpc ...``, cut short), so the
+    source's dump is found by the checkpoint directory it holds open.
+    """
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (proc / "comm").read_text().strip() != "criu":
+                continue
+            if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                return int(proc.name)
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if marker in os.readlink(fd):
+                        return int(proc.name)
+    return None
+
+
+@pytest.mark.parametrize("victim", ["lazy-pages-daemon", "page-server"])
+def test_lost_copy_mid_way_leaves_the_source_running(local: Pair, victim: str) -> None:
+    """The destination's daemon or the source's page server killed while pages move."""
+    name = local.memhog(512)
+    before = checksum(local.src, name)
+    source_id = local.src.inspect(name).id
+    target = local.name()
+    outcome: dict[str, BaseException] = {}
+
+    def move() -> None:
+        try:
+            toolkit.migrate(
+                name, source=local.src, dest=local.dst, mode="postcopy", new_name=target
+            )
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    mover = threading.Thread(target=move)
+    mover.start()
+
+    def restored() -> bool:
+        try:
+            return local.dst.inspect(target).running
+        except CtkError:
+            return False
+
+    # the destination runs on lazy pages: the copy is under way (512 MiB take seconds)
+    wait_for(restored, timeout=120, what="destination restored")
+    marker = "lazy-pages --page-server" if victim == "lazy-pages-daemon" else source_id
+    pid = _criu_pid(marker)
+    assert pid is not None, f"no CRIU process with {marker}"
+    os.kill(pid, signal.SIGKILL)
+    mover.join(timeout=300)
+    error = outcome.get("error")
+    assert isinstance(error, MigrationError), error
+    assert error.report is not None and error.report.status == "rolled_back", error.report
+    assert any("removed" in line for line in error.report.rolled_back), error.report
+    with pytest.raises(ContainerNotFound):
+        local.dst.inspect(target)
+    # the source's CRIU thawed it where it was frozen: memory intact, counting on
+    assert local.src.inspect(name).running
+    seen = count(local.src, name)
+    wait_for(lambda: count(local.src, name) > seen, timeout=20, what="source counts on")
+    assert checksum(local.src, name) == before
+    wait_for(lambda: criu_left() == [], timeout=30, what="no lazy-pages CRIU left")
