@@ -202,7 +202,7 @@ def _criu_pid(marker: str) -> int | None:
 @pytest.mark.parametrize("victim", ["lazy-pages-daemon", "page-server"])
 def test_lost_copy_mid_way_leaves_the_source_running(local: Pair, victim: str) -> None:
     """The destination's daemon or the source's page server killed while pages move."""
-    name = local.memhog(512)
+    name = local.memhog(1024)
     before = checksum(local.src, name)
     source_id = local.src.inspect(name).id
     target = local.name()
@@ -225,7 +225,7 @@ def test_lost_copy_mid_way_leaves_the_source_running(local: Pair, victim: str) -
         except CtkError:
             return False
 
-    # the destination runs on lazy pages: the copy is under way (512 MiB take seconds)
+    # the destination runs on lazy pages: the copy is under way (1 GiB takes seconds)
     wait_for(restored, timeout=120, what="destination restored")
     marker = "lazy-pages --page-server" if victim == "lazy-pages-daemon" else source_id
     pid = _criu_pid(marker)

@@ -55,7 +55,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from toolkit.errors import CheckpointError, EngineError, Unsupported
 from toolkit.models import CheckpointOptions
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from toolkit.backends.base import Backend
     from toolkit.backends.podman import PodmanBackend
     from toolkit.migration.execute import _Run
+    from toolkit.models import ContainerSpec
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +169,18 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
     )
 
 
-def create_ready(backend: PodmanBackend, spec: Any, *, config_dir: Path | None = None) -> str:
-    """Create and start ``spec`` (a ContainerSpec) on runc with a post-copy-ready annotation.
+def create_ready(
+    backend: PodmanBackend, spec: ContainerSpec, *, config_dir: Path | None = None
+) -> str:
+    """Create and start ``spec`` on runc with a post-copy-ready annotation.
 
     Its ``org.criu.config`` names an empty file of its own under ctk's CRIU config directory.
 
     Returns:
         The new container's ID.
+
+    Raises:
+        EngineError: Podman refused to create or start it (nothing is left behind).
     """
     from toolkit.migration.cross_runtime import CONFIG_LABEL, criu_config_dir
 
@@ -403,11 +409,18 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     daemon: subprocess.Popen[bytes] | None = None
     dump: _Dump | None = None
     journal.checkpoint = f"migrate-{journal.id}"
+    # The checkpoint call returns only after the last page: a client of its own, whose HTTP
+    # timeout (120 s by default) does not cut a long copy short.
+    dumper = (
+        PodmanBackend(source.url, timeout=int(PAGES_TIMEOUT))
+        if not source.url.startswith("ssh://")
+        else source
+    )
     src.config.write_text(f"lazy-pages\naddress {src.address}\nport {src.port}\n")
     try:
         journal.step("dump-started")
         run.frozen_at = time.monotonic()
-        dump = _Dump(source, journal.container, journal.checkpoint)
+        dump = _Dump(dumper, journal.container, journal.checkpoint)
         dump.start()
         with run.phase("dump"):
             _wait_images(dump, src)
@@ -465,6 +478,8 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     finally:
         _empty(src.config)
         _empty(dest_config)
+        if dumper is not source and (dump is None or not dump.is_alive()):
+            dumper.close()
     _restored(run, verify)
 
 
@@ -477,14 +492,29 @@ def _wait_pages(daemon: subprocess.Popen[bytes], dump: _Dump, lazy_log: Path) ->
             raise EngineError(f"not every page arrived within {PAGES_TIMEOUT:.0f}s")
         time.sleep(0.01)
     if daemon.returncode != 0:
-        raise CheckpointError(
-            f"CRIU's lazy-pages daemon failed (exit {daemon.returncode}): {_tail(lazy_log)}"
-        )
+        dump.join(timeout=60)
+        if not (dump.ended is not None and dump.error is None and _complete(lazy_log)):
+            raise CheckpointError(
+                f"CRIU's lazy-pages daemon failed (exit {daemon.returncode}): {_tail(lazy_log)}"
+            )
+        # It died after the last page and the source's dump ended well (the source is gone):
+        # the destination holds everything.
+        log.warning("the lazy-pages daemon died after the last page (exit %d)", daemon.returncode)
     dump.join(timeout=120)
     if dump.is_alive():
         raise CheckpointError("the source's lazy dump did not end after the last page")
     if dump.error is not None:
         raise CheckpointError(f"the source's lazy dump failed: {dump.error}")
+
+
+def _complete(lazy_log: Path) -> bool:
+    """True when the daemon's log says every task got all its pages."""
+    done = []
+    with contextlib.suppress(OSError), lazy_log.open(errors="replace") as handle:
+        for line in handle:
+            if match := _TRANSFERRED.search(line):
+                done.append(match.group(1) == match.group(2))
+    return bool(done) and all(done)
 
 
 def _tail(path: Path) -> str:
