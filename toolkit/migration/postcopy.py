@@ -492,29 +492,16 @@ def _wait_pages(daemon: subprocess.Popen[bytes], dump: _Dump, lazy_log: Path) ->
             raise EngineError(f"not every page arrived within {PAGES_TIMEOUT:.0f}s")
         time.sleep(0.01)
     if daemon.returncode != 0:
-        dump.join(timeout=60)
-        if not (dump.ended is not None and dump.error is None and _complete(lazy_log)):
-            raise CheckpointError(
-                f"CRIU's lazy-pages daemon failed (exit {daemon.returncode}): {_tail(lazy_log)}"
-            )
-        # It died after the last page and the source's dump ended well (the source is gone):
-        # the destination holds everything.
-        log.warning("the lazy-pages daemon died after the last page (exit %d)", daemon.returncode)
+        # Whatever it had copied, the source's CRIU (with scripts/criu-patches/0004) fails its
+        # dump and thaws the source: the destination copy must go.
+        raise CheckpointError(
+            f"CRIU's lazy-pages daemon failed (exit {daemon.returncode}): {_tail(lazy_log)}"
+        )
     dump.join(timeout=120)
     if dump.is_alive():
         raise CheckpointError("the source's lazy dump did not end after the last page")
     if dump.error is not None:
         raise CheckpointError(f"the source's lazy dump failed: {dump.error}")
-
-
-def _complete(lazy_log: Path) -> bool:
-    """True when the daemon's log says every task got all its pages."""
-    done = []
-    with contextlib.suppress(OSError), lazy_log.open(errors="replace") as handle:
-        for line in handle:
-            if match := _TRANSFERRED.search(line):
-                done.append(match.group(1) == match.group(2))
-    return bool(done) and all(done)
 
 
 def _tail(path: Path) -> str:
