@@ -24,7 +24,8 @@ How the options reach CRIU, engine by engine:
 - CRIU: 4.1.1's page server fails every lazy-page request (``page-pipe: splice: -1: Bad file
   descriptor``) where the dumping CRIU lacks CAP_SYS_RESOURCE, as here (dropped from the
   bounding set): scripts/criu-patches/0003 fixes it; without the patch, ``sysctl
-  fs.pipe-max-size=4194304`` works around it.
+  fs.pipe-max-size=4194304`` works around it. And it counted a lazy-pages daemon that died
+  mid-copy as a complete copy, ending the source: scripts/criu-patches/0004.
 
 The risk post-copy has and pre-copy has not: between the destination's resume and the last page,
 the process's memory lives in two places. If the link or the source's page server dies then,
