@@ -562,7 +562,7 @@ class CheckpointImages(_Model):
 
 
 # How a migration moves the processes: live (CRIU), cold (stop, start), auto (live if it can).
-MIGRATION_MODES = ("auto", "live", "cold")
+MIGRATION_MODES = ("auto", "live", "cold", "postcopy")
 MIGRATION_PHASES = ("preflight", "image", "dump", "transfer", "restore", "verify")
 """The phases of a migration, in order; :class:`MigrationReport` times each."""
 

@@ -73,7 +73,13 @@ def render_report(report: MigrationReport) -> None:
     type=click.Choice(MIGRATION_MODES),
     default="auto",
     show_default=True,
-    help="live keeps memory (CRIU); cold recreates; auto picks live when both sides can.",
+    help=(
+        "live keeps memory (CRIU); cold recreates; auto picks live when both sides can. "
+        "postcopy (Podman -> Podman, runc, a container created with an org.criu.config "
+        "annotation) resumes the destination before the memory moves, then streams it: "
+        "downtime flat in memory size, but if the link or the source dies before the last "
+        "page the destination copy is killed and the source runs on where it was frozen."
+    ),
 )
 @click.option("--name", "new_name", help="Name on the destination (default: the same).")
 @click.option(

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.backends.base import Backend
 from toolkit.config import EngineRef, connect
@@ -45,6 +45,9 @@ from toolkit.models import (
     MigrationReport,
     RestoreOptions,
 )
+
+if TYPE_CHECKING:
+    from toolkit.migration import postcopy as postcopy_mod
 
 PAUSE_ENV = "CTK_MIGRATE_PAUSE_AFTER"
 """Test hook: ``CTK_MIGRATE_PAUSE_AFTER=STEP[:SECONDS]`` makes ctk print ``paused after STEP``
@@ -248,6 +251,12 @@ def migrate(
         verify=verify,
         cross_runtime_available=cross is not None,
     )
+    pc_source = None
+    if plan.mode == "postcopy":
+        from toolkit.migration import postcopy
+
+        # exit 6 here, before anything is frozen, where post-copy cannot work
+        pc_source = postcopy.check(source, dest, name, keep_source=keep_source)
     journal = Journal(
         id=journal_mod.new_id(),
         container=plan.source_info.name,
@@ -283,7 +292,9 @@ def migrate(
             )
         )
         journal.step("preflight")
-        return _execute(run, plan, cross, tcp_established, ignore_static_ip, compress, verify)
+        return _execute(
+            run, plan, cross, tcp_established, ignore_static_ip, compress, verify, pc_source
+        )
 
 
 def _source_lock(
@@ -300,6 +311,7 @@ def _execute(
     ignore_static_ip: bool,
     compress: str,
     verify: str | None,
+    pc_source: postcopy_mod.Source | None = None,
 ) -> MigrationReport:
     journal, source, dest, name = run.journal, run.source, run.dest, run.journal.container
     progress = run.progress
@@ -309,7 +321,11 @@ def _execute(
                 run.image_bytes = copy_image(source, dest, plan.source_info, progress=progress)
             journal.step("image")
             _pause_hook("image")
-        if plan.mode == "live" and plan.cross_runtime and cross is not None:
+        if plan.mode == "postcopy" and pc_source is not None:
+            from toolkit.migration import postcopy
+
+            postcopy.migrate(run, pc_source, verify=verify)
+        elif plan.mode == "live" and plan.cross_runtime and cross is not None:
             result = _live_cross(run, cross, tcp_established=tcp_established)
             if result is None:  # cross-runtime said Unsupported before touching anything
                 plan = dataclasses.replace(plan, mode="cold")
@@ -317,7 +333,9 @@ def _execute(
         # An --rm source is gone once its export is sent, and a stream keeps no copy to
         # bring it back from if the destination fails: it goes through an archive.
         streams = _streams(source, dest) and not plan.source_info.auto_remove
-        if plan.mode == "live" and not plan.cross_runtime and streams:
+        if plan.mode == "postcopy":
+            pass  # postcopy.migrate verified and finished it
+        elif plan.mode == "live" and not plan.cross_runtime and streams:
             _live_stream(
                 run,
                 tcp_established=tcp_established,

@@ -88,7 +88,9 @@ def preflight(
         Unsupported: ``live`` asked for where the engines or CRIU cannot checkpoint.
     """
     if mode not in MIGRATION_MODES:
-        raise InvalidArgument(f"unknown migration mode {mode!r}", hint="use live, cold or auto")
+        raise InvalidArgument(
+            f"unknown migration mode {mode!r}", hint="use live, cold, postcopy or auto"
+        )
     archive.validate_compression(compress)
     check_verify(verify)
     source_engine = source.info()
@@ -156,9 +158,12 @@ def preflight(
             f"live {source.kind} -> {dest.kind} needs toolkit.migration.cross_runtime, "
             "which this ctk lacks"
         )
-    if mode == "live" and not can_checkpoint:
-        raise Unsupported(f"cannot migrate {name} live: {why_not}", hint="use --mode cold")
-    if mode == "cold":
+    if mode in ("live", "postcopy") and not can_checkpoint:
+        raise Unsupported(f"cannot migrate {name} {mode}: {why_not}", hint="use --mode cold")
+    if mode == "postcopy":
+        # toolkit.migration.postcopy.check says what else it needs, before the journal
+        chosen, reason = "postcopy", "asked for postcopy (lazy pages)"
+    elif mode == "cold":
         chosen, reason = "cold", "asked for cold (memory state is not kept)"
     elif can_checkpoint:
         chosen = "live"

@@ -3,7 +3,10 @@
  * random (incompressible) and patterned (compressible) pages set by RANDOM_PCT, and
  * keeps a counter in memory only: prints "count=N" each second and writes N to
  * /www/count for busybox httpd (started by the image's CMD) to serve on :8080/count.
- * After a CRIU restore the counter goes on, and every page is checked intact.
+ * After a CRIU restore the counter goes on, and every page is checked intact:
+ * on SIGUSR1 memhog computes a checksum (64-bit FNV-1a) over all its MEM_MIB MiB,
+ * prints "checksum=HEX" and writes HEX to /www/checksum (atomically, by rename),
+ * so a test can compare the memory before and after a move.
  */
 #include <signal.h>
 #include <stdint.h>
@@ -12,9 +15,37 @@
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, want_checksum;
 
 static void on_signal(int sig) { (void)sig; stop = 1; }
+
+static void on_usr1(int sig) { (void)sig; want_checksum = 1; }
+
+/* FNV-1a over the whole buffer: reads (and so faults in) every page. */
+static uint64_t checksum(const unsigned char *mem, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= mem[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static void report_checksum(const unsigned char *mem, size_t len)
+{
+	uint64_t h = checksum(mem, len);
+	FILE *f = fopen("/www/checksum.tmp", "w");
+
+	if (f) {
+		fprintf(f, "%016llx\n", (unsigned long long)h);
+		fclose(f);
+		rename("/www/checksum.tmp", "/www/checksum");
+	}
+	printf("checksum=%016llx\n", (unsigned long long)h);
+	fflush(stdout);
+}
 
 static uint64_t xorshift(uint64_t *s)
 {
@@ -40,6 +71,7 @@ int main(void)
 	}
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
+	signal(SIGUSR1, on_usr1);
 	for (size_t i = 0; i < pages; i++) {
 		unsigned char *p = mem + i * page;
 		if ((i * 100 / (pages ? pages : 1)) < pct) {
@@ -54,7 +86,13 @@ int main(void)
 	printf("ready mem_mib=%zu random_pct=%u\n", mib, pct);
 	fflush(stdout);
 	for (n = 1; !stop; n++) {
-		FILE *f = fopen("/www/count.tmp", "w");
+		FILE *f;
+
+		if (want_checksum) {
+			want_checksum = 0;
+			report_checksum(mem, pages * page);
+		}
+		f = fopen("/www/count.tmp", "w");
 		if (f) {
 			fprintf(f, "%lu\n", n);
 			fclose(f);

@@ -1,0 +1,249 @@
+"""ctk migrate --mode postcopy: Podman -> Podman with CRIU lazy pages, and where it cannot run.
+
+memhog keeps its memory (a checksum over all of it, on SIGUSR1) and its counter; the source is
+gone afterwards and no CRIU lazy-pages daemon or page server is left. Docker (no annotations in
+20.10's API) and a Podman container made without the org.criu.config annotation get exit 6
+before anything is frozen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import toolkit
+from tests.conftest import TEST_LABEL, Containers, Testbed, ctk, wait_for
+from toolkit import ContainerSpec
+from toolkit.backends.base import Backend
+from toolkit.backends.podman import PodmanBackend
+from toolkit.errors import ContainerNotFound, CtkError, MigrationError
+from toolkit.migration import postcopy
+
+MEMHOG = "ctk-demo/memhog"
+PODMAN_URL = "unix:///run/podman/podman.sock"
+URLS = {"docker": "docker+unix:///var/run/docker.sock", "podman": f"podman+{PODMAN_URL}"}
+
+
+def _read(backend: Backend, name: str, path: str) -> str:
+    result = backend.exec(name, ["cat", path])
+    return result.stdout.strip() if result.exit_code == 0 else ""
+
+
+def checksum(backend: Backend, name: str) -> str:
+    """memhog's checksum of all its memory, asked for with SIGUSR1 (it reads every page)."""
+    backend.exec(name, ["sh", "-c", "rm -f /www/checksum; kill -USR1 1"])
+    wait_for(lambda: bool(_read(backend, name, "/www/checksum")), timeout=60, what="checksum")
+    return _read(backend, name, "/www/checksum")
+
+
+def count(backend: Backend, name: str) -> int:
+    return int(_read(backend, name, "/www/count") or 0)
+
+
+def criu_left() -> list[str]:
+    """CRIU processes of a post-copy (lazy-pages daemon, lazy dump serving pages) still alive."""
+    left = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (proc / "comm").read_text().strip() != "criu":
+                continue
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "lazy-pages" in cmdline:
+                left.append(f"{proc.name}: {cmdline}")
+    return left
+
+
+@dataclass
+class Pair:
+    """Source and destination Podman for one test, and the containers made there."""
+
+    src: PodmanBackend
+    dst: PodmanBackend
+    names: list[str] = field(default_factory=list)
+
+    def name(self) -> str:
+        name = f"ctk-test-pc-{uuid.uuid4().hex[:8]}"
+        self.names.append(name)
+        return name
+
+    def memhog(self, mib: int) -> str:
+        name = self.name()
+        spec = ContainerSpec(
+            image=MEMHOG, name=name, labels=dict(TEST_LABEL), env={"MEM_MIB": str(mib)}
+        )
+        postcopy.create_ready(self.src, spec)
+        wait_for(lambda: count(self.src, name) >= 2, timeout=60, what=f"{name} counting")
+        return name
+
+    def cleanup(self) -> None:
+        for backend in (self.src, self.dst):
+            for name in self.names:
+                with contextlib.suppress(CtkError):
+                    backend.remove(name, force=True)
+            backend.close()
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def local(state: Path) -> Iterator[Pair]:
+    """The machine's own Podman, to itself under a new name."""
+    pair = Pair(PodmanBackend(PODMAN_URL), PodmanBackend(PODMAN_URL))
+    try:
+        yield pair
+    finally:
+        pair.cleanup()
+
+
+@pytest.fixture
+def hosts(testbed: Testbed, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
+    """Testbed host h1's Podman -> h2's; the page server listens on h1's address."""
+    monkeypatch.setenv(postcopy.ADDRESS_ENV, testbed.hosts[0].address)
+    src, dst = (testbed.hosts[i].backend("podman") for i in (0, 1))
+    assert isinstance(src, PodmanBackend) and isinstance(dst, PodmanBackend)
+    pair = Pair(src, dst)
+    try:
+        yield pair
+    finally:
+        pair.cleanup()
+
+
+def _move_keeps_memory(pair: Pair, *, new_name: str | None) -> None:
+    name = pair.memhog(64)
+    before = checksum(pair.src, name)
+    counted = count(pair.src, name)
+    report = toolkit.migrate(
+        name, source=pair.src, dest=pair.dst, mode="postcopy", new_name=new_name
+    )
+    target = new_name or name
+    assert report.status == "done" and report.mode == "postcopy"
+    stats = report.criu_stats["postcopy"]
+    # 64 MiB = 16384 pages, all of them moved after the resume (lazily or in the background)
+    assert stats["pages"] >= 16384, stats
+    assert stats["pages_on_demand"] + stats["pages_background"] == stats["pages"]
+    assert stats["bytes"] == stats["pages"] * 4096
+    assert 0 < report.downtime < stats["all_pages_ms"] / 1000 + 0.001
+    assert any("post-copy" in note for note in report.notes)
+    assert checksum(pair.dst, target) == before
+    wait_for(lambda: count(pair.dst, target) > counted, timeout=20, what="count goes on")
+    with pytest.raises(ContainerNotFound):
+        pair.src.inspect(name)
+    assert criu_left() == []
+
+
+def test_postcopy_on_this_machine_keeps_memory_and_count(local: Pair) -> None:
+    _move_keeps_memory(local, new_name=local.name())
+
+
+@pytest.mark.testbed
+def test_postcopy_across_testbed_hosts_keeps_memory_and_count(hosts: Pair) -> None:
+    _move_keeps_memory(hosts, new_name=None)
+
+
+def test_unsupported_gets_exit_6_before_freezing(
+    engine: Backend, containers: Containers, state: Path
+) -> None:
+    """Docker has no annotations; a Podman container made without one cannot pass options."""
+    name = containers.name("pc")
+    containers.run(MEMHOG, name=name, env={"MEM_MIB": "8"})
+    wait_for(lambda: count(engine, name) >= 2, timeout=60, what="counting")
+    other = "podman" if engine.kind == "docker" else "docker"
+    url = URLS
+    result = ctk("migrate", name, "--to", url[other], "--mode", "postcopy", engine=url[engine.kind])
+    assert result.returncode == 6, result
+    assert "needs Podman at both ends" in result.stderr, result.stderr
+    # nothing was frozen: it counts on, and no checkpoint was taken
+    seen = count(engine, name)
+    wait_for(lambda: count(engine, name) > seen, timeout=10, what="count goes on")
+    assert engine.inspect(name).running
+    assert engine.checkpoints(name) == []
+    # the podman -> podman case: the annotation is what is missing
+    if engine.kind == "podman":
+        same = ctk("migrate", name, "--to", url["podman"], "--name", name + "-b",
+                   "--mode", "postcopy", engine=url["podman"])  # fmt: skip
+        assert same.returncode == 6 and "org.criu.config" in same.stderr, same
+
+
+def _criu_pid(marker: str) -> int | None:
+    """A CRIU process whose command line or open files (its images directory) name ``marker``.
+
+    CRIU under runc rewrites its process title (``criu: dump --rpc ...``, cut short), so the
+    source's dump is found by the checkpoint directory it holds open.
+    """
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (proc / "comm").read_text().strip() != "criu":
+                continue
+            if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                return int(proc.name)
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if marker in os.readlink(fd):
+                        return int(proc.name)
+    return None
+
+
+@pytest.mark.parametrize("victim", ["lazy-pages-daemon", "page-server"])
+def test_lost_copy_mid_way_leaves_the_source_running(local: Pair, state: Path, victim: str) -> None:
+    """The destination's daemon or the source's page server killed while pages move."""
+    name = local.memhog(1024)
+    before = checksum(local.src, name)
+    source_id = local.src.inspect(name).id
+    target = local.name()
+    outcome: dict[str, BaseException] = {}
+
+    def move() -> None:
+        try:
+            toolkit.migrate(
+                name, source=local.src, dest=local.dst, mode="postcopy", new_name=target
+            )
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    mover = threading.Thread(target=move)
+    mover.start()
+
+    def copying() -> bool:
+        # The daemon copies pages in the background only once CRIU's restore is over (a
+        # daemon killed inside the restore leaves CRIU's restorer spinning: docs/postcopy.md).
+        for lazy_log in state.rglob("lazy-pages.log"):
+            with contextlib.suppress(OSError), lazy_log.open(errors="replace") as handle:
+                if any("uffd_copy" in line for line in handle):
+                    return True
+        return False
+
+    # the destination runs on lazy pages and the copy has begun (1 GiB takes seconds)
+    wait_for(copying, timeout=120, what="background copy under way")
+    marker = "lazy-pages --page-server" if victim == "lazy-pages-daemon" else source_id
+    pid = _criu_pid(marker)
+    assert pid is not None, f"no CRIU process with {marker}"
+    os.kill(pid, signal.SIGKILL)
+    mover.join(timeout=300)
+    error = outcome.get("error")
+    assert isinstance(error, MigrationError), error
+    assert error.report is not None and error.report.status == "rolled_back", error.report
+    assert any("removed" in line for line in error.report.rolled_back), error.report
+    with pytest.raises(ContainerNotFound):
+        local.dst.inspect(target)
+    # the source's CRIU thawed it where it was frozen: memory intact, counting on
+    assert local.src.inspect(name).running
+    seen = count(local.src, name)
+    wait_for(lambda: count(local.src, name) > seen, timeout=20, what="source counts on")
+    assert checksum(local.src, name) == before
+    wait_for(lambda: criu_left() == [], timeout=30, what="no lazy-pages CRIU left")
