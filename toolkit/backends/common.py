@@ -451,12 +451,12 @@ def unavailable(kind: str, url: str) -> EngineUnavailable:
 
 def with_checkpoints(info: ContainerInfo, url: str) -> ContainerInfo:
     """``info`` with the names of the checkpoints ctk recorded for it, oldest first."""
-    from toolkit import registry
+    from toolkit import records
 
-    recorded = registry.names(info.engine, url, info.id)
+    recorded = records.names(info.engine, url, info.id)
     if not recorded:
         return info
-    ordered = registry.ordered(info.engine, url, info.id, recorded, container=info.name)
+    ordered = records.ordered(info.engine, url, info.id, recorded, container=info.name)
     return dataclasses.replace(info, checkpoints=tuple(c.name for c in ordered))
 
 

@@ -51,7 +51,7 @@ import docker.tls
 import docker.types
 import requests
 
-from toolkit import archive, registry
+from toolkit import archive, records
 from toolkit.backends import common
 from toolkit.errors import (
     ArchiveError,
@@ -313,7 +313,7 @@ class DockerBackend:
         attrs = self._attrs(name)
         with self._errors(container=name):
             self._api.remove_container(attrs["Id"], force=force, v=volumes)
-        registry.forget_container(self.kind, self.url, attrs["Id"])
+        records.forget_container(self.kind, self.url, attrs["Id"])
 
     def start(self, name: str) -> None:
         common.validate_ref(name, what="container")
@@ -400,7 +400,7 @@ class DockerBackend:
 
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
         attrs = self._attrs(name)
-        cp_name = options.name or registry.new_checkpoint_name()
+        cp_name = options.name or records.new_checkpoint_name()
         common.validate_checkpoint_name(cp_name)
         if not attrs["State"]["Running"] or attrs["State"].get("Paused"):
             raise Conflict(
@@ -438,7 +438,7 @@ class DockerBackend:
             raise common.criu_error("checkpoint", name, message) from exc
         except requests.exceptions.ConnectionError as exc:
             raise common.unavailable(self.kind, self.url) from exc
-        record = registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
+        record = records.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
     def _is_running(self, container_id: str) -> bool:
@@ -491,7 +491,7 @@ class DockerBackend:
     def checkpoints(self, name: str) -> list[Checkpoint]:
         attrs = self._attrs(name)
         present = [c["Name"] for c in self._list_checkpoints(attrs["Id"])]
-        return registry.ordered(self.kind, self.url, attrs["Id"], present, container=name)
+        return records.ordered(self.kind, self.url, attrs["Id"], present, container=name)
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
         attrs = self._attrs(name)
@@ -503,7 +503,7 @@ class DockerBackend:
                 self._api._url("/containers/{0}/checkpoints/{1}", attrs["Id"], checkpoint)
             )
             self._api._raise_for_status(response)
-        registry.forget_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
+        records.forget_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
 
     def restore(self, name: str, options: RestoreOptions) -> ContainerInfo:
         attrs = self._attrs(name)
@@ -753,7 +753,7 @@ class DockerBackend:
                 with contextlib.suppress(Exception):
                     self._api.remove_container(new_id, force=True, v=True)
                 raise
-        registry.record_checkpoint(self.kind, self.url, new_id, manifest.checkpoint)
+        records.record_checkpoint(self.kind, self.url, new_id, manifest.checkpoint)
         return self.inspect(new_id)
 
     def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
@@ -962,7 +962,7 @@ class DockerBackend:
             raise common.criu_error("restore", container_id, _explanation(exc), log) from exc
         except requests.exceptions.ConnectionError as exc:
             raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
-        registry.record_checkpoint(self.kind, self.url, container_id, checkpoint)
+        records.record_checkpoint(self.kind, self.url, container_id, checkpoint)
         return self.inspect(container_id)
 
     def close(self) -> None:

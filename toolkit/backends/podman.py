@@ -2,7 +2,7 @@
 
 The SDK has no checkpoint methods; the libpod routes ``POST /libpod/containers/{name}/checkpoint``
 and ``/restore`` are called through the SDK's own HTTP client. Podman keeps one checkpoint per
-container in place (the latest), so ctk's registry holds its name and time.
+container in place (the latest), so ctk's records (toolkit.records) hold its name and time.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import podman.api
 import podman.errors
 import requests
 
-from toolkit import archive, registry
+from toolkit import archive, records
 from toolkit.backends import common
 from toolkit.backends.podman_service import SSHTunnel, TemporaryPodmanService
 from toolkit.errors import (
@@ -394,7 +394,7 @@ class PodmanBackend:
                 params={"force": force, "v": volumes, "volumes": volumes},
             )
             response.raise_for_status(not_found=podman.errors.NotFound)
-        registry.forget_container(self.kind, self.url, attrs["Id"])
+        records.forget_container(self.kind, self.url, attrs["Id"])
 
     def start(self, name: str) -> None:
         attrs = self._attrs(name)
@@ -484,7 +484,7 @@ class PodmanBackend:
 
     # -- checkpoint / restore -------------------------------------------------------------
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
-        cp_name = options.name or registry.new_checkpoint_name()
+        cp_name = options.name or records.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
         try:
             response = self._api.post(
@@ -508,9 +508,9 @@ class PodmanBackend:
         return attrs
 
     def _record_checkpoint(self, attrs: dict[str, Any], cp_name: str) -> Checkpoint:
-        record = registry.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
+        record = records.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         # The new checkpoint replaced the one held in place: forget older names.
-        registry.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
+        records.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
         return record
 
     def _checkpoint_failed(self, name: str, attrs: dict[str, Any], exc: Exception) -> CtkError:
@@ -539,7 +539,7 @@ class PodmanBackend:
             Conflict: the container is not running.
             CheckpointError: CRIU failed (while iterating); the container keeps running.
         """
-        cp_name = options.name or registry.new_checkpoint_name()
+        cp_name = options.name or records.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
         # printStats: CRIU's stats-dump goes into the export, for inspect and --print-stats
         params = _checkpoint_params(options, export=True, printStats=True)
@@ -589,8 +589,8 @@ class PodmanBackend:
         attrs = self._attrs(name)
         state = attrs.get("State") or {}
         has_image = bool(state.get("Checkpointed") or state.get("CheckpointedAt"))
-        present = registry.names(self.kind, self.url, attrs["Id"]) if has_image else []
-        return registry.ordered(self.kind, self.url, attrs["Id"], present, container=name)
+        present = records.names(self.kind, self.url, attrs["Id"]) if has_image else []
+        return records.ordered(self.kind, self.url, attrs["Id"], present, container=name)
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
         attrs = self._attrs(name)
@@ -599,7 +599,7 @@ class PodmanBackend:
             raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
         # Podman has no route to delete the in-place checkpoint alone; forgetting it makes
         # ctk never restore from it, and Podman overwrites it on the next checkpoint.
-        registry.forget_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
+        records.forget_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
 
     def restore(self, name: str, options: RestoreOptions) -> ContainerInfo:
         attrs = self._attrs(name)
@@ -656,7 +656,7 @@ class PodmanBackend:
         archive.validate_compression(options.compression)
         path = archive.check_destination(dest)
         cp_options = options.checkpoint
-        cp_name = cp_options.name or registry.new_checkpoint_name()
+        cp_name = cp_options.name or records.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
         engine = self.info()
         timings: dict[str, float] = {}

@@ -60,7 +60,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit import archive, registry
+from toolkit import archive, records
 from toolkit.backends import common
 from toolkit.errors import CheckpointError, Conflict, ContainerNotFound, ImageNotFound, Unsupported
 from toolkit.models import (
@@ -106,7 +106,7 @@ CONFIG_LABEL = "ctk.criu-config"
 
 def criu_config_dir() -> Path:
     """Where ctk writes per-container CRIU config files (on the Podman host: this machine)."""
-    return registry.state_dir() / "criu-config"
+    return records.state_dir() / "criu-config"
 
 
 def _provided(key: str) -> bool:
