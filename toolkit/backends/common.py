@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from toolkit.backends import DEFAULT_URLS
 from toolkit.errors import (
     CheckpointError,
     CheckpointNotFound,
@@ -427,16 +428,10 @@ def require_paused(name: str, attrs: Mapping[str, Any]) -> None:
         raise Conflict(f"container {name} is not paused", hint=f"pause it with: ctk pause {name}")
 
 
-_LOCAL_URLS = {
-    "docker": "unix:///var/run/docker.sock",
-    "podman": "unix:///run/podman/podman.sock",
-}
-
-
 def unavailable(kind: str, url: str) -> EngineUnavailable:
     """EngineUnavailable whose hint fits the address: ctk's own engines, or the user's."""
     name = kind.capitalize()
-    if url == _LOCAL_URLS.get(kind):
+    if url == DEFAULT_URLS.get(kind):
         return EngineUnavailable(f"{name} does not answer at {url}")
     if url.startswith("unix://"):
         start = f"podman system service --time=0 {url}" if kind == "podman" else f"dockerd -H {url}"

@@ -52,7 +52,7 @@ import docker.types
 import requests
 
 from toolkit import archive, records
-from toolkit.backends import common
+from toolkit.backends import DEFAULT_URLS, common
 from toolkit.errors import (
     ArchiveError,
     CheckpointNotFound,
@@ -87,7 +87,7 @@ from toolkit.models import (
 if TYPE_CHECKING:
     from toolkit.config import TLSOptions
 
-DEFAULT_URL = "unix:///var/run/docker.sock"
+DEFAULT_URL = DEFAULT_URLS["docker"]
 
 
 class DockerBackend:

@@ -27,7 +27,7 @@ import podman.errors
 import requests
 
 from toolkit import archive, records
-from toolkit.backends import common
+from toolkit.backends import DEFAULT_URLS, common
 from toolkit.backends.podman_service import SSHTunnel, TemporaryPodmanService
 from toolkit.errors import (
     CheckpointNotFound,
@@ -60,7 +60,7 @@ from toolkit.models import (
     RestoreOptions,
 )
 
-DEFAULT_URL = "unix:///run/podman/podman.sock"
+DEFAULT_URL = DEFAULT_URLS["podman"]
 
 # bookworm's crun has no CRIU support; runc has. Containers ctk creates use runc unless the
 # spec names another runtime, so that every one of them can be checkpointed.
