@@ -2,47 +2,49 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.backends import common
+from toolkit.backends import inspection, validation
+from toolkit.backends.options import publish_arg, sdk_ports
+from toolkit.criu import diagnosis
 from toolkit.errors import CheckpointNotFound, InvalidArgument
 from toolkit.models import Checkpoint, ContainerSpec, PortMapping
 
 
 def test_validate_ref() -> None:
-    common.validate_ref("web1", what="container")
+    validation.validate_ref("web1", what="container")
     for bad in ("", "-x", "a b", "a/b", "../x"):
         with pytest.raises(InvalidArgument):
-            common.validate_ref(bad, what="container")
+            validation.validate_ref(bad, what="container")
 
 
 def test_validate_spec_image() -> None:
     with pytest.raises(InvalidArgument):
-        common.validate_spec(ContainerSpec(image="bad image"))
+        validation.validate_spec(ContainerSpec(image="bad image"))
 
 
 def test_ports_roundtrip() -> None:
-    ports = common.ports_from_inspect(
+    ports = inspection.ports_from_inspect(
         {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}], "53/udp": None}
     )
     assert ports == (PortMapping(8080, 9000, "127.0.0.1"),)
-    assert common.sdk_ports(ports) == {"8080/tcp": ("127.0.0.1", 9000)}
-    assert common.sdk_ports((PortMapping(80),)) == {"80/tcp": None}
+    assert sdk_ports(ports) == {"8080/tcp": ("127.0.0.1", 9000)}
+    assert sdk_ports((PortMapping(80),)) == {"80/tcp": None}
 
 
 def test_normalize_image_id_and_status() -> None:
-    assert common.normalize_image_id("abc") == "sha256:abc"
-    assert common.normalize_image_id("sha256:abc") == "sha256:abc"
-    assert common.status_of({"Status": "configured"}) == "created"
-    assert common.status_of({"Status": "running"}) == "running"
+    assert inspection.normalize_image_id("abc") == "sha256:abc"
+    assert inspection.normalize_image_id("sha256:abc") == "sha256:abc"
+    assert inspection.status_of({"Status": "configured"}) == "created"
+    assert inspection.status_of({"Status": "running"}) == "running"
 
 
 def test_choose_checkpoint() -> None:
     cps = [Checkpoint("a", "c", "docker", "1"), Checkpoint("b", "c", "docker", "2")]
-    assert common.choose_checkpoint("c", cps, None).name == "b"
-    assert common.choose_checkpoint("c", cps, "a").name == "a"
+    assert validation.choose_checkpoint("c", cps, None).name == "b"
+    assert validation.choose_checkpoint("c", cps, "a").name == "a"
     with pytest.raises(CheckpointNotFound):
-        common.choose_checkpoint("c", cps, "zz")
+        validation.choose_checkpoint("c", cps, "zz")
     with pytest.raises(CheckpointNotFound) as info:
-        common.choose_checkpoint("c", [], None)
+        validation.choose_checkpoint("c", [], None)
     assert "ctk checkpoint c" in info.value.hint
 
 
@@ -60,7 +62,7 @@ def test_choose_checkpoint() -> None:
     ],
 )
 def test_criu_error_hints(log: str, flag: str) -> None:
-    error = common.criu_error("checkpoint", "web1", "criu failed: type NOTIFY", log)
+    error = diagnosis.criu_error("checkpoint", "web1", "criu failed: type NOTIFY", log)
     assert flag in error.hint
     assert "Error (" in error.log_tail
     assert error.message.startswith("checkpoint of web1 failed")
@@ -69,7 +71,7 @@ def test_criu_error_hints(log: str, flag: str) -> None:
 def test_criu_error_reads_log_named_in_message(tmp_path) -> None:
     log = tmp_path / "criu-dump.log"
     log.write_text("(00.1) Error (criu/cr-dump.c:1): something broke\n")
-    error = common.criu_error("checkpoint", "w", f"criu failed: log file: {log}")
+    error = diagnosis.criu_error("checkpoint", "w", f"criu failed: log file: {log}")
     assert "something broke" in error.message
 
 
@@ -82,21 +84,21 @@ def test_spec_from_inspect_and_publish_arg() -> None:
             "PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}]},
         },
     }
-    spec = common.spec_from_inspect(attrs, image="ctk-demo/counter")
+    spec = inspection.spec_from_inspect(attrs, image="ctk-demo/counter")
     assert spec.name == "web1" and spec.command == ("sh",)
     assert spec.env == {"A": "1", "B": "x=y"} and spec.network is None and spec.user is None
     assert spec.ports == (PortMapping(8080, 9000, "127.0.0.1"),)
-    assert common.publish_arg(spec.ports[0]) == "127.0.0.1:9000:8080/tcp"
-    assert common.publish_arg(PortMapping(80)) == "80/tcp"
-    assert common.publish_arg(PortMapping(80, host_ip="127.0.0.1")) == "127.0.0.1::80/tcp"
+    assert publish_arg(spec.ports[0]) == "127.0.0.1:9000:8080/tcp"
+    assert publish_arg(PortMapping(80)) == "80/tcp"
+    assert publish_arg(PortMapping(80, host_ip="127.0.0.1")) == "127.0.0.1::80/tcp"
 
 
 def test_vdso_hint_only_for_vdso_failures() -> None:
     # Every CRIU log mentions the vDSO while it works; only its failure means "CRIU too old".
     ok_log = "(00.01) vdso: Parsing at 7ffc\nError (criu/sk-inet.c:1): something else\n"
-    assert "too old" not in common.criu_error("restore", "w", "failed", ok_log).hint
+    assert "too old" not in diagnosis.criu_error("restore", "w", "failed", ok_log).hint
     bad_log = "Error (criu/vdso.c:1): vdso: Unexpected rt vDSO area bounds\n"
-    assert "too old" in common.criu_error("restore", "w", "failed", bad_log).hint
+    assert "too old" in diagnosis.criu_error("restore", "w", "failed", bad_log).hint
 
 
 def test_docker_backend_loads_paramiko_only_for_ssh() -> None:

@@ -52,7 +52,10 @@ import docker.types
 import requests
 
 from toolkit import archive, records
-from toolkit.backends import DEFAULT_URLS, common
+from toolkit.archive.changes import write_changes
+from toolkit.backends import DEFAULT_URLS, inspection, shared, validation
+from toolkit.backends.options import restart_policy, sdk_ports
+from toolkit.criu import diagnosis
 from toolkit.errors import (
     ArchiveError,
     CheckpointNotFound,
@@ -133,7 +136,7 @@ class DockerBackend:
                     f"Docker does not answer at {url}",
                     hint="start it with: scripts/engines start (or pass --engine podman)",
                 ) from exc
-            raise common.unavailable(self.kind, url) from exc
+            raise shared.unavailable(self.kind, url) from exc
         # Any: the checkpoint routes use the SDK client's private request helpers.
         self._api: Any = self._client.api
 
@@ -157,7 +160,7 @@ class DockerBackend:
                 raise InvalidArgument(_explanation(exc)) from exc
             raise EngineError(_explanation(exc)) from exc
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            raise common.unavailable(self.kind, self.url) from exc
+            raise shared.unavailable(self.kind, self.url) from exc
 
     # -- engine ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -200,13 +203,13 @@ class DockerBackend:
         return self.inspect(str(self._create(spec).id))
 
     def _create(self, spec: ContainerSpec) -> Any:
-        common.validate_spec(spec)
+        validation.validate_spec(spec)
         kwargs: dict[str, Any] = {
             "command": list(spec.command) or None,
             "name": spec.name,
             "environment": dict(spec.env),
             "labels": dict(spec.labels),
-            "ports": common.sdk_ports(spec.ports),
+            "ports": sdk_ports(spec.ports),
             "detach": True,
         }
         for key, value in (
@@ -228,7 +231,7 @@ class DockerBackend:
                 )
                 for m in spec.volumes
             ]
-        policy = common.restart_policy(spec.restart)
+        policy = restart_policy(spec.restart)
         if policy is not None:
             kwargs["restart_policy"] = policy
         if spec.memory:
@@ -249,7 +252,7 @@ class DockerBackend:
     def containers(
         self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
     ) -> list[ContainerInfo]:
-        wanted = common.validate_filters(filters)
+        wanted = validation.validate_filters(filters)
         with self._errors():
             rows = self._api.containers(all=all, filters=wanted or None)
         result: list[ContainerInfo] = []
@@ -261,16 +264,16 @@ class DockerBackend:
         return result
 
     def _attrs(self, name: str) -> dict[str, Any]:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         with self._errors(container=name):
             attrs: dict[str, Any] = self._api.inspect_container(name)
         return attrs
 
     def inspect(self, name: str) -> ContainerInfo:
-        return common.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
+        return shared.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
 
     def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         # The SDK refuses since=0, which means "from the start" anyway.
         extra: dict[str, Any] = {"since": since} if since else {}
         with self._errors(container=name):
@@ -282,7 +285,7 @@ class DockerBackend:
     def follow_logs(
         self, name: str, *, tail: int | None = None, since: int | None = None
     ) -> Iterator[str]:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         # The SDK refuses since=0, which means "from the start" anyway.
         extra: dict[str, Any] = {"since": since} if since else {}
         with self._errors(container=name):
@@ -299,13 +302,13 @@ class DockerBackend:
                 yield bytes(chunk).decode(errors="replace")
 
     def wait(self, name: str) -> int:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         with self._errors(container=name):
             result = self._api.wait(name, timeout=None)
         return int(result.get("StatusCode", 0))
 
     def stop(self, name: str, *, timeout: int | None = None) -> None:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         with self._errors(container=name):
             self._api.stop(name, timeout=timeout if timeout is not None else 10)
 
@@ -316,30 +319,30 @@ class DockerBackend:
         records.forget_container(self.kind, self.url, attrs["Id"])
 
     def start(self, name: str) -> None:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         # A running container answers 304, which the SDK does not raise: a no-op, as in docker.
         with self._errors(container=name):
             self._api.start(name)
 
     def restart(self, name: str, *, timeout: int | None = None) -> None:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         with self._errors(container=name):
             self._api.restart(name, timeout=timeout if timeout is not None else 10)
 
     def pause(self, name: str) -> None:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         with self._errors(container=name):
             self._api.pause(name)
 
     def unpause(self, name: str) -> None:
         attrs = self._attrs(name)
         # Docker 20.10 answers "is not paused" with a bare 500; the state says it plainly.
-        common.require_paused(name, attrs)
+        validation.require_paused(name, attrs)
         with self._errors(container=name):
             self._api.unpause(attrs["Id"])
 
     def kill(self, name: str, *, signal: str | int | None = None) -> None:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         with self._errors(container=name):
             self._api.kill(name, signal=signal)
 
@@ -352,7 +355,7 @@ class DockerBackend:
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> ExecResult:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         if not command:
             raise InvalidArgument("exec needs a command", hint="e.g. ctk exec web1 ls /")
         with self._errors(container=name):
@@ -375,18 +378,18 @@ class DockerBackend:
         attrs = self._require_running(name, "top")
         with self._errors(container=name):
             data = self._api.top(attrs["Id"])
-        return common.process_list(name, data)
+        return inspection.process_list(name, data)
 
     def stats(self, name: str) -> ContainerStats:
         attrs = self._require_running(name, "stats")
         with self._errors(container=name):
             # stream=False waits for a second sample, so precpu_stats gives a CPU delta.
             sample = self._api.stats(attrs["Id"], stream=False)
-        return common.stats_from_sample(sample, name=name, container_id=attrs["Id"])
+        return inspection.stats_from_sample(sample, name=name, container_id=attrs["Id"])
 
     def _require_running(self, name: str, action: str) -> dict[str, Any]:
         attrs = self._attrs(name)
-        common.require_running(name, attrs, action)
+        validation.require_running(name, attrs, action)
         return attrs
 
     # -- checkpoint / restore -------------------------------------------------------------
@@ -401,7 +404,7 @@ class DockerBackend:
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
         attrs = self._attrs(name)
         cp_name = options.name or records.new_checkpoint_name()
-        common.validate_checkpoint_name(cp_name)
+        validation.validate_checkpoint_name(cp_name)
         if not attrs["State"]["Running"] or attrs["State"].get("Paused"):
             raise Conflict(
                 f"container {name} is not running; only a running container can be checkpointed",
@@ -435,9 +438,9 @@ class DockerBackend:
         except docker.errors.APIError as exc:
             self._ensure_running_after_failure(attrs["Id"])
             message = _explanation(exc)
-            raise common.criu_error("checkpoint", name, message) from exc
+            raise diagnosis.criu_error("checkpoint", name, message) from exc
         except requests.exceptions.ConnectionError as exc:
-            raise common.unavailable(self.kind, self.url) from exc
+            raise shared.unavailable(self.kind, self.url) from exc
         record = records.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
@@ -495,7 +498,7 @@ class DockerBackend:
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
         attrs = self._attrs(name)
-        common.validate_checkpoint_name(checkpoint)
+        validation.validate_checkpoint_name(checkpoint)
         if checkpoint not in {c["Name"] for c in self._list_checkpoints(attrs["Id"])}:
             raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
         with self._errors(container=name):
@@ -513,17 +516,17 @@ class DockerBackend:
                 hint=f"stop it first: ctk stop {name}",
             )
         available = self.checkpoints(name)
-        chosen = common.choose_checkpoint(name, available, options.checkpoint)
+        chosen = validation.choose_checkpoint(name, available, options.checkpoint)
         try:
             self._start_from_checkpoint(attrs["Id"], chosen.name)
         except docker.errors.APIError as exc:
-            raise common.criu_error("restore", name, _explanation(exc)) from exc
+            raise diagnosis.criu_error("restore", name, _explanation(exc)) from exc
         except requests.exceptions.ConnectionError as exc:
-            raise common.unavailable(self.kind, self.url) from exc
+            raise shared.unavailable(self.kind, self.url) from exc
         return self.inspect(attrs["Id"])
 
     def exit_status(self, name: str) -> ExitStatus:
-        return common.exit_status_from_state(self._attrs(name).get("State") or {})
+        return inspection.exit_status_from_state(self._attrs(name).get("State") or {})
 
     def _start_from_checkpoint(self, container_id: str, checkpoint: str) -> None:
         """``POST /containers/{id}/start?checkpoint=NAME``, retried on containerd's blob race."""
@@ -579,7 +582,7 @@ class DockerBackend:
         """
         with self._errors(container=container_id):
             changes = self._api.diff(container_id) or []
-        return common.write_changes(
+        return write_changes(
             changes, lambda path, part: self._fetch(container_id, path, part), out, stage
         )
 
@@ -614,7 +617,7 @@ class DockerBackend:
                 rootfs_tar = stage / DOCKER_ROOTFS
                 deleted = self._fetch_changes(attrs["Id"], rootfs_tar, stage)
                 timings["fetch"] = round(time.monotonic() - started, 3)
-                manifest = common.archive_manifest(
+                manifest = shared.archive_manifest(
                     engine=engine,
                     attrs=attrs,
                     info=_info(attrs, self.kind),
@@ -647,7 +650,7 @@ class DockerBackend:
 
         ``binds`` is ``{host path: container path}``.
         """
-        ports = common.sdk_ports(spec.ports)
+        ports = sdk_ports(spec.ports)
         host_config = self._api.create_host_config(
             port_bindings=ports or None,
             network_mode=spec.network or None,
@@ -689,7 +692,7 @@ class DockerBackend:
             CheckpointError: CRIU failed to restore (nothing left behind).
         """
         if options.name is not None:
-            common.validate_ref(options.name, what="container")
+            validation.validate_ref(options.name, what="container")
         if options.tcp_established or options.file_locks:
             raise Unsupported(
                 "Docker's API cannot pass --tcp-established/--file-locks to CRIU",
@@ -697,13 +700,13 @@ class DockerBackend:
             )
         with archive.open_archive(archive_path) as verified:
             manifest = verified.manifest
-            common.require_archive_engine(manifest, self.kind, str(archive_path))
+            validation.require_archive_engine(manifest, self.kind, str(archive_path))
             cp_tar = verified.member(DOCKER_CHECKPOINT)
             rootfs_tar = verified.member(DOCKER_ROOTFS)
             cp_names = archive.check_nested_tar(cp_tar, what="docker checkpoint")
             archive.check_nested_tar(rootfs_tar, what="rootfs changes", allow_symlinks=True)
             deleted = _checked_deletions(manifest.engine_data.get("deleted") or [])
-            common.validate_checkpoint_name(manifest.checkpoint)
+            validation.validate_checkpoint_name(manifest.checkpoint)
             self._require_checkpoint_support()
             engine = self.info()
             image = self._local_image(manifest.image, manifest.image_id)
@@ -713,7 +716,7 @@ class DockerBackend:
                 name=options.name or manifest.container_name,
                 ports=options.ports or spec.ports,
             )
-            common.validate_spec(spec)
+            validation.validate_spec(spec)
             if deleted and engine_driver(self) != "overlay2":
                 raise Unsupported(
                     "the archive deletes files, which ctk applies as overlay2 whiteouts; this "
@@ -743,11 +746,11 @@ class DockerBackend:
                 try:
                     self._start_from_checkpoint(new_id, manifest.checkpoint)
                 except docker.errors.APIError as exc:
-                    raise common.criu_error(
+                    raise diagnosis.criu_error(
                         "import", spec.name or new_id, _explanation(exc)
                     ) from exc
                 except requests.exceptions.ConnectionError as exc:
-                    raise common.unavailable(self.kind, self.url) from exc
+                    raise shared.unavailable(self.kind, self.url) from exc
             except BaseException:
                 # Nothing half-made: the container this import created goes again.
                 with contextlib.suppress(Exception):
@@ -761,7 +764,7 @@ class DockerBackend:
         from toolkit.criu.images import extract_images
 
         attrs = self._attrs(name)
-        common.validate_checkpoint_name(checkpoint)
+        validation.validate_checkpoint_name(checkpoint)
         if checkpoint not in {c["Name"] for c in self._list_checkpoints(attrs["Id"])}:
             raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
         source = f"{self.info().root_dir}/containers/{attrs['Id']}"
@@ -791,7 +794,7 @@ class DockerBackend:
         except docker.errors.NotFound as exc:
             raise ImageNotFound(
                 f"no image {image_id} ({reference}) on docker",
-                hint=common.image_missing_hint(reference, image_id, self.kind),
+                hint=shared.image_missing_hint(reference, image_id, self.kind),
             ) from exc
         with contextlib.suppress(docker.errors.APIError):
             if reference and self._api.inspect_image(reference)["Id"] == found["Id"]:
@@ -840,7 +843,7 @@ class DockerBackend:
         """The engine-neutral spec to make this container again elsewhere."""
         attrs = self._attrs(name)
         info = _info(attrs, self.kind)
-        return common.spec_from_inspect(attrs, image=info.image)
+        return inspection.spec_from_inspect(attrs, image=info.image)
 
     def fetch_changes(self, name: str, out: Path) -> list[str]:
         """The container's rootfs changes as a tar at ``out``; the deleted paths."""
@@ -856,7 +859,7 @@ class DockerBackend:
         Deletions become overlay2 whiteouts as in :meth:`import_checkpoint`. A failure removes
         the container again.
         """
-        common.validate_spec(spec)
+        validation.validate_spec(spec)
         image = self._local_image(spec.image, image_id)
         checked = _checked_deletions(deleted)
         if checked and engine_driver(self) != "overlay2":
@@ -899,7 +902,7 @@ class DockerBackend:
             ImageNotFound: the image ID is not here.
             Conflict: the name is in use.
         """
-        common.validate_spec(spec)
+        validation.validate_spec(spec)
         image = self._local_image(spec.image, image_id)
         return self._create_stopped(
             spec, image, ipc_mode="shareable" if shareable_ipc else None, binds=binds
@@ -923,7 +926,7 @@ class DockerBackend:
         Raises:
             CheckpointError: CRIU failed to restore.
         """
-        common.validate_checkpoint_name(checkpoint)
+        validation.validate_checkpoint_name(checkpoint)
         engine = self.info()
         gone = _checked_deletions(list(deleted or []))
         if gone and engine_driver(self) != "overlay2":
@@ -959,7 +962,7 @@ class DockerBackend:
                 self._start_from_checkpoint(container_id, checkpoint)
         except docker.errors.APIError as exc:
             log = kept[0] if kept else ""
-            raise common.criu_error("restore", container_id, _explanation(exc), log) from exc
+            raise diagnosis.criu_error("restore", container_id, _explanation(exc), log) from exc
         except requests.exceptions.ConnectionError as exc:
             raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
         records.record_checkpoint(self.kind, self.url, container_id, checkpoint)
@@ -999,7 +1002,7 @@ class DockerBackend:
         return result
 
     def create_network(self, spec: NetworkSpec) -> NetworkInfo:
-        common.validate_network_spec(spec)
+        validation.validate_network_spec(spec)
         if spec.driver == "overlay":
             self._require_swarm_manager()
         ipam = None
@@ -1036,20 +1039,20 @@ class DockerBackend:
             )
 
     def inspect_network(self, name: str) -> NetworkInfo:
-        common.validate_ref(name, what="network")
+        validation.validate_ref(name, what="network")
         with self._network_errors(name):
             data = self._api.inspect_network(name)
-        return common.network_from_inspect(data, self.kind)
+        return inspection.network_from_inspect(data, self.kind)
 
     def remove_network(self, name: str) -> None:
-        common.validate_ref(name, what="network")
+        validation.validate_ref(name, what="network")
         with self._network_errors(name):
             self._api.remove_network(name)
 
     def connect_network(
         self, network: str, container: str, *, aliases: tuple[str, ...] = ()
     ) -> None:
-        common.validate_ref(network, what="network")
+        validation.validate_ref(network, what="network")
         attrs = self._attrs(container)
         with self._network_errors(network, container=container):
             self._api.connect_container_to_network(
@@ -1057,7 +1060,7 @@ class DockerBackend:
             )
 
     def disconnect_network(self, network: str, container: str, *, force: bool = False) -> None:
-        common.validate_ref(network, what="network")
+        validation.validate_ref(network, what="network")
         attrs = self._attrs(container)
         with self._network_errors(network, container=container):
             self._api.disconnect_container_from_network(attrs["Id"], network, force=force)
@@ -1101,15 +1104,15 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         id=attrs["Id"],
         name=str(attrs.get("Name", "")).lstrip("/"),
         image=str(config.get("Image", "")),
-        image_id=common.normalize_image_id(str(attrs.get("Image", ""))),
-        status=common.status_of(state),
+        image_id=inspection.normalize_image_id(str(attrs.get("Image", ""))),
+        status=inspection.status_of(state),
         running=bool(state.get("Running")),
         command=tuple(config.get("Cmd") or ()),
         created=str(attrs.get("Created", "")),
-        ports=common.ports_from_inspect(ports),
+        ports=inspection.ports_from_inspect(ports),
         labels=dict(config.get("Labels") or {}),
         engine=engine,
-        **common.lifecycle_fields(attrs),
+        **inspection.lifecycle_fields(attrs),
     )
 
 

@@ -27,8 +27,11 @@ import podman.errors
 import requests
 
 from toolkit import archive, records
-from toolkit.backends import DEFAULT_URLS, common
+from toolkit.archive.changes import write_changes
+from toolkit.backends import DEFAULT_URLS, inspection, shared, validation
+from toolkit.backends.options import publish_arg, restart_policy, sdk_ports
 from toolkit.backends.podman_service import SSHTunnel, TemporaryPodmanService
+from toolkit.criu import diagnosis
 from toolkit.errors import (
     CheckpointNotFound,
     Conflict,
@@ -114,7 +117,7 @@ def _import_params(options: ImportOptions) -> dict[str, Any]:
         "ignoreStaticMAC": options.ignore_static_ip,
     }
     if options.ports:
-        params["publishPorts"] = [common.publish_arg(p) for p in options.ports]
+        params["publishPorts"] = [publish_arg(p) for p in options.ports]
     return params
 
 
@@ -159,7 +162,7 @@ class PodmanBackend:
             status = getattr(exc, "status_code", None)
             if status is None:
                 # The SDK wraps a failed connection into an APIError with no status.
-                raise common.unavailable(self.kind, self.url) from exc
+                raise shared.unavailable(self.kind, self.url) from exc
             cause = str(exc.args[0]) if exc.args else ""
             if cause in _STATE_CAUSES or status in (304, 409):
                 raise Conflict(_explanation(exc)) from exc
@@ -171,7 +174,7 @@ class PodmanBackend:
                 raise InvalidArgument(_explanation(exc)) from exc
             raise EngineError(_explanation(exc)) from exc
         except (requests.exceptions.ConnectionError, podman.errors.PodmanError) as exc:
-            raise common.unavailable(self.kind, self.url) from exc
+            raise shared.unavailable(self.kind, self.url) from exc
 
     # -- engine ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -218,12 +221,12 @@ class PodmanBackend:
 
     def _create(self, spec: ContainerSpec, *, annotations: Mapping[str, str] | None = None) -> str:
         """Create (never start) ``spec``; the new ID. ``annotations`` are OCI annotations."""
-        common.validate_spec(spec)
+        validation.validate_spec(spec)
         kwargs: dict[str, Any] = {
             "name": spec.name,
             "environment": dict(spec.env),
             "labels": dict(spec.labels),
-            "ports": common.sdk_ports(spec.ports, ephemeral=0),
+            "ports": sdk_ports(spec.ports, ephemeral=0),
             "runtime": spec.runtime or CHECKPOINT_RUNTIME,
         }
         if annotations:
@@ -239,7 +242,7 @@ class PodmanBackend:
         ):
             if value:
                 kwargs[key] = value
-        policy = common.restart_policy(spec.restart)
+        policy = restart_policy(spec.restart)
         if policy is not None:
             kwargs["restart_policy"] = policy
         if spec.memory:
@@ -293,7 +296,7 @@ class PodmanBackend:
     def containers(
         self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
     ) -> list[ContainerInfo]:
-        wanted = common.validate_filters(filters)
+        wanted = validation.validate_filters(filters)
         params: dict[str, Any] = {"all": all}
         if wanted:
             params["filters"] = json.dumps(wanted)
@@ -310,7 +313,7 @@ class PodmanBackend:
         return result
 
     def _attrs(self, name: str) -> dict[str, Any]:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         with self._errors(container=name):
             for delay in (*_INSPECT_RETRIES, None):
                 response = self._api.get(f"/containers/{name}/json")
@@ -327,10 +330,10 @@ class PodmanBackend:
         return self._client.containers.prepare_model(self._attrs(name))
 
     def inspect(self, name: str) -> ContainerInfo:
-        return common.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
+        return shared.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
 
     def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         container = self._container(name)
         with self._errors(container=name):
             kwargs: dict[str, Any] = {"stdout": True, "stderr": True}
@@ -345,7 +348,7 @@ class PodmanBackend:
     def follow_logs(
         self, name: str, *, tail: int | None = None, since: int | None = None
     ) -> Iterator[str]:
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "stream": True, "follow": True}
         if tail:
             kwargs["tail"] = tail
@@ -459,7 +462,7 @@ class PodmanBackend:
 
     def top(self, name: str) -> ProcessList:
         attrs = self._attrs(name)
-        common.require_running(name, attrs, "top")
+        validation.require_running(name, attrs, "top")
         if (attrs.get("State") or {}).get("Paused"):
             # libpod answers 200 with an empty body for a paused container.
             raise Conflict(
@@ -469,18 +472,18 @@ class PodmanBackend:
         with self._errors(container=name):
             data = self._api.get(f"/containers/{attrs['Id']}/top", params={"stream": False})
             data.raise_for_status(not_found=podman.errors.NotFound)
-        return common.process_list(name, data.json())
+        return inspection.process_list(name, data.json())
 
     def stats(self, name: str) -> ContainerStats:
         attrs = self._attrs(name)
-        common.require_running(name, attrs, "stats")
+        validation.require_running(name, attrs, "stats")
         with self._errors(container=name):
             # The Docker-compatible route: the same sample shape as Docker, so one formula.
             response = self._api.get(
                 f"/containers/{attrs['Id']}/stats", params={"stream": False}, compatible=True
             )
             response.raise_for_status(not_found=podman.errors.NotFound)
-        return common.stats_from_sample(response.json(), name=name, container_id=attrs["Id"])
+        return inspection.stats_from_sample(response.json(), name=name, container_id=attrs["Id"])
 
     # -- checkpoint / restore -------------------------------------------------------------
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
@@ -498,7 +501,7 @@ class PodmanBackend:
 
     def _require_checkpointable(self, name: str, cp_name: str) -> dict[str, Any]:
         attrs = self._attrs(name)
-        common.validate_checkpoint_name(cp_name)
+        validation.validate_checkpoint_name(cp_name)
         state = attrs.get("State") or {}
         if not state.get("Running") or state.get("Paused"):
             raise Conflict(
@@ -516,10 +519,10 @@ class PodmanBackend:
     def _checkpoint_failed(self, name: str, attrs: dict[str, Any], exc: Exception) -> CtkError:
         """The error for a checkpoint (or its export) that failed; the container runs again."""
         if isinstance(exc, podman.errors.APIError) and getattr(exc, "status_code", None) is None:
-            return common.unavailable(self.kind, self.url)
+            return shared.unavailable(self.kind, self.url)
         self._ensure_running_after_failure(attrs["Id"])
         if isinstance(exc, podman.errors.APIError):
-            return common.criu_error(
+            return diagnosis.criu_error(
                 "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
             )
         return EngineUnavailable(f"Podman broke off the export: {exc}")
@@ -594,7 +597,7 @@ class PodmanBackend:
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
         attrs = self._attrs(name)
-        common.validate_checkpoint_name(checkpoint)
+        validation.validate_checkpoint_name(checkpoint)
         if checkpoint not in {c.name for c in self.checkpoints(name)}:
             raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
         # Podman has no route to delete the in-place checkpoint alone; forgetting it makes
@@ -619,7 +622,7 @@ class PodmanBackend:
                 f"(Podman keeps only the latest in place: {available[-1].name})",
                 hint="export checkpoints to keep several: ctk checkpoint NAME --export FILE",
             )
-        common.choose_checkpoint(name, available, options.checkpoint)
+        validation.choose_checkpoint(name, available, options.checkpoint)
         params = {
             "keep": True,
             "tcpEstablished": options.tcp_established,
@@ -630,18 +633,18 @@ class PodmanBackend:
             response.raise_for_status()
         except podman.errors.APIError as exc:
             if getattr(exc, "status_code", None) is None:
-                raise common.unavailable(self.kind, self.url) from exc
+                raise shared.unavailable(self.kind, self.url) from exc
             if exc.args and str(exc.args[0]) in _STATE_CAUSES:
                 # Not CRIU: libpod refused for the container's state (e.g. a killed container
                 # that libpod has not finished cleaning up yet).
                 raise Conflict(_explanation(exc)) from exc
-            raise common.criu_error(
+            raise diagnosis.criu_error(
                 "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
             ) from exc
         return self.inspect(attrs["Id"])
 
     def exit_status(self, name: str) -> ExitStatus:
-        return common.exit_status_from_state(self._attrs(name).get("State") or {})
+        return inspection.exit_status_from_state(self._attrs(name).get("State") or {})
 
     # -- archives -------------------------------------------------------------------------
     def export_checkpoint(
@@ -671,7 +674,7 @@ class PodmanBackend:
             timings["checkpoint"] = round(time.monotonic() - started, 3)
             try:
                 archive.check_nested_tar(payload, what="podman checkpoint")
-                manifest = common.archive_manifest(
+                manifest = shared.archive_manifest(
                     engine=engine,
                     attrs=attrs,
                     info=_info(attrs, self.kind),
@@ -716,7 +719,7 @@ class PodmanBackend:
         works only where the engine runs on this machine.
         """
         attrs = self._attrs(name)
-        common.validate_checkpoint_name(checkpoint)
+        validation.validate_checkpoint_name(checkpoint)
         if checkpoint not in {c.name for c in self.checkpoints(name)}:
             raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
         userdata = Path(str(attrs.get("StaticDir") or ""))
@@ -752,10 +755,10 @@ class PodmanBackend:
             CheckpointError: CRIU failed to restore (nothing left behind).
         """
         if options.name is not None:
-            common.validate_ref(options.name, what="container")
+            validation.validate_ref(options.name, what="container")
         with archive.open_archive(archive_path) as verified:
             manifest = verified.manifest
-            common.require_archive_engine(manifest, self.kind, str(archive_path))
+            validation.require_archive_engine(manifest, self.kind, str(archive_path))
             payload = verified.member(PODMAN_PAYLOAD)
             names = archive.check_nested_tar(payload, what="podman checkpoint")
             if "rootfs-diff.tar" in names:
@@ -770,7 +773,7 @@ class PodmanBackend:
             if found.status_code != 204:
                 raise ImageNotFound(
                     f"no image {manifest.image_id} ({manifest.image}) on podman",
-                    hint=common.image_missing_hint(manifest.image, manifest.image_id, self.kind),
+                    hint=shared.image_missing_hint(manifest.image, manifest.image_id, self.kind),
                 )
             target = options.name or manifest.container_name
             with self._errors():
@@ -819,7 +822,7 @@ class PodmanBackend:
         """The engine-neutral spec to make this container again elsewhere."""
         attrs = self._attrs(name)
         info = _info(attrs, self.kind)
-        return common.spec_from_inspect(attrs, image=info.image)
+        return inspection.spec_from_inspect(attrs, image=info.image)
 
     def fetch_changes(self, name: str, out: Path) -> list[str]:
         """The container's rootfs changes as a tar at ``out``; the deleted paths."""
@@ -840,7 +843,7 @@ class PodmanBackend:
                         handle.write(chunk)
 
         with tempfile.TemporaryDirectory() as stage:
-            return common.write_changes(changes, fetch, out, Path(stage))
+            return write_changes(changes, fetch, out, Path(stage))
 
     def create_with_changes(
         self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
@@ -887,13 +890,13 @@ class PodmanBackend:
         if not self.has_image(image_id):
             raise ImageNotFound(
                 f"no image {image_id} ({reference}) on podman",
-                hint=common.image_missing_hint(reference, image_id, self.kind),
+                hint=shared.image_missing_hint(reference, image_id, self.kind),
             )
         with contextlib.suppress(Exception):
             response = self._api.get(f"/images/{reference}/json")
             if response.status_code == 200:
-                found = common.normalize_image_id(str(response.json().get("Id", "")))
-                if found == common.normalize_image_id(image_id):
+                found = inspection.normalize_image_id(str(response.json().get("Id", "")))
+                if found == inspection.normalize_image_id(image_id):
                     return reference
         return image_id
 
@@ -981,7 +984,7 @@ class PodmanBackend:
             CheckpointError: CRIU failed to restore (nothing left behind).
         """
         name = options.name or ""
-        common.validate_ref(name, what="container")
+        validation.validate_ref(name, what="container")
         with self._errors():
             if self._exists(name):
                 raise Conflict(f"a container named {name} exists already on podman")
@@ -1020,12 +1023,12 @@ class PodmanBackend:
                     ).raise_for_status()
             if isinstance(exc, podman.errors.APIError):
                 if getattr(exc, "status_code", None) is None:
-                    raise common.unavailable(self.kind, self.url) from exc
+                    raise shared.unavailable(self.kind, self.url) from exc
                 log = ""
                 if criu_log is not None:
                     with contextlib.suppress(OSError):
                         log = criu_log.read_text(errors="replace")
-                raise common.criu_error(action, target or "", _explanation(exc), log) from exc
+                raise diagnosis.criu_error(action, target or "", _explanation(exc), log) from exc
             raise
 
     def close(self) -> None:
@@ -1066,7 +1069,7 @@ class PodmanBackend:
         return result
 
     def create_network(self, spec: NetworkSpec) -> NetworkInfo:
-        common.validate_network_spec(spec)
+        validation.validate_network_spec(spec)
         if spec.driver == "overlay":
             raise Unsupported(
                 "Podman has no overlay networks (they are a Docker swarm feature)",
@@ -1095,16 +1098,16 @@ class PodmanBackend:
         return self.inspect_network(spec.name)
 
     def inspect_network(self, name: str) -> NetworkInfo:
-        common.validate_ref(name, what="network")
+        validation.validate_ref(name, what="network")
         with self._network_errors(name):
             response = self._api.get(f"/networks/{name}", compatible=True)
             response.raise_for_status(not_found=podman.errors.NotFound)
             data = response.json()
-        return common.network_from_inspect(data, self.kind)
+        return inspection.network_from_inspect(data, self.kind)
 
     def remove_network(self, name: str) -> None:
-        common.validate_ref(name, what="network")
-        if name in common.NETWORK_MODES or name == "podman":
+        validation.validate_ref(name, what="network")
+        if name in validation.NETWORK_MODES or name == "podman":
             raise Conflict(
                 f"{name} is a pre-defined network and cannot be removed",
                 hint="remove only networks you created (ctk network ls)",
@@ -1116,7 +1119,7 @@ class PodmanBackend:
     def connect_network(
         self, network: str, container: str, *, aliases: tuple[str, ...] = ()
     ) -> None:
-        common.validate_ref(network, what="network")
+        validation.validate_ref(network, what="network")
         attrs = self._attrs(container)
         body: dict[str, Any] = {"Container": attrs["Id"]}
         if aliases:
@@ -1129,7 +1132,7 @@ class PodmanBackend:
             response.raise_for_status(not_found=podman.errors.NotFound)
 
     def disconnect_network(self, network: str, container: str, *, force: bool = False) -> None:
-        common.validate_ref(network, what="network")
+        validation.validate_ref(network, what="network")
         attrs = self._attrs(container)
         body = {"Container": attrs["Id"], "Force": force}
         with self._network_errors(network, container=container):
@@ -1169,15 +1172,15 @@ def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
         id=str(attrs["Id"]),
         name=str(attrs.get("Name", "")).lstrip("/"),
         image=str(attrs.get("ImageName") or config.get("Image") or ""),
-        image_id=common.normalize_image_id(str(attrs.get("Image", ""))),
-        status=common.status_of(state),
+        image_id=inspection.normalize_image_id(str(attrs.get("Image", ""))),
+        status=inspection.status_of(state),
         # Podman says Running false while paused; Docker (and ctk) count a paused container
         # as running: its processes exist, frozen.
         running=bool(state.get("Running") or state.get("Paused")),
         command=tuple(config.get("Cmd") or ()),
         created=str(attrs.get("Created", "")),
-        ports=common.ports_from_inspect(ports),
+        ports=inspection.ports_from_inspect(ports),
         labels=dict(config.get("Labels") or {}),
         engine=engine,
-        **common.lifecycle_fields(attrs),
+        **inspection.lifecycle_fields(attrs),
     )

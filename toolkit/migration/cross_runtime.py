@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit import archive, records
-from toolkit.backends import common
+from toolkit.backends import inspection, shared, validation
 from toolkit.errors import CheckpointError, Conflict, ContainerNotFound, ImageNotFound, Unsupported
 from toolkit.models import (
     CheckpointImages,
@@ -221,12 +221,12 @@ def live_cross_runtime(
             hint=f"start it first: ctk start {name}",
         )
     target = new_name or info.name
-    common.validate_ref(target, what="container")
+    validation.validate_ref(target, what="container")
     attrs = _raw_inspect(source, name)
     if not isinstance(dest, DockerBackend | PodmanBackend) or not dest.has_image(info.image_id):
         raise ImageNotFound(
             f"no image {info.image_id} ({info.image}) on {dest.kind}",
-            hint=common.image_missing_hint(info.image, info.image_id, dest.kind),
+            hint=shared.image_missing_hint(info.image, info.image_id, dest.kind),
         )
     try:
         dest.inspect(target)
@@ -237,7 +237,7 @@ def live_cross_runtime(
             f"a container named {target} exists already on {dest.kind}",
             hint="pick another name: --name NEW",
         )
-    spec = common.spec_from_inspect(attrs, image=info.image)
+    spec = inspection.spec_from_inspect(attrs, image=info.image)
     spec = ContainerSpec(
         # Podman names local images localhost/NAME; Docker knows them as NAME
         image=info.image.removeprefix("localhost/") if dest.kind == "docker" else info.image,
