@@ -162,6 +162,7 @@ def test_podman_inspect_asks_again_when_the_process_just_exited(
     from podman.api.client import APIResponse
 
     from toolkit.backends import podman as podman_backend
+    from toolkit.backends.podman import client as podman_client
 
     def answer(status: int, body: dict[str, object]) -> APIResponse:
         response = requests.Response()
@@ -178,7 +179,7 @@ def test_podman_inspect_asks_again_when_the_process_just_exited(
             assert path == "/containers/web1/json"
             return answers.pop(0)
 
-    monkeypatch.setattr(podman_backend.time, "sleep", lambda _: None)
+    monkeypatch.setattr(podman_client.time, "sleep", lambda _: None)
     backend = podman_backend.PodmanBackend("unix:///nonexistent/podman.sock")
     monkeypatch.setattr(backend, "_api", FakeAPI())
     assert backend._attrs("web1")["Id"] == "abc" and not answers

@@ -1,0 +1,165 @@
+"""Daemon paths and container files reached through the Engine API's archive routes.
+
+A helper container (created, never started) bind-mounts a daemon path so that ``get_archive``
+and ``put_archive`` reach it: this works on a remote daemon too, with no ssh or shared disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tarfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from toolkit import archive
+from toolkit.archive.changes import write_changes
+from toolkit.backends.options import sdk_ports
+from toolkit.errors import (
+    ArchiveError,
+)
+from toolkit.models import (
+    ContainerSpec,
+)
+
+if TYPE_CHECKING:
+    pass
+from toolkit.backends.docker.client import DockerClient, docker, requests
+
+
+def engine_driver(backend: DockerClient) -> str:
+    """The daemon's storage driver (overlay2 is the one whose whiteouts ctk writes)."""
+    with backend._errors():
+        return str(backend._client.info().get("Driver", ""))
+
+
+def _checked_deletions(items: Any) -> list[str]:
+    if not isinstance(items, list):
+        raise ArchiveError("manifest's deleted-path list is malformed")
+    result: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise ArchiveError(f"manifest names a bad deleted path {item!r}")
+        result.append(str(archive.check_member_name(item[1:], where="deleted path")))
+    return result
+
+
+def _whiteouts(deleted: list[str]) -> bytes:
+    """A tar of overlay whiteouts (character devices 0:0): how overlay2 records a deletion.
+
+    ``put_archive`` cannot delete; written into the container's upper directory before it
+    starts, these hide the image's files exactly as ``rm`` in the container did.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in deleted:
+            info = tarfile.TarInfo(path)
+            info.type, info.devmajor, info.devminor, info.mode = tarfile.CHRTYPE, 0, 0, 0o600
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _rename_checkpoint(source: Path, dest: Path, names: list[str], checkpoint: str) -> None:
+    """Re-root ``get_archive``'s ``<name>/...`` as ``checkpoints/<checkpoint>/...``."""
+    with (
+        tarfile.open(source) as src,
+        tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT) as out,
+    ):
+        top = tarfile.TarInfo("checkpoints")
+        top.type, top.mode = tarfile.DIRTYPE, 0o700
+        out.addfile(top)
+        for member, name in zip(src.getmembers(), names, strict=True):
+            parts = PurePosixPath(name).parts
+            if member.isdir() and len(parts) == 1:
+                member.name = f"checkpoints/{checkpoint}"
+            else:
+                member.name = "/".join(("checkpoints", checkpoint, *parts[1:]))
+            data = src.extractfile(member) if member.isfile() else None
+            out.addfile(member, data)
+
+
+class FilesMixin(DockerClient):
+    """Helper containers, archive fetches, rootfs changes, stopped containers."""
+
+    @contextmanager
+    def _helper(self, image: str, binds: dict[str, str]) -> Iterator[str]:
+        """A created, never started container that bind-mounts daemon paths for the archive API.
+
+        This reaches ``<DockerRootDir>/containers/<id>`` through the engine itself, so it works
+        on a remote daemon too; the command is never run.
+        """
+        host_config = self._api.create_host_config(
+            binds=[f"{source}:{target}" for source, target in binds.items()],
+            network_mode="none",
+        )
+        with self._errors(image=image):
+            created = self._api.create_container(
+                image,
+                command=["/ctk-helper-never-started"],
+                name=f"ctk-helper-{uuid.uuid4().hex[:12]}",
+                labels={"ctk.helper": "1"},
+                host_config=host_config,
+                network_disabled=True,
+            )
+        try:
+            yield str(created["Id"])
+        finally:
+            with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+                self._api.remove_container(created["Id"], force=True, v=False)
+
+    def _fetch(self, container: str, path: str, out: Path) -> None:
+        with self._errors(container=container):
+            stream, _stat = self._api.get_archive(container, path)
+            with out.open("wb") as handle:
+                for chunk in stream:
+                    handle.write(chunk)
+
+    def _fetch_changes(self, container_id: str, out: Path, stage: Path) -> list[str]:
+        """The container's rootfs changes: changed and added files into ``out``; deleted paths.
+
+        Only leaves are fetched (a changed directory's listed children come on their own), so an
+        added file in /etc does not drag the whole of /etc along.
+        """
+        with self._errors(container=container_id):
+            changes = self._api.diff(container_id) or []
+        return write_changes(
+            changes, lambda path, part: self._fetch(container_id, path, part), out, stage
+        )
+
+    def _create_stopped(
+        self,
+        spec: ContainerSpec,
+        image: str,
+        *,
+        ipc_mode: str | None = None,
+        binds: dict[str, str] | None = None,
+    ) -> str:
+        """Create (never start) ``spec`` from ``image``; the new ID.
+
+        ``binds`` is ``{host path: container path}``.
+        """
+        ports = sdk_ports(spec.ports)
+        host_config = self._api.create_host_config(
+            port_bindings=ports or None,
+            network_mode=spec.network or None,
+            runtime=spec.runtime or None,
+            ipc_mode=ipc_mode,
+            binds=[f"{src}:{dst}" for src, dst in (binds or {}).items()] or None,
+        )
+        with self._errors(image=image):
+            created = self._api.create_container(
+                image,
+                command=list(spec.command) or None,
+                name=spec.name,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                ports=[tuple(k.split("/")) for k in ports] or None,
+                host_config=host_config,
+                hostname=spec.hostname,
+                working_dir=spec.working_dir,
+                user=spec.user,
+            )
+        return str(created["Id"])

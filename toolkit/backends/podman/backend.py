@@ -1,0 +1,15 @@
+"""PodmanBackend: the concerns of this package assembled into one Backend."""
+
+from __future__ import annotations
+
+from toolkit.backends.podman.migration import MigrationMixin
+from toolkit.backends.podman.networks import NetworksMixin
+
+
+class PodmanBackend(MigrationMixin, NetworksMixin):
+    """Podman through its REST service and the podman SDK.
+
+    Each concern is a mixin in its own module (lifecycle, checkpoints, archives, images,
+    networks, migration); :class:`~toolkit.backends.podman.client.PodmanClient` holds the
+    connection and the error translation they share.
+    """
