@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from toolkit.models import (
+    ContainerInfo,
     ContainerSpec,
     ContainerStats,
     ExitStatus,
@@ -275,4 +276,28 @@ def network_from_inspect(data: Mapping[str, Any], engine: str) -> NetworkInfo:
         containers=tuple(sorted(endpoints, key=lambda e: e.name)),
         created=str(data.get("Created") or ""),
         engine=engine,
+    )
+
+
+def info_from_inspect(attrs: Mapping[str, Any], engine: str) -> ContainerInfo:
+    """A ContainerInfo from an engine's container inspect (Docker's shape; Podman's adds
+    ``ImageName``, the reference it was created from)."""
+    config = attrs.get("Config") or {}
+    state = attrs.get("State") or {}
+    ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    return ContainerInfo(
+        id=str(attrs["Id"]),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        image=str(attrs.get("ImageName") or config.get("Image") or ""),
+        image_id=normalize_image_id(str(attrs.get("Image", ""))),
+        status=status_of(state),
+        # Podman says Running false while paused; Docker (and ctk) count a paused container
+        # as running: its processes exist, frozen.
+        running=bool(state.get("Running") or state.get("Paused")),
+        command=tuple(config.get("Cmd") or ()),
+        created=str(attrs.get("Created", "")),
+        ports=ports_from_inspect(ports),
+        labels=dict(config.get("Labels") or {}),
+        engine=engine,
+        **lifecycle_fields(attrs),
     )

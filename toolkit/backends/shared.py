@@ -1,22 +1,27 @@
-"""What both backends share beyond validation and inspect parsing: errors, hints, records."""
+"""What both backends share: the base class of their clients, errors, hints, records."""
 
 from __future__ import annotations
 
 import dataclasses
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from toolkit.backends import DEFAULT_URLS
-from toolkit.backends.inspection import spec_from_inspect
+from toolkit.backends import DEFAULT_URLS, validation
+from toolkit.backends.inspection import exit_status_from_state, info_from_inspect, spec_from_inspect
 from toolkit.errors import (
+    ContainerNotFound,
     EngineUnavailable,
+    NetworkNotFound,
 )
 from toolkit.models import (
     ArchiveManifest,
     ContainerInfo,
+    ContainerSpec,
     EngineInfo,
+    ExitStatus,
+    NetworkInfo,
 )
 
 
@@ -81,3 +86,80 @@ def archive_manifest(
         engine_data=dict(engine_data),
         kernel=platform.release(),
     )
+
+
+class BackendBase:
+    """What the Docker and Podman backends do alike, written once over a few engine hooks.
+
+    Both engines answer inspect in Docker's shape (Podman adds keys), so everything built from
+    an inspect lives here; an engine's client class supplies ``_attrs`` (its inspect),
+    ``_container_ids`` and ``_network_refs`` (its list routes) and ``inspect_network``.
+    """
+
+    kind: str
+    url: str
+    # Any: the SDK's client object (docker.DockerClient or podman.PodmanClient).
+    _client: Any
+
+    # -- engine hooks ----------------------------------------------------------------------
+    def _attrs(self, name: str) -> dict[str, Any]:
+        """The engine's inspect data of container ``name``. Raises ContainerNotFound."""
+        raise NotImplementedError
+
+    def _container_ids(self, *, all: bool, filters: dict[str, list[str]]) -> list[str]:
+        """IDs of the containers the engine lists (``filters`` already validated)."""
+        raise NotImplementedError
+
+    def _network_refs(self) -> list[str]:
+        """A reference (ID or name) to every network, in the order of their names."""
+        raise NotImplementedError
+
+    def inspect_network(self, name: str) -> NetworkInfo:
+        raise NotImplementedError
+
+    # -- written once -----------------------------------------------------------------------
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except Exception:
+            # ping answers a question: any failure to answer it means "no".
+            return False
+
+    def inspect(self, name: str) -> ContainerInfo:
+        return with_checkpoints(info_from_inspect(self._attrs(name), self.kind), self.url)
+
+    def containers(
+        self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerInfo]:
+        wanted = validation.validate_filters(filters)
+        result: list[ContainerInfo] = []
+        for container_id in self._container_ids(all=all, filters=wanted):
+            try:
+                result.append(self.inspect(container_id))
+            except ContainerNotFound:
+                continue  # removed between the list and the inspect
+        return result
+
+    def exit_status(self, name: str) -> ExitStatus:
+        return exit_status_from_state(self._attrs(name).get("State") or {})
+
+    def networks(self) -> list[NetworkInfo]:
+        result: list[NetworkInfo] = []
+        for ref in self._network_refs():
+            try:
+                result.append(self.inspect_network(ref))
+            except NetworkNotFound:
+                continue  # removed between the list and the inspect
+        return result
+
+    # -- migration (toolkit.migration) --------------------------------------------------
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        attrs = self._attrs(name)
+        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
+
+    def container_spec(self, name: str) -> ContainerSpec:
+        """The engine-neutral spec to make this container again elsewhere."""
+        attrs = self._attrs(name)
+        info = info_from_inspect(attrs, self.kind)
+        return spec_from_inspect(attrs, image=info.image)

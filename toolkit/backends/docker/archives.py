@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from toolkit import archive, records
-from toolkit.backends import shared, validation
+from toolkit.backends import inspection, shared, validation
 from toolkit.criu import diagnosis
 from toolkit.errors import (
     Conflict,
@@ -26,7 +26,7 @@ from toolkit.models import (
 if TYPE_CHECKING:
     pass
 from toolkit.backends.docker.checkpoints import CheckpointsMixin
-from toolkit.backends.docker.client import _explanation, _info, docker, requests
+from toolkit.backends.docker.client import _explanation, docker, requests
 from toolkit.backends.docker.files import (
     _checked_deletions,
     _rename_checkpoint,
@@ -79,7 +79,7 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
                 manifest = shared.archive_manifest(
                     engine=engine,
                     attrs=attrs,
-                    info=_info(attrs, self.kind),
+                    info=inspection.info_from_inspect(attrs, self.kind),
                     checkpoint=cp.name,
                     engine_data={"deleted": deleted, "storage_driver": engine_driver(self)},
                 )

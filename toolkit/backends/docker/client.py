@@ -24,7 +24,8 @@ import docker.tls
 import docker.types
 import requests
 
-from toolkit.backends import DEFAULT_URLS, inspection, shared, validation
+from toolkit.backends import DEFAULT_URLS, shared, validation
+from toolkit.backends.shared import BackendBase
 from toolkit.errors import (
     Conflict,
     ContainerNotFound,
@@ -34,7 +35,6 @@ from toolkit.errors import (
     InvalidArgument,
 )
 from toolkit.models import (
-    ContainerInfo,
     EngineInfo,
 )
 
@@ -64,27 +64,7 @@ def _explanation(exc: docker.errors.APIError) -> str:
     return str(text).strip()
 
 
-def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
-    config = attrs.get("Config") or {}
-    state = attrs.get("State") or {}
-    ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
-    return ContainerInfo(
-        id=attrs["Id"],
-        name=str(attrs.get("Name", "")).lstrip("/"),
-        image=str(config.get("Image", "")),
-        image_id=inspection.normalize_image_id(str(attrs.get("Image", ""))),
-        status=inspection.status_of(state),
-        running=bool(state.get("Running")),
-        command=tuple(config.get("Cmd") or ()),
-        created=str(attrs.get("Created", "")),
-        ports=inspection.ports_from_inspect(ports),
-        labels=dict(config.get("Labels") or {}),
-        engine=engine,
-        **inspection.lifecycle_fields(attrs),
-    )
-
-
-class DockerClient:
+class DockerClient(BackendBase):
     """The connection to one Docker Engine, and what every concern of the backend needs."""
 
     kind = "docker"
@@ -152,12 +132,6 @@ class DockerClient:
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
             raise shared.unavailable(self.kind, self.url) from exc
 
-    def ping(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except Exception:
-            return False
-
     def info(self) -> EngineInfo:
         with self._errors():
             data = self._client.info()
@@ -181,8 +155,15 @@ class DockerClient:
             attrs: dict[str, Any] = self._api.inspect_container(name)
         return attrs
 
-    def inspect(self, name: str) -> ContainerInfo:
-        return shared.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
+    def _container_ids(self, *, all: bool, filters: dict[str, list[str]]) -> list[str]:
+        with self._errors():
+            rows = self._api.containers(all=all, filters=filters or None)
+        return [str(row["Id"]) for row in rows]
+
+    def _network_refs(self) -> list[str]:
+        with self._errors():
+            rows = self._api.networks()
+        return [str(row["Id"]) for row in sorted(rows, key=lambda r: str(r.get("Name", "")))]
 
     def _exists(self, name: str) -> bool:
         try:

@@ -9,7 +9,6 @@ from toolkit import records
 from toolkit.backends import inspection, validation
 from toolkit.backends.options import restart_policy, sdk_ports
 from toolkit.errors import (
-    ContainerNotFound,
     InvalidArgument,
 )
 from toolkit.models import (
@@ -17,7 +16,6 @@ from toolkit.models import (
     ContainerSpec,
     ContainerStats,
     ExecResult,
-    ExitStatus,
     ProcessList,
 )
 
@@ -90,20 +88,6 @@ class LifecycleMixin(DockerClient):
         # registry, which is unreachable here and would turn "no such image" into a timeout.
         with self._errors(image=spec.image):
             return self._client.containers.create(spec.image, **kwargs)
-
-    def containers(
-        self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
-    ) -> list[ContainerInfo]:
-        wanted = validation.validate_filters(filters)
-        with self._errors():
-            rows = self._api.containers(all=all, filters=wanted or None)
-        result: list[ContainerInfo] = []
-        for row in rows:
-            try:
-                result.append(self.inspect(row["Id"]))
-            except ContainerNotFound:
-                continue  # removed between the list and the inspect
-        return result
 
     def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
         validation.validate_ref(name, what="container")
@@ -224,6 +208,3 @@ class LifecycleMixin(DockerClient):
         attrs = self._attrs(name)
         validation.require_running(name, attrs, action)
         return attrs
-
-    def exit_status(self, name: str) -> ExitStatus:
-        return inspection.exit_status_from_state(self._attrs(name).get("State") or {})

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit import records
-from toolkit.backends import inspection, validation
+from toolkit.backends import validation
 from toolkit.criu import diagnosis
 from toolkit.errors import (
     EngineUnavailable,
@@ -26,7 +26,7 @@ from toolkit.models import (
 if TYPE_CHECKING:
     pass
 from toolkit.backends.docker.checkpoints import CheckpointsMixin
-from toolkit.backends.docker.client import DEFAULT_URL, _explanation, _info, docker, requests
+from toolkit.backends.docker.client import DEFAULT_URL, _explanation, docker, requests
 from toolkit.backends.docker.files import _checked_deletions, _whiteouts, engine_driver
 from toolkit.backends.docker.images import ImagesMixin
 from toolkit.backends.docker.restore_log import _watch_restore_log
@@ -42,17 +42,6 @@ class MigrationMixin(CheckpointsMixin, ImagesMixin):
             ContainerNotFound: no such container.
         """
         return self._attrs(name)
-
-    def mounts(self, name: str) -> tuple[str, ...]:
-        """Where the container has volumes or bind mounts (their destinations)."""
-        attrs = self._attrs(name)
-        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
-
-    def container_spec(self, name: str) -> ContainerSpec:
-        """The engine-neutral spec to make this container again elsewhere."""
-        attrs = self._attrs(name)
-        info = _info(attrs, self.kind)
-        return inspection.spec_from_inspect(attrs, image=info.image)
 
     def fetch_changes(self, name: str, out: Path) -> list[str]:
         """The container's rootfs changes as a tar at ``out``; the deleted paths."""

@@ -43,17 +43,6 @@ class NetworksMixin(DockerClient):
             with self._errors(container=container):
                 raise
 
-    def networks(self) -> list[NetworkInfo]:
-        with self._errors():
-            rows = self._api.networks()
-        result: list[NetworkInfo] = []
-        for row in sorted(rows, key=lambda r: str(r.get("Name", ""))):
-            try:
-                result.append(self.inspect_network(str(row["Id"])))
-            except NetworkNotFound:
-                continue  # removed between the list and the inspect
-        return result
-
     def create_network(self, spec: NetworkSpec) -> NetworkInfo:
         validation.validate_network_spec(spec)
         if spec.driver == "overlay":

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from toolkit import archive, records
-from toolkit.backends import shared, validation
+from toolkit.backends import inspection, shared, validation
 from toolkit.backends.options import publish_arg
 from toolkit.backends.podman.checkpoints import CheckpointsMixin, _checkpoint_params
 from toolkit.backends.podman.client import (
     _explanation,
-    _info,
     podman,
 )
 from toolkit.criu import diagnosis
@@ -86,7 +85,7 @@ class ArchivesMixin(CheckpointsMixin):
                 manifest = shared.archive_manifest(
                     engine=engine,
                     attrs=attrs,
-                    info=_info(attrs, self.kind),
+                    info=inspection.info_from_inspect(attrs, self.kind),
                     checkpoint=cp_name,
                     engine_data={"payload": PODMAN_PAYLOAD},
                 )

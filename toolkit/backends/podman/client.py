@@ -6,6 +6,7 @@ client. Every other module of this package takes the SDK from here.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ import podman.api
 import podman.errors
 import requests
 
-from toolkit.backends import DEFAULT_URLS, inspection, shared, validation
+from toolkit.backends import DEFAULT_URLS, shared, validation
 from toolkit.backends.podman_service import SSHTunnel, TemporaryPodmanService
+from toolkit.backends.shared import BackendBase
 from toolkit.errors import (
     Conflict,
     ContainerNotFound,
@@ -27,7 +29,6 @@ from toolkit.errors import (
     InvalidArgument,
 )
 from toolkit.models import (
-    ContainerInfo,
     EngineInfo,
 )
 
@@ -79,29 +80,7 @@ def _explanation(exc: podman.errors.APIError) -> str:
     return str(text).strip()
 
 
-def _info(attrs: dict[str, Any], engine: str) -> ContainerInfo:
-    config = attrs.get("Config") or {}
-    state = attrs.get("State") or {}
-    ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
-    return ContainerInfo(
-        id=str(attrs["Id"]),
-        name=str(attrs.get("Name", "")).lstrip("/"),
-        image=str(attrs.get("ImageName") or config.get("Image") or ""),
-        image_id=inspection.normalize_image_id(str(attrs.get("Image", ""))),
-        status=inspection.status_of(state),
-        # Podman says Running false while paused; Docker (and ctk) count a paused container
-        # as running: its processes exist, frozen.
-        running=bool(state.get("Running") or state.get("Paused")),
-        command=tuple(config.get("Cmd") or ()),
-        created=str(attrs.get("Created", "")),
-        ports=inspection.ports_from_inspect(ports),
-        labels=dict(config.get("Labels") or {}),
-        engine=engine,
-        **inspection.lifecycle_fields(attrs),
-    )
-
-
-class PodmanClient:
+class PodmanClient(BackendBase):
     """The connection to one Podman service, and what every concern of the backend needs."""
 
     kind = "podman"
@@ -155,12 +134,6 @@ class PodmanClient:
         except (requests.exceptions.ConnectionError, podman.errors.PodmanError) as exc:
             raise shared.unavailable(self.kind, self.url) from exc
 
-    def ping(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except Exception:
-            return False
-
     def info(self) -> EngineInfo:
         with self._errors():
             data = self._client.info()
@@ -201,8 +174,22 @@ class PodmanClient:
         """The SDK's model of ``name``, from ``_attrs`` (which copes with Podman 4.3's race)."""
         return self._client.containers.prepare_model(self._attrs(name))
 
-    def inspect(self, name: str) -> ContainerInfo:
-        return shared.with_checkpoints(_info(self._attrs(name), self.kind), self.url)
+    def _container_ids(self, *, all: bool, filters: dict[str, list[str]]) -> list[str]:
+        params: dict[str, Any] = {"all": all}
+        if filters:
+            params["filters"] = json.dumps(filters)
+        with self._errors():
+            response = self._api.get("/containers/json", params=params)
+            response.raise_for_status()
+            rows = response.json() or []
+        return [str(row["Id"]) for row in rows]
+
+    def _network_refs(self) -> list[str]:
+        with self._errors():
+            response = self._api.get("/networks", compatible=True)
+            response.raise_for_status()
+            rows = response.json() or []
+        return [str(row["Name"]) for row in sorted(rows, key=lambda r: str(r.get("Name", "")))]
 
     def _exists(self, name: str) -> bool:
         response = self._api.get(f"/containers/{name}/exists")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +15,6 @@ from toolkit.backends.podman.client import (
 )
 from toolkit.errors import (
     Conflict,
-    ContainerNotFound,
     InvalidArgument,
 )
 from toolkit.models import (
@@ -24,7 +22,6 @@ from toolkit.models import (
     ContainerSpec,
     ContainerStats,
     ExecResult,
-    ExitStatus,
     ProcessList,
 )
 
@@ -117,25 +114,6 @@ class LifecycleMixin(PodmanClient):
             )
             response.raise_for_status(not_found=podman.errors.ImageNotFound)
         return str(response.json()["Id"])
-
-    def containers(
-        self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
-    ) -> list[ContainerInfo]:
-        wanted = validation.validate_filters(filters)
-        params: dict[str, Any] = {"all": all}
-        if wanted:
-            params["filters"] = json.dumps(wanted)
-        with self._errors():
-            response = self._api.get("/containers/json", params=params)
-            response.raise_for_status()
-            rows = response.json() or []
-        result: list[ContainerInfo] = []
-        for row in rows:
-            try:
-                result.append(self.inspect(row["Id"]))
-            except ContainerNotFound:
-                continue  # removed between the list and the inspect
-        return result
 
     def logs(self, name: str, *, tail: int | None = None, since: int | None = None) -> str:
         validation.validate_ref(name, what="container")
@@ -289,6 +267,3 @@ class LifecycleMixin(PodmanClient):
             )
             response.raise_for_status(not_found=podman.errors.NotFound)
         return inspection.stats_from_sample(response.json(), name=name, container_id=attrs["Id"])
-
-    def exit_status(self, name: str) -> ExitStatus:
-        return inspection.exit_status_from_state(self._attrs(name).get("State") or {})

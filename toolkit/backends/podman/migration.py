@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.archive.changes import write_changes
-from toolkit.backends import inspection
 from toolkit.backends.podman.archives import ArchivesMixin
 from toolkit.backends.podman.client import (
-    _info,
     podman,
 )
 from toolkit.backends.podman.images import ImagesMixin
@@ -33,17 +31,6 @@ from toolkit.models import (
 
 class MigrationMixin(ArchivesMixin, ImagesMixin, LifecycleMixin):
     """Cold and cross-runtime migration."""
-
-    def mounts(self, name: str) -> tuple[str, ...]:
-        """Where the container has volumes or bind mounts (their destinations)."""
-        attrs = self._attrs(name)
-        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
-
-    def container_spec(self, name: str) -> ContainerSpec:
-        """The engine-neutral spec to make this container again elsewhere."""
-        attrs = self._attrs(name)
-        info = _info(attrs, self.kind)
-        return inspection.spec_from_inspect(attrs, image=info.image)
 
     def fetch_changes(self, name: str, out: Path) -> list[str]:
         """The container's rootfs changes as a tar at ``out``; the deleted paths."""

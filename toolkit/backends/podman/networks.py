@@ -48,19 +48,6 @@ class NetworksMixin(PodmanClient):
                 ) from exc.__cause__
             raise
 
-    def networks(self) -> list[NetworkInfo]:
-        with self._errors():
-            response = self._api.get("/networks", compatible=True)
-            response.raise_for_status()
-            rows = response.json() or []
-        result: list[NetworkInfo] = []
-        for row in sorted(rows, key=lambda r: str(r.get("Name", ""))):
-            try:
-                result.append(self.inspect_network(str(row["Name"])))
-            except NetworkNotFound:
-                continue  # removed between the list and the inspect
-        return result
-
     def create_network(self, spec: NetworkSpec) -> NetworkInfo:
         validation.validate_network_spec(spec)
         if spec.driver == "overlay":
