@@ -12,6 +12,8 @@ from toolkit.backends import DEFAULT_URLS, validation
 from toolkit.backends.inspection import exit_status_from_state, info_from_inspect, spec_from_inspect
 from toolkit.errors import (
     ContainerNotFound,
+    CtkError,
+    EngineError,
     EngineUnavailable,
     NetworkNotFound,
 )
@@ -39,6 +41,13 @@ def unavailable(kind: str, url: str) -> EngineUnavailable:
     else:
         hint = f"check that {kind} is reachable at {url} and the URL is right (ctk engine ls)"
     return EngineUnavailable(f"{name} does not answer at {url}", hint=hint)
+
+
+def not_found(container: str | None, explanation: str) -> CtkError:
+    """The error for an engine's 404: the named container's, else the engine's own words."""
+    if container is not None:
+        return ContainerNotFound(f"no such container: {container}")
+    return EngineError(explanation)
 
 
 def with_checkpoints(info: ContainerInfo, url: str) -> ContainerInfo:

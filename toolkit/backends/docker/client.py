@@ -119,9 +119,7 @@ class DockerClient(BackendBase):
         except docker.errors.ImageNotFound as exc:
             raise ImageNotFound(f"no such image: {image}") from exc
         except docker.errors.NotFound as exc:
-            if container is not None:
-                raise ContainerNotFound(f"no such container: {container}") from exc
-            raise EngineError(_explanation(exc)) from exc
+            raise shared.not_found(container, _explanation(exc)) from exc
         except docker.errors.APIError as exc:
             status = exc.status_code
             if status == 409 or status == 304:

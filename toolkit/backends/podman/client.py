@@ -105,35 +105,6 @@ class PodmanClient(BackendBase):
         # Any: the checkpoint routes use the SDK client's private request helpers.
         self._api: Any = self._client.api
 
-    @contextmanager
-    def _errors(self, *, container: str | None = None, image: str | None = None) -> Iterator[None]:
-        """Translate SDK and HTTP errors into ctk's tree, by class and status code."""
-        try:
-            yield
-        except podman.errors.ImageNotFound as exc:
-            raise ImageNotFound(f"no such image: {image}") from exc
-        except podman.errors.NotFound as exc:
-            if container is not None:
-                raise ContainerNotFound(f"no such container: {container}") from exc
-            raise EngineError(_explanation(exc)) from exc
-        except podman.errors.APIError as exc:
-            status = getattr(exc, "status_code", None)
-            if status is None:
-                # The SDK wraps a failed connection into an APIError with no status.
-                raise shared.unavailable(self.kind, self.url) from exc
-            cause = str(exc.args[0]) if exc.args else ""
-            if cause in _STATE_CAUSES or status in (304, 409):
-                raise Conflict(_explanation(exc)) from exc
-            if cause in _MISSING_CAUSES and container is not None:
-                raise ContainerNotFound(f"no such container: {container}") from exc
-            if cause in _IMAGE_CAUSES:
-                raise ImageNotFound(f"no such image: {image}") from exc
-            if status == 400:
-                raise InvalidArgument(_explanation(exc)) from exc
-            raise EngineError(_explanation(exc)) from exc
-        except (requests.exceptions.ConnectionError, podman.errors.PodmanError) as exc:
-            raise shared.unavailable(self.kind, self.url) from exc
-
     def info(self) -> EngineInfo:
         with self._errors():
             data = self._client.info()
@@ -151,6 +122,33 @@ class PodmanClient(BackendBase):
             checkpoint_capable=True,
             root_dir=str(store.get("graphRoot", "")),
         )
+
+    @contextmanager
+    def _errors(self, *, container: str | None = None, image: str | None = None) -> Iterator[None]:
+        """Translate SDK and HTTP errors into ctk's tree, by class and status code."""
+        try:
+            yield
+        except podman.errors.ImageNotFound as exc:
+            raise ImageNotFound(f"no such image: {image}") from exc
+        except podman.errors.NotFound as exc:
+            raise shared.not_found(container, _explanation(exc)) from exc
+        except podman.errors.APIError as exc:
+            status = getattr(exc, "status_code", None)
+            if status is None:
+                # The SDK wraps a failed connection into an APIError with no status.
+                raise shared.unavailable(self.kind, self.url) from exc
+            cause = str(exc.args[0]) if exc.args else ""
+            if cause in _STATE_CAUSES or status in (304, 409):
+                raise Conflict(_explanation(exc)) from exc
+            if cause in _MISSING_CAUSES and container is not None:
+                raise ContainerNotFound(f"no such container: {container}") from exc
+            if cause in _IMAGE_CAUSES:
+                raise ImageNotFound(f"no such image: {image}") from exc
+            if status == 400:
+                raise InvalidArgument(_explanation(exc)) from exc
+            raise EngineError(_explanation(exc)) from exc
+        except (requests.exceptions.ConnectionError, podman.errors.PodmanError) as exc:
+            raise shared.unavailable(self.kind, self.url) from exc
 
     def _post(self, path: str, **params: Any) -> Any:
         response = self._api.post(path, params=params or None)
