@@ -569,3 +569,18 @@ class DrainReport(_Model):
     @property
     def ok(self) -> bool:
         return not self.errors and all(r.status == "done" for r in self.reports)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(_Model):
+    """How the engine runs a container, from its inspect: what a cross-runtime move checks.
+
+    ``runtime`` is the OCI runtime (``runc``); ``network_mode`` the host config's network mode
+    ("" when unset); ``hostname`` the container's own; ``mounts`` its volumes and bind mounts
+    in the engine's order (``type`` as the engine says: ``bind``, ``volume``, ...).
+    """
+
+    runtime: str = "runc"
+    network_mode: str = ""
+    hostname: str = ""
+    mounts: tuple[Mount, ...] = ()

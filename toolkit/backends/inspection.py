@@ -21,6 +21,7 @@ from toolkit.models import (
     NetworkInfo,
     PortMapping,
     ProcessList,
+    RuntimeConfig,
 )
 
 
@@ -300,4 +301,22 @@ def info_from_inspect(attrs: Mapping[str, Any], engine: str) -> ContainerInfo:
         labels=dict(config.get("Labels") or {}),
         engine=engine,
         **lifecycle_fields(attrs),
+    )
+
+
+def runtime_config_from_inspect(attrs: Mapping[str, Any]) -> RuntimeConfig:
+    """The :class:`RuntimeConfig` of an inspected container (either engine)."""
+    host = attrs.get("HostConfig") or {}
+    return RuntimeConfig(
+        runtime=str(attrs.get("OCIRuntime") or host.get("Runtime") or "runc"),
+        network_mode=str(host.get("NetworkMode") or ""),
+        hostname=str((attrs.get("Config") or {}).get("Hostname") or ""),
+        mounts=tuple(
+            Mount(
+                target=str(m.get("Destination", "")),
+                source=str(m.get("Source", "")),
+                type=str(m.get("Type", "mount")),
+            )
+            for m in attrs.get("Mounts") or ()
+        ),
     )

@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from toolkit.backends import DEFAULT_URLS, validation
-from toolkit.backends.inspection import exit_status_from_state, info_from_inspect, spec_from_inspect
+from toolkit.backends.inspection import (
+    exit_status_from_state,
+    info_from_inspect,
+    runtime_config_from_inspect,
+    spec_from_inspect,
+)
 from toolkit.errors import (
     ContainerNotFound,
     CtkError,
@@ -24,6 +29,7 @@ from toolkit.models import (
     EngineInfo,
     ExitStatus,
     NetworkInfo,
+    RuntimeConfig,
 )
 
 
@@ -166,6 +172,14 @@ class BackendBase:
         """Where the container has volumes or bind mounts (their destinations)."""
         attrs = self._attrs(name)
         return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
+
+    def runtime_config(self, name: str) -> RuntimeConfig:
+        """How the engine runs the container (runtime, network mode, mounts, hostname).
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        return runtime_config_from_inspect(self._attrs(name))
 
     def container_spec(self, name: str) -> ContainerSpec:
         """The engine-neutral spec to make this container again elsewhere."""

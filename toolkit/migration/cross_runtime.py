@@ -61,7 +61,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit import archive, records
-from toolkit.backends import inspection, shared, validation
+from toolkit.backends import shared, validation
+from toolkit.backends.base import (
+    ForeignImageRestore,
+    RawCheckpointArchives,
+    RuntimeInspection,
+    TemplateRestore,
+)
 from toolkit.errors import CheckpointError, Conflict, ContainerNotFound, ImageNotFound, Unsupported
 from toolkit.models import (
     CheckpointImages,
@@ -70,12 +76,11 @@ from toolkit.models import (
     ContainerSpec,
     PortMapping,
     RestoreOptions,
+    RuntimeConfig,
 )
 
 if TYPE_CHECKING:
     from toolkit.backends.base import Backend
-    from toolkit.backends.docker import DockerBackend
-    from toolkit.backends.podman import PodmanBackend
 
 KINDS = ("docker", "podman")
 
@@ -143,35 +148,32 @@ def container_portable_to(source: Backend, name: str, dest_kind: str) -> tuple[b
     """
     if source.kind not in KINDS or dest_kind not in KINDS or source.kind == dest_kind:
         return False, f"cross-runtime means docker <-> podman, not {source.kind} -> {dest_kind}"
-    attrs = _raw_inspect(source, name)
-    host = attrs.get("HostConfig") or {}
-    runtime = str(attrs.get("OCIRuntime") or host.get("Runtime") or "runc")
+    config = _runtime_config(source, name)
+    runtime = config.runtime
     if runtime != "runc":
         return False, (
             f"{name} runs on the {runtime} runtime; only runc checkpoints here "
             "(bookworm's crun has no CRIU support)"
         )
-    for mount in attrs.get("Mounts") or ():
-        target = str(mount.get("Destination", ""))
-        if target == CONTAINERENV and str(mount.get("Source")) == "/dev/null":
+    for mount in config.mounts:
+        target = mount.target
+        if target == CONTAINERENV and mount.source == "/dev/null":
             continue  # the bind ctk itself adds on Docker (see the module's docstring)
-        kind = str(mount.get("Type", "mount"))
+        kind = mount.type
         return False, (
             f"{name} has a {kind} mounted at {target}, which does not exist on {dest_kind} "
             "(volumes and bind mounts are not carried across runtimes)"
         )
-    network = str(host.get("NetworkMode") or "")
+    network = config.network_mode
     if network not in ("", "default", "bridge"):
         return False, f"{name} uses network {network}; only the default network is carried"
     return True, f"live: {source.kind} -> {dest_kind}"
 
 
-def _raw_inspect(backend: Backend, name: str) -> dict[str, Any]:
-    method = getattr(backend, "raw_inspect", None)
-    if method is None:
+def _runtime_config(backend: Backend, name: str) -> RuntimeConfig:
+    if not isinstance(backend, RuntimeInspection):
         raise Unsupported(f"the {backend.kind} backend cannot migrate across runtimes")
-    attrs: dict[str, Any] = method(name)
-    return attrs
+    return backend.runtime_config(name)
 
 
 def live_cross_runtime(
@@ -196,9 +198,6 @@ def live_cross_runtime(
         CheckpointError: CRIU failed; when the destination's restore failed, the source was
             restored from its checkpoint and left running.
     """
-    from toolkit.backends.docker import DockerBackend
-    from toolkit.backends.podman import PodmanBackend
-
     ok, reason = container_portable_to(source, name, dest.kind)
     if not ok:
         raise Unsupported(f"cannot move {name} live to {dest.kind}: {reason}")
@@ -222,8 +221,9 @@ def live_cross_runtime(
         )
     target = new_name or info.name
     validation.validate_ref(target, what="container")
-    attrs = _raw_inspect(source, name)
-    if not isinstance(dest, DockerBackend | PodmanBackend) or not dest.has_image(info.image_id):
+    runtime = _runtime_config(source, name)
+    restores = isinstance(dest, TemplateRestore | ForeignImageRestore)
+    if not restores or not dest.has_image(info.image_id):
         raise ImageNotFound(
             f"no image {info.image_id} ({info.image}) on {dest.kind}",
             hint=shared.image_missing_hint(info.image, info.image_id, dest.kind),
@@ -237,7 +237,7 @@ def live_cross_runtime(
             f"a container named {target} exists already on {dest.kind}",
             hint="pick another name: --name NEW",
         )
-    spec = inspection.spec_from_inspect(attrs, image=info.image)
+    spec = source.container_spec(name)
     spec = ContainerSpec(
         # Podman names local images localhost/NAME; Docker knows them as NAME
         image=info.image.removeprefix("localhost/") if dest.kind == "docker" else info.image,
@@ -251,14 +251,14 @@ def live_cross_runtime(
         working_dir=spec.working_dir,
         user=spec.user,
         # CRIU brings the source's UTS namespace back; /etc/hostname should agree with it
-        hostname=str((attrs.get("Config") or {}).get("Hostname") or "") or None,
+        hostname=runtime.hostname or None,
     )
     checkpoint = f"ctk-xr-{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory(prefix="ctk-xr-") as tmp:
         work = Path(tmp)
         template: Path | None = None
         config: Path | None = None
-        if isinstance(dest, PodmanBackend):
+        if isinstance(dest, TemplateRestore):
             # Made before the source is frozen: the template costs no downtime.
             config = _new_config_file(target)
             try:
@@ -276,12 +276,12 @@ def live_cross_runtime(
             raise
         try:
             _prepare_images(images, source.kind, dest.kind)
-            if isinstance(dest, PodmanBackend):
+            if isinstance(dest, TemplateRestore):
                 assert template is not None and config is not None
                 result = _restore_on_podman(
                     dest, spec, template, images, rootfs, deleted, config, tcp_established
                 )
-            elif isinstance(dest, DockerBackend):
+            elif isinstance(dest, ForeignImageRestore):
                 result = _restore_on_docker(dest, spec, info, images, rootfs, deleted, checkpoint)
             else:
                 raise Unsupported(f"cannot restore on {dest.kind}")
@@ -346,7 +346,7 @@ def _new_config_file(target: str) -> Path:
 
 
 def _podman_template(
-    dest: PodmanBackend, spec: ContainerSpec, info: ContainerInfo, config: Path, work: Path
+    dest: TemplateRestore, spec: ContainerSpec, info: ContainerInfo, config: Path, work: Path
 ) -> Path:
     """libpod's export of an equal container, for its metadata (see the module docstring)."""
     image = dest.local_image(info.image, info.image_id)
@@ -382,14 +382,13 @@ def _freeze(
     tcp_established: bool,
 ) -> tuple[Path, Path | None, list[str]]:
     """Checkpoint the source: its CRIU images (flat directory), rootfs changes, deleted paths."""
-    from toolkit.backends.docker import DockerBackend
-    from toolkit.backends.podman import PodmanBackend
     from toolkit.criu.images import extract_images
 
     images = work / "images"
     images.mkdir()
     rootfs = work / "rootfs.tar"
-    if isinstance(source, DockerBackend):
+    if not isinstance(source, RawCheckpointArchives):
+        # The checkpoint in place, its images and the rootfs changes fetched (Docker).
         source.checkpoint(name, CheckpointOptions(name=checkpoint, leave_running=keep_source))
         try:
             source.fetch_checkpoint_images(name, checkpoint, images)
@@ -401,7 +400,8 @@ def _freeze(
                 source.restore(name, RestoreOptions(checkpoint=checkpoint))
             raise
         return images, rootfs, [d for d in deleted if not _mount_target(d)]
-    if isinstance(source, PodmanBackend):
+    if isinstance(source, RawCheckpointArchives):
+        # The engine's own export holds the images and the rootfs changes (Podman).
         export = work / "export.tar"
         source.export_raw(
             name,
@@ -488,7 +488,7 @@ def _prepare_images(images: Path, source_kind: str, dest_kind: str) -> None:
 
 
 def _restore_on_podman(
-    dest: PodmanBackend,
+    dest: TemplateRestore,
     spec: ContainerSpec,
     template: Path,
     images: Path,
@@ -555,7 +555,7 @@ def _bytes_io(data: bytes) -> Any:
 
 
 def _restore_on_docker(
-    dest: DockerBackend,
+    dest: ForeignImageRestore,
     spec: ContainerSpec,
     info: ContainerInfo,
     images: Path,

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from toolkit.backends.base import Backend
+from toolkit.backends.base import Backend, StreamingCheckpoints
 from toolkit.config import EngineRef, connect
 from toolkit.errors import ContainerNotFound, CtkError, EngineError, MigrationError, Unsupported
 from toolkit.migration import journal as journal_mod
@@ -417,9 +417,7 @@ def _restored(run: _Run, verify: str | None) -> None:
 
 def _streams(source: Backend, dest: Backend) -> bool:
     """True when the source's export can flow straight into the destination's import."""
-    from toolkit.backends.podman import PodmanBackend
-
-    return isinstance(source, PodmanBackend) and isinstance(dest, PodmanBackend)
+    return isinstance(source, StreamingCheckpoints) and isinstance(dest, StreamingCheckpoints)
 
 
 def _live_stream(
@@ -433,10 +431,8 @@ def _live_stream(
     dump is written, so the first chunk marks the end of the dump; from then on the
     destination holds the request.
     """
-    from toolkit.backends.podman import PodmanBackend
-
     journal, source, dest = run.journal, run.source, run.dest
-    assert isinstance(source, PodmanBackend) and isinstance(dest, PodmanBackend)
+    assert isinstance(source, StreamingCheckpoints) and isinstance(dest, StreamingCheckpoints)
     journal.checkpoint = f"migrate-{journal.id}"
     journal.step("dump-started")
     run.frozen_at = time.monotonic()

@@ -9,7 +9,7 @@ import io
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from toolkit import records
 from toolkit.backends import validation
@@ -34,14 +34,6 @@ from toolkit.backends.docker.restore_log import _watch_restore_log
 
 class MigrationMixin(CheckpointsMixin, ImagesMixin):
     """Cold and cross-runtime migration."""
-
-    def raw_inspect(self, name: str) -> dict[str, Any]:
-        """The engine's own inspect data of a container (mounts, runtime, host config).
-
-        Raises:
-            ContainerNotFound: no such container.
-        """
-        return self._attrs(name)
 
     def fetch_changes(self, name: str, out: Path) -> list[str]:
         """The container's rootfs changes as a tar at ``out``; the deleted paths."""

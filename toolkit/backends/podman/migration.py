@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from toolkit.archive.changes import write_changes
 from toolkit.backends.podman.archives import ArchivesMixin
@@ -79,14 +78,6 @@ class MigrationMixin(ArchivesMixin, ImagesMixin, LifecycleMixin):
                 self._api.delete(f"/containers/{container_id}", params={"force": True})
             raise
         return self.inspect(container_id)
-
-    def raw_inspect(self, name: str) -> dict[str, Any]:
-        """The engine's own inspect data of a container (mounts, runtime, host config).
-
-        Raises:
-            ContainerNotFound: no such container.
-        """
-        return self._attrs(name)
 
     def export_raw(
         self,
