@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import stat
 import tarfile
@@ -82,6 +83,8 @@ from toolkit.models import (
 if TYPE_CHECKING:
     from toolkit.backends.base import Backend
 
+
+log = logging.getLogger(__name__)
 KINDS = ("docker", "podman")
 
 # runc marks bind mounts and cgroup mounts external, keyed by destination; CRIU restores them
@@ -300,8 +303,11 @@ def live_cross_runtime(
                 ) from exc
             raise
     if keep_source:
-        with contextlib.suppress(Exception):
+        try:
             source.remove_checkpoint(name, checkpoint)
+        except Exception as exc:
+            # The copy runs; only the source's checkpoint stays behind.
+            log.warning("could not remove checkpoint %s of %s: %s", checkpoint, name, exc)
     else:
         source.remove(name, force=True)
         remove_criu_config(info)
@@ -368,8 +374,10 @@ def _podman_template(
     try:
         dest.export_raw(template_id, path, checkpoint="ctk-template")
     finally:
-        with contextlib.suppress(Exception):
+        try:
             dest.remove(template_id, force=True)
+        except Exception as exc:
+            log.warning("could not remove template container %s: %s", template_id, exc)
     return path
 
 
@@ -522,8 +530,8 @@ def _restore_on_podman(
             info = tarfile.TarInfo("deleted.files")
             info.size, info.mode = len(data), 0o600
             out.addfile(info, _bytes_io(data))
-    log = config.with_suffix(".restore.log")
-    options = [*PODMAN_RESTORE_OPTIONS, f"log-file {log}"]
+    log_path = config.with_suffix(".restore.log")
+    options = [*PODMAN_RESTORE_OPTIONS, f"log-file {log_path}"]
     try:
         with _restore_only(config, options):
             result = dest.import_raw(
@@ -531,10 +539,10 @@ def _restore_on_podman(
                 name=str(spec.name),
                 ports=spec.ports,
                 tcp_established=tcp_established,
-                criu_log=log,
+                criu_log=log_path,
             )
     finally:
-        log.unlink(missing_ok=True)
+        log_path.unlink(missing_ok=True)
     return result
 
 
@@ -579,8 +587,10 @@ def _restore_on_docker(
             container_id, images, checkpoint=checkpoint, rootfs=rootfs, deleted=deleted
         )
     except BaseException:
-        with contextlib.suppress(Exception):
+        try:
             dest.remove(container_id, force=True)
+        except Exception as exc:
+            log.warning("could not remove the half-restored %s: %s", container_id, exc)
         raise
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import sys
@@ -36,6 +37,8 @@ from toolkit.models import (
     MigrationReport,
     RestoreOptions,
 )
+
+log = logging.getLogger(__name__)
 
 PAUSE_ENV = "CTK_MIGRATE_PAUSE_AFTER"
 """Test hook: ``CTK_MIGRATE_PAUSE_AFTER=STEP[:SECONDS]`` makes ctk print ``paused after STEP``
@@ -530,8 +533,11 @@ def _finish(run: _Run) -> None:
     """The destination runs: remove the source (unless kept) and the archive."""
     journal = run.journal
     if not journal.keep_source and not journal.done("source-removed"):
-        with contextlib.suppress(CtkError):
+        try:
             run.source.remove(journal.container, force=True)
+        except CtkError as exc:
+            log.warning("could not remove the source %s: %s", journal.container, exc)
+            run.notes.append(f"could not remove the source {journal.container}: {exc}")
         journal.step("source-removed")
     shutil.rmtree(journal.workdir, ignore_errors=True)
     journal.archive = ""

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import logging
 import os
 import time
-from typing import TYPE_CHECKING
 
 from toolkit import archive, records
 from toolkit.backends import inspection, shared, validation
+from toolkit.backends.docker.checkpoints import CheckpointsMixin
+from toolkit.backends.docker.client import _explanation, docker, requests
+from toolkit.backends.docker.files import (
+    _checked_deletions,
+    _rename_checkpoint,
+    _whiteouts,
+    engine_driver,
+)
+from toolkit.backends.docker.images import ImagesMixin
 from toolkit.criu import diagnosis
 from toolkit.errors import (
     Conflict,
@@ -23,17 +31,7 @@ from toolkit.models import (
     RestoreOptions,
 )
 
-if TYPE_CHECKING:
-    pass
-from toolkit.backends.docker.checkpoints import CheckpointsMixin
-from toolkit.backends.docker.client import _explanation, docker, requests
-from toolkit.backends.docker.files import (
-    _checked_deletions,
-    _rename_checkpoint,
-    _whiteouts,
-    engine_driver,
-)
-from toolkit.backends.docker.images import ImagesMixin
+log = logging.getLogger(__name__)
 
 # Member names of a Docker payload inside a ctk archive.
 DOCKER_CHECKPOINT = "docker-checkpoint.tar"
@@ -92,8 +90,12 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             except BaseException:
                 if not options.checkpoint.leave_running:
                     # The dump stopped the container but no archive came of it: put it back.
-                    with contextlib.suppress(Exception):
+                    try:
                         self.restore(attrs["Id"], RestoreOptions(checkpoint=cp.name))
+                    except Exception as exc:
+                        log.warning(
+                            "docker: could not restore %s after a failed export: %s", name, exc
+                        )
                 raise
         return dataclasses.replace(result, timings={**timings, **result.timings})
 
@@ -177,8 +179,7 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
                     raise shared.unavailable(self.kind, self.url) from exc
             except BaseException:
                 # Nothing half-made: the container this import created goes again.
-                with contextlib.suppress(Exception):
-                    self._api.remove_container(new_id, force=True, v=True)
+                self._remove_half_made(new_id)
                 raise
         records.record_checkpoint(self.kind, self.url, new_id, manifest.checkpoint)
         return self.inspect(new_id)

@@ -4,14 +4,17 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from toolkit import records
 from toolkit.backends import shared, validation
+from toolkit.backends.docker.client import _explanation, docker, requests
+from toolkit.backends.docker.files import FilesMixin
 from toolkit.criu import diagnosis
 from toolkit.errors import (
     CheckpointNotFound,
@@ -25,10 +28,7 @@ from toolkit.models import (
     RestoreOptions,
 )
 
-if TYPE_CHECKING:
-    pass
-from toolkit.backends.docker.client import _explanation, docker, requests
-from toolkit.backends.docker.files import FilesMixin
+log = logging.getLogger(__name__)
 
 # Waits between attempts on containerd's blob race: its default collector runs about
 # once a second, so three retries over 2.75 s outlast it.
@@ -70,6 +70,7 @@ class CheckpointsMixin(FilesMixin):
                 hint="use --engine podman for containers with open TCP connections or file locks",
             )
         body = {"CheckpointID": cp_name, "Exit": not options.leave_running}
+        log.debug("docker %s: checkpoint %s of %s (%s)", self.url, cp_name, name, body)
 
         def post() -> None:
             response = self._api._post_json(
@@ -127,8 +128,10 @@ class CheckpointsMixin(FilesMixin):
             attrs = self._api.inspect_container(container_id)
             if not attrs["State"]["Running"]:
                 self._api.start(container_id)
-        except docker.errors.APIError:
-            pass
+        except docker.errors.APIError as exc:
+            log.warning(
+                "docker: %s may be left stopped after a failed checkpoint: %s", container_id, exc
+            )
 
     def _list_checkpoints(self, container_id: str) -> list[dict[str, Any]]:
         with self._errors(container=container_id):
@@ -172,6 +175,7 @@ class CheckpointsMixin(FilesMixin):
 
     def _start_from_checkpoint(self, container_id: str, checkpoint: str) -> None:
         """``POST /containers/{id}/start?checkpoint=NAME``, retried on containerd's blob race."""
+        log.debug("docker %s: start %s from checkpoint %s", self.url, container_id, checkpoint)
 
         def start() -> None:
             response = self._api._post(

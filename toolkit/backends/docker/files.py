@@ -6,17 +6,18 @@ and ``put_archive`` reach it: this works on a remote daemon too, with no ssh or 
 
 from __future__ import annotations
 
-import contextlib
 import io
+import logging
 import tarfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from toolkit import archive
 from toolkit.archive.changes import write_changes
+from toolkit.backends.docker.client import DockerClient, docker, requests
 from toolkit.backends.options import sdk_ports
 from toolkit.errors import (
     ArchiveError,
@@ -25,9 +26,7 @@ from toolkit.models import (
     ContainerSpec,
 )
 
-if TYPE_CHECKING:
-    pass
-from toolkit.backends.docker.client import DockerClient, docker, requests
+log = logging.getLogger(__name__)
 
 
 def engine_driver(backend: DockerClient) -> str:
@@ -107,8 +106,17 @@ class FilesMixin(DockerClient):
         try:
             yield str(created["Id"])
         finally:
-            with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+            try:
                 self._api.remove_container(created["Id"], force=True, v=False)
+            except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+                log.warning("docker: could not remove helper container %s: %s", created["Id"], exc)
+
+    def _remove_half_made(self, container_id: str) -> None:
+        """Remove a container this backend made when what followed failed; log a failure."""
+        try:
+            self._api.remove_container(container_id, force=True, v=True)
+        except Exception as exc:
+            log.warning("docker: could not remove the half-made %s: %s", container_id, exc)
 
     def _fetch(self, container: str, path: str, out: Path) -> None:
         with self._errors(container=container):

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from toolkit.backends import shared
+from toolkit.backends.docker.client import DockerClient, docker
 from toolkit.errors import (
     EngineError,
     ImageNotFound,
 )
 
-if TYPE_CHECKING:
-    pass
-from toolkit.backends.docker.client import DockerClient, docker
+log = logging.getLogger(__name__)
 
 
 class ImagesMixin(DockerClient):
@@ -29,9 +27,12 @@ class ImagesMixin(DockerClient):
                 f"no image {image_id} ({reference}) on docker",
                 hint=shared.image_missing_hint(reference, image_id, self.kind),
             ) from exc
-        with contextlib.suppress(docker.errors.APIError):
+        try:
             if reference and self._api.inspect_image(reference)["Id"] == found["Id"]:
                 return reference
+        except docker.errors.APIError as exc:
+            # Only a nicer name is lost: the ID names the same image.
+            log.debug("docker: looking up %s failed (%s); using the ID", reference, exc)
         return str(found["Id"])
 
     def has_image(self, image_id: str) -> bool:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from toolkit import records
 from toolkit.backends import inspection, validation
+from toolkit.backends.docker.client import DockerClient, docker
 from toolkit.backends.options import restart_policy, sdk_ports
 from toolkit.errors import (
     InvalidArgument,
@@ -18,10 +19,6 @@ from toolkit.models import (
     ExecResult,
     ProcessList,
 )
-
-if TYPE_CHECKING:
-    pass
-from toolkit.backends.docker.client import DockerClient, docker
 
 
 class LifecycleMixin(DockerClient):

@@ -4,15 +4,19 @@ cross-runtime path (a container shaped for CRIU images from Podman, started from
 
 from __future__ import annotations
 
-import contextlib
 import io
+import logging
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from toolkit import records
 from toolkit.backends import validation
+from toolkit.backends.docker.checkpoints import CheckpointsMixin
+from toolkit.backends.docker.client import DEFAULT_URL, _explanation, docker, requests
+from toolkit.backends.docker.files import _checked_deletions, _whiteouts, engine_driver
+from toolkit.backends.docker.images import ImagesMixin
+from toolkit.backends.docker.restore_log import _watch_restore_log
 from toolkit.criu import diagnosis
 from toolkit.errors import (
     EngineUnavailable,
@@ -23,13 +27,7 @@ from toolkit.models import (
     ContainerSpec,
 )
 
-if TYPE_CHECKING:
-    pass
-from toolkit.backends.docker.checkpoints import CheckpointsMixin
-from toolkit.backends.docker.client import DEFAULT_URL, _explanation, docker, requests
-from toolkit.backends.docker.files import _checked_deletions, _whiteouts, engine_driver
-from toolkit.backends.docker.images import ImagesMixin
-from toolkit.backends.docker.restore_log import _watch_restore_log
+log = logging.getLogger(__name__)
 
 
 class MigrationMixin(CheckpointsMixin, ImagesMixin):
@@ -69,8 +67,7 @@ class MigrationMixin(CheckpointsMixin, ImagesMixin):
             with self._errors(container=spec.name or new_id):
                 self._api.start(new_id)
         except BaseException:
-            with contextlib.suppress(Exception):
-                self._api.remove_container(new_id, force=True, v=True)
+            self._remove_half_made(new_id)
             raise
         return self.inspect(new_id)
 
@@ -151,8 +148,10 @@ class MigrationMixin(CheckpointsMixin, ImagesMixin):
             with _watch_restore_log(container_id, kept, local=self.url == DEFAULT_URL):
                 self._start_from_checkpoint(container_id, checkpoint)
         except docker.errors.APIError as exc:
-            log = kept[0] if kept else ""
-            raise diagnosis.criu_error("restore", container_id, _explanation(exc), log) from exc
+            log_text = kept[0] if kept else ""
+            raise diagnosis.criu_error(
+                "restore", container_id, _explanation(exc), log_text
+            ) from exc
         except requests.exceptions.ConnectionError as exc:
             raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
         records.record_checkpoint(self.kind, self.url, container_id, checkpoint)

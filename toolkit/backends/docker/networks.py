@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from toolkit.backends import inspection, validation
+from toolkit.backends.docker.client import DockerClient, _explanation, docker
 from toolkit.errors import (
     Conflict,
     NetworkNotFound,
@@ -16,10 +16,6 @@ from toolkit.models import (
     NetworkInfo,
     NetworkSpec,
 )
-
-if TYPE_CHECKING:
-    pass
-from toolkit.backends.docker.client import DockerClient, _explanation, docker
 
 
 class NetworksMixin(DockerClient):

@@ -8,10 +8,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 
 class _Deferred(types.ModuleType):

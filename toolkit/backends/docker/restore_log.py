@@ -6,11 +6,6 @@ import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 
 # Where the local dockerd's containerd shim runs CRIU (containerd namespace "moby"): under
 # the containerd that scripts/engines starts, or under one dockerd manages itself.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import tarfile
 import time
@@ -32,6 +33,8 @@ from toolkit.models import (
     ExportOptions,
     ImportOptions,
 )
+
+log = logging.getLogger(__name__)
 
 # The libpod export body travels in a ctk archive under this member name.
 PODMAN_PAYLOAD = "podman-checkpoint.tar"
@@ -103,10 +106,12 @@ class ArchivesMixin(CheckpointsMixin):
 
     def _restore_after_failed_export(self, container_id: str) -> None:
         # The dump stopped the container but no archive came of it: put it back as it was.
-        with contextlib.suppress(Exception):
+        try:
             self._api.post(
                 f"/containers/{container_id}/restore", params={"keep": True}
             ).raise_for_status()
+        except Exception as exc:
+            log.warning("podman: could not restore %s after a failed export: %s", container_id, exc)
 
     def import_checkpoint(
         self, archive_path: str | os.PathLike[str], options: ImportOptions
@@ -197,6 +202,7 @@ class ArchivesMixin(CheckpointsMixin):
         Nothing half-made: on any failure a container under ``target`` is the one this made,
         and is removed.
         """
+        log.debug("podman %s: import and restore %s (%s)", self.url, target, params)
         try:
             response = self._api.post(
                 "/containers/import/restore",
@@ -207,17 +213,21 @@ class ArchivesMixin(CheckpointsMixin):
             response.raise_for_status()
             return str(response.json()["Id"])
         except BaseException as exc:
-            with contextlib.suppress(Exception):
+            try:
                 if target and self._exists(target):
                     self._api.delete(
                         f"/containers/{target}", params={"force": True}
                     ).raise_for_status()
+            except Exception as cleanup:
+                log.warning("podman: could not remove the half-restored %s: %s", target, cleanup)
             if isinstance(exc, podman.errors.APIError):
                 if getattr(exc, "status_code", None) is None:
                     raise shared.unavailable(self.kind, self.url) from exc
-                log = ""
+                log_text = ""
                 if criu_log is not None:
                     with contextlib.suppress(OSError):
-                        log = criu_log.read_text(errors="replace")
-                raise diagnosis.criu_error(action, target or "", _explanation(exc), log) from exc
+                        log_text = criu_log.read_text(errors="replace")
+                raise diagnosis.criu_error(
+                    action, target or "", _explanation(exc), log_text
+                ) from exc
             raise

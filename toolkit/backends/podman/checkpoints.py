@@ -6,6 +6,7 @@ Podman keeps one checkpoint per container in place (the latest), so ctk's record
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Generator
 from pathlib import Path
@@ -35,6 +36,8 @@ from toolkit.models import (
     RestoreOptions,
 )
 
+log = logging.getLogger(__name__)
+
 # Chunk size for streamed checkpoint exports.
 _CHUNK = 1024 * 1024
 
@@ -58,6 +61,7 @@ class CheckpointsMixin(PodmanClient):
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
         cp_name = options.name or records.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
+        log.debug("podman %s: checkpoint %s of %s (%s)", self.url, cp_name, name, options)
         try:
             response = self._api.post(
                 f"/containers/{attrs['Id']}/checkpoint", params=_checkpoint_params(options)
@@ -121,6 +125,7 @@ class CheckpointsMixin(PodmanClient):
         self, name: str, attrs: dict[str, Any], cp_name: str, params: dict[str, Any]
     ) -> Generator[bytes, None, None]:
         response = None
+        log.debug("podman %s: export checkpoint %s of %s (%s)", self.url, cp_name, name, params)
         try:
             response = self._api.post(
                 f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
@@ -154,8 +159,10 @@ class CheckpointsMixin(PodmanClient):
             attrs = self._attrs(container_id)
             if not (attrs.get("State") or {}).get("Running"):
                 self._api.post(f"/containers/{container_id}/start").raise_for_status()
-        except Exception:
-            pass
+        except Exception as exc:
+            log.warning(
+                "podman: %s may be left stopped after a failed checkpoint: %s", container_id, exc
+            )
 
     def checkpoints(self, name: str) -> list[Checkpoint]:
         attrs = self._attrs(name)
@@ -197,6 +204,7 @@ class CheckpointsMixin(PodmanClient):
             "tcpEstablished": options.tcp_established,
             "fileLocks": options.file_locks,
         }
+        log.debug("podman %s: restore %s in place (%s)", self.url, name, params)
         try:
             response = self._api.post(f"/containers/{attrs['Id']}/restore", params=params)
             response.raise_for_status()

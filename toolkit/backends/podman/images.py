@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 
 from toolkit.backends import inspection, shared
@@ -13,6 +13,8 @@ from toolkit.backends.podman.client import (
 from toolkit.errors import (
     ImageNotFound,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ImagesMixin(PodmanClient):
@@ -52,10 +54,15 @@ class ImagesMixin(PodmanClient):
                 f"no image {image_id} ({reference}) on podman",
                 hint=shared.image_missing_hint(reference, image_id, self.kind),
             )
-        with contextlib.suppress(Exception):
+        try:
             response = self._api.get(f"/images/{reference}/json")
             if response.status_code == 200:
                 found = inspection.normalize_image_id(str(response.json().get("Id", "")))
                 if found == inspection.normalize_image_id(image_id):
                     return reference
+        except Exception as exc:
+            # Only a nicer name is lost: the ID names the same image.
+            log.debug(
+                "podman: looking up %s failed (%s); using the ID %s", reference, exc, image_id
+            )
         return image_id

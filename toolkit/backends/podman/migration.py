@@ -4,8 +4,8 @@ cross-runtime path (templates, raw libpod export and import).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import logging
 import tempfile
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from toolkit.models import (
     ImportOptions,
     PortMapping,
 )
+
+log = logging.getLogger(__name__)
 
 
 class MigrationMixin(ArchivesMixin, ImagesMixin, LifecycleMixin):
@@ -74,8 +76,7 @@ class MigrationMixin(ArchivesMixin, ImagesMixin, LifecycleMixin):
                     self._container(container_id).put_archive("/", changes.read_bytes())
                 self._post(f"/containers/{container_id}/start")
         except BaseException:
-            with contextlib.suppress(Exception):
-                self._api.delete(f"/containers/{container_id}", params={"force": True})
+            self._remove_half_made(container_id)
             raise
         return self.inspect(container_id)
 
@@ -110,10 +111,16 @@ class MigrationMixin(ArchivesMixin, ImagesMixin, LifecycleMixin):
             with self._errors(container=spec.name or container_id):
                 self._post(f"/containers/{container_id}/start")
         except Exception:
-            with contextlib.suppress(Exception):
-                self._api.delete(f"/containers/{container_id}", params={"force": True})
+            self._remove_half_made(container_id)
             raise
         return container_id
+
+    def _remove_half_made(self, container_id: str) -> None:
+        """Remove a container this backend made when what followed failed; log a failure."""
+        try:
+            self._api.delete(f"/containers/{container_id}", params={"force": True})
+        except Exception as exc:
+            log.warning("podman: could not remove the half-made %s: %s", container_id, exc)
 
     def import_raw(
         self,
