@@ -7,6 +7,11 @@ Podman -> Podman streams instead: the source's export flows into the destination
 it arrives (transfer is then the upload, restore what the destination does after it).
 Every step is journaled (:mod:`toolkit.migration.journal`) before and after it happens, so a
 killed ctk can be recovered with :func:`recover`.
+
+The paths are :data:`STRATEGIES` (stream, archive, cold, cross-runtime), each a
+:class:`Strategy` with its own way back, chosen in one place (:func:`_choose`); the journal
+records which (``extra["strategy"]``), so a rollback, here or in :func:`recover`, takes the
+same path back.
 """
 
 from __future__ import annotations
@@ -251,6 +256,16 @@ def migrate(
         keep_source=keep_source,
         checkpoint="",
     )
+    strategy = _choose(plan, source, dest)
+    journal.extra["strategy"] = strategy.name
+    log.debug("migrate %s: %s (%s)", name, strategy.name, plan.reason)
+    options = _Options(
+        cross=cross,
+        tcp_established=tcp_established,
+        ignore_static_ip=ignore_static_ip,
+        compress=compress,
+        verify=verify,
+    )
     run = _Run(journal=journal, plan=plan, source=source, dest=dest, reason=plan.reason)
     run.timings["preflight"] = round(time.monotonic() - started, 3)
     journal.step("preflight")
@@ -260,33 +275,7 @@ def migrate(
                 run.image_bytes = copy_image(source, dest, plan.source_info, progress=progress)
             journal.step("image")
             _pause_hook("image")
-        if plan.mode == "live" and plan.cross_runtime and cross is not None:
-            result = _live_cross(run, cross, tcp_established=tcp_established)
-            if result is None:  # cross-runtime said Unsupported before touching anything
-                plan = dataclasses.replace(plan, mode="cold")
-                journal.mode = "cold"
-        if plan.mode == "live" and not plan.cross_runtime and _streams(source, dest):
-            _live_stream(
-                run,
-                tcp_established=tcp_established,
-                ignore_static_ip=ignore_static_ip,
-                verify=verify,
-            )
-        elif plan.mode == "live" and not plan.cross_runtime:
-            _live(
-                run,
-                tcp_established=tcp_established,
-                ignore_static_ip=ignore_static_ip,
-                compress=compress,
-                verify=verify,
-            )
-        elif plan.mode == "cold":
-            _cold(run, verify=verify)
-        else:
-            with run.phase("verify"):
-                _verify(dest, plan.target, verify)
-            journal.step("restore")
-            _finish(run)
+        strategy.move(run, options)
     except BaseException as exc:
         failed_phase = _failing_phase(run.journal, needs_image=plan.needs_image)
         _rollback(run)
@@ -331,6 +320,91 @@ def _failing_phase(journal: Journal, *, needs_image: bool) -> str:
     if last == "preflight":
         return "image" if needs_image else "dump"
     return _RUNNING_AFTER.get(last, last)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """What the caller asked of the move, as every strategy reads it."""
+
+    cross: Callable[..., ContainerInfo] | None
+    tcp_established: bool
+    ignore_static_ip: bool
+    compress: str
+    verify: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """One migration path, with its own way back.
+
+    ``move`` ends with the container running on the destination and the migration finished, or
+    raises; ``restart_source`` brings the source back after a failure, once :func:`_rollback`
+    has removed the destination's copy. ``undoes_itself``: a failure inside ``move`` has
+    already undone its own changes (the cross-runtime path restores its source itself), so
+    only a ctk killed meanwhile needs :func:`_rollback` to do it.
+    """
+
+    name: str
+    move: Callable[[_Run, _Options], None]
+    restart_source: Callable[[_Run], None]
+    undoes_itself: bool = False
+
+
+def _choose(plan: Plan, source: Backend, dest: Backend) -> Strategy:
+    """The one place a path is chosen: the plan says live or cold, the engines say how."""
+    if plan.mode == "cold":
+        return STRATEGIES["cold"]
+    if plan.cross_runtime:
+        return STRATEGIES["cross-runtime"]
+    if _streams(source, dest):
+        return STRATEGIES["stream"]
+    return STRATEGIES["archive"]
+
+
+def _strategy_of(journal: Journal) -> Strategy:
+    """The strategy a journal recorded (journals of an older ctk say it in other keys)."""
+    name = journal.extra.get("strategy")
+    if name not in STRATEGIES:
+        cross = journal.extra.get("cross_runtime")
+        name = "cross-runtime" if cross else "cold" if journal.mode == "cold" else "archive"
+    return STRATEGIES[str(name)]
+
+
+def _move_stream(run: _Run, options: _Options) -> None:
+    _live_stream(
+        run,
+        tcp_established=options.tcp_established,
+        ignore_static_ip=options.ignore_static_ip,
+        verify=options.verify,
+    )
+
+
+def _move_archive(run: _Run, options: _Options) -> None:
+    _live(
+        run,
+        tcp_established=options.tcp_established,
+        ignore_static_ip=options.ignore_static_ip,
+        compress=options.compress,
+        verify=options.verify,
+    )
+
+
+def _move_cold(run: _Run, options: _Options) -> None:
+    _cold(run, verify=options.verify)
+
+
+def _move_cross_runtime(run: _Run, options: _Options) -> None:
+    assert options.cross is not None  # the plan is live across runtimes only when it exists
+    if _live_cross(run, options.cross, tcp_established=options.tcp_established) is None:
+        # cross-runtime said Unsupported before touching anything: a cold move instead
+        run.journal.mode = "cold"
+        run.journal.extra["strategy"] = "cold"
+        _move_cold(run, options)
+        return
+    with run.phase("verify"):
+        _verify(run.dest, run.journal.target, options.verify)
+    run.journal.step("restore")
+    _finish(run)
 
 
 def _live_cross(
@@ -553,7 +627,12 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
     journal, dest = run.journal, run.dest
     if journal.done("done"):
         return
-    cross = bool(journal.extra.get("cross_runtime")) and not journal.done("restore")
+    strategy = _strategy_of(journal)
+    cross = (
+        strategy.undoes_itself
+        and journal.done("cross-runtime-started")
+        and not journal.done("restore")
+    )
     if cross and not interrupted:
         journal.step("rolled-back", state="rolled_back")
         run.rolled_back.append("the cross-runtime path undid its own changes")
@@ -579,9 +658,10 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
             run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
     try:
         if cross:
-            _restart_cross_source(run)
+            strategy.restart_source(run)
         else:
-            _restart_source(run)
+            # a cross-runtime move that restored and then failed comes back as a live one
+            STRATEGIES["archive" if strategy.undoes_itself else strategy.name].restart_source(run)
     except CtkError as exc:
         run.rolled_back.append(f"could not restart the source: {exc}")
         journal.step("rollback-failed", state="failed")
@@ -612,10 +692,6 @@ def _restart_source(run: _Run) -> None:
     if info.running:
         run.rolled_back.append(f"source {journal.container} was still running")
         return
-    if journal.mode == "cold":
-        source.start(journal.container)
-        run.rolled_back.append(f"started the source {journal.container} again (cold: fresh)")
-        return
     try:
         source.restore(journal.container, RestoreOptions(checkpoint=journal.checkpoint))
         run.rolled_back.append(
@@ -630,6 +706,30 @@ def _restart_source(run: _Run) -> None:
     source.remove(journal.container, force=True)
     source.import_checkpoint(journal.archive, ImportOptions())
     run.rolled_back.append(f"re-imported the source {journal.container} from the archive ({first})")
+
+
+def _restart_cold_source(run: _Run) -> None:
+    journal, source = run.journal, run.source
+    if source.inspect(journal.container).running:
+        run.rolled_back.append(f"source {journal.container} was still running")
+        return
+    source.start(journal.container)
+    run.rolled_back.append(f"started the source {journal.container} again (cold: fresh)")
+
+
+# Every migration path, by the name the journal records (``journal.extra["strategy"]``).
+STRATEGIES: dict[str, Strategy] = {
+    # Podman -> Podman: libpod's export flows into the destination's import
+    "stream": Strategy("stream", _move_stream, _restart_source),
+    # checkpoint into a ctk archive here, import it there
+    "archive": Strategy("archive", _move_archive, _restart_source),
+    # stop, copy the rootfs changes, create again: memory is not kept
+    "cold": Strategy("cold", _move_cold, _restart_cold_source),
+    # Docker <-> Podman: toolkit.migration.cross_runtime translates the CRIU images
+    "cross-runtime": Strategy(
+        "cross-runtime", _move_cross_runtime, _restart_cross_source, undoes_itself=True
+    ),
+}
 
 
 def recover(migration_id: str | None = None) -> list[MigrationReport]:
