@@ -83,8 +83,8 @@ from toolkit.models import (
 if TYPE_CHECKING:
     from toolkit.backends.base import Backend
 
-
 log = logging.getLogger(__name__)
+
 KINDS = ("docker", "podman")
 
 # runc marks bind mounts and cgroup mounts external, keyed by destination; CRIU restores them
