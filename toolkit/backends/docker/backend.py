@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from toolkit.backends.base import Backend, ForeignImageRestore, RuntimeInspection
 from toolkit.backends.docker.archives import ArchivesMixin
 from toolkit.backends.docker.lifecycle import LifecycleMixin
 from toolkit.backends.docker.migration import MigrationMixin
@@ -15,3 +16,8 @@ class DockerBackend(LifecycleMixin, NetworksMixin, ArchivesMixin, MigrationMixin
     networks, migration); :class:`~toolkit.backends.docker.client.DockerClient` holds the
     connection and the error translation they share.
     """
+
+
+def _conforms(backend: DockerBackend) -> tuple[Backend, ForeignImageRestore, RuntimeInspection]:
+    """mypy's proof that DockerBackend offers what base.py declares (never called)."""
+    return backend, backend, backend
