@@ -115,3 +115,41 @@ def test_docker_backend_loads_paramiko_only_for_ssh() -> None:
         "assert paramiko.SSHClient and 'paramiko.client' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_inspect_parser_serves_both_engines() -> None:
+    # Docker says Running while paused, Podman does not; both count as running in ctk.
+    docker_attrs = {
+        "Id": "d1",
+        "Name": "/web",
+        "Image": "sha256:abc",
+        "Config": {"Image": "ctk-demo/counter"},
+        "State": {"Status": "paused", "Running": True, "Paused": True},
+    }
+    podman_attrs = {
+        "Id": "p1",
+        "Name": "web",
+        "Image": "abc",
+        "ImageName": "localhost/ctk-demo/counter:latest",
+        "Config": {"Image": "ctk-demo/counter"},
+        "State": {"Status": "paused", "Running": False, "Paused": True},
+    }
+    docker_info = inspection.info_from_inspect(docker_attrs, "docker")
+    podman_info = inspection.info_from_inspect(podman_attrs, "podman")
+    assert docker_info.running and podman_info.running
+    assert docker_info.name == podman_info.name == "web"
+    assert docker_info.image == "ctk-demo/counter"
+    assert podman_info.image == "localhost/ctk-demo/counter:latest"
+
+
+def test_runtime_config_from_inspect() -> None:
+    attrs = {
+        "OCIRuntime": "runc",
+        "HostConfig": {"NetworkMode": "bridge", "Runtime": "crun"},
+        "Config": {"Hostname": "h1"},
+        "Mounts": [{"Type": "bind", "Source": "/dev/null", "Destination": "/run/.containerenv"}],
+    }
+    config = inspection.runtime_config_from_inspect(attrs)
+    assert (config.runtime, config.network_mode, config.hostname) == ("runc", "bridge", "h1")
+    assert config.mounts[0].target == "/run/.containerenv" and config.mounts[0].type == "bind"
+    assert inspection.runtime_config_from_inspect({}).runtime == "runc"
