@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from toolkit import operations
 from toolkit.backends.base import Backend
 from toolkit.errors import CtkError, InvalidArgument
 from toolkit.models import CheckpointOptions, _Model
@@ -48,7 +49,7 @@ def checkpoint_many(
     def one(name: str) -> BatchResult:
         start = time.perf_counter()
         try:
-            cp = backend.checkpoint(name, options)
+            cp = operations.checkpoint(backend, name, options)
         except CtkError as exc:
             return BatchResult(name, False, error=exc.message, seconds=time.perf_counter() - start)
         return BatchResult(name, True, checkpoint=cp.name, seconds=time.perf_counter() - start)

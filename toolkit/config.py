@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,13 +41,19 @@ class TLSOptions:
     """TLS for a ``tcp://`` engine, as docker's ``--tlsverify --tlscacert --tlscert --tlskey``.
 
     ``verify`` checks the engine's certificate against ``ca_cert``; ``cert``/``key`` are the
-    client's own pair. Any of them turns TLS on.
+    client's own pair. Any of them turns TLS on. A CA given turns ``verify`` on: naming the
+    CA to trust and then trusting any certificate would be a man-in-the-middle's gift (it
+    used to connect to a server whose certificate another CA had signed).
     """
 
     verify: bool = False
     ca_cert: str | None = None
     cert: str | None = None
     key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ca_cert and not self.verify:
+            object.__setattr__(self, "verify", True)
 
     @property
     def enabled(self) -> bool:
@@ -125,6 +132,8 @@ def parse_engine(value: str) -> EngineRef:
         raise InvalidArgument(
             f"engine URL {url!r} names no port", hint="e.g. docker+tcp://host:2376"
         )
+    if parsed.scheme == "ssh":
+        _check_ssh_target(url, parsed.netloc)
     if parsed.scheme == "ssh" and kind == "docker" and parsed.path not in ("", "/"):
         raise InvalidArgument(
             f"docker+ssh URLs name no socket: {url!r}",
@@ -139,12 +148,45 @@ def parse_engine(value: str) -> EngineRef:
     return EngineRef(kind, url, tls)
 
 
-_ENGINE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SSH_USER_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.$-]*$")
+_SSH_HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.%A-Za-z]+\]|[A-Za-z0-9_.][A-Za-z0-9_.-]*)$")
+_SSH_HINT = "ssh engine URLs look like docker+ssh://user@host[:port]"
+
+
+def _check_ssh_target(url: str, netloc: str) -> None:
+    """``user@host[:port]`` and nothing ssh could read as an option or a second argument.
+
+    The target reaches the ssh command (after ``--``, too): a host like
+    ``-oProxyCommand=...`` would otherwise run a command on this machine.
+    """
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise InvalidArgument(
+            f"engine URL {url!r} holds whitespace or control characters", hint=_SSH_HINT
+        )
+    user, at, hostport = netloc.rpartition("@")
+    if at and (":" in user or not _SSH_USER_RE.match(user)):
+        raise InvalidArgument(
+            f"bad ssh user in engine URL {url!r}",
+            hint=f"{_SSH_HINT}; no password, and the user may not begin with '-'",
+        )
+    host = hostport
+    if not host.startswith("["):
+        host = host.rpartition(":")[0] if ":" in host else host
+    elif "]" in host:
+        host = host[: host.index("]") + 1]
+    if not _SSH_HOST_RE.match(host):
+        raise InvalidArgument(
+            f"bad ssh host {host!r} in engine URL {url!r}",
+            hint=f"{_SSH_HINT}; the host may not begin with '-'",
+        )
+
+
+_ENGINE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: no "\n" at the end
 
 
 def validate_engine_name(name: str) -> None:
     """Names for ``[engines.NAME]``: not a kind, not a URL."""
-    if name in KINDS or not _ENGINE_NAME_RE.match(name):
+    if name in KINDS or not _ENGINE_NAME_RE.fullmatch(name):
         raise InvalidArgument(
             f"invalid engine name {name!r}",
             hint="names are letters, digits, '_', '.', '-' (not docker or podman)",
@@ -289,8 +331,36 @@ def _from_config() -> EngineRef | None:
     return parse_engine(str(default))
 
 
+_WARNED_PLAIN: set[str] = set()
+
+
+def _warn_plain_tcp(ref: EngineRef) -> None:
+    """Once per process and engine: plain tcp is readable and changeable on the way."""
+    scheme = urlparse(ref.url).scheme
+    if scheme not in ("tcp", "http") or (ref.tls is not None and ref.tls.enabled):
+        return
+    if str(ref) in _WARNED_PLAIN:
+        return
+    _WARNED_PLAIN.add(str(ref))
+    fix = (
+        "use TLS (--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY) or docker+ssh://"
+        if ref.kind == "docker"
+        else "Podman's service has no TLS: use podman+ssh://user@host/run/podman/podman.sock"
+    )
+    print(
+        f"Warning: {ref} is plain TCP: anyone on the path can read and change what ctk "
+        f"sends and receives, checkpoints included; {fix}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def connect(ref: EngineRef) -> Backend:
-    """A backend for the engine (nothing is contacted yet)."""
+    """A backend for the engine (nothing is contacted yet).
+
+    Warns once on stderr when the engine is reached over plain (unencrypted) tcp.
+    """
+    _warn_plain_tcp(ref)
     if ref.kind == "docker":
         from toolkit.backends.docker import DockerBackend
 

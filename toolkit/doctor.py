@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from toolkit.config import EngineRef, connect
-from toolkit.criu.probe import MIN_VERSION, CriuStatus, probe_criu, pycriu_available
+from toolkit.criu.probe import (
+    MIN_VERSION,
+    CriuStatus,
+    NonRootDump,
+    probe_criu,
+    probe_non_root_dump,
+    pycriu_available,
+)
 from toolkit.errors import CtkError
 from toolkit.models import EngineInfo, _Model
 
@@ -87,6 +94,28 @@ def criu_checks(status: CriuStatus) -> list[Check]:
     return checks
 
 
+def non_root_check(probe: NonRootDump) -> Check:
+    """Whether containers running as a non-root user can be checkpointed, from a real dump."""
+    name = "criu non-root dump"
+    if not probe.probed:
+        return Check(name, False, f"not probed: {probe.reason}", "run ctk doctor as root")
+    if probe.ok:
+        return Check(name, True, "a task of another user (nobody) dumps")
+    detail = f"CRIU cannot dump a task of another user: {probe.reason}"
+    fix = "see CRIU's reason; run non-root containers' checkpoints as root"
+    if "rlimit" in probe.reason or probe.sys_resource_bounded is False:
+        detail += (
+            "; the capability bounding set here lacks CAP_SYS_RESOURCE, which CRIU 4.1.1 needs "
+            "to read another user's rlimits: no container running as a non-root user "
+            "(postgres, redis, nobody) can be checkpointed"
+        )
+        fix = (
+            f"install ctk's patched CRIU ({FIX_SETUP}: scripts/criu-patches reads them from "
+            "/proc/PID/limits), or run such containers as root"
+        )
+    return Check(name, False, detail, fix)
+
+
 def pycriu_check(available: bool) -> Check:
     return Check(
         "pycriu",
@@ -109,7 +138,10 @@ def run_doctor(engines: Sequence[EngineRef]) -> list[Check]:
             info, error = None, exc.message
         checks.extend(engine_checks(ref, info, error))
         answered[ref.kind] = info
-    checks.extend(criu_checks(probe_criu()))
+    status = probe_criu()
+    checks.extend(criu_checks(status))
+    if status.check_ok:
+        checks.append(non_root_check(probe_non_root_dump(status.path)))
     checks.append(pycriu_check(pycriu_available()))
     if "docker" in answered and "podman" in answered:
         checks.append(cross_runtime_check(answered["docker"], answered["podman"]))

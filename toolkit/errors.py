@@ -105,6 +105,12 @@ class ArchiveError(CtkError):
     exit_code = ExitCode.ARCHIVE_INVALID
 
 
+class NoSpace(CtkError):
+    """The file system ctk writes an archive or its staging files to is full."""
+
+    exit_code = ExitCode.ERROR
+
+
 class EngineError(CtkError):
     """The engine refused a request for a reason ctk has no finer class for."""
 

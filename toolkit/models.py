@@ -7,9 +7,12 @@ mutation; ``to_dict`` gives the stable JSON shape the CLI prints with ``--json``
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import re
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
+
+from toolkit.errors import InvalidArgument
 
 
 def _jsonable(value: Any) -> Any:
@@ -263,23 +266,57 @@ class ContainerStats(_Model):
     pids: int = 0
 
 
+_CHECKPOINT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+def validate_checkpoint_name(name: str) -> None:
+    """Refuse a checkpoint name that either engine would refuse or mangle.
+
+    Raises:
+        InvalidArgument: empty, longer than 128, or other than letters, digits, '_', '.', '-'
+            (starting with a letter or digit).
+    """
+    if not _CHECKPOINT_NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid checkpoint name {name!r}",
+            hint="checkpoint names are up to 128 letters, digits, '_', '.', '-'",
+        )
+
+
 @dataclass(frozen=True)
 class CheckpointOptions(_Model):
-    """How to checkpoint. ``name`` None lets ctk pick a timestamped one."""
+    """How to checkpoint. ``name`` None lets ctk pick a timestamped one.
+
+    Raises:
+        InvalidArgument: ``name`` is not a valid checkpoint name (``""`` included): checked
+            here, so that every engine refuses it the same way before looking anything up.
+    """
 
     name: str | None = None
     leave_running: bool = False
     tcp_established: bool = False
     file_locks: bool = False
 
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            validate_checkpoint_name(self.name)
+
 
 @dataclass(frozen=True)
 class RestoreOptions(_Model):
-    """How to restore. ``checkpoint`` None means the latest checkpoint of the container."""
+    """How to restore. ``checkpoint`` None means the latest checkpoint of the container.
+
+    Raises:
+        InvalidArgument: ``checkpoint`` is not a valid checkpoint name (``""`` included).
+    """
 
     checkpoint: str | None = None
     tcp_established: bool = False
     file_locks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is not None:
+            validate_checkpoint_name(self.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -393,11 +430,14 @@ class ExportOptions(_Model):
     """How to checkpoint a container into an archive file.
 
     ``checkpoint`` holds the CRIU switches (name, leave_running, tcp_established, file_locks);
-    ``compression`` is one of :data:`COMPRESSIONS`.
+    ``compression`` is one of :data:`COMPRESSIONS`; ``sign_key`` is an ed25519 private key
+    file: the archive then carries a signature over its manifest (README: Signatures).
     """
 
     checkpoint: CheckpointOptions = CheckpointOptions()
     compression: str = "zstd"
+    _: KW_ONLY
+    sign_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -406,6 +446,8 @@ class ImportOptions(_Model):
 
     ``name`` None keeps the archived container's name; another name makes a clone that can run
     beside the original. ``ports`` replaces the archived port mappings when not empty.
+    ``verify_keys`` (ed25519 public key files): the archive must be signed by one of them;
+    when empty, the config file's ``[trust]`` section decides.
     """
 
     name: str | None = None
@@ -413,6 +455,13 @@ class ImportOptions(_Model):
     file_locks: bool = False
     ignore_static_ip: bool = False
     ports: tuple[PortMapping, ...] = ()
+    _: KW_ONLY
+    verify_keys: tuple[str, ...] = ()
+    allow_mounts: tuple[str, ...] = ()
+    """Host paths (or volume names) the archive's container may mount: ``--allow-mount``.
+
+    An archive's checksums (or a signature) say nothing about what its payload asks of this
+    host, so its volumes and bind mounts are refused unless the importing user names them."""
 
 
 @dataclass(frozen=True)
@@ -577,10 +626,12 @@ class RuntimeConfig(_Model):
 
     ``runtime`` is the OCI runtime (``runc``); ``network_mode`` the host config's network mode
     ("" when unset); ``hostname`` the container's own; ``mounts`` its volumes and bind mounts
-    in the engine's order (``type`` as the engine says: ``bind``, ``volume``, ...).
+    in the engine's order (``type`` as the engine says: ``bind``, ``volume``, ...);
+    ``auto_remove`` whether it was started with ``--rm`` (``HostConfig.AutoRemove``).
     """
 
     runtime: str = "runc"
     network_mode: str = ""
     hostname: str = ""
     mounts: tuple[Mount, ...] = ()
+    auto_remove: bool = False

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from toolkit import operations
 from toolkit.archive.writer import check_destination
 from toolkit.backends.base import Backend
 from toolkit.errors import (
@@ -204,12 +205,13 @@ def checkpoint_once(
     archive: str | None = None
     try:
         if options.export_dir is None:
-            made: Checkpoint = backend.checkpoint(name, cp_options)
+            made: Checkpoint = operations.checkpoint(backend, name, cp_options)
             checkpoint = made.name
         else:
             # One dump serves both: the engine keeps the checkpoint and ctk writes the archive.
             assert cp_options.name is not None
-            exported = backend.export_checkpoint(
+            exported = operations.export_checkpoint(
+                backend,
                 name,
                 archive_path(options.export_dir, name, cp_options.name),
                 ExportOptions(checkpoint=cp_options),

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from toolkit import records
+from toolkit import operations, records
 from toolkit.backends.base import Backend
 from toolkit.errors import (
     CheckpointNotFound,
@@ -163,7 +163,7 @@ _SETTLE_PAUSE = 0.5
 def _restore_when_settled(backend: Backend, container_id: str, stop: threading.Event) -> None:
     for attempt in range(_SETTLE_TRIES):
         try:
-            backend.restore(container_id, RestoreOptions())
+            operations.restore(backend, container_id, RestoreOptions())
             return
         except Conflict:
             if attempt == _SETTLE_TRIES - 1 or stop.wait(_SETTLE_PAUSE):

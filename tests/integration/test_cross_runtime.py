@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    BUSYBOX_IMAGE,
     Containers,
     counts,
     last_count,
@@ -247,3 +248,49 @@ def test_ctk_migrate_cli_live_across_runtimes_and_back(pair: Pair) -> None:
     assert "live" in back.stdout
     wait_count_at_least(pair.source, info.name, mid + 1)
     assert 1 not in counts(pair.source, info.name)
+
+
+# A TCP connection held inside the container, and a counter: no dump without
+# --tcp-established (which Docker cannot pass), so the dump fails for real.
+_TCP_HOLDER = (
+    "sh",
+    "-c",
+    # each nc reads a pipe that never ends: with /dev/null it would close the connection
+    "sleep 9999 | nc -l -p 9000 >/dev/null & sleep 1; sleep 9999 | nc 127.0.0.1 9000 >/dev/null & "
+    "n=1; while :; do echo count=$n; n=$((n + 1)); sleep 1; done",
+)
+
+
+def test_migration_failing_in_the_dump_names_the_dump(pair: Pair) -> None:
+    import toolkit
+    from toolkit.errors import MigrationError
+
+    info = pair.on_source.run(BUSYBOX_IMAGE, command=_TCP_HOLDER)
+    pair.on_dest.names.append(info.name)
+    wait_count_at_least(pair.source, info.name, 3)
+    with pytest.raises(MigrationError) as caught:
+        toolkit.migrate(info.name, source=pair.source, dest=pair.dest, mode="live")
+    report = caught.value.report
+    assert report.failed_phase == "dump", report
+    assert "failed in phase dump" in caught.value.message
+    assert "FAILED" not in caught.value.message  # CRIU's reason, not its last line
+    # nothing lost: the source runs on, the destination holds nothing
+    assert pair.source.inspect(info.name).running
+    with pytest.raises(ContainerNotFound):
+        pair.dest.inspect(info.name)
+
+
+def test_rm_container_moves_cold_across_runtimes(pair: Pair) -> None:
+    import toolkit
+
+    info = pair.on_source.run(auto_remove=True)
+    pair.on_dest.names.append(info.name)
+    wait_count_at_least(pair.source, info.name, 2)
+    ok, reason = cross_runtime.container_portable_to(pair.source, info.name, pair.dest.kind)
+    assert not ok and "--rm" in reason
+    report = toolkit.migrate(info.name, source=pair.source, dest=pair.dest)
+    assert report.status == "done" and report.mode == "cold", report
+    assert "--rm" in report.reason
+    wait_count_at_least(pair.dest, info.name, 2)
+    with pytest.raises(ContainerNotFound):
+        pair.source.inspect(info.name)

@@ -17,6 +17,17 @@ def test_doctor_ready_after_setup() -> None:
     assert data["ready"] is True
     names = {c["name"] for c in data["checks"]}
     assert {"docker engine", "podman engine", "criu check", "pycriu"} <= names
+    # CRIU really dumps a task of another user here (ctk's rlimit patch): non-root containers
+    # can be checkpointed although the bounding set lacks CAP_SYS_RESOURCE.
+    [non_root] = [c for c in data["checks"] if c["name"] == "criu non-root dump"]
+    assert non_root["ok"] is True, non_root
+
+
+def test_non_root_probe_dumps_a_task_of_nobody() -> None:
+    from toolkit.criu.probe import probe_non_root_dump
+
+    probe = probe_non_root_dump()
+    assert probe.probed and probe.ok, probe.reason
 
 
 def test_doctor_names_fix_for_stopped_engine(tmp_path) -> None:

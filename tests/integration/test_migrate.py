@@ -397,6 +397,74 @@ def _killed_at(hosts: Hosts, name: str, step: str) -> str:
     return journals[0].stem
 
 
+def _paused_after(hosts: Hosts, name: str, step: str) -> tuple[subprocess.Popen[str], str]:
+    """ctk migrate paused after ``step`` (still running); the process and the migration ID."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "migrate", name, "--from", hosts.src_url,
+         "--to", hosts.dst_url],
+        env={**os.environ, "CTK_MIGRATE_PAUSE_AFTER": step},
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    if f"paused after {step}" not in line:
+        proc.kill()
+        raise AssertionError(line + proc.stderr.read())
+    (journal,) = (Path(os.environ["CTK_STATE_DIR"]) / "migrations").glob("m*.json")
+    return proc, journal.stem
+
+
+def _assert_rolled_back(hosts: Hosts, name: str, migration: str, before: int) -> None:
+    data = json.loads(
+        (Path(os.environ["CTK_STATE_DIR"]) / "migrations" / f"{migration}.json").read_text()
+    )
+    assert data["state"] == "rolled_back", data
+    assert hosts.src.inspect(name).running
+    wait_count_at_least(hosts.src, name, before + 2)
+    with pytest.raises(ContainerNotFound):
+        hosts.dst.inspect(name)
+
+
+def test_recover_refuses_while_the_migration_runs(same: Hosts) -> None:
+    """The bug: --recover rolled back a live migration, which then restored its stale
+    checkpoint on the destination and removed the running source."""
+    name = same.run_counter()
+    before = last_count(same.src, name)
+    proc, migration = _paused_after(same, name, "dump")
+    try:
+        refused = ctk("migrate", "--recover", migration)
+        assert refused.returncode == 5, refused.stderr
+        assert f"pid {proc.pid}" in refused.stderr and "Hint:" in refused.stderr
+        # recovering "everything" leaves the running one alone
+        everything = ctk("migrate", "--recover", "--json")
+        assert everything.returncode == 0, everything.stderr
+        (report,) = json.loads(everything.stdout)
+        assert report["status"] == "running" and report["id"] == migration
+        # nor can another ctk touch the container meanwhile
+        other = ctk("checkpoint", name, "-R", engine=same.src_url)
+        assert other.returncode == 5 and f"pid {proc.pid}" in other.stderr, other.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    _assert_rolled_back(same, name, migration, before)
+
+
+@pytest.mark.parametrize("step", ["dump", "restore"])
+def test_sigterm_at_a_phase_rolls_back(same: Hosts, step: str) -> None:
+    name = same.run_counter()
+    before = last_count(same.src, name)
+    proc, migration = _paused_after(same, name, step)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Interrupted by SIGTERM" in err and "Traceback" not in err
+    _assert_rolled_back(same, name, migration, before)
+    # the journal is final: nothing left for --recover
+    again = ctk("migrate", "--recover")
+    assert again.returncode == 0 and "no unfinished migrations" in again.stdout
+
+
 def test_killed_after_dump_then_recover_rolls_back(same: Hosts) -> None:
     name = same.run_counter()
     before = last_count(same.src, name)

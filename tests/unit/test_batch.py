@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +17,12 @@ class FakeBackend:
     """Only what checkpoint_many uses: a checkpoint that sleeps and may fail."""
 
     kind = "fake"
+    url = "unix:///fake.sock"
+
+    def inspect(self, name: str) -> Any:
+        if name == "bad":
+            raise ContainerNotFound("no such container: bad")
+        return SimpleNamespace(id=f"id-{name}", running=True)
 
     def __init__(self) -> None:
         self.active = 0
@@ -33,7 +41,10 @@ class FakeBackend:
         return Checkpoint(options.name or "cp", name, "fake")
 
 
-def test_bounded_parallelism_and_failures_reported() -> None:
+def test_bounded_parallelism_and_failures_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path))  # the containers' lock files
     backend: Any = FakeBackend()
     names = ["a", "b", "bad", "c", "d", "e"]
     results = checkpoint_many(backend, names, CheckpointOptions(name="x"), parallel=2)

@@ -52,3 +52,9 @@ def test_inspect_refuses_without_engine(tmp_path: Path) -> None:
     assert "climbs out" in result.stderr and "Hint:" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path.parent / "x").exists()
+
+
+def test_allow_mount_needs_import() -> None:
+    result = ctk("restore", "web1", "--allow-mount", "/srv", engine=NOWHERE)
+    assert result.returncode == ExitCode.USAGE
+    assert "--allow-mount need --import" in result.stderr

@@ -153,3 +153,102 @@ def test_runtime_config_from_inspect() -> None:
     assert (config.runtime, config.network_mode, config.hostname) == ("runc", "bridge", "h1")
     assert config.mounts[0].target == "/run/.containerenv" and config.mounts[0].type == "bind"
     assert inspection.runtime_config_from_inspect({}).runtime == "runc"
+
+
+# What CRIU 4.1.1 without ctk's rlimit patch logs for a non-root task where the bounding set
+# lacks CAP_SYS_RESOURCE (seen on the project's machines).
+_RLIMIT_LOG = """\
+(00.001) Error (criu/util.c:1533): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted
+(00.020) Error (criu/cr-dump.c:371): Can't get rlimit 0: Operation not permitted
+(00.020) Error (criu/cr-dump.c:1720): Dump core (pid: 13552) failed with -1
+(00.031) Error (criu/cr-dump.c:2111): Dumping FAILED.
+"""
+
+
+def test_criu_error_carries_first_real_error_line() -> None:
+    error = diagnosis.criu_error(
+        "checkpoint", "db", "criu failed: type NOTIFY errno 0", _RLIMIT_LOG
+    )
+    assert error.message == "checkpoint of db failed: Can't get rlimit 0: Operation not permitted"
+    assert "FAILED" not in error.message
+    assert "CAP_SYS_RESOURCE" in error.hint and "scripts/setup" in error.hint
+    # the whole story stays in the tail
+    assert "Dumping FAILED" in error.log_tail
+
+
+def test_criu_error_restore_skips_noise() -> None:
+    log = (
+        "(00.01) Error (criu/util.c:1533): rlimit: Can't setup RLIMIT_NOFILE for self: x\n"
+        "(00.20) 1: Error (criu/files-reg.c:2100): Can't open file app.log: No such file\n"
+        "(00.21) Error (criu/cr-restore.c:2000): Restoring FAILED.\n"
+    )
+    error = diagnosis.criu_error("restore", "web", "failed", log)
+    assert error.message == "restore of web failed: Can't open file app.log: No such file"
+
+
+def test_criu_error_without_error_lines_keeps_engine_message() -> None:
+    error = diagnosis.criu_error("checkpoint", "w", "container is paused\nmore")
+    assert error.message == "checkpoint of w failed: container is paused"
+
+
+def test_criu_first_error() -> None:
+    assert diagnosis.criu_first_error(_RLIMIT_LOG) == "Can't get rlimit 0: Operation not permitted"
+    assert diagnosis.criu_first_error("(0.1) Error (criu/cr-dump.c:1): Dumping FAILED.\n") == ""
+    assert diagnosis.criu_first_error("no errors here") == ""
+
+
+_TCP_LOG = (
+    "(00.1) Error (criu/sk-inet.c:191): inet: Connected TCP socket, consider using "
+    "--tcp-established option.\n(00.2) Error (criu/cr-dump.c:2111): Dumping FAILED.\n"
+)
+
+
+def test_criu_error_hint_matches_what_was_typed() -> None:
+    plain = diagnosis.criu_error("checkpoint", "w", "failed", _TCP_LOG)
+    assert "retry with --tcp-established" in plain.hint
+    given = diagnosis.criu_error(
+        "checkpoint", "w", "failed", _TCP_LOG, given=diagnosis.criu_flags(tcp_established=True)
+    )
+    assert "retry with" not in given.hint
+    assert "--tcp-established was given" in given.hint
+    # another switch given does not hide this hint
+    locks = diagnosis.criu_error(
+        "checkpoint", "w", "failed", _TCP_LOG, given=diagnosis.criu_flags(file_locks=True)
+    )
+    assert "retry with --tcp-established" in locks.hint
+
+
+def test_criu_flags() -> None:
+    assert diagnosis.criu_flags() == frozenset()
+    assert diagnosis.criu_flags(tcp_established=True, file_locks=True) == {
+        "--tcp-established",
+        "--file-locks",
+    }
+
+
+def test_podman_params_name_the_switches_given() -> None:
+    from toolkit.backends.podman.checkpoints import _given
+
+    assert _given({"tcpEstablished": True, "fileLocks": False}) == {"--tcp-established"}
+    assert _given({"keep": True}) == frozenset()
+
+
+def test_cross_runtime_reason_is_first_real_error() -> None:
+    from toolkit.errors import CheckpointError
+    from toolkit.migration.cross_runtime import _criu_reason
+
+    exc = CheckpointError("restore of x failed: y", log_tail=_RLIMIT_LOG)
+    assert _criu_reason(exc) == "Can't get rlimit 0: Operation not permitted"
+    assert _criu_reason(CheckpointError("plain", log_tail="")) == "plain"
+
+
+@pytest.mark.parametrize("bad", ["", " ", "-x", "a/b", "x" * 129])
+def test_checkpoint_names_refused_in_options(bad: str) -> None:
+    from toolkit.models import CheckpointOptions, RestoreOptions
+
+    with pytest.raises(InvalidArgument):
+        CheckpointOptions(name=bad)
+    with pytest.raises(InvalidArgument):
+        RestoreOptions(checkpoint=bad)
+    CheckpointOptions(name="cp-1.a_b")
+    RestoreOptions(checkpoint=None)

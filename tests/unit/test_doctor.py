@@ -38,3 +38,29 @@ def test_missing_criu_and_pycriu() -> None:
 def test_parse_version() -> None:
     assert parse_version("Version: 4.1.1\nGitID: v4.1.1") == (4, 1, 1)
     assert parse_version("nonsense") is None
+
+
+def test_non_root_check_says_why_and_what_to_do() -> None:
+    from toolkit.criu.probe import NonRootDump
+    from toolkit.doctor import non_root_check
+
+    assert non_root_check(NonRootDump(True, True, "", False)).ok
+    failed = non_root_check(
+        NonRootDump(True, False, "Can't get rlimit 0: Operation not permitted", False)
+    )
+    assert not failed.ok
+    assert "Can't get rlimit 0" in failed.detail and "CAP_SYS_RESOURCE" in failed.detail
+    assert "scripts/setup" in failed.fix and "as root" in failed.fix
+    other = non_root_check(NonRootDump(True, False, "something else", True))
+    assert not other.ok and "CAP_SYS_RESOURCE" not in other.detail
+    unprobed = non_root_check(NonRootDump(False, False, "needs root", None))
+    assert not unprobed.ok and "as root" in unprobed.fix
+
+
+def test_cap_in_bounding_set() -> None:
+    from toolkit.criu.probe import CAP_SYS_RESOURCE, cap_in_bounding_set
+
+    # this project's machines: every capability but CAP_SYS_RESOURCE (bit 24)
+    assert cap_in_bounding_set(CAP_SYS_RESOURCE, "CapBnd:\t000001fffeffffff\n") is False
+    assert cap_in_bounding_set(CAP_SYS_RESOURCE, "CapBnd:\t000001ffffffffff\n") is True
+    assert cap_in_bounding_set(CAP_SYS_RESOURCE, "Name: x\n") is None

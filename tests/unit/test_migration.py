@@ -198,7 +198,9 @@ def test_cli_drain_bad_label() -> None:
         (["preflight", "dump-started"], False, "dump"),
         (["preflight", "dump-started", "dump", "transfer"], False, "restore"),
         (["preflight", "dump-started", "dump", "transfer", "restore"], False, "verify"),
-        (["preflight", "cross-runtime-started"], False, "restore"),
+        # a cross-runtime migration that fails while dumping failed in the dump
+        (["preflight", "cross-runtime-started"], False, "dump"),
+        (["preflight", "cross-runtime-started", "cross-runtime-dumped"], False, "restore"),
     ],
 )
 def test_failing_phase(steps: list[str], needs_image: bool, phase: str) -> None:

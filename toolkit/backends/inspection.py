@@ -319,4 +319,5 @@ def runtime_config_from_inspect(attrs: Mapping[str, Any]) -> RuntimeConfig:
             )
             for m in attrs.get("Mounts") or ()
         ),
+        auto_remove=bool(host.get("AutoRemove")),
     )

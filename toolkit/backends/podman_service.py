@@ -136,7 +136,10 @@ class SSHTunnel:
         port_flag = f"-p {parsed.port} " if parsed.port else ""
         if parsed.port:
             command += ["-p", str(parsed.port)]
-        command += ["-L", f"{directory}/podman.sock:{remote}", str(target)]
+        # "--": whatever the target says, ssh reads it as the destination, never as an option
+        # (a host "-oProxyCommand=..." would run a command here); config.parse_engine also
+        # refuses such targets.
+        command += ["-L", f"{directory}/podman.sock:{remote}", "--", str(target)]
         log = (directory / "ssh.log").open("wb")
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()

@@ -23,27 +23,46 @@ from toolkit.models import (
     NetworkSpec,
 )
 
+# Re-exported: the backends validate names through this module.
+from toolkit.models import validate_checkpoint_name as validate_checkpoint_name
+
 # Docker's own rule for container names, which Podman shares.
-_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-
-
-_CHECKPOINT_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+# Used with fullmatch: "$" alone also matches before a final newline, which let "cp\n" through.
+_NAME_RE = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 def validate_ref(name: str, *, what: str) -> None:
     """Reject names no engine would accept, before asking one."""
-    if not name or not _NAME_RE.match(name) or len(name) > 253:
+    if not name or not _NAME_RE.fullmatch(name) or len(name) > 253:
         raise InvalidArgument(
             f"invalid {what} name {name!r}",
             hint="names are letters, digits, '_', '.', '-', starting with a letter or digit",
         )
 
 
-def validate_checkpoint_name(name: str) -> None:
-    if not _CHECKPOINT_RE.match(name):
-        raise InvalidArgument(
-            f"invalid checkpoint name {name!r}",
-            hint="checkpoint names are up to 128 letters, digits, '_', '.', '-'",
+def auto_removed(attrs: Mapping[str, Any]) -> bool:
+    """True for a container started with ``--rm`` (inspect's ``HostConfig.AutoRemove``)."""
+    return bool((attrs.get("HostConfig") or {}).get("AutoRemove"))
+
+
+def refuse_auto_remove_in_place(name: str, attrs: Mapping[str, Any]) -> None:
+    """Refuse an in-place checkpoint of an ``--rm`` container, before anything is frozen.
+
+    The engine removes such a container as soon as it stops, and the checkpoints it holds with
+    it: dockerd deletes it right after a dump that stops it (``ctk restore`` then finds nothing),
+    and libpod refuses the checkpoint outright. Even with ``--leave-running`` the checkpoint
+    could never be restored in place, since stopping the container removes it: the state has
+    to go into a file.
+
+    Raises:
+        Conflict: the container was started with ``--rm``.
+    """
+    if auto_removed(attrs):
+        raise Conflict(
+            f"container {name} was started with --rm: its engine removes it, with any "
+            "checkpoint kept in it, as soon as it stops",
+            hint=f"checkpoint it into a file instead: ctk checkpoint {name} --export FILE "
+            "(with -R it keeps running)",
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from typing import NoReturn
 
 import click
 
@@ -15,6 +16,7 @@ from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
 from toolkit.cli.engines import engine as engine_group
 from toolkit.cli.engines import tls_options
+from toolkit.cli.keys import key
 from toolkit.cli.lifecycle import (
     create,
     exec_,
@@ -33,6 +35,8 @@ from toolkit.cli.networks import network, port
 from toolkit.cli.watch import watch
 from toolkit.config import TLSOptions
 from toolkit.errors import CtkError, ExitCode
+from toolkit.interrupts import Interrupted
+from toolkit.interrupts import install as install_signal_handlers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,6 +81,7 @@ for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wa
     cli.add_command(command)
 cli.add_command(engine_group)
 cli.add_command(completion)
+cli.add_command(key)
 
 for command in (network, port):
     cli.add_command(command)
@@ -85,6 +90,9 @@ for command in (network, port):
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI and turns errors into one line, a hint and an exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    # SIGTERM, SIGINT and SIGHUP unwind like an exception, so every cleanup runs (a container
+    # stopped by a dump is restored, a half-written archive removed) before ctk exits 128+N.
+    install_signal_handlers()
     try:
         cli.main(args=argv, prog_name="ctk", standalone_mode=False)
     except CtkError as exc:
@@ -97,7 +105,12 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             click.echo(f"Hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except Interrupted as exc:
+        _interrupted(exc)
+    except click.exceptions.Abort as exc:
+        # click turns a KeyboardInterrupt (Interrupted is one) into Abort, keeping the cause
+        if isinstance(exc.__cause__, Interrupted):
+            _interrupted(exc.__cause__)
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
@@ -114,3 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Hint: rerun with --debug for the traceback, and report it", err=True)
         sys.exit(ExitCode.ERROR)
     sys.exit(ExitCode.OK)
+
+
+def _interrupted(exc: Interrupted) -> NoReturn:
+    click.echo(f"Interrupted by {exc}: stopped after cleaning up.", err=True)
+    sys.exit(exc.exit_code)

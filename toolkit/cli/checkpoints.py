@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import re
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from toolkit.archive import validate_compression
+from toolkit import operations
+from toolkit.archive import export_signer, validate_compression
+from toolkit.archive.signing import (
+    SignatureStatus,
+    check_head,
+    configured_signing_key,
+    import_trust,
+    signature_status,
+)
 from toolkit.cli._common import (
     DefaultGroup,
     json_option,
@@ -28,6 +35,7 @@ from toolkit.models import (
     ImportOptions,
     PortMapping,
     RestoreOptions,
+    validate_checkpoint_name,
 )
 from toolkit.watch import forget_intended_stop, record_intended_stop
 
@@ -58,6 +66,13 @@ def checkpoint() -> None:
     help="Compression of the --export archive (default: zstd).",
 )
 @click.option(
+    "--sign",
+    "sign_key",
+    type=click.Path(dir_okay=False),
+    help="Sign the --export archive with this ed25519 private key (ctk key generate); "
+    "default: [trust] signing_key of the config file.",
+)
+@click.option(
     "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
 )
 @click.option("--every", help="Checkpoint every DURATION (30s, 10m, 1h) until Ctrl-C.")
@@ -73,6 +88,7 @@ def create(
     file_locks: bool,
     export_path: str | None,
     compression: str | None,
+    sign_key: str | None,
     print_stats: bool,
     every: str | None,
     keep: int | None,
@@ -91,9 +107,9 @@ def create(
         file_locks=file_locks,
     )
     if every is not None:
-        if cp_name is not None or export_path is not None:
+        if cp_name is not None or export_path is not None or sign_key is not None:
             raise InvalidArgument(
-                "--name and --export do not go with --every",
+                "--name, --export and --sign do not go with --every",
                 hint="scheduled checkpoints are named auto-*; archives: --export-dir DIR",
             )
         run_scheduled(
@@ -105,15 +121,15 @@ def create(
             "--keep, --count and --export-dir need --every", hint="e.g. --every 10m --keep 3"
         )
     if export_path is None:
-        if compression is not None:
-            raise click.UsageError("--compress needs --export FILE")
+        if compression is not None or sign_key is not None:
+            raise click.UsageError("--compress and --sign need --export FILE")
         started = time.monotonic()
         backend = state().backend()
         if not leave_running:
             # The container stops: tell a running `ctk watch` that this is not a crash.
             record_intended_stop(backend, name)
         try:
-            result = backend.checkpoint(name, options)
+            result = operations.checkpoint(backend, name, options)
         except CtkError:
             forget_intended_stop(backend, name)  # it failed, so it keeps running
             raise
@@ -121,13 +137,13 @@ def create(
         criu = backend.criu_stats(name, phase="dump") if print_stats else {}
         _render(result.to_dict(), result.name, timings if print_stats else None, criu)
         return
-    # SIGTERM unwinds like Ctrl-C, so the temporary files of a half-written archive go too.
-    signal.signal(signal.SIGTERM, _interrupt)
     # Before connecting: a typo must not cost a checkpoint, nor wait for an engine.
     validate_compression(compression or "zstd")
-    export = ExportOptions(checkpoint=options, compression=compression or "zstd")
+    sign_key = sign_key or configured_signing_key()
+    export_signer(sign_key)  # a bad key file must not cost a checkpoint either
+    export = ExportOptions(checkpoint=options, compression=compression or "zstd", sign_key=sign_key)
     started = time.monotonic()
-    info = state().backend().export_checkpoint(name, export_path, export)
+    info = operations.export_checkpoint(state().backend(), name, export_path, export)
     timings = {**info.timings, "total": round(time.monotonic() - started, 3)}
     _render(info.to_dict(), info.path, timings if print_stats else None, info.criu_stats)
 
@@ -156,10 +172,6 @@ def _render(
         for key, value in sorted(criu.items())
     ]
     print_table(["CRIU STATISTIC", "VALUE"], rows)
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 @checkpoint.command("ls")
@@ -196,6 +208,7 @@ def ls(name: str | None) -> None:
 @json_option
 def rm(name: str, checkpoint_name: str) -> None:
     """Remove checkpoint CHECKPOINT of container NAME."""
+    validate_checkpoint_name(checkpoint_name)  # before any lookup: one answer on every engine
     state().backend().remove_checkpoint(name, checkpoint_name)
     if wants_json():
         print_json({"removed": checkpoint_name, "container": name})
@@ -214,10 +227,13 @@ def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
     """
     from toolkit.criu.images import inspect_archive, inspect_checkpoint
 
+    signature = None
     if checkpoint_name is None:
+        signature = signature_status(target)
         images = inspect_archive(target)
         source_kind = images.manifest.engine if images.manifest is not None else ""
     else:
+        validate_checkpoint_name(checkpoint_name)  # before any lookup
         backend = state().backend()
         images = inspect_checkpoint(backend, target, checkpoint_name)
         source_kind = backend.kind
@@ -227,13 +243,29 @@ def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
             {
                 **images.to_dict(),
                 "cross_runtime": {"runtime": other, "possible": possible, "reason": reason},
+                **({"signature": signature.to_dict()} if signature is not None else {}),
             }
         )
         return
     render_images(images)
+    if signature is not None:
+        click.echo(f"\nsignature:  {_signature_line(signature)}")
     click.echo(
         f"\nrestore on {other or 'the other runtime'}: {'yes' if possible else 'no'} ({reason})"
     )
+
+
+def _signature_line(status: SignatureStatus) -> str:
+    if not status.signed:
+        return "none (unsigned archive)"
+    if not status.valid:
+        return f"INVALID: does not match the manifest (claims key {status.key_id})"
+    trusted = (
+        f"trusted key {status.trusted_key}"
+        if status.trusted_key
+        else "not a key in [trust] trusted_keys; check it with restore --verify PUBKEY"
+    )
+    return f"{status.algorithm} by key {status.key_id} ({trusted})"
 
 
 def _other_runtime(images: CheckpointImages, source_kind: str) -> tuple[str, bool, str]:
@@ -307,12 +339,29 @@ def render_images(images: CheckpointImages) -> None:
     "--ignore-static-ip", is_flag=True, help="With --import: let the engine pick a new IP."
 )
 @click.option(
+    "--verify",
+    "verify_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="PUBKEY",
+    help="With --import: refuse the archive unless this ed25519 public key signed it "
+    "(repeatable: any of them).",
+)
+@click.option(
     "-p",
     "--publish",
     "publish",
     multiple=True,
     metavar="[IP:]HOST:CTR",
     help="With --import: publish ports instead of the archived ones (repeatable).",
+)
+@click.option(
+    "--allow-mount",
+    "allow_mounts",
+    multiple=True,
+    metavar="PATH|VOLUME",
+    help="With --import: let the archived container mount this host path or volume "
+    "(repeatable); archives are refused if they mount anything not named here.",
 )
 @click.option(
     "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
@@ -327,7 +376,9 @@ def restore(
     import_path: str | None,
     new_name: str | None,
     ignore_static_ip: bool,
+    verify_keys: tuple[str, ...],
     publish: tuple[str, ...],
+    allow_mounts: tuple[str, ...],
     print_stats: bool,
 ) -> None:
     """Restore container NAME from a checkpoint; its processes continue where they were.
@@ -340,13 +391,16 @@ def restore(
     if import_path is None:
         if name is None:
             raise click.UsageError("give the container NAME, or --import FILE")
-        if new_name or ignore_static_ip or publish:
-            raise click.UsageError("--name, --ignore-static-ip and --publish need --import FILE")
+        if new_name or ignore_static_ip or publish or verify_keys or allow_mounts:
+            raise click.UsageError(
+                "--name, --ignore-static-ip, --publish, --verify and --allow-mount need --import "
+                "FILE"
+            )
         options = RestoreOptions(
             checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
         )
         started = time.monotonic()
-        info = state().backend().restore(name, options)
+        info = operations.restore(state().backend(), name, options)
         phase = "restore"
     else:
         if name is not None or cp_name is not None:
@@ -364,9 +418,16 @@ def restore(
             file_locks=file_locks,
             ignore_static_ip=ignore_static_ip,
             ports=ports,
+            verify_keys=verify_keys,
+            allow_mounts=allow_mounts,
         )
+        # Refuse an unsigned or untrusted archive before any engine is contacted (the
+        # reader checks the signature again while it extracts).
+        trust = import_trust(verify_keys)
+        if trust.required:
+            check_head(import_path, trust)
         started = time.monotonic()
-        info = state().backend().import_checkpoint(import_path, imported)
+        info = operations.import_checkpoint(state().backend(), import_path, imported)
         phase = "import"
     timings = {phase: round(time.monotonic() - started, 3)}
     criu = state().backend().criu_stats(info.id, phase="restore") if print_stats else {}

@@ -57,7 +57,7 @@ import stat
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,7 @@ from toolkit.backends.base import (
     RuntimeInspection,
     TemplateRestore,
 )
+from toolkit.criu import diagnosis
 from toolkit.errors import CheckpointError, Conflict, ContainerNotFound, ImageNotFound, Unsupported
 from toolkit.models import (
     CheckpointImages,
@@ -167,6 +168,14 @@ def container_portable_to(source: Backend, name: str, dest_kind: str) -> tuple[b
             f"{name} has a {kind} mounted at {target}, which does not exist on {dest_kind} "
             "(volumes and bind mounts are not carried across runtimes)"
         )
+    if config.auto_remove:
+        # Its engine removes an --rm container once the dump stops it (and libpod's export
+        # does so at once): a failed restore on the other side would leave nothing to go
+        # back to. The same-engine and cold paths keep it (archive, pause).
+        return False, (
+            f"{name} was started with --rm, which removes it with its checkpoint as soon as "
+            "the dump stops it"
+        )
     network = config.network_mode
     if network not in ("", "default", "bridge"):
         return False, f"{name} uses network {network}; only the default network is carried"
@@ -187,12 +196,14 @@ def live_cross_runtime(
     new_name: str | None = None,
     keep_source: bool = False,
     tcp_established: bool = False,
+    on_frozen: Callable[[], None] | None = None,
 ) -> ContainerInfo:
     """Checkpoint ``name`` on ``source`` and resume it, memory intact, on ``dest``.
 
     ``source`` and ``dest`` are one Docker and one Podman backend, either way round. With
     ``keep_source`` the source is checkpointed with leave-running and stays (a clone);
-    otherwise it is removed once the destination runs.
+    otherwise it is removed once the destination runs. ``on_frozen`` is called once the
+    source's dump is done (what fails after it fails in the restore).
 
     Raises:
         Unsupported: the container or engines cannot do it (the message says why).
@@ -278,6 +289,8 @@ def live_cross_runtime(
                 config.unlink(missing_ok=True)
             raise
         try:
+            if on_frozen is not None:
+                on_frozen()
             _prepare_images(images, source.kind, dest.kind)
             if isinstance(dest, TemplateRestore):
                 assert template is not None and config is not None
@@ -327,15 +340,8 @@ def remove_criu_config(info: ContainerInfo) -> None:
         path.unlink(missing_ok=True)
 
 
-# CRIU log lines that follow any failure here and never say why.
-_NOISE = ("RLIMIT_NOFILE", "cgroupd", "Restoring FAILED", "exited, status=")
-
-
 def _criu_reason(exc: CheckpointError) -> str:
-    for line in exc.log_tail.splitlines():
-        if "Error" in line and not any(noise in line for noise in _NOISE):
-            return line.split("): ", 1)[-1].strip()
-    return exc.message
+    return diagnosis.criu_first_error(exc.log_tail) or exc.message
 
 
 def _any_host_port(port: PortMapping) -> PortMapping:
@@ -526,6 +532,7 @@ def _restore_on_podman(
         if rootfs is not None:
             out.add(rootfs, arcname="rootfs-diff.tar")
         if deleted:
+            archive.check_deleted_paths(deleted, what="source's deleted paths")  # libpod trusts it
             data = json.dumps(deleted).encode()
             info = tarfile.TarInfo("deleted.files")
             info.size, info.mode = len(data), 0o600

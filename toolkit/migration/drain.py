@@ -57,8 +57,15 @@ def drain(
             on_result(*outcome)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
         outcomes = list(pool.map(one, names))
+    except BaseException:
+        # Interrupted (a signal reaches the main thread only): the migrations under way end
+        # as they would (done or rolled back), and no further one starts.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     return DrainReport(
         source=engine_label(source),
         destination=engine_label(dest),

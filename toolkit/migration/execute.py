@@ -30,9 +30,18 @@ from typing import Any
 
 from toolkit.backends.base import Backend, StreamingCheckpoints
 from toolkit.config import EngineRef, connect
-from toolkit.errors import ContainerNotFound, CtkError, EngineError, MigrationError, Unsupported
+from toolkit.errors import (
+    Conflict,
+    ContainerNotFound,
+    CtkError,
+    EngineError,
+    MigrationError,
+    Unsupported,
+)
+from toolkit.locks import container_lock, migration_lock
 from toolkit.migration import journal as journal_mod
-from toolkit.migration.journal import Journal
+from toolkit.migration import sealing
+from toolkit.migration.journal import Journal, JournalTaken
 from toolkit.migration.plan import Plan, engine_label, preflight, verify_is_url
 from toolkit.models import (
     CheckpointOptions,
@@ -158,6 +167,7 @@ class _Run:
     rolled_back: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     criu_stats: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    progress: Progress | None = None
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -266,9 +276,44 @@ def migrate(
         compress=compress,
         verify=verify,
     )
-    run = _Run(journal=journal, plan=plan, source=source, dest=dest, reason=plan.reason)
+    run = _Run(
+        journal=journal,
+        plan=plan,
+        source=source,
+        dest=dest,
+        reason=plan.reason,
+        progress=progress,
+    )
     run.timings["preflight"] = round(time.monotonic() - started, 3)
-    journal.step("preflight")
+    journal.claim()
+    with contextlib.ExitStack() as held:
+        # One operation per container: the source, and the target's name on the destination;
+        # the migration's own lock keeps --recover off it while this process runs it.
+        held.enter_context(migration_lock(journal.id, operation="migrate"))
+        held.enter_context(_source_lock(source, plan.source_info.id, journal.container))
+        held.enter_context(
+            container_lock(
+                dest.kind,
+                dest.url,
+                f"name:{journal.target}",
+                operation="migrate",
+                name=journal.target,
+            )
+        )
+        journal.step("preflight")
+        return _execute(run, plan, strategy, options)
+
+
+def _source_lock(
+    source: Backend, container_id: str, name: str
+) -> contextlib.AbstractContextManager[None]:
+    return container_lock(source.kind, source.url, container_id, operation="migrate", name=name)
+
+
+def _execute(run: _Run, plan: Plan, strategy: Strategy, options: _Options) -> MigrationReport:
+    """The migration's body, under the locks :func:`migrate` holds: move, or roll back."""
+    journal, source, dest, name = run.journal, run.source, run.dest, run.journal.container
+    progress = run.progress
     try:
         if plan.needs_image:
             with run.phase("image"):
@@ -277,6 +322,8 @@ def migrate(
             _pause_hook("image")
         strategy.move(run, options)
     except BaseException as exc:
+        if isinstance(exc, JournalTaken):
+            raise  # another ctk recovered it: what is left is theirs, touch nothing more
         failed_phase = _failing_phase(run.journal, needs_image=plan.needs_image)
         _rollback(run)
         status = "rolled_back" if run.journal.state == "rolled_back" else "failed"
@@ -309,7 +356,9 @@ _RUNNING_AFTER = {
     "dump-started": "dump",
     "dump": "transfer",
     "transfer": "restore",
-    "cross-runtime-started": "restore",
+    # the cross-runtime path dumps, then restores: it says when the dump is done
+    "cross-runtime-started": "dump",
+    "cross-runtime-dumped": "restore",
     "restore": "verify",
     "source-removed": "verify",
 }
@@ -356,7 +405,9 @@ def _choose(plan: Plan, source: Backend, dest: Backend) -> Strategy:
         return STRATEGIES["cold"]
     if plan.cross_runtime:
         return STRATEGIES["cross-runtime"]
-    if _streams(source, dest):
+    # An --rm source is gone once its export is sent, and a stream keeps no copy to
+    # bring it back from if the destination fails: it goes through an archive.
+    if _streams(source, dest) and not plan.source_info.auto_remove:
         return STRATEGIES["stream"]
     return STRATEGIES["archive"]
 
@@ -414,20 +465,31 @@ def _live_cross(
     started = time.monotonic()
     journal.extra["cross_runtime"] = True
     journal.step("cross-runtime-started")
+    dumped: list[float] = []
+
+    def on_frozen() -> None:
+        # From here a failure is the restore's, not the dump's (the report names the phase).
+        dumped.append(time.monotonic())
+        run.timings["dump"] = round(dumped[0] - started, 3)
+        journal.step("cross-runtime-dumped")
+
     try:
-        with run.phase("restore"):
-            result = cross(
-                run.source,
-                journal.container,
-                run.dest,
-                new_name=journal.target if journal.target != journal.container else None,
-                keep_source=journal.keep_source,
-                tcp_established=tcp_established,
-            )
+        result = cross(
+            run.source,
+            journal.container,
+            run.dest,
+            new_name=journal.target if journal.target != journal.container else None,
+            keep_source=journal.keep_source,
+            tcp_established=tcp_established,
+            on_frozen=on_frozen,
+        )
     except Unsupported as exc:
         run.reason += f"; live cross-runtime refused ({exc}): cold move instead"
         journal.extra["cross_runtime"] = False
         return None
+    finally:
+        if dumped:
+            run.timings["restore"] = round(time.monotonic() - dumped[0], 3)
     run.downtime = time.monotonic() - started
     return result
 
@@ -439,11 +501,13 @@ def _live(
     journal.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     journal.checkpoint = f"migrate-{journal.id}"
     journal.archive = str(journal.workdir / f"{journal.container}.ctk")
+    key = sealing.archive_key(journal)  # the archive is signed, and verified on import
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
     started = time.monotonic()
     # the export is dump and transfer in one call: a failure in it is reported as the dump
-    info = source.export_checkpoint(
+    info = key.export(
+        source,
         journal.container,
         journal.archive,
         ExportOptions(
@@ -466,6 +530,7 @@ def _live(
     journal.step("dump")
     journal.step("transfer")
     _pause_hook("dump")
+    journal.check_unchanged()
     with run.phase("restore"):
         dest.import_checkpoint(
             journal.archive,
@@ -473,6 +538,7 @@ def _live(
                 name=journal.target if journal.target != journal.container else None,
                 tcp_established=tcp_established,
                 ignore_static_ip=ignore_static_ip,
+                verify_keys=key.verify_keys,
             ),
         )
     run.downtime = time.monotonic() - run.frozen_at
@@ -501,6 +567,10 @@ def _live_stream(
     run: _Run, *, tcp_established: bool, ignore_static_ip: bool, verify: str | None
 ) -> None:
     """Podman -> Podman: libpod's export flows into the destination's import as it arrives.
+
+    Not signed, unlike the archive of :func:`_live`: the stream never leaves this process
+    (no file, no third party between the two engines' API connections), so there is nothing
+    for a signature to protect that the connections do not already (README: Signatures).
 
     Nothing is written on this machine: a copy here costs a whole extra write of the memory
     on the critical path (a third longer downtime at 1 GiB, measured), and a rollback needs
@@ -540,6 +610,7 @@ def _live_stream(
                 yield chunk
             ended.append(time.monotonic())
 
+        journal.check_unchanged()
         dest.restore_stream(
             body(),
             ImportOptions(
@@ -573,7 +644,11 @@ def _cold(run: _Run, *, verify: str | None) -> None:
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
     with run.phase("dump"):
-        if not journal.keep_source:
+        if not journal.keep_source and run.plan.source_info.auto_remove:
+            # Stopping an --rm container removes it, rootfs changes and all: freeze it
+            # instead; it is removed once the destination runs, or unpaused on rollback.
+            source.pause(journal.container)
+        elif not journal.keep_source:
             source.stop(journal.container)
     with run.phase("transfer"):
         changes = source.fetch_changes(journal.container, _path(journal.archive))
@@ -582,6 +657,7 @@ def _cold(run: _Run, *, verify: str | None) -> None:
     journal.step("dump")
     journal.step("transfer")
     _pause_hook("dump")
+    journal.check_unchanged()
     with run.phase("restore"):
         dest.create_with_changes(
             spec,
@@ -607,6 +683,7 @@ def _finish(run: _Run) -> None:
     """The destination runs: remove the source (unless kept) and the archive."""
     journal = run.journal
     if not journal.keep_source and not journal.done("source-removed"):
+        journal.check_unchanged()
         try:
             run.source.remove(journal.container, force=True)
         except CtkError as exc:
@@ -688,7 +765,20 @@ def _restart_cross_source(run: _Run) -> None:
 
 def _restart_source(run: _Run) -> None:
     journal, source = run.journal, run.source
-    info = source.inspect(journal.container)
+    try:
+        info = source.inspect(journal.container)
+    except ContainerNotFound:
+        # An --rm source goes with its dump: the archive is all that holds it now.
+        if journal.mode == "cold" or not (journal.archive and os.path.isfile(journal.archive)):
+            raise
+        source.import_checkpoint(journal.archive, ImportOptions())
+        run.rolled_back.append(f"re-imported the --rm source {journal.container} from the archive")
+        return
+    if info.paused:
+        # a cold move freezes an --rm source rather than stop it (which would remove it)
+        source.unpause(journal.container)
+        run.rolled_back.append(f"unpaused the source {journal.container}")
+        return
     if info.running:
         run.rolled_back.append(f"source {journal.container} was still running")
         return
@@ -704,13 +794,21 @@ def _restart_source(run: _Run) -> None:
         first = str(exc)
     # The checkpoint in place is gone or unusable: make the source again from the archive.
     source.remove(journal.container, force=True)
-    source.import_checkpoint(journal.archive, ImportOptions())
+    source.import_checkpoint(
+        journal.archive, ImportOptions(verify_keys=sealing.recorded_keys(journal))
+    )
     run.rolled_back.append(f"re-imported the source {journal.container} from the archive ({first})")
 
 
 def _restart_cold_source(run: _Run) -> None:
     journal, source = run.journal, run.source
-    if source.inspect(journal.container).running:
+    info = source.inspect(journal.container)
+    if info.paused:
+        # a cold move freezes an --rm source rather than stop it (which would remove it)
+        source.unpause(journal.container)
+        run.rolled_back.append(f"unpaused the source {journal.container}")
+        return
+    if info.running:
         run.rolled_back.append(f"source {journal.container} was still running")
         return
     source.start(journal.container)
@@ -748,17 +846,61 @@ def recover(migration_id: str | None = None) -> list[MigrationReport]:
         if journal.state in journal_mod.FINAL_STATES:
             reports.append(run.report(journal.state))
             continue
+        try:
+            with migration_lock(journal.id, operation="migrate --recover"):
+                _refuse_if_running(journal)
+                # read again under the lock: the migration may have ended meanwhile
+                journal = run.journal = journal_mod.load(journal.id)
+                reports.append(_recover_one(run))
+        except Conflict as exc:
+            if migration_id:
+                raise
+            run.notes.append(f"left alone: {exc.message}")
+            reports.append(run.report("running"))
+    return reports
+
+
+def _refuse_if_running(journal: Journal) -> None:
+    """Raises Conflict while the process that runs the migration lives."""
+    if journal.owned_by_other_live_process():
+        raise Conflict(
+            f"migration {journal.id} is still running (ctk pid {journal.owner_pid})",
+            hint="wait for it to end, or stop it (kill "
+            f"{journal.owner_pid}: it rolls back); recover only a migration whose ctk died",
+        )
+
+
+def _recover_one(run: _Run) -> MigrationReport:
+    journal, source, dest = run.journal, run.source, run.dest
+    if journal.state in journal_mod.FINAL_STATES:
+        return run.report(journal.state)
+    with contextlib.ExitStack() as held:
+        info = _inspect_or_none(source, journal.container)
+        if info is not None:
+            held.enter_context(_source_lock(source, info.id, journal.container))
+        held.enter_context(
+            container_lock(
+                dest.kind,
+                dest.url,
+                f"name:{journal.target}",
+                operation="migrate --recover",
+                name=journal.target,
+            )
+        )
         if journal.done("restore") and _running(dest, journal.target):
             _finish(run)
             run.notes.append("destination was running: migration finished")
-            reports.append(run.report("done", result=dest.inspect(journal.target)))
-            continue
+            return run.report("done", result=dest.inspect(journal.target))
         _rollback(run, interrupted=True)
-        reports.append(
-            run.report(
-                journal.state,
-                failed_phase="interrupted",
-                archive=journal.archive if journal.state != "aborted" else "",
-            )
+        return run.report(
+            journal.state,
+            failed_phase="interrupted",
+            archive=journal.archive if journal.state != "aborted" else "",
         )
-    return reports
+
+
+def _inspect_or_none(backend: Backend, name: str) -> ContainerInfo | None:
+    try:
+        return backend.inspect(name)
+    except CtkError:
+        return None

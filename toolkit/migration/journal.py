@@ -16,11 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import NotFound
+from toolkit.errors import Conflict, NotFound
+from toolkit.locks import ProcessId
 from toolkit.records import state_dir
 
 # The states a journal ends in; every other state means the migration did not finish.
 FINAL_STATES = frozenset({"done", "rolled_back", "aborted"})
+
+
+class JournalTaken(Conflict):
+    """The journal changed under a running migration: another ctk recovered or rolled it back."""
 
 
 def migrations_dir() -> Path:
@@ -49,6 +54,47 @@ class Journal:
     state: str = "running"
     steps: list[dict[str, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # The process running the migration (pid and start time, against pid reuse): --recover
+    # leaves the journal alone while it lives.
+    owner_pid: int = 0
+    owner_start: str = ""
+
+    @property
+    def owner(self) -> ProcessId:
+        return ProcessId(self.owner_pid, self.owner_start)
+
+    def claim(self) -> None:
+        """Make this process the journal's owner (written with the next step)."""
+        me = ProcessId.current()
+        self.owner_pid, self.owner_start = me.pid, me.start
+
+    def owned_by_other_live_process(self) -> bool:
+        owner = self.owner
+        return owner != ProcessId.current() and owner.alive()
+
+    def check_unchanged(self) -> None:
+        """Before an irreversible step: the journal on disk is still this process's own.
+
+        Raises:
+            JournalTaken: someone else recovered, rolled back or took over the migration.
+        """
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            raise JournalTaken(
+                f"the journal of migration {self.id} is gone or unreadable ({exc})"
+            ) from exc
+        if (
+            data.get("state") != self.state
+            or data.get("owner_pid") != self.owner_pid
+            or data.get("owner_start") != self.owner_start
+            or len(data.get("steps") or ()) != len(self.steps)
+        ):
+            raise JournalTaken(
+                f"migration {self.id} was changed by another ctk "
+                f"(state {data.get('state')}, owner pid {data.get('owner_pid')})",
+                hint=f"see its journal: {self.path}; this ctk stopped without touching more",
+            )
 
     @property
     def path(self) -> Path:

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from toolkit import archive, records
+from toolkit import archive, interrupts, records
 from toolkit.backends import inspection, shared, validation
 from toolkit.backends.docker.checkpoints import CheckpointsMixin
 from toolkit.backends.docker.client import _explanation, docker, requests
@@ -57,15 +57,36 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             CheckpointError: CRIU failed; the container keeps running.
         """
         archive.validate_compression(options.compression)
+        signer = archive.export_signer(options.sign_key)
         path = archive.check_destination(dest)
         attrs = self._attrs(name)
         engine = self.info()
         timings: dict[str, float] = {}
+        # dockerd removes an --rm container, and the checkpoint in it, as soon as a dump stops
+        # it: freeze it with pause instead and dump it left running (CRIU keeps it frozen), so
+        # it never runs past the dump; it is removed once the archive is written (as the
+        # stop would have), or unpaused on failure. With -R nothing needs to differ.
+        auto_remove = (
+            validation.auto_removed(attrs)
+            and attrs["State"]["Running"]
+            and not options.checkpoint.leave_running
+        )
+        cp_options = options.checkpoint
+        if auto_remove:
+            cp_options = dataclasses.replace(cp_options, leave_running=True)
+            with self._errors(container=attrs["Id"]):  # LifecycleMixin.pause, by ID
+                self._api.pause(attrs["Id"])
         with archive.staging_dir(path) as stage:
             started = time.monotonic()
-            cp = self.checkpoint(name, options.checkpoint)
+            try:
+                cp = self._checkpoint(name, cp_options, in_place=False, paused=auto_remove)
+            except BaseException:
+                if auto_remove:
+                    self._unpause_after_failure(attrs["Id"])
+                raise
             timings["checkpoint"] = round(time.monotonic() - started, 3)
             try:
+                interrupts.pause_at("export-write")
                 started = time.monotonic()
                 cp_tar = stage / DOCKER_CHECKPOINT
                 source = f"{engine.root_dir}/containers/{attrs['Id']}"
@@ -86,18 +107,38 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
                     manifest,
                     [(DOCKER_CHECKPOINT, cp_tar), (DOCKER_ROOTFS, rootfs_tar)],
                     compression=options.compression,
+                    signing_key=signer,
                 )
             except BaseException:
-                if not options.checkpoint.leave_running:
+                if auto_remove:
+                    self._unpause_after_failure(attrs["Id"])
+                elif not options.checkpoint.leave_running:
                     # The dump stopped the container but no archive came of it: put it back.
                     try:
                         self.restore(attrs["Id"], RestoreOptions(checkpoint=cp.name))
-                    except Exception as exc:
-                        log.warning(
-                            "docker: could not restore %s after a failed export: %s", name, exc
+                    except Exception:  # the original error matters more; say what is left
+                        log.exception(
+                            "could not restore %s after the failed export: "
+                            "restore it with ctk restore %s",
+                            name,
+                            name,
                         )
                 raise
+        if auto_remove:
+            # as its stop would have: --rm takes its anonymous volumes too
+            # (LifecycleMixin.remove, by ID)
+            with self._errors(container=attrs["Id"]):
+                self._api.remove_container(attrs["Id"], force=True, v=True)
+            records.forget_container(self.kind, self.url, attrs["Id"])
         return dataclasses.replace(result, timings={**timings, **result.timings})
+
+    def _unpause_after_failure(self, container_id: str) -> None:
+        # Logged, not raised: the error being raised is the one that says what failed.
+        try:
+            if self._api.inspect_container(container_id)["State"].get("Paused"):
+                self._api.unpause(container_id)
+        except docker.errors.APIError as exc:
+            log.warning("could not unpause %s after a failed export: %s", container_id, exc)
 
     def import_checkpoint(
         self, archive_path: str | os.PathLike[str], options: ImportOptions
@@ -124,7 +165,8 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
                 "Docker's API cannot pass --tcp-established/--file-locks to CRIU",
                 hint="use --engine podman for containers with open TCP connections or file locks",
             )
-        with archive.open_archive(archive_path) as verified:
+        trust = archive.import_trust(options.verify_keys)
+        with archive.open_archive(archive_path, trust=trust) as verified:
             manifest = verified.manifest
             validation.require_archive_engine(manifest, self.kind, str(archive_path))
             cp_tar = verified.member(DOCKER_CHECKPOINT)
@@ -132,6 +174,7 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             cp_names = archive.check_nested_tar(cp_tar, what="docker checkpoint")
             archive.check_nested_tar(rootfs_tar, what="rootfs changes", allow_symlinks=True)
             deleted = _checked_deletions(manifest.engine_data.get("deleted") or [])
+            archive.check_container_spec(manifest.spec)
             validation.validate_checkpoint_name(manifest.checkpoint)
             self._require_checkpoint_support()
             engine = self.info()

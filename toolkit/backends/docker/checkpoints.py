@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from toolkit import records
+from toolkit import interrupts, records
 from toolkit.backends import shared, validation
 from toolkit.backends.docker.client import _explanation, docker, requests
 from toolkit.backends.docker.files import FilesMixin
@@ -47,14 +47,22 @@ class CheckpointsMixin(FilesMixin):
             )
 
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
+        return self._checkpoint(name, options, in_place=True)
+
+    def _checkpoint(
+        self, name: str, options: CheckpointOptions, *, in_place: bool, paused: bool = False
+    ) -> Checkpoint:
+        """The dump; ``paused``: ctk paused the container for it (see export_checkpoint)."""
         attrs = self._attrs(name)
         cp_name = options.name or records.new_checkpoint_name()
         validation.validate_checkpoint_name(cp_name)
-        if not attrs["State"]["Running"] or attrs["State"].get("Paused"):
+        if not attrs["State"]["Running"] or (attrs["State"].get("Paused") and not paused):
             raise Conflict(
                 f"container {name} is not running; only a running container can be checkpointed",
                 hint=f"start it first: ctk start {name}",
             )
+        if in_place:
+            validation.refuse_auto_remove_in_place(name, attrs)
         existing = {c["Name"] for c in self._list_checkpoints(attrs["Id"])}
         if cp_name in existing:
             raise Conflict(
@@ -78,16 +86,20 @@ class CheckpointsMixin(FilesMixin):
             )
             self._api._raise_for_status(response)
 
-        try:
-            # A dump that stopped the container cannot be taken again.
-            self._retry_blob_race(post, lambda: self._is_running(attrs["Id"]))
-        except docker.errors.APIError as exc:
-            self._ensure_running_after_failure(attrs["Id"])
-            message = _explanation(exc)
-            raise diagnosis.criu_error("checkpoint", name, message) from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise shared.unavailable(self.kind, self.url) from exc
-        record = records.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
+        # A signal waits for dockerd's answer: cut off, dockerd would go on dumping (and stop
+        # the container) with nobody left to restore it.
+        with interrupts.shielded():
+            interrupts.pause_at("dump")
+            try:
+                # A dump that stopped the container cannot be taken again.
+                self._retry_blob_race(post, lambda: self._is_running(attrs["Id"]))
+            except docker.errors.APIError as exc:
+                self._ensure_running_after_failure(attrs["Id"])
+                message = _explanation(exc)
+                raise diagnosis.criu_error("checkpoint", name, message) from exc
+            except requests.exceptions.ConnectionError as exc:
+                raise shared.unavailable(self.kind, self.url) from exc
+            record = records.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
     def _is_running(self, container_id: str) -> bool:

@@ -19,14 +19,13 @@ from toolkit import archive
 from toolkit.archive.changes import write_changes
 from toolkit.backends.docker.client import DockerClient, docker, requests
 from toolkit.backends.options import sdk_ports
-from toolkit.errors import (
-    ArchiveError,
-)
 from toolkit.models import (
     ContainerSpec,
 )
 
 log = logging.getLogger(__name__)
+
+_CHUNK = 1024 * 1024
 
 
 def engine_driver(backend: DockerClient) -> str:
@@ -36,14 +35,7 @@ def engine_driver(backend: DockerClient) -> str:
 
 
 def _checked_deletions(items: Any) -> list[str]:
-    if not isinstance(items, list):
-        raise ArchiveError("manifest's deleted-path list is malformed")
-    result: list[str] = []
-    for item in items:
-        if not isinstance(item, str) or not item.startswith("/"):
-            raise ArchiveError(f"manifest names a bad deleted path {item!r}")
-        result.append(str(archive.check_member_name(item[1:], where="deleted path")))
-    return result
+    return archive.check_deleted_paths(items, what="manifest's deleted-path list")
 
 
 def _whiteouts(deleted: list[str]) -> bytes:
@@ -120,10 +112,19 @@ class FilesMixin(DockerClient):
 
     def _fetch(self, container: str, path: str, out: Path) -> None:
         with self._errors(container=container):
-            stream, _stat = self._api.get_archive(container, path)
-            with out.open("wb") as handle:
-                for chunk in stream:
-                    handle.write(chunk)
+            response = self._api._get(
+                self._api._url("/containers/{0}/archive", container),
+                params={"path": path},
+                stream=True,
+            )
+            try:
+                self._api._raise_for_status(response)
+                archive.write_stream(response.iter_content(_CHUNK), out)
+            finally:
+                # dockerd holds the container's lock until its archive is read to the end or
+                # the connection closes (daemon/archive.go): a stream left open after a failed
+                # write blocked the helper's removal and every other client's `ps`.
+                response.close()
 
     def _fetch_changes(self, container_id: str, out: Path, stage: Path) -> list[str]:
         """The container's rootfs changes: changed and added files into ``out``; deleted paths.

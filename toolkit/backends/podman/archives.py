@@ -8,16 +8,15 @@ import contextlib
 import dataclasses
 import logging
 import os
-import tarfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from toolkit import archive, records
+from toolkit import archive, interrupts, records
 from toolkit.backends import inspection, shared, validation
 from toolkit.backends.options import publish_arg
-from toolkit.backends.podman.checkpoints import CheckpointsMixin, _checkpoint_params
+from toolkit.backends.podman.checkpoints import CheckpointsMixin, _checkpoint_params, _given
 from toolkit.backends.podman.client import (
     _explanation,
     podman,
@@ -25,10 +24,12 @@ from toolkit.backends.podman.client import (
 from toolkit.criu import diagnosis
 from toolkit.errors import (
     Conflict,
+    CtkError,
     ImageNotFound,
 )
 from toolkit.models import (
     ArchiveInfo,
+    CheckpointOptions,
     ContainerInfo,
     ExportOptions,
     ImportOptions,
@@ -68,6 +69,7 @@ class ArchivesMixin(CheckpointsMixin):
             CheckpointError: CRIU failed; the container keeps running.
         """
         archive.validate_compression(options.compression)
+        signer = archive.export_signer(options.sign_key)
         path = archive.check_destination(dest)
         cp_options = options.checkpoint
         cp_name = cp_options.name or records.new_checkpoint_name()
@@ -79,11 +81,14 @@ class ArchivesMixin(CheckpointsMixin):
             started = time.monotonic()
             # printStats: CRIU's stats-dump goes into the export, for inspect and --print-stats
             params = _checkpoint_params(cp_options, export=True, printStats=True)
-            with payload.open("wb") as out:
-                for chunk in self._export_chunks(name, attrs, cp_name, params):
-                    out.write(chunk)
-            timings["checkpoint"] = round(time.monotonic() - started, 3)
+            chunks = self._export_chunks(name, attrs, cp_name, params)
             try:
+                # In the try: a full disk or a signal while staging leaves a stopped container
+                # too, and the dump is kept in place, so it can be restored.
+                with contextlib.closing(chunks):
+                    archive.write_stream(chunks, payload)
+                timings["checkpoint"] = round(time.monotonic() - started, 3)
+                interrupts.pause_at("export-write")
                 archive.check_nested_tar(payload, what="podman checkpoint")
                 manifest = shared.archive_manifest(
                     engine=engine,
@@ -93,10 +98,17 @@ class ArchivesMixin(CheckpointsMixin):
                     engine_data={"payload": PODMAN_PAYLOAD},
                 )
                 result = archive.write_archive(
-                    path, manifest, [(PODMAN_PAYLOAD, payload)], compression=options.compression
+                    path,
+                    manifest,
+                    [(PODMAN_PAYLOAD, payload)],
+                    compression=options.compression,
+                    signing_key=signer,
                 )
-            except Exception:
-                if not cp_options.leave_running:
+            except BaseException:  # signals too (toolkit.interrupts)
+                if not cp_options.leave_running and validation.auto_removed(attrs):
+                    # libpod removed the --rm container after its export: back from the export
+                    self._reimport_after_failed_export(payload, cp_options)
+                elif not cp_options.leave_running:
                     self._restore_after_failed_export(attrs["Id"])
                 raise
             from toolkit.criu.images import stats_from_tar
@@ -104,14 +116,31 @@ class ArchivesMixin(CheckpointsMixin):
             stats = stats_from_tar(payload)
         return dataclasses.replace(result, timings={**timings, **result.timings}, criu_stats=stats)
 
+    def _reimport_after_failed_export(self, payload: Path, options: CheckpointOptions) -> None:
+        # Logged, not raised: the error being raised is the one that says what failed.
+        params = _import_params(
+            ImportOptions(tcp_established=options.tcp_established, file_locks=options.file_locks)
+        )
+        try:
+            with payload.open("rb") as body:
+                self._import_restore(body, params, None)
+        except (CtkError, OSError) as exc:
+            log.warning("could not restore the --rm container from %s: %s", payload, exc)
+
     def _restore_after_failed_export(self, container_id: str) -> None:
         # The dump stopped the container but no archive came of it: put it back as it was.
+        # A dump that failed left it running (or _checkpoint_failed started it): nothing to do.
         try:
+            if (self._attrs(container_id).get("State") or {}).get("Running"):
+                return
             self._api.post(
                 f"/containers/{container_id}/restore", params={"keep": True}
             ).raise_for_status()
-        except Exception as exc:
-            log.warning("podman: could not restore %s after a failed export: %s", container_id, exc)
+        except Exception:  # the original error matters more; say what is left to do
+            log.exception(
+                "could not restore %s after the failed export: restore it with ctk restore",
+                container_id[:12],
+            )
 
     def import_checkpoint(
         self, archive_path: str | os.PathLike[str], options: ImportOptions
@@ -129,18 +158,12 @@ class ArchivesMixin(CheckpointsMixin):
         """
         if options.name is not None:
             validation.validate_ref(options.name, what="container")
-        with archive.open_archive(archive_path) as verified:
+        trust = archive.import_trust(options.verify_keys)
+        with archive.open_archive(archive_path, trust=trust) as verified:
             manifest = verified.manifest
             validation.require_archive_engine(manifest, self.kind, str(archive_path))
             payload = verified.member(PODMAN_PAYLOAD)
-            names = archive.check_nested_tar(payload, what="podman checkpoint")
-            if "rootfs-diff.tar" in names:
-                with tarfile.open(payload) as outer:
-                    inner = outer.extractfile("rootfs-diff.tar")
-                    if inner is not None:
-                        archive.check_nested_tar(
-                            what="rootfs changes", allow_symlinks=True, fileobj=inner
-                        )
+            archive.check_podman_payload(payload, manifest, allow_mounts=options.allow_mounts)
             with self._errors():
                 found = self._api.get(f"/images/{manifest.image_id}/exists")
             if found.status_code != 204:
@@ -228,6 +251,6 @@ class ArchivesMixin(CheckpointsMixin):
                     with contextlib.suppress(OSError):
                         log_text = criu_log.read_text(errors="replace")
                 raise diagnosis.criu_error(
-                    action, target or "", _explanation(exc), log_text
+                    action, target or "", _explanation(exc), log_text, given=_given(params)
                 ) from exc
             raise

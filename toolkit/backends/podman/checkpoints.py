@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
-from toolkit import records
+from toolkit import interrupts, records
 from toolkit.backends import shared, validation
 from toolkit.backends.podman.client import (
     _STATE_CAUSES,
@@ -55,21 +55,32 @@ def _checkpoint_params(options: CheckpointOptions, **extra: Any) -> dict[str, An
     }
 
 
+def _given(params: Mapping[str, Any]) -> frozenset[str]:
+    """The CRIU switches a libpod checkpoint/restore query passes, as the user typed them."""
+    return diagnosis.criu_flags(
+        tcp_established=bool(params.get("tcpEstablished")),
+        file_locks=bool(params.get("fileLocks")),
+    )
+
+
 class CheckpointsMixin(PodmanClient):
     """Checkpoint (in place or streamed as libpod's export), list, restore."""
 
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
         cp_name = options.name or records.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
+        # libpod refuses it too, but as a failed checkpoint (500); say why, as on Docker
+        validation.refuse_auto_remove_in_place(name, attrs)
         log.debug("podman %s: checkpoint %s of %s (%s)", self.url, cp_name, name, options)
-        try:
-            response = self._api.post(
-                f"/containers/{attrs['Id']}/checkpoint", params=_checkpoint_params(options)
-            )
-            response.raise_for_status()
-        except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise self._checkpoint_failed(name, attrs, exc) from exc
-        record = self._record_checkpoint(attrs, cp_name)
+        params = _checkpoint_params(options)
+        with interrupts.shielded():  # a signal waits for the dump (see _export_chunks)
+            interrupts.pause_at("dump")
+            try:
+                response = self._api.post(f"/containers/{attrs['Id']}/checkpoint", params=params)
+                response.raise_for_status()
+            except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
+                raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
+            record = self._record_checkpoint(attrs, cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
 
     def _require_checkpointable(self, name: str, cp_name: str) -> dict[str, Any]:
@@ -89,14 +100,23 @@ class CheckpointsMixin(PodmanClient):
         records.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
         return record
 
-    def _checkpoint_failed(self, name: str, attrs: dict[str, Any], exc: Exception) -> CtkError:
-        """The error for a checkpoint (or its export) that failed; the container runs again."""
+    def _checkpoint_failed(
+        self, name: str, attrs: dict[str, Any], exc: Exception, given: frozenset[str]
+    ) -> CtkError:
+        """The error for a checkpoint (or its export) that failed; the container runs again.
+
+        ``given``: the CRIU switches the user passed (no hint suggests them again).
+        """
         if isinstance(exc, podman.errors.APIError) and getattr(exc, "status_code", None) is None:
             return shared.unavailable(self.kind, self.url)
         self._ensure_running_after_failure(attrs["Id"])
         if isinstance(exc, podman.errors.APIError):
             return diagnosis.criu_error(
-                "checkpoint", name, _explanation(exc), self._criu_log(attrs, "dump.log")
+                "checkpoint",
+                name,
+                _explanation(exc),
+                self._criu_log(attrs, "dump.log"),
+                given=given,
             )
         return EngineUnavailable(f"Podman broke off the export: {exc}")
 
@@ -127,16 +147,20 @@ class CheckpointsMixin(PodmanClient):
         response = None
         log.debug("podman %s: export checkpoint %s of %s (%s)", self.url, cp_name, name, params)
         try:
-            response = self._api.post(
-                f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
-            )
-            response.raise_for_status()
-            # libpod answers once the dump is written and kept in place: record it now, so a
-            # consumer that gives up half-way can still restore it.
-            self._record_checkpoint(attrs, cp_name)
+            # A signal waits for libpod's answer: cut off, libpod would go on dumping (and
+            # stop the container) with nobody left to restore it.
+            with interrupts.shielded():
+                interrupts.pause_at("dump")
+                response = self._api.post(
+                    f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
+                )
+                response.raise_for_status()
+                # libpod answers once the dump is written and kept in place: record it now, so
+                # a consumer that gives up half-way can still restore it.
+                self._record_checkpoint(attrs, cp_name)
             yield from response.iter_content(chunk_size=_CHUNK)
         except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise self._checkpoint_failed(name, attrs, exc) from exc
+            raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
         finally:
             if response is not None:
                 response.close()
@@ -216,7 +240,11 @@ class CheckpointsMixin(PodmanClient):
                 # that libpod has not finished cleaning up yet).
                 raise Conflict(_explanation(exc)) from exc
             raise diagnosis.criu_error(
-                "restore", name, _explanation(exc), self._criu_log(attrs, "restore.log")
+                "restore",
+                name,
+                _explanation(exc),
+                self._criu_log(attrs, "restore.log"),
+                given=_given(params),
             ) from exc
         return self.inspect(attrs["Id"])
 
