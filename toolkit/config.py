@@ -28,14 +28,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from toolkit.backends import DEFAULT_URLS as DEFAULT_URLS  # re-exported: callers and tests use it
 from toolkit.backends.base import Backend
 from toolkit.errors import Conflict, EngineUnavailable, InvalidArgument, NotFound
 
 KINDS = ("docker", "podman")
-DEFAULT_URLS = {
-    "docker": "unix:///var/run/docker.sock",
-    "podman": "unix:///run/podman/podman.sock",
-}
 _SCHEMES = ("unix", "tcp", "ssh", "http")
 
 

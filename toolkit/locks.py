@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from toolkit.errors import Conflict
-from toolkit.registry import state_dir
+from toolkit.records import state_dir
 
 
 def locks_dir() -> Path:

@@ -618,3 +618,26 @@ class DrainReport(_Model):
     @property
     def ok(self) -> bool:
         return not self.errors and all(r.status == "done" for r in self.reports)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(_Model):
+    """How the engine runs a container, from its inspect: what a cross-runtime move checks.
+
+    ``runtime`` is the OCI runtime (``runc``); ``network_mode`` the host config's network mode
+    ("" when unset); ``hostname`` the container's own; ``mounts`` its volumes and bind mounts
+    in the engine's order (``type`` as the engine says: ``bind``, ``volume``, ...);
+    ``auto_remove`` whether it was started with ``--rm`` (``HostConfig.AutoRemove``);
+    ``annotations`` its OCI annotations (runc reads ``org.criu.config`` there); ``state_dir``
+    and ``upper_dir`` the engine's directory for the container and its overlay upper layer
+    on the engine's host ("" where the engine does not say).
+    """
+
+    runtime: str = "runc"
+    network_mode: str = ""
+    hostname: str = ""
+    mounts: tuple[Mount, ...] = ()
+    auto_remove: bool = False
+    annotations: dict[str, str] = field(default_factory=dict)
+    state_dir: str = ""
+    upper_dir: str = ""

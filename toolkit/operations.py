@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from toolkit import registry
+from toolkit import records
 from toolkit.backends.base import Backend
 from toolkit.errors import CtkError
 from toolkit.locks import container_lock
@@ -72,7 +72,7 @@ def _named(options: CheckpointOptions) -> CheckpointOptions:
     """The options with the checkpoint's name chosen here, so a cleanup knows it."""
     if options.name is not None:
         return options
-    return dataclasses.replace(options, name=registry.new_checkpoint_name())
+    return dataclasses.replace(options, name=records.new_checkpoint_name())
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from toolkit import operations, registry
+from toolkit import operations, records
 from toolkit.backends.base import Backend
 from toolkit.errors import (
     CheckpointNotFound,
@@ -91,7 +91,7 @@ class WatchEvent(_Model):
 # -- intended stops ---------------------------------------------------------------------
 def _intent_path(backend: Backend, container_id: str) -> Path:
     key = hashlib.sha256(f"{backend.kind}|{backend.url}".encode()).hexdigest()[:16]
-    return registry.state_dir() / "stops" / f"{backend.kind}-{key}" / container_id
+    return records.state_dir() / "stops" / f"{backend.kind}-{key}" / container_id
 
 
 def record_intended_stop(backend: Backend, name: str) -> None:

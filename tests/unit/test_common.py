@@ -2,47 +2,49 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.backends import common
+from toolkit.backends import inspection, validation
+from toolkit.backends.options import publish_arg, sdk_ports
+from toolkit.criu import diagnosis
 from toolkit.errors import CheckpointNotFound, InvalidArgument
 from toolkit.models import Checkpoint, ContainerSpec, PortMapping
 
 
 def test_validate_ref() -> None:
-    common.validate_ref("web1", what="container")
+    validation.validate_ref("web1", what="container")
     for bad in ("", "-x", "a b", "a/b", "../x"):
         with pytest.raises(InvalidArgument):
-            common.validate_ref(bad, what="container")
+            validation.validate_ref(bad, what="container")
 
 
 def test_validate_spec_image() -> None:
     with pytest.raises(InvalidArgument):
-        common.validate_spec(ContainerSpec(image="bad image"))
+        validation.validate_spec(ContainerSpec(image="bad image"))
 
 
 def test_ports_roundtrip() -> None:
-    ports = common.ports_from_inspect(
+    ports = inspection.ports_from_inspect(
         {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}], "53/udp": None}
     )
     assert ports == (PortMapping(8080, 9000, "127.0.0.1"),)
-    assert common.sdk_ports(ports) == {"8080/tcp": ("127.0.0.1", 9000)}
-    assert common.sdk_ports((PortMapping(80),)) == {"80/tcp": None}
+    assert sdk_ports(ports) == {"8080/tcp": ("127.0.0.1", 9000)}
+    assert sdk_ports((PortMapping(80),)) == {"80/tcp": None}
 
 
 def test_normalize_image_id_and_status() -> None:
-    assert common.normalize_image_id("abc") == "sha256:abc"
-    assert common.normalize_image_id("sha256:abc") == "sha256:abc"
-    assert common.status_of({"Status": "configured"}) == "created"
-    assert common.status_of({"Status": "running"}) == "running"
+    assert inspection.normalize_image_id("abc") == "sha256:abc"
+    assert inspection.normalize_image_id("sha256:abc") == "sha256:abc"
+    assert inspection.status_of({"Status": "configured"}) == "created"
+    assert inspection.status_of({"Status": "running"}) == "running"
 
 
 def test_choose_checkpoint() -> None:
     cps = [Checkpoint("a", "c", "docker", "1"), Checkpoint("b", "c", "docker", "2")]
-    assert common.choose_checkpoint("c", cps, None).name == "b"
-    assert common.choose_checkpoint("c", cps, "a").name == "a"
+    assert validation.choose_checkpoint("c", cps, None).name == "b"
+    assert validation.choose_checkpoint("c", cps, "a").name == "a"
     with pytest.raises(CheckpointNotFound):
-        common.choose_checkpoint("c", cps, "zz")
+        validation.choose_checkpoint("c", cps, "zz")
     with pytest.raises(CheckpointNotFound) as info:
-        common.choose_checkpoint("c", [], None)
+        validation.choose_checkpoint("c", [], None)
     assert "ctk checkpoint c" in info.value.hint
 
 
@@ -60,7 +62,7 @@ def test_choose_checkpoint() -> None:
     ],
 )
 def test_criu_error_hints(log: str, flag: str) -> None:
-    error = common.criu_error("checkpoint", "web1", "criu failed: type NOTIFY", log)
+    error = diagnosis.criu_error("checkpoint", "web1", "criu failed: type NOTIFY", log)
     assert flag in error.hint
     assert "Error (" in error.log_tail
     assert error.message.startswith("checkpoint of web1 failed")
@@ -69,7 +71,7 @@ def test_criu_error_hints(log: str, flag: str) -> None:
 def test_criu_error_reads_log_named_in_message(tmp_path) -> None:
     log = tmp_path / "criu-dump.log"
     log.write_text("(00.1) Error (criu/cr-dump.c:1): something broke\n")
-    error = common.criu_error("checkpoint", "w", f"criu failed: log file: {log}")
+    error = diagnosis.criu_error("checkpoint", "w", f"criu failed: log file: {log}")
     assert "something broke" in error.message
 
 
@@ -82,21 +84,21 @@ def test_spec_from_inspect_and_publish_arg() -> None:
             "PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}]},
         },
     }
-    spec = common.spec_from_inspect(attrs, image="ctk-demo/counter")
+    spec = inspection.spec_from_inspect(attrs, image="ctk-demo/counter")
     assert spec.name == "web1" and spec.command == ("sh",)
     assert spec.env == {"A": "1", "B": "x=y"} and spec.network is None and spec.user is None
     assert spec.ports == (PortMapping(8080, 9000, "127.0.0.1"),)
-    assert common.publish_arg(spec.ports[0]) == "127.0.0.1:9000:8080/tcp"
-    assert common.publish_arg(PortMapping(80)) == "80/tcp"
-    assert common.publish_arg(PortMapping(80, host_ip="127.0.0.1")) == "127.0.0.1::80/tcp"
+    assert publish_arg(spec.ports[0]) == "127.0.0.1:9000:8080/tcp"
+    assert publish_arg(PortMapping(80)) == "80/tcp"
+    assert publish_arg(PortMapping(80, host_ip="127.0.0.1")) == "127.0.0.1::80/tcp"
 
 
 def test_vdso_hint_only_for_vdso_failures() -> None:
     # Every CRIU log mentions the vDSO while it works; only its failure means "CRIU too old".
     ok_log = "(00.01) vdso: Parsing at 7ffc\nError (criu/sk-inet.c:1): something else\n"
-    assert "too old" not in common.criu_error("restore", "w", "failed", ok_log).hint
+    assert "too old" not in diagnosis.criu_error("restore", "w", "failed", ok_log).hint
     bad_log = "Error (criu/vdso.c:1): vdso: Unexpected rt vDSO area bounds\n"
-    assert "too old" in common.criu_error("restore", "w", "failed", bad_log).hint
+    assert "too old" in diagnosis.criu_error("restore", "w", "failed", bad_log).hint
 
 
 def test_docker_backend_loads_paramiko_only_for_ssh() -> None:
@@ -115,6 +117,44 @@ def test_docker_backend_loads_paramiko_only_for_ssh() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_one_inspect_parser_serves_both_engines() -> None:
+    # Docker says Running while paused, Podman does not; both count as running in ctk.
+    docker_attrs = {
+        "Id": "d1",
+        "Name": "/web",
+        "Image": "sha256:abc",
+        "Config": {"Image": "ctk-demo/counter"},
+        "State": {"Status": "paused", "Running": True, "Paused": True},
+    }
+    podman_attrs = {
+        "Id": "p1",
+        "Name": "web",
+        "Image": "abc",
+        "ImageName": "localhost/ctk-demo/counter:latest",
+        "Config": {"Image": "ctk-demo/counter"},
+        "State": {"Status": "paused", "Running": False, "Paused": True},
+    }
+    docker_info = inspection.info_from_inspect(docker_attrs, "docker")
+    podman_info = inspection.info_from_inspect(podman_attrs, "podman")
+    assert docker_info.running and podman_info.running
+    assert docker_info.name == podman_info.name == "web"
+    assert docker_info.image == "ctk-demo/counter"
+    assert podman_info.image == "localhost/ctk-demo/counter:latest"
+
+
+def test_runtime_config_from_inspect() -> None:
+    attrs = {
+        "OCIRuntime": "runc",
+        "HostConfig": {"NetworkMode": "bridge", "Runtime": "crun"},
+        "Config": {"Hostname": "h1"},
+        "Mounts": [{"Type": "bind", "Source": "/dev/null", "Destination": "/run/.containerenv"}],
+    }
+    config = inspection.runtime_config_from_inspect(attrs)
+    assert (config.runtime, config.network_mode, config.hostname) == ("runc", "bridge", "h1")
+    assert config.mounts[0].target == "/run/.containerenv" and config.mounts[0].type == "bind"
+    assert inspection.runtime_config_from_inspect({}).runtime == "runc"
+
+
 # What CRIU 4.1.1 without ctk's rlimit patch logs for a non-root task where the bounding set
 # lacks CAP_SYS_RESOURCE (seen on the project's machines).
 _RLIMIT_LOG = """\
@@ -126,7 +166,9 @@ _RLIMIT_LOG = """\
 
 
 def test_criu_error_carries_first_real_error_line() -> None:
-    error = common.criu_error("checkpoint", "db", "criu failed: type NOTIFY errno 0", _RLIMIT_LOG)
+    error = diagnosis.criu_error(
+        "checkpoint", "db", "criu failed: type NOTIFY errno 0", _RLIMIT_LOG
+    )
     assert error.message == "checkpoint of db failed: Can't get rlimit 0: Operation not permitted"
     assert "FAILED" not in error.message
     assert "CAP_SYS_RESOURCE" in error.hint and "scripts/setup" in error.hint
@@ -140,19 +182,19 @@ def test_criu_error_restore_skips_noise() -> None:
         "(00.20) 1: Error (criu/files-reg.c:2100): Can't open file app.log: No such file\n"
         "(00.21) Error (criu/cr-restore.c:2000): Restoring FAILED.\n"
     )
-    error = common.criu_error("restore", "web", "failed", log)
+    error = diagnosis.criu_error("restore", "web", "failed", log)
     assert error.message == "restore of web failed: Can't open file app.log: No such file"
 
 
 def test_criu_error_without_error_lines_keeps_engine_message() -> None:
-    error = common.criu_error("checkpoint", "w", "container is paused\nmore")
+    error = diagnosis.criu_error("checkpoint", "w", "container is paused\nmore")
     assert error.message == "checkpoint of w failed: container is paused"
 
 
 def test_criu_first_error() -> None:
-    assert common.criu_first_error(_RLIMIT_LOG) == "Can't get rlimit 0: Operation not permitted"
-    assert common.criu_first_error("(0.1) Error (criu/cr-dump.c:1): Dumping FAILED.\n") == ""
-    assert common.criu_first_error("no errors here") == ""
+    assert diagnosis.criu_first_error(_RLIMIT_LOG) == "Can't get rlimit 0: Operation not permitted"
+    assert diagnosis.criu_first_error("(0.1) Error (criu/cr-dump.c:1): Dumping FAILED.\n") == ""
+    assert diagnosis.criu_first_error("no errors here") == ""
 
 
 _TCP_LOG = (
@@ -162,30 +204,30 @@ _TCP_LOG = (
 
 
 def test_criu_error_hint_matches_what_was_typed() -> None:
-    plain = common.criu_error("checkpoint", "w", "failed", _TCP_LOG)
+    plain = diagnosis.criu_error("checkpoint", "w", "failed", _TCP_LOG)
     assert "retry with --tcp-established" in plain.hint
-    given = common.criu_error(
-        "checkpoint", "w", "failed", _TCP_LOG, given=common.criu_flags(tcp_established=True)
+    given = diagnosis.criu_error(
+        "checkpoint", "w", "failed", _TCP_LOG, given=diagnosis.criu_flags(tcp_established=True)
     )
     assert "retry with" not in given.hint
     assert "--tcp-established was given" in given.hint
     # another switch given does not hide this hint
-    locks = common.criu_error(
-        "checkpoint", "w", "failed", _TCP_LOG, given=common.criu_flags(file_locks=True)
+    locks = diagnosis.criu_error(
+        "checkpoint", "w", "failed", _TCP_LOG, given=diagnosis.criu_flags(file_locks=True)
     )
     assert "retry with --tcp-established" in locks.hint
 
 
 def test_criu_flags() -> None:
-    assert common.criu_flags() == frozenset()
-    assert common.criu_flags(tcp_established=True, file_locks=True) == {
+    assert diagnosis.criu_flags() == frozenset()
+    assert diagnosis.criu_flags(tcp_established=True, file_locks=True) == {
         "--tcp-established",
         "--file-locks",
     }
 
 
 def test_podman_params_name_the_switches_given() -> None:
-    from toolkit.backends.podman import _given
+    from toolkit.backends.podman.checkpoints import _given
 
     assert _given({"tcpEstablished": True, "fileLocks": False}) == {"--tcp-established"}
     assert _given({"keep": True}) == frozenset()

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from toolkit.backends.inspection import runtime_config_from_inspect
 from toolkit.migration.cross_runtime import can_restore_on, container_portable_to
-from toolkit.models import CheckpointImages
+from toolkit.models import CheckpointImages, RuntimeConfig
 
 STANDARD = ("/dev/null", "/dev/shm", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
 
@@ -41,8 +42,8 @@ class FakeBackend:
         self.url = f"unix:///fake/{kind}.sock"
         self._attrs = attrs
 
-    def raw_inspect(self, name: str) -> dict[str, Any]:
-        return self._attrs
+    def runtime_config(self, name: str) -> RuntimeConfig:
+        return runtime_config_from_inspect(self._attrs)
 
 
 @pytest.mark.parametrize(

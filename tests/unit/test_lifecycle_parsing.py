@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.conftest import ctk
-from toolkit.backends import common
+from toolkit.backends import inspection, validation
+from toolkit.backends.options import restart_policy
+from toolkit.cli.parsing import parse_memory, parse_since
 from toolkit.errors import Conflict, ContainerNotFound, EngineError, ExitCode, InvalidArgument
 from toolkit.models import Mount, Ulimit
 
@@ -35,37 +37,37 @@ def test_ulimit_forms() -> None:
 
 
 def test_memory_and_restart() -> None:
-    assert common.parse_memory("64m") == 64 * 1024**2
-    assert common.parse_memory("1g") == 1024**3
-    assert common.parse_memory("1.5k") == 1536
-    assert common.parse_memory("4096") == 4096
+    assert parse_memory("64m") == 64 * 1024**2
+    assert parse_memory("1g") == 1024**3
+    assert parse_memory("1.5k") == 1536
+    assert parse_memory("4096") == 4096
     with pytest.raises(InvalidArgument):
-        common.parse_memory("lots")
-    assert common.restart_policy("on-failure:3") == {"Name": "on-failure", "MaximumRetryCount": 3}
-    assert common.restart_policy(None) is None
+        parse_memory("lots")
+    assert restart_policy("on-failure:3") == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert restart_policy(None) is None
     for bad in ("sometimes", "always:3", "on-failure:x"):
         with pytest.raises(InvalidArgument):
-            common.restart_policy(bad)
-    assert common.restart_text({"Name": "on-failure", "MaximumRetryCount": 2}) == "on-failure:2"
-    assert common.restart_text({"Name": ""}) == "no"
+            restart_policy(bad)
+    assert inspection.restart_text({"Name": "on-failure", "MaximumRetryCount": 2}) == "on-failure:2"
+    assert inspection.restart_text({"Name": ""}) == "no"
 
 
 def test_since_and_timestamps() -> None:
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert common.parse_since("1700000000", now=now) == 1700000000
-    assert common.parse_since("10m", now=now) == int(now.timestamp()) - 600
-    assert common.parse_since("2026-01-02T03:04:05Z", now=now) == int(now.timestamp())
+    assert parse_since("1700000000", now=now) == 1700000000
+    assert parse_since("10m", now=now) == int(now.timestamp()) - 600
+    assert parse_since("2026-01-02T03:04:05Z", now=now) == int(now.timestamp())
     with pytest.raises(InvalidArgument):
-        common.parse_since("yesterday")
-    assert common.timestamp("0001-01-01T00:00:00Z") == ""
-    assert common.timestamp("2026-11-28T21:03:41.123456789Z") == "2026-11-28T21:03:41Z"
-    assert common.timestamp("2026-11-28T22:03:41.5+01:00") == "2026-11-28T21:03:41Z"
+        parse_since("yesterday")
+    assert inspection.timestamp("0001-01-01T00:00:00Z") == ""
+    assert inspection.timestamp("2026-11-28T21:03:41.123456789Z") == "2026-11-28T21:03:41Z"
+    assert inspection.timestamp("2026-11-28T22:03:41.5+01:00") == "2026-11-28T21:03:41Z"
 
 
 def test_filters() -> None:
-    assert common.validate_filters({"label": ("a=b",)}) == {"label": ["a=b"]}
+    assert validation.validate_filters({"label": ("a=b",)}) == {"label": ["a=b"]}
     with pytest.raises(InvalidArgument):
-        common.validate_filters({"colour": ["red"]})
+        validation.validate_filters({"colour": ["red"]})
 
 
 def test_stats_from_sample() -> None:
@@ -79,15 +81,15 @@ def test_stats_from_sample() -> None:
         "memory_stats": {"usage": 10_000, "limit": 100_000, "stats": {"inactive_file": 2_000}},
         "pids_stats": {"current": 3},
     }
-    stats = common.stats_from_sample(sample, name="web", container_id="abc")
+    stats = inspection.stats_from_sample(sample, name="web", container_id="abc")
     assert stats.cpu_percent == 4.0  # 2e6 of 1e8 system ns, times 2 CPUs
     assert stats.memory_usage == 8_000 and stats.memory_percent == 8.0 and stats.pids == 3
-    empty = common.stats_from_sample({}, name="web", container_id="abc")
+    empty = inspection.stats_from_sample({}, name="web", container_id="abc")
     assert empty.cpu_percent == 0.0 and empty.memory_percent == 0.0
 
 
 def test_inspect_fields_from_engine_output() -> None:
-    fields = common.lifecycle_fields(
+    fields = inspection.lifecycle_fields(
         {
             "Config": {"Env": ["A=1", "B=x=y"], "WorkingDir": "", "Hostname": "h"},
             "State": {"StartedAt": "2026-11-28T21:03:41.1Z", "Paused": True, "ExitCode": 0},
@@ -160,6 +162,7 @@ def test_podman_inspect_asks_again_when_the_process_just_exited(
     from podman.api.client import APIResponse
 
     from toolkit.backends import podman as podman_backend
+    from toolkit.backends.podman import client as podman_client
 
     def answer(status: int, body: dict[str, object]) -> APIResponse:
         response = requests.Response()
@@ -176,7 +179,7 @@ def test_podman_inspect_asks_again_when_the_process_just_exited(
             assert path == "/containers/web1/json"
             return answers.pop(0)
 
-    monkeypatch.setattr(podman_backend.time, "sleep", lambda _: None)
+    monkeypatch.setattr(podman_client.time, "sleep", lambda _: None)
     backend = podman_backend.PodmanBackend("unix:///nonexistent/podman.sock")
     monkeypatch.setattr(backend, "_api", FakeAPI())
     assert backend._attrs("web1")["Id"] == "abc" and not answers

@@ -13,7 +13,7 @@ import pytest
 
 from toolkit import interrupts
 from toolkit.archive.writer import check_destination, sweep_leftovers
-from toolkit.backends.common import validate_checkpoint_name, validate_ref
+from toolkit.backends.validation import validate_checkpoint_name, validate_ref
 from toolkit.errors import Conflict, InvalidArgument
 from toolkit.locks import ProcessId, container_lock, process_start
 from toolkit.migration.journal import Journal, JournalTaken

@@ -209,3 +209,26 @@ def test_failing_phase(steps: list[str], needs_image: bool, phase: str) -> None:
     j = journal.Journal(id="m1", container="a", target="a", source={}, destination={}, mode="live")
     j.steps = [{"step": s, "at": ""} for s in steps]
     assert _failing_phase(j, needs_image=needs_image) == phase
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "expected"),
+    [
+        ("live", {"strategy": "stream"}, "stream"),
+        ("live", {"strategy": "cross-runtime", "cross_runtime": True}, "cross-runtime"),
+        # journals of a ctk from before strategies name the path in other keys
+        ("live", {}, "archive"),
+        ("live", {"cross_runtime": True}, "cross-runtime"),
+        ("cold", {"cross_runtime": False}, "cold"),
+    ],
+)
+def test_rollback_takes_the_strategy_the_journal_recorded(
+    mode: str, extra: dict[str, object], expected: str
+) -> None:
+    from toolkit.migration.execute import STRATEGIES, _strategy_of
+
+    record = journal.Journal(
+        id="x", container="web", target="web", source={}, destination={}, mode=mode, extra=extra
+    )
+    assert _strategy_of(record) is STRATEGIES[expected]
+    assert set(STRATEGIES) == {"stream", "archive", "cold", "cross-runtime"}

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from toolkit.backends import common
+from toolkit.backends import inspection, validation
 from toolkit.cli import cli
 from toolkit.errors import InvalidArgument
 from toolkit.models import NetworkSpec
@@ -35,7 +35,7 @@ DOCKER_SHAPE = {
 
 
 def test_network_from_inspect() -> None:
-    info = common.network_from_inspect(DOCKER_SHAPE, "docker")
+    info = inspection.network_from_inspect(DOCKER_SHAPE, "docker")
     assert (info.name, info.driver, info.subnet, info.gateway) == (
         "web", "bridge", "10.90.0.0/24", "10.90.0.1",
     )  # fmt: skip
@@ -50,7 +50,7 @@ def test_network_from_inspect() -> None:
 
 
 def test_network_from_inspect_minimal() -> None:
-    info = common.network_from_inspect({"Name": "none", "Id": "x", "Driver": "null"}, "podman")
+    info = inspection.network_from_inspect({"Name": "none", "Id": "x", "Driver": "null"}, "podman")
     assert info.subnet == "" and info.containers == () and info.scope == "local"
 
 
@@ -69,11 +69,11 @@ def test_network_from_inspect_minimal() -> None:
 )
 def test_validate_network_spec_rejects(spec: NetworkSpec) -> None:
     with pytest.raises(InvalidArgument):
-        common.validate_network_spec(spec)
+        validation.validate_network_spec(spec)
 
 
 def test_validate_network_spec_accepts() -> None:
-    common.validate_network_spec(
+    validation.validate_network_spec(
         NetworkSpec(name="n1", driver="overlay", subnet="10.0.0.0/24", gateway="10.0.0.1")
     )
 

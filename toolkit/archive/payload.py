@@ -447,10 +447,10 @@ def check_podman_payload(
         ArchiveError: anything hostile, malformed, or beyond what the user allowed.
     """
     if criu_config_dirs is None:
-        from toolkit import registry
+        from toolkit import records
 
         # where toolkit.migration.cross_runtime writes the per-container CRIU configs
-        criu_config_dirs = (str(registry.state_dir() / "criu-config"),)
+        criu_config_dirs = (str(records.state_dir() / "criu-config"),)
     policy = PayloadPolicy(
         allow_mounts=tuple(allow_mounts), criu_config_dirs=tuple(criu_config_dirs)
     )

@@ -1,14 +1,15 @@
 """The Backend Protocol: the only boundary the rest of ctk knows.
 
 A backend speaks to one engine and hands back ctk's own models; SDK objects never cross it.
+What only some engines offer is a small capability Protocol below :class:`Backend`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import IO, Protocol, runtime_checkable
 
 from toolkit.models import (
     ArchiveInfo,
@@ -24,8 +25,10 @@ from toolkit.models import (
     ImportOptions,
     NetworkInfo,
     NetworkSpec,
+    PortMapping,
     ProcessList,
     RestoreOptions,
+    RuntimeConfig,
 )
 
 
@@ -265,4 +268,128 @@ class Backend(Protocol):
 
     def prune_networks(self, *, labels: dict[str, str] | None = None) -> list[str]:
         """Remove unused user networks (only those with all ``labels``); their names."""
+        ...
+
+
+# -- capabilities: what only some engines offer ---------------------------------------------
+# Checked with isinstance against these Protocols, never against a backend class, so a new
+# engine gains a migration path by offering the methods.
+
+
+@runtime_checkable
+class RuntimeInspection(Protocol):
+    """How the engine runs a container, as a ctk model (for cross-runtime checks)."""
+
+    def runtime_config(self, name: str) -> RuntimeConfig:
+        """Runtime, network mode, hostname and mounts. Raises ContainerNotFound."""
+        ...
+
+
+@runtime_checkable
+class StreamingCheckpoints(Protocol):
+    """A checkpoint export streamed out and restored from a stream, staging nothing (Podman)."""
+
+    def checkpoint_stream(
+        self, name: str, options: CheckpointOptions
+    ) -> Generator[bytes, None, None]:
+        """Checkpoint ``name``; yield the engine's export tar as it arrives."""
+        ...
+
+    def restore_stream(
+        self,
+        body: Iterable[bytes] | IO[bytes],
+        options: ImportOptions,
+        *,
+        criu_log: Path | None = None,
+    ) -> ContainerInfo:
+        """Create and restore ``options.name`` from an export tar sent as it is read."""
+        ...
+
+
+@runtime_checkable
+class RawCheckpointArchives(Protocol):
+    """The engine's own checkpoint export tar written to a file and imported again (libpod)."""
+
+    def export_raw(
+        self,
+        name: str,
+        dest: Path,
+        *,
+        checkpoint: str,
+        leave_running: bool = False,
+        tcp_established: bool = False,
+    ) -> None:
+        """Checkpoint a running container into the engine's export tar at ``dest``."""
+        ...
+
+    def import_raw(
+        self,
+        tar: Path,
+        *,
+        name: str,
+        ports: tuple[PortMapping, ...] = (),
+        tcp_established: bool = False,
+        criu_log: Path | None = None,
+    ) -> ContainerInfo:
+        """Create and restore container ``name`` from an export tar; nothing left on failure."""
+        ...
+
+
+@runtime_checkable
+class CheckpointTemplates(Protocol):
+    """Containers started only to lend their engine metadata to foreign CRIU images (Podman)."""
+
+    def local_image(self, reference: str, image_id: str) -> str:
+        """``reference`` when it names image ``image_id`` here, else the ID. ImageNotFound."""
+        ...
+
+    def start_template(self, spec: ContainerSpec, *, annotations: dict[str, str]) -> str:
+        """Create and start a container with OCI ``annotations``; its ID."""
+        ...
+
+
+@runtime_checkable
+class TemplateRestore(Backend, RawCheckpointArchives, CheckpointTemplates, Protocol):
+    """A backend that restores foreign CRIU images inside a template's export (the
+    cross-runtime path into Podman): see :mod:`toolkit.migration.cross_runtime`."""
+
+
+@runtime_checkable
+class LazyCheckpoints(TemplateRestore, RuntimeInspection, Protocol):
+    """An engine whose runc takes CRIU options from a container's ``org.criu.config``
+    annotation and whose import takes its own export tar: post-copy moves (Podman); see
+    :mod:`toolkit.migration.postcopy`."""
+
+    def with_timeout(self, seconds: int) -> LazyCheckpoints:
+        """A connection to the same engine whose requests wait up to ``seconds`` (a lazy
+        dump's checkpoint call returns only after the last page)."""
+        ...
+
+
+@runtime_checkable
+class ForeignImageRestore(Backend, Protocol):
+    """A backend that shapes a container for CRIU images from another runtime and starts it
+    from them (the cross-runtime path into Docker)."""
+
+    def create_for_images(
+        self,
+        spec: ContainerSpec,
+        *,
+        image_id: str,
+        shareable_ipc: bool = False,
+        binds: dict[str, str] | None = None,
+    ) -> str:
+        """Create (never start) a container the images can restore into; its ID."""
+        ...
+
+    def start_from_images(
+        self,
+        container_id: str,
+        images: Path,
+        *,
+        checkpoint: str,
+        rootfs: Path | None = None,
+        deleted: list[str] | None = None,
+    ) -> ContainerInfo:
+        """Place CRIU images (a flat directory) as ``checkpoint`` and start from them."""
         ...

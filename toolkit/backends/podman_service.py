@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from toolkit.backends import DEFAULT_URLS
 from toolkit.errors import EngineUnavailable
 
 DISABLE_ENV = "CTK_NO_PODMAN_SERVICE"
@@ -74,7 +75,7 @@ class TemporaryPodmanService:
                 raise EngineUnavailable(
                     f"a temporary podman system service did not start: {reason}",
                     hint="start it yourself: podman system service --time=0 "
-                    "unix:///run/podman/podman.sock &",
+                    f"{DEFAULT_URLS['podman']} &",
                 )
             time.sleep(0.1)
         return service
@@ -128,7 +129,7 @@ class SSHTunnel:
                 hint="install openssh-client",
             )
         parsed = urlparse(url)
-        remote = parsed.path or "/run/podman/podman.sock"
+        remote = parsed.path or DEFAULT_URLS["podman"].removeprefix("unix://")
         target = f"{parsed.username}@{parsed.hostname}" if parsed.username else parsed.hostname
         directory = Path(tempfile.mkdtemp(prefix="ctk-ssh-"))
         command = [ssh, "-N", "-o", "ExitOnForwardFailure=yes", "-o", "ConnectTimeout=10"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from typing import NoReturn
@@ -47,7 +48,9 @@ from toolkit.interrupts import install as install_signal_handlers
     "Env: CTK_ENGINE.",
 )
 @click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option(
+    "--debug", is_flag=True, help="Show tracebacks and ctk's own log (engine calls, cleanups)."
+)
 @tls_options
 @click.version_option(package_name="ctk")
 @click.pass_context
@@ -64,6 +67,11 @@ def cli(
     obj.json = obj.json or json_output
     obj.debug = debug
     obj.tls = tls
+    if debug:
+        # ctk's module loggers (toolkit.*) on stderr; without --debug only their warnings
+        # (failed cleanups) show, through logging's last-resort handler.
+        logging.basicConfig(format="ctk: %(name)s: %(message)s")
+        logging.getLogger("toolkit").setLevel(logging.DEBUG)
 
 
 for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor, migrate, drain):

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from toolkit.backends.common import FILTER_KEYS, parse_memory, parse_since, restart_policy
+from toolkit.backends.options import restart_policy
+from toolkit.backends.validation import FILTER_KEYS
 from toolkit.cli._common import (
     complete_containers,
     json_option,
@@ -19,6 +20,7 @@ from toolkit.cli._common import (
     state,
     wants_json,
 )
+from toolkit.cli.parsing import parse_memory, parse_since
 from toolkit.errors import CtkError, InvalidArgument
 from toolkit.models import ContainerInfo, ContainerSpec, Mount, PortMapping, Ulimit
 from toolkit.watch import record_intended_stop

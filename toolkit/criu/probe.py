@@ -153,7 +153,7 @@ def probe_non_root_dump(path: str | None = None, *, timeout: float = 30) -> NonR
             task.wait()
     if dump.returncode == 0:
         return NonRootDump(True, True, "", bounded)
-    from toolkit.backends.common import criu_first_error
+    from toolkit.criu.diagnosis import criu_first_error
 
     reason = criu_first_error(log) or (dump.stderr.strip().splitlines() or ["criu dump failed"])[-1]
     return NonRootDump(True, False, reason, bounded)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import stat
 import tarfile
@@ -60,8 +61,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit import archive, registry
-from toolkit.backends import common
+from toolkit import archive, records
+from toolkit.backends import shared, validation
+from toolkit.backends.base import (
+    ForeignImageRestore,
+    RawCheckpointArchives,
+    RuntimeInspection,
+    TemplateRestore,
+)
+from toolkit.criu import diagnosis
 from toolkit.errors import CheckpointError, Conflict, ContainerNotFound, ImageNotFound, Unsupported
 from toolkit.models import (
     CheckpointImages,
@@ -70,12 +78,13 @@ from toolkit.models import (
     ContainerSpec,
     PortMapping,
     RestoreOptions,
+    RuntimeConfig,
 )
 
 if TYPE_CHECKING:
     from toolkit.backends.base import Backend
-    from toolkit.backends.docker import DockerBackend
-    from toolkit.backends.podman import PodmanBackend
+
+log = logging.getLogger(__name__)
 
 KINDS = ("docker", "podman")
 
@@ -106,7 +115,7 @@ CONFIG_LABEL = "ctk.criu-config"
 
 def criu_config_dir() -> Path:
     """Where ctk writes per-container CRIU config files (on the Podman host: this machine)."""
-    return registry.state_dir() / "criu-config"
+    return records.state_dir() / "criu-config"
 
 
 def _provided(key: str) -> bool:
@@ -143,24 +152,23 @@ def container_portable_to(source: Backend, name: str, dest_kind: str) -> tuple[b
     """
     if source.kind not in KINDS or dest_kind not in KINDS or source.kind == dest_kind:
         return False, f"cross-runtime means docker <-> podman, not {source.kind} -> {dest_kind}"
-    attrs = _raw_inspect(source, name)
-    host = attrs.get("HostConfig") or {}
-    runtime = str(attrs.get("OCIRuntime") or host.get("Runtime") or "runc")
+    config = _runtime_config(source, name)
+    runtime = config.runtime
     if runtime != "runc":
         return False, (
             f"{name} runs on the {runtime} runtime; only runc checkpoints here "
             "(bookworm's crun has no CRIU support)"
         )
-    for mount in attrs.get("Mounts") or ():
-        target = str(mount.get("Destination", ""))
-        if target == CONTAINERENV and str(mount.get("Source")) == "/dev/null":
+    for mount in config.mounts:
+        target = mount.target
+        if target == CONTAINERENV and mount.source == "/dev/null":
             continue  # the bind ctk itself adds on Docker (see the module's docstring)
-        kind = str(mount.get("Type", "mount"))
+        kind = mount.type
         return False, (
             f"{name} has a {kind} mounted at {target}, which does not exist on {dest_kind} "
             "(volumes and bind mounts are not carried across runtimes)"
         )
-    if host.get("AutoRemove"):
+    if config.auto_remove:
         # Its engine removes an --rm container once the dump stops it (and libpod's export
         # does so at once): a failed restore on the other side would leave nothing to go
         # back to. The same-engine and cold paths keep it (archive, pause).
@@ -168,18 +176,16 @@ def container_portable_to(source: Backend, name: str, dest_kind: str) -> tuple[b
             f"{name} was started with --rm, which removes it with its checkpoint as soon as "
             "the dump stops it"
         )
-    network = str(host.get("NetworkMode") or "")
+    network = config.network_mode
     if network not in ("", "default", "bridge"):
         return False, f"{name} uses network {network}; only the default network is carried"
     return True, f"live: {source.kind} -> {dest_kind}"
 
 
-def _raw_inspect(backend: Backend, name: str) -> dict[str, Any]:
-    method = getattr(backend, "raw_inspect", None)
-    if method is None:
+def _runtime_config(backend: Backend, name: str) -> RuntimeConfig:
+    if not isinstance(backend, RuntimeInspection):
         raise Unsupported(f"the {backend.kind} backend cannot migrate across runtimes")
-    attrs: dict[str, Any] = method(name)
-    return attrs
+    return backend.runtime_config(name)
 
 
 def live_cross_runtime(
@@ -206,9 +212,6 @@ def live_cross_runtime(
         CheckpointError: CRIU failed; when the destination's restore failed, the source was
             restored from its checkpoint and left running.
     """
-    from toolkit.backends.docker import DockerBackend
-    from toolkit.backends.podman import PodmanBackend
-
     ok, reason = container_portable_to(source, name, dest.kind)
     if not ok:
         raise Unsupported(f"cannot move {name} live to {dest.kind}: {reason}")
@@ -231,12 +234,13 @@ def live_cross_runtime(
             hint=f"start it first: ctk start {name}",
         )
     target = new_name or info.name
-    common.validate_ref(target, what="container")
-    attrs = _raw_inspect(source, name)
-    if not isinstance(dest, DockerBackend | PodmanBackend) or not dest.has_image(info.image_id):
+    validation.validate_ref(target, what="container")
+    runtime = _runtime_config(source, name)
+    restores = isinstance(dest, TemplateRestore | ForeignImageRestore)
+    if not restores or not dest.has_image(info.image_id):
         raise ImageNotFound(
             f"no image {info.image_id} ({info.image}) on {dest.kind}",
-            hint=common.image_missing_hint(info.image, info.image_id, dest.kind),
+            hint=shared.image_missing_hint(info.image, info.image_id, dest.kind),
         )
     try:
         dest.inspect(target)
@@ -247,7 +251,7 @@ def live_cross_runtime(
             f"a container named {target} exists already on {dest.kind}",
             hint="pick another name: --name NEW",
         )
-    spec = common.spec_from_inspect(attrs, image=info.image)
+    spec = source.container_spec(name)
     spec = ContainerSpec(
         # Podman names local images localhost/NAME; Docker knows them as NAME
         image=info.image.removeprefix("localhost/") if dest.kind == "docker" else info.image,
@@ -261,14 +265,14 @@ def live_cross_runtime(
         working_dir=spec.working_dir,
         user=spec.user,
         # CRIU brings the source's UTS namespace back; /etc/hostname should agree with it
-        hostname=str((attrs.get("Config") or {}).get("Hostname") or "") or None,
+        hostname=runtime.hostname or None,
     )
     checkpoint = f"ctk-xr-{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory(prefix="ctk-xr-") as tmp:
         work = Path(tmp)
         template: Path | None = None
         config: Path | None = None
-        if isinstance(dest, PodmanBackend):
+        if isinstance(dest, TemplateRestore):
             # Made before the source is frozen: the template costs no downtime.
             config = _new_config_file(target)
             try:
@@ -288,12 +292,12 @@ def live_cross_runtime(
             if on_frozen is not None:
                 on_frozen()
             _prepare_images(images, source.kind, dest.kind)
-            if isinstance(dest, PodmanBackend):
+            if isinstance(dest, TemplateRestore):
                 assert template is not None and config is not None
                 result = _restore_on_podman(
                     dest, spec, template, images, rootfs, deleted, config, tcp_established
                 )
-            elif isinstance(dest, DockerBackend):
+            elif isinstance(dest, ForeignImageRestore):
                 result = _restore_on_docker(dest, spec, info, images, rootfs, deleted, checkpoint)
             else:
                 raise Unsupported(f"cannot restore on {dest.kind}")
@@ -312,8 +316,11 @@ def live_cross_runtime(
                 ) from exc
             raise
     if keep_source:
-        with contextlib.suppress(Exception):
+        try:
             source.remove_checkpoint(name, checkpoint)
+        except Exception as exc:
+            # The copy runs; only the source's checkpoint stays behind.
+            log.warning("could not remove checkpoint %s of %s: %s", checkpoint, name, exc)
     else:
         source.remove(name, force=True)
         remove_criu_config(info)
@@ -334,7 +341,7 @@ def remove_criu_config(info: ContainerInfo) -> None:
 
 
 def _criu_reason(exc: CheckpointError) -> str:
-    return common.criu_first_error(exc.log_tail) or exc.message
+    return diagnosis.criu_first_error(exc.log_tail) or exc.message
 
 
 def _any_host_port(port: PortMapping) -> PortMapping:
@@ -351,7 +358,7 @@ def _new_config_file(target: str) -> Path:
 
 
 def _podman_template(
-    dest: PodmanBackend, spec: ContainerSpec, info: ContainerInfo, config: Path, work: Path
+    dest: TemplateRestore, spec: ContainerSpec, info: ContainerInfo, config: Path, work: Path
 ) -> Path:
     """libpod's export of an equal container, for its metadata (see the module docstring)."""
     image = dest.local_image(info.image, info.image_id)
@@ -373,8 +380,10 @@ def _podman_template(
     try:
         dest.export_raw(template_id, path, checkpoint="ctk-template")
     finally:
-        with contextlib.suppress(Exception):
+        try:
             dest.remove(template_id, force=True)
+        except Exception as exc:
+            log.warning("could not remove template container %s: %s", template_id, exc)
     return path
 
 
@@ -387,14 +396,13 @@ def _freeze(
     tcp_established: bool,
 ) -> tuple[Path, Path | None, list[str]]:
     """Checkpoint the source: its CRIU images (flat directory), rootfs changes, deleted paths."""
-    from toolkit.backends.docker import DockerBackend
-    from toolkit.backends.podman import PodmanBackend
     from toolkit.criu.images import extract_images
 
     images = work / "images"
     images.mkdir()
     rootfs = work / "rootfs.tar"
-    if isinstance(source, DockerBackend):
+    if not isinstance(source, RawCheckpointArchives):
+        # The checkpoint in place, its images and the rootfs changes fetched (Docker).
         source.checkpoint(name, CheckpointOptions(name=checkpoint, leave_running=keep_source))
         try:
             source.fetch_checkpoint_images(name, checkpoint, images)
@@ -406,7 +414,8 @@ def _freeze(
                 source.restore(name, RestoreOptions(checkpoint=checkpoint))
             raise
         return images, rootfs, [d for d in deleted if not _mount_target(d)]
-    if isinstance(source, PodmanBackend):
+    if isinstance(source, RawCheckpointArchives):
+        # The engine's own export holds the images and the rootfs changes (Podman).
         export = work / "export.tar"
         source.export_raw(
             name,
@@ -493,7 +502,7 @@ def _prepare_images(images: Path, source_kind: str, dest_kind: str) -> None:
 
 
 def _restore_on_podman(
-    dest: PodmanBackend,
+    dest: TemplateRestore,
     spec: ContainerSpec,
     template: Path,
     images: Path,
@@ -528,8 +537,8 @@ def _restore_on_podman(
             info = tarfile.TarInfo("deleted.files")
             info.size, info.mode = len(data), 0o600
             out.addfile(info, _bytes_io(data))
-    log = config.with_suffix(".restore.log")
-    options = [*PODMAN_RESTORE_OPTIONS, f"log-file {log}"]
+    log_path = config.with_suffix(".restore.log")
+    options = [*PODMAN_RESTORE_OPTIONS, f"log-file {log_path}"]
     try:
         with _restore_only(config, options):
             result = dest.import_raw(
@@ -537,10 +546,10 @@ def _restore_on_podman(
                 name=str(spec.name),
                 ports=spec.ports,
                 tcp_established=tcp_established,
-                criu_log=log,
+                criu_log=log_path,
             )
     finally:
-        log.unlink(missing_ok=True)
+        log_path.unlink(missing_ok=True)
     return result
 
 
@@ -561,7 +570,7 @@ def _bytes_io(data: bytes) -> Any:
 
 
 def _restore_on_docker(
-    dest: DockerBackend,
+    dest: ForeignImageRestore,
     spec: ContainerSpec,
     info: ContainerInfo,
     images: Path,
@@ -585,8 +594,10 @@ def _restore_on_docker(
             container_id, images, checkpoint=checkpoint, rootfs=rootfs, deleted=deleted
         )
     except BaseException:
-        with contextlib.suppress(Exception):
+        try:
             dest.remove(container_id, force=True)
+        except Exception as exc:
+            log.warning("could not remove the half-restored %s: %s", container_id, exc)
         raise
 
 

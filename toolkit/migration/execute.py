@@ -7,12 +7,18 @@ Podman -> Podman streams instead: the source's export flows into the destination
 it arrives (transfer is then the upload, restore what the destination does after it).
 Every step is journaled (:mod:`toolkit.migration.journal`) before and after it happens, so a
 killed ctk can be recovered with :func:`recover`.
+
+The paths are :data:`STRATEGIES` (stream, archive, cold, cross-runtime), each a
+:class:`Strategy` with its own way back, chosen in one place (:func:`_choose`); the journal
+records which (``extra["strategy"]``), so a rollback, here or in :func:`recover`, takes the
+same path back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import sys
@@ -22,7 +28,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from toolkit.backends.base import Backend
+from toolkit.backends.base import Backend, StreamingCheckpoints
 from toolkit.config import EngineRef, connect
 from toolkit.errors import (
     Conflict,
@@ -48,6 +54,8 @@ from toolkit.models import (
 
 if TYPE_CHECKING:
     from toolkit.migration import postcopy as postcopy_mod
+
+log = logging.getLogger(__name__)
 
 PAUSE_ENV = "CTK_MIGRATE_PAUSE_AFTER"
 """Test hook: ``CTK_MIGRATE_PAUSE_AFTER=STEP[:SECONDS]`` makes ctk print ``paused after STEP``
@@ -267,6 +275,17 @@ def migrate(
         keep_source=keep_source,
         checkpoint="",
     )
+    strategy = _choose(plan, source, dest)
+    journal.extra["strategy"] = strategy.name
+    log.debug("migrate %s: %s (%s)", name, strategy.name, plan.reason)
+    options = _Options(
+        cross=cross,
+        tcp_established=tcp_established,
+        ignore_static_ip=ignore_static_ip,
+        compress=compress,
+        verify=verify,
+        postcopy_source=pc_source,
+    )
     run = _Run(
         journal=journal,
         plan=plan,
@@ -292,9 +311,7 @@ def migrate(
             )
         )
         journal.step("preflight")
-        return _execute(
-            run, plan, cross, tcp_established, ignore_static_ip, compress, verify, pc_source
-        )
+        return _execute(run, plan, strategy, options)
 
 
 def _source_lock(
@@ -303,16 +320,8 @@ def _source_lock(
     return container_lock(source.kind, source.url, container_id, operation="migrate", name=name)
 
 
-def _execute(
-    run: _Run,
-    plan: Plan,
-    cross: Callable[..., ContainerInfo] | None,
-    tcp_established: bool,
-    ignore_static_ip: bool,
-    compress: str,
-    verify: str | None,
-    pc_source: postcopy_mod.Source | None = None,
-) -> MigrationReport:
+def _execute(run: _Run, plan: Plan, strategy: Strategy, options: _Options) -> MigrationReport:
+    """The migration's body, under the locks :func:`migrate` holds: move, or roll back."""
     journal, source, dest, name = run.journal, run.source, run.dest, run.journal.container
     progress = run.progress
     try:
@@ -321,42 +330,7 @@ def _execute(
                 run.image_bytes = copy_image(source, dest, plan.source_info, progress=progress)
             journal.step("image")
             _pause_hook("image")
-        if plan.mode == "postcopy" and pc_source is not None:
-            from toolkit.migration import postcopy
-
-            postcopy.migrate(run, pc_source, verify=verify)
-        elif plan.mode == "live" and plan.cross_runtime and cross is not None:
-            result = _live_cross(run, cross, tcp_established=tcp_established)
-            if result is None:  # cross-runtime said Unsupported before touching anything
-                plan = dataclasses.replace(plan, mode="cold")
-                journal.mode = "cold"
-        # An --rm source is gone once its export is sent, and a stream keeps no copy to
-        # bring it back from if the destination fails: it goes through an archive.
-        streams = _streams(source, dest) and not plan.source_info.auto_remove
-        if plan.mode == "postcopy":
-            pass  # postcopy.migrate verified and finished it
-        elif plan.mode == "live" and not plan.cross_runtime and streams:
-            _live_stream(
-                run,
-                tcp_established=tcp_established,
-                ignore_static_ip=ignore_static_ip,
-                verify=verify,
-            )
-        elif plan.mode == "live" and not plan.cross_runtime:
-            _live(
-                run,
-                tcp_established=tcp_established,
-                ignore_static_ip=ignore_static_ip,
-                compress=compress,
-                verify=verify,
-            )
-        elif plan.mode == "cold":
-            _cold(run, verify=verify)
-        else:
-            with run.phase("verify"):
-                _verify(dest, plan.target, verify)
-            journal.step("restore")
-            _finish(run)
+        strategy.move(run, options)
     except BaseException as exc:
         if isinstance(exc, JournalTaken):
             raise  # another ctk recovered it: what is left is theirs, touch nothing more
@@ -405,6 +379,103 @@ def _failing_phase(journal: Journal, *, needs_image: bool) -> str:
     if last == "preflight":
         return "image" if needs_image else "dump"
     return _RUNNING_AFTER.get(last, last)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """What the caller asked of the move, as every strategy reads it."""
+
+    cross: Callable[..., ContainerInfo] | None
+    tcp_established: bool
+    ignore_static_ip: bool
+    compress: str
+    verify: str | None
+    postcopy_source: postcopy_mod.Source | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """One migration path, with its own way back.
+
+    ``move`` ends with the container running on the destination and the migration finished, or
+    raises; ``restart_source`` brings the source back after a failure, once :func:`_rollback`
+    has removed the destination's copy. ``undoes_itself``: a failure inside ``move`` has
+    already undone its own changes (the cross-runtime path restores its source itself), so
+    only a ctk killed meanwhile needs :func:`_rollback` to do it.
+    """
+
+    name: str
+    move: Callable[[_Run, _Options], None]
+    restart_source: Callable[[_Run], None]
+    undoes_itself: bool = False
+
+
+def _choose(plan: Plan, source: Backend, dest: Backend) -> Strategy:
+    """The one place a path is chosen: the plan says live or cold, the engines say how."""
+    if plan.mode == "postcopy":
+        return STRATEGIES["postcopy"]
+    if plan.mode == "cold":
+        return STRATEGIES["cold"]
+    if plan.cross_runtime:
+        return STRATEGIES["cross-runtime"]
+    # An --rm source is gone once its export is sent, and a stream keeps no copy to
+    # bring it back from if the destination fails: it goes through an archive.
+    if _streams(source, dest) and not plan.source_info.auto_remove:
+        return STRATEGIES["stream"]
+    return STRATEGIES["archive"]
+
+
+def _strategy_of(journal: Journal) -> Strategy:
+    """The strategy a journal recorded (journals of an older ctk say it in other keys)."""
+    name = journal.extra.get("strategy")
+    if name not in STRATEGIES:
+        cross = journal.extra.get("cross_runtime")
+        name = "cross-runtime" if cross else "cold" if journal.mode == "cold" else "archive"
+    return STRATEGIES[str(name)]
+
+
+def _move_stream(run: _Run, options: _Options) -> None:
+    _live_stream(
+        run,
+        tcp_established=options.tcp_established,
+        ignore_static_ip=options.ignore_static_ip,
+        verify=options.verify,
+    )
+
+
+def _move_archive(run: _Run, options: _Options) -> None:
+    _live(
+        run,
+        tcp_established=options.tcp_established,
+        ignore_static_ip=options.ignore_static_ip,
+        compress=options.compress,
+        verify=options.verify,
+    )
+
+
+def _move_postcopy(run: _Run, options: _Options) -> None:
+    from toolkit.migration import postcopy
+
+    assert options.postcopy_source is not None  # migrate() checked the ends for this mode
+    postcopy.migrate(run, options.postcopy_source, verify=options.verify)
+
+
+def _move_cold(run: _Run, options: _Options) -> None:
+    _cold(run, verify=options.verify)
+
+
+def _move_cross_runtime(run: _Run, options: _Options) -> None:
+    assert options.cross is not None  # the plan is live across runtimes only when it exists
+    if _live_cross(run, options.cross, tcp_established=options.tcp_established) is None:
+        # cross-runtime said Unsupported before touching anything: a cold move instead
+        run.journal.mode = "cold"
+        run.journal.extra["strategy"] = "cold"
+        _move_cold(run, options)
+        return
+    with run.phase("verify"):
+        _verify(run.dest, run.journal.target, options.verify)
+    run.journal.step("restore")
+    _finish(run)
 
 
 def _live_cross(
@@ -509,9 +580,7 @@ def _restored(run: _Run, verify: str | None) -> None:
 
 def _streams(source: Backend, dest: Backend) -> bool:
     """True when the source's export can flow straight into the destination's import."""
-    from toolkit.backends.podman import PodmanBackend
-
-    return isinstance(source, PodmanBackend) and isinstance(dest, PodmanBackend)
+    return isinstance(source, StreamingCheckpoints) and isinstance(dest, StreamingCheckpoints)
 
 
 def _live_stream(
@@ -529,10 +598,8 @@ def _live_stream(
     dump is written, so the first chunk marks the end of the dump; from then on the
     destination holds the request.
     """
-    from toolkit.backends.podman import PodmanBackend
-
     journal, source, dest = run.journal, run.source, run.dest
-    assert isinstance(source, PodmanBackend) and isinstance(dest, PodmanBackend)
+    assert isinstance(source, StreamingCheckpoints) and isinstance(dest, StreamingCheckpoints)
     journal.checkpoint = f"migrate-{journal.id}"
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
@@ -637,8 +704,11 @@ def _finish(run: _Run) -> None:
     journal = run.journal
     if not journal.keep_source and not journal.done("source-removed"):
         journal.check_unchanged()
-        with contextlib.suppress(CtkError):
+        try:
             run.source.remove(journal.container, force=True)
+        except CtkError as exc:
+            log.warning("could not remove the source %s: %s", journal.container, exc)
+            run.notes.append(f"could not remove the source {journal.container}: {exc}")
         journal.step("source-removed")
     shutil.rmtree(journal.workdir, ignore_errors=True)
     journal.archive = ""
@@ -654,7 +724,12 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
     journal, dest = run.journal, run.dest
     if journal.done("done"):
         return
-    cross = bool(journal.extra.get("cross_runtime")) and not journal.done("restore")
+    strategy = _strategy_of(journal)
+    cross = (
+        strategy.undoes_itself
+        and journal.done("cross-runtime-started")
+        and not journal.done("restore")
+    )
     if cross and not interrupted:
         journal.step("rolled-back", state="rolled_back")
         run.rolled_back.append("the cross-runtime path undid its own changes")
@@ -680,9 +755,10 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
             run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
     try:
         if cross:
-            _restart_cross_source(run)
+            strategy.restart_source(run)
         else:
-            _restart_source(run)
+            # a cross-runtime move that restored and then failed comes back as a live one
+            STRATEGIES["archive" if strategy.undoes_itself else strategy.name].restart_source(run)
     except CtkError as exc:
         run.rolled_back.append(f"could not restart the source: {exc}")
         journal.step("rollback-failed", state="failed")
@@ -726,10 +802,6 @@ def _restart_source(run: _Run) -> None:
     if info.running:
         run.rolled_back.append(f"source {journal.container} was still running")
         return
-    if journal.mode == "cold":
-        source.start(journal.container)
-        run.rolled_back.append(f"started the source {journal.container} again (cold: fresh)")
-        return
     try:
         source.restore(journal.container, RestoreOptions(checkpoint=journal.checkpoint))
         run.rolled_back.append(
@@ -746,6 +818,38 @@ def _restart_source(run: _Run) -> None:
         journal.archive, ImportOptions(verify_keys=sealing.recorded_keys(journal))
     )
     run.rolled_back.append(f"re-imported the source {journal.container} from the archive ({first})")
+
+
+def _restart_cold_source(run: _Run) -> None:
+    journal, source = run.journal, run.source
+    info = source.inspect(journal.container)
+    if info.paused:
+        # a cold move freezes an --rm source rather than stop it (which would remove it)
+        source.unpause(journal.container)
+        run.rolled_back.append(f"unpaused the source {journal.container}")
+        return
+    if info.running:
+        run.rolled_back.append(f"source {journal.container} was still running")
+        return
+    source.start(journal.container)
+    run.rolled_back.append(f"started the source {journal.container} again (cold: fresh)")
+
+
+# Every migration path, by the name the journal records (``journal.extra["strategy"]``).
+STRATEGIES: dict[str, Strategy] = {
+    # Podman -> Podman: libpod's export flows into the destination's import
+    "stream": Strategy("stream", _move_stream, _restart_source),
+    # checkpoint into a ctk archive here, import it there
+    "archive": Strategy("archive", _move_archive, _restart_source),
+    # stop, copy the rootfs changes, create again: memory is not kept
+    "cold": Strategy("cold", _move_cold, _restart_cold_source),
+    # Podman -> Podman post-copy: resumed there first, memory served from here by CRIU
+    "postcopy": Strategy("postcopy", _move_postcopy, _restart_source),
+    # Docker <-> Podman: toolkit.migration.cross_runtime translates the CRIU images
+    "cross-runtime": Strategy(
+        "cross-runtime", _move_cross_runtime, _restart_cross_source, undoes_itself=True
+    ),
+}
 
 
 def recover(migration_id: str | None = None) -> list[MigrationReport]:

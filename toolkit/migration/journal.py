@@ -18,7 +18,7 @@ from typing import Any
 
 from toolkit.errors import Conflict, NotFound
 from toolkit.locks import ProcessId
-from toolkit.registry import state_dir
+from toolkit.records import state_dir
 
 # The states a journal ends in; every other state means the migration did not finish.
 FINAL_STATES = frozenset({"done", "rolled_back", "aborted"})

@@ -62,8 +62,7 @@ from toolkit.errors import CheckpointError, EngineError, Unsupported
 from toolkit.models import CheckpointOptions
 
 if TYPE_CHECKING:
-    from toolkit.backends.base import Backend
-    from toolkit.backends.podman import PodmanBackend
+    from toolkit.backends.base import Backend, CheckpointTemplates
     from toolkit.migration.execute import _Run
     from toolkit.models import ContainerSpec
 
@@ -112,7 +111,7 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
     Raises:
         Unsupported: an engine, the container, this kernel or the link cannot do it (exit 6).
     """
-    from toolkit.backends.podman import PodmanBackend
+    from toolkit.backends.base import LazyCheckpoints
 
     if keep_source:
         raise Unsupported(
@@ -121,7 +120,7 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
         )
 
     for side, backend in (("source", source), ("destination", dest)):
-        if not isinstance(backend, PodmanBackend):
+        if not isinstance(backend, LazyCheckpoints):
             raise Unsupported(
                 f"post-copy needs Podman at both ends; the {side} is {backend.kind}",
                 hint=(
@@ -130,16 +129,15 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
                     "ctk cannot ask its runc for a lazy dump: use --mode live"
                 ),
             )
-    assert isinstance(source, PodmanBackend)
-    attrs = source.raw_inspect(name)
-    runtime = str(attrs.get("OCIRuntime") or "")
+    assert isinstance(source, LazyCheckpoints)
+    found = source.runtime_config(name)
+    runtime = found.runtime
     if runtime != "runc":
         raise Unsupported(
             f"container {name} runs on {runtime or 'an unknown runtime'}, not runc",
             hint="post-copy passes CRIU options through runc's org.criu.config annotation",
         )
-    annotations = (attrs.get("Config") or {}).get("Annotations") or {}
-    config = annotations.get(ANNOTATION)
+    config = found.annotations.get(ANNOTATION)
     if not config:
         raise Unsupported(
             f"container {name} has no {ANNOTATION} annotation, which post-copy needs",
@@ -150,18 +148,18 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
             ),
         )
     config_path = Path(config)
-    checkpoint_dir = Path(str(attrs.get("StaticDir") or "")) / "checkpoint"
-    if not config_path.parent.is_dir() or not checkpoint_dir.parent.is_dir():
+    checkpoint_dir = Path(found.state_dir) / "checkpoint"
+    if not found.state_dir or not config_path.parent.is_dir() or not checkpoint_dir.parent.is_dir():
         raise Unsupported(
             f"container {name}'s CRIU config and storage are not on this machine",
             hint="post-copy runs ctk on the source engine's machine (local or testbed socket)",
         )
     _require_uffd()
-    upper = ((attrs.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+    upper = found.upper_dir
     address = os.environ.get(ADDRESS_ENV, "127.0.0.1")
     port = _free_port(address)
     return Source(
-        container_id=str(attrs["Id"]),
+        container_id=source.inspect(name).id,
         config=config_path,
         checkpoint_dir=checkpoint_dir,
         upper_dir=Path(upper) if upper else None,
@@ -171,7 +169,7 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
 
 
 def create_ready(
-    backend: PodmanBackend, spec: ContainerSpec, *, config_dir: Path | None = None
+    backend: CheckpointTemplates, spec: ContainerSpec, *, config_dir: Path | None = None
 ) -> str:
     """Create and start ``spec`` on runc with a post-copy-ready annotation.
 
@@ -389,12 +387,13 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
             by the caller's rollback and the source runs again (CRIU thaws it).
         EngineError: the pages did not all arrive in time.
     """
-    from toolkit.backends.podman import PodmanBackend
+    from toolkit.backends.base import LazyCheckpoints
     from toolkit.migration.cross_runtime import _new_config_file, _podman_template
     from toolkit.migration.execute import _restored
 
     journal, source, dest = run.journal, run.source, run.dest
-    assert isinstance(dest, PodmanBackend) and run.plan is not None
+    assert isinstance(dest, LazyCheckpoints) and run.plan is not None
+    assert isinstance(source, LazyCheckpoints)  # check() refused any other engine
     criu = shutil.which("criu") or "criu"
     work = journal.workdir
     work.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -412,11 +411,7 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     journal.checkpoint = f"migrate-{journal.id}"
     # The checkpoint call returns only after the last page: a client of its own, whose HTTP
     # timeout (120 s by default) does not cut a long copy short.
-    dumper = (
-        PodmanBackend(source.url, timeout=int(PAGES_TIMEOUT))
-        if not source.url.startswith("ssh://")
-        else source
-    )
+    dumper = source.with_timeout(int(PAGES_TIMEOUT))
     src.config.write_text(f"lazy-pages\naddress {src.address}\nport {src.port}\n")
     try:
         journal.step("dump-started")

@@ -1,4 +1,4 @@
-"""ctk's own record of the checkpoints it made: names and creation times.
+"""ctk's own records: the checkpoints it made (names, creation times) and its state directory.
 
 Docker lists a container's checkpoints without dates and Podman keeps one unnamed checkpoint in
 place, so "the latest checkpoint of NAME" needs a record of our own. One small JSON file per

@@ -1,0 +1,285 @@
+"""Podman checkpoints: libpod's ``/containers/{id}/checkpoint`` and ``/restore`` routes.
+
+Podman keeps one checkpoint per container in place (the latest), so ctk's records
+(:mod:`toolkit.records`) hold its name and time.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import Any
+
+from toolkit import interrupts, records
+from toolkit.backends import shared, validation
+from toolkit.backends.podman.client import (
+    _STATE_CAUSES,
+    PodmanClient,
+    _explanation,
+    podman,
+    requests,
+)
+from toolkit.criu import diagnosis
+from toolkit.errors import (
+    CheckpointNotFound,
+    Conflict,
+    CtkError,
+    EngineUnavailable,
+    Unsupported,
+)
+from toolkit.models import (
+    Checkpoint,
+    CheckpointOptions,
+    ContainerInfo,
+    RestoreOptions,
+)
+
+log = logging.getLogger(__name__)
+
+# Chunk size for streamed checkpoint exports.
+_CHUNK = 1024 * 1024
+
+
+def _checkpoint_params(options: CheckpointOptions, **extra: Any) -> dict[str, Any]:
+    """Query of ``POST /libpod/containers/{id}/checkpoint`` for ``options``."""
+    return {
+        # keep: CRIU's log and stats stay beside the images, for error reports and
+        # --print-stats, and a restore does not consume the checkpoint.
+        "keep": True,
+        "leaveRunning": options.leave_running,
+        "tcpEstablished": options.tcp_established,
+        "fileLocks": options.file_locks,
+        **extra,
+    }
+
+
+def _given(params: Mapping[str, Any]) -> frozenset[str]:
+    """The CRIU switches a libpod checkpoint/restore query passes, as the user typed them."""
+    return diagnosis.criu_flags(
+        tcp_established=bool(params.get("tcpEstablished")),
+        file_locks=bool(params.get("fileLocks")),
+    )
+
+
+class CheckpointsMixin(PodmanClient):
+    """Checkpoint (in place or streamed as libpod's export), list, restore."""
+
+    def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
+        cp_name = options.name or records.new_checkpoint_name()
+        attrs = self._require_checkpointable(name, cp_name)
+        # libpod refuses it too, but as a failed checkpoint (500); say why, as on Docker
+        validation.refuse_auto_remove_in_place(name, attrs)
+        log.debug("podman %s: checkpoint %s of %s (%s)", self.url, cp_name, name, options)
+        params = _checkpoint_params(options)
+        with interrupts.shielded():  # a signal waits for the dump (see _export_chunks)
+            interrupts.pause_at("dump")
+            try:
+                response = self._api.post(f"/containers/{attrs['Id']}/checkpoint", params=params)
+                response.raise_for_status()
+            except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
+                raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
+            record = self._record_checkpoint(attrs, cp_name)
+        return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
+
+    def _require_checkpointable(self, name: str, cp_name: str) -> dict[str, Any]:
+        attrs = self._attrs(name)
+        validation.validate_checkpoint_name(cp_name)
+        state = attrs.get("State") or {}
+        if not state.get("Running") or state.get("Paused"):
+            raise Conflict(
+                f"container {name} is not running; only a running container can be checkpointed",
+                hint=f"start it first: ctk start {name}",
+            )
+        return attrs
+
+    def _record_checkpoint(self, attrs: dict[str, Any], cp_name: str) -> Checkpoint:
+        record = records.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
+        # The new checkpoint replaced the one held in place: forget older names.
+        records.forget_others(self.kind, self.url, attrs["Id"], keep=cp_name)
+        return record
+
+    def _checkpoint_failed(
+        self, name: str, attrs: dict[str, Any], exc: Exception, given: frozenset[str]
+    ) -> CtkError:
+        """The error for a checkpoint (or its export) that failed; the container runs again.
+
+        ``given``: the CRIU switches the user passed (no hint suggests them again).
+        """
+        if isinstance(exc, podman.errors.APIError) and getattr(exc, "status_code", None) is None:
+            return shared.unavailable(self.kind, self.url)
+        self._ensure_running_after_failure(attrs["Id"])
+        if isinstance(exc, podman.errors.APIError):
+            return diagnosis.criu_error(
+                "checkpoint",
+                name,
+                _explanation(exc),
+                self._criu_log(attrs, "dump.log"),
+                given=given,
+            )
+        return EngineUnavailable(f"Podman broke off the export: {exc}")
+
+    def checkpoint_stream(
+        self, name: str, options: CheckpointOptions
+    ) -> Generator[bytes, None, None]:
+        """Checkpoint ``name`` and yield libpod's export tar as it arrives, staging nothing.
+
+        The tar holds ``checkpoint/`` (the CRIU images, with CRIU's ``stats-dump``),
+        ``rootfs-diff.tar``, ``deleted.files`` and libpod's metadata; :meth:`restore_stream`
+        takes it. The checkpoint in place is kept, so :meth:`restore` can put the container
+        back when what follows fails. Checks happen at once; the dump starts when the first
+        chunk is asked for.
+
+        Raises:
+            Conflict: the container is not running.
+            CheckpointError: CRIU failed (while iterating); the container keeps running.
+        """
+        cp_name = options.name or records.new_checkpoint_name()
+        attrs = self._require_checkpointable(name, cp_name)
+        # printStats: CRIU's stats-dump goes into the export, for inspect and --print-stats
+        params = _checkpoint_params(options, export=True, printStats=True)
+        return self._export_chunks(name, attrs, cp_name, params)
+
+    def _export_chunks(
+        self, name: str, attrs: dict[str, Any], cp_name: str, params: dict[str, Any]
+    ) -> Generator[bytes, None, None]:
+        response = None
+        log.debug("podman %s: export checkpoint %s of %s (%s)", self.url, cp_name, name, params)
+        try:
+            # A signal waits for libpod's answer: cut off, libpod would go on dumping (and
+            # stop the container) with nobody left to restore it.
+            with interrupts.shielded():
+                interrupts.pause_at("dump")
+                response = self._api.post(
+                    f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
+                )
+                response.raise_for_status()
+                # libpod answers once the dump is written and kept in place: record it now, so
+                # a consumer that gives up half-way can still restore it.
+                self._record_checkpoint(attrs, cp_name)
+            yield from response.iter_content(chunk_size=_CHUNK)
+        except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
+        finally:
+            if response is not None:
+                response.close()
+
+    def _criu_log(self, attrs: dict[str, Any], filename: str) -> str:
+        """CRIU's log, when the engine runs on this machine and kept it."""
+        from pathlib import Path
+
+        userdata = Path(str(attrs.get("StaticDir") or ""))
+        for path in (userdata / filename, userdata / "checkpoint" / filename):
+            try:
+                return path.read_text(errors="replace")
+            except OSError:
+                continue
+        return ""
+
+    def _ensure_running_after_failure(self, container_id: str) -> None:
+        # A failed dump must leave the container running; if runc did not resume it, start it.
+        try:
+            attrs = self._attrs(container_id)
+            if not (attrs.get("State") or {}).get("Running"):
+                self._api.post(f"/containers/{container_id}/start").raise_for_status()
+        except Exception as exc:
+            log.warning(
+                "podman: %s may be left stopped after a failed checkpoint: %s", container_id, exc
+            )
+
+    def checkpoints(self, name: str) -> list[Checkpoint]:
+        attrs = self._attrs(name)
+        state = attrs.get("State") or {}
+        has_image = bool(state.get("Checkpointed") or state.get("CheckpointedAt"))
+        present = records.names(self.kind, self.url, attrs["Id"]) if has_image else []
+        return records.ordered(self.kind, self.url, attrs["Id"], present, container=name)
+
+    def remove_checkpoint(self, name: str, checkpoint: str) -> None:
+        attrs = self._attrs(name)
+        validation.validate_checkpoint_name(checkpoint)
+        if checkpoint not in {c.name for c in self.checkpoints(name)}:
+            raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
+        # Podman has no route to delete the in-place checkpoint alone; forgetting it makes
+        # ctk never restore from it, and Podman overwrites it on the next checkpoint.
+        records.forget_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
+
+    def restore(self, name: str, options: RestoreOptions) -> ContainerInfo:
+        attrs = self._attrs(name)
+        if (attrs.get("State") or {}).get("Running"):
+            raise Conflict(
+                f"container {name} is running; restore replaces its processes",
+                hint=f"stop it first: ctk stop {name}",
+            )
+        available = self.checkpoints(name)
+        if (
+            options.checkpoint is not None
+            and available
+            and options.checkpoint not in {c.name for c in available}
+        ):
+            raise CheckpointNotFound(
+                f"no checkpoint {options.checkpoint} for container {name} "
+                f"(Podman keeps only the latest in place: {available[-1].name})",
+                hint="export checkpoints to keep several: ctk checkpoint NAME --export FILE",
+            )
+        validation.choose_checkpoint(name, available, options.checkpoint)
+        params = {
+            "keep": True,
+            "tcpEstablished": options.tcp_established,
+            "fileLocks": options.file_locks,
+        }
+        log.debug("podman %s: restore %s in place (%s)", self.url, name, params)
+        try:
+            response = self._api.post(f"/containers/{attrs['Id']}/restore", params=params)
+            response.raise_for_status()
+        except podman.errors.APIError as exc:
+            if getattr(exc, "status_code", None) is None:
+                raise shared.unavailable(self.kind, self.url) from exc
+            if exc.args and str(exc.args[0]) in _STATE_CAUSES:
+                # Not CRIU: libpod refused for the container's state (e.g. a killed container
+                # that libpod has not finished cleaning up yet).
+                raise Conflict(_explanation(exc)) from exc
+            raise diagnosis.criu_error(
+                "restore",
+                name,
+                _explanation(exc),
+                self._criu_log(attrs, "restore.log"),
+                given=_given(params),
+            ) from exc
+        return self.inspect(attrs["Id"])
+
+    def criu_stats(self, name: str, *, phase: str) -> dict[str, int]:
+        """CRIU's statistics of the container's last ``dump`` or ``restore`` (kept by ``keep``).
+
+        Read from the container's directory: available where the engine runs on this machine.
+        """
+        from toolkit.criu.images import read_stats
+
+        userdata = Path(str(self._attrs(name).get("StaticDir") or ""))
+        if not userdata.parts or not userdata.is_dir():
+            return {}
+        return read_stats(userdata, phase=phase)
+
+    def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
+        """Copy the in-place checkpoint's CRIU images into ``dest``.
+
+        libpod has no route that hands them out, so this reads the container's directory and
+        works only where the engine runs on this machine.
+        """
+        attrs = self._attrs(name)
+        validation.validate_checkpoint_name(checkpoint)
+        if checkpoint not in {c.name for c in self.checkpoints(name)}:
+            raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
+        userdata = Path(str(attrs.get("StaticDir") or ""))
+        images = userdata / "checkpoint"
+        if not userdata.parts or not (images / "pstree.img").is_file():
+            raise Unsupported(
+                f"podman's checkpoint images of {name} are not readable from here",
+                hint=f"export it and inspect the file: ctk checkpoint {name} --export FILE",
+            )
+        for item in images.iterdir():
+            if item.is_file() and not item.is_symlink():
+                shutil.copyfile(item, dest / item.name)
+        for stats in ("stats-dump", "stats-restore"):
+            if (userdata / stats).is_file():
+                shutil.copyfile(userdata / stats, dest / stats)

@@ -1,0 +1,188 @@
+"""What both backends share: the base class of their clients, errors, hints, records."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from toolkit.backends import DEFAULT_URLS, validation
+from toolkit.backends.inspection import (
+    exit_status_from_state,
+    info_from_inspect,
+    runtime_config_from_inspect,
+    spec_from_inspect,
+)
+from toolkit.errors import (
+    ContainerNotFound,
+    CtkError,
+    EngineError,
+    EngineUnavailable,
+    NetworkNotFound,
+)
+from toolkit.models import (
+    ArchiveManifest,
+    ContainerInfo,
+    ContainerSpec,
+    EngineInfo,
+    ExitStatus,
+    NetworkInfo,
+    RuntimeConfig,
+)
+
+
+def unavailable(kind: str, url: str) -> EngineUnavailable:
+    """EngineUnavailable whose hint fits the address: ctk's own engines, or the user's."""
+    name = kind.capitalize()
+    if url == DEFAULT_URLS.get(kind):
+        return EngineUnavailable(f"{name} does not answer at {url}")
+    if url.startswith("unix://"):
+        start = f"podman system service --time=0 {url}" if kind == "podman" else f"dockerd -H {url}"
+        hint = (
+            f"nothing serves {url[len('unix://') :]}: start {kind} there ({start}), "
+            "or pick another engine (ctk engine ls)"
+        )
+    else:
+        hint = f"check that {kind} is reachable at {url} and the URL is right (ctk engine ls)"
+    return EngineUnavailable(f"{name} does not answer at {url}", hint=hint)
+
+
+def not_found(container: str | None, explanation: str) -> CtkError:
+    """The error for an engine's 404: the named container's, else the engine's own words."""
+    if container is not None:
+        return ContainerNotFound(f"no such container: {container}")
+    return EngineError(explanation)
+
+
+def with_checkpoints(info: ContainerInfo, url: str) -> ContainerInfo:
+    """``info`` with the names of the checkpoints ctk recorded for it, oldest first."""
+    from toolkit import records
+
+    recorded = records.names(info.engine, url, info.id)
+    if not recorded:
+        return info
+    ordered = records.ordered(info.engine, url, info.id, recorded, container=info.name)
+    return dataclasses.replace(info, checkpoints=tuple(c.name for c in ordered))
+
+
+def image_missing_hint(image: str, image_id: str, kind: str) -> str:
+    return (
+        f"{kind} needs the exact image the checkpoint was taken from ({image}, {image_id}): "
+        f"copy it with: docker save {image} | {kind} load"
+    )
+
+
+def archive_manifest(
+    *,
+    engine: EngineInfo,
+    attrs: Mapping[str, Any],
+    info: ContainerInfo,
+    checkpoint: str,
+    engine_data: Mapping[str, Any],
+) -> ArchiveManifest:
+    """The manifest of an archive being written (members are filled in by the writer)."""
+    from toolkit.criu.probe import probe_criu
+
+    spec = spec_from_inspect(attrs, image=info.image)
+    return ArchiveManifest(
+        format_version=1,
+        engine=engine.kind,
+        engine_version=engine.version,
+        criu_version=probe_criu(run_check=False).version_text,
+        container_id=info.id,
+        container_name=info.name,
+        image=info.image,
+        image_id=info.image_id,
+        checkpoint=checkpoint,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        spec=spec.to_dict(),
+        engine_data=dict(engine_data),
+        kernel=platform.release(),
+    )
+
+
+class BackendBase:
+    """What the Docker and Podman backends do alike, written once over a few engine hooks.
+
+    Both engines answer inspect in Docker's shape (Podman adds keys), so everything built from
+    an inspect lives here; an engine's client class supplies ``_attrs`` (its inspect),
+    ``_container_ids`` and ``_network_refs`` (its list routes) and ``inspect_network``.
+    """
+
+    kind: str
+    url: str
+    # Any: the SDK's client object (docker.DockerClient or podman.PodmanClient).
+    _client: Any
+
+    # -- engine hooks ----------------------------------------------------------------------
+    def _attrs(self, name: str) -> dict[str, Any]:
+        """The engine's inspect data of container ``name``. Raises ContainerNotFound."""
+        raise NotImplementedError
+
+    def _container_ids(self, *, all: bool, filters: dict[str, list[str]]) -> list[str]:
+        """IDs of the containers the engine lists (``filters`` already validated)."""
+        raise NotImplementedError
+
+    def _network_refs(self) -> list[str]:
+        """A reference (ID or name) to every network, in the order of their names."""
+        raise NotImplementedError
+
+    def inspect_network(self, name: str) -> NetworkInfo:
+        raise NotImplementedError
+
+    # -- written once -----------------------------------------------------------------------
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except Exception:
+            # ping answers a question: any failure to answer it means "no".
+            return False
+
+    def inspect(self, name: str) -> ContainerInfo:
+        return with_checkpoints(info_from_inspect(self._attrs(name), self.kind), self.url)
+
+    def containers(
+        self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerInfo]:
+        wanted = validation.validate_filters(filters)
+        result: list[ContainerInfo] = []
+        for container_id in self._container_ids(all=all, filters=wanted):
+            try:
+                result.append(self.inspect(container_id))
+            except ContainerNotFound:
+                continue  # removed between the list and the inspect
+        return result
+
+    def exit_status(self, name: str) -> ExitStatus:
+        return exit_status_from_state(self._attrs(name).get("State") or {})
+
+    def networks(self) -> list[NetworkInfo]:
+        result: list[NetworkInfo] = []
+        for ref in self._network_refs():
+            try:
+                result.append(self.inspect_network(ref))
+            except NetworkNotFound:
+                continue  # removed between the list and the inspect
+        return result
+
+    # -- migration (toolkit.migration) --------------------------------------------------
+    def mounts(self, name: str) -> tuple[str, ...]:
+        """Where the container has volumes or bind mounts (their destinations)."""
+        attrs = self._attrs(name)
+        return tuple(str(m.get("Destination", "")) for m in attrs.get("Mounts") or ())
+
+    def runtime_config(self, name: str) -> RuntimeConfig:
+        """How the engine runs the container (runtime, network mode, mounts, hostname).
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        return runtime_config_from_inspect(self._attrs(name))
+
+    def container_spec(self, name: str) -> ContainerSpec:
+        """The engine-neutral spec to make this container again elsewhere."""
+        attrs = self._attrs(name)
+        info = info_from_inspect(attrs, self.kind)
+        return spec_from_inspect(attrs, image=info.image)
