@@ -231,4 +231,4 @@ def test_rollback_takes_the_strategy_the_journal_recorded(
         id="x", container="web", target="web", source={}, destination={}, mode=mode, extra=extra
     )
     assert _strategy_of(record) is STRATEGIES[expected]
-    assert set(STRATEGIES) == {"stream", "archive", "cold", "cross-runtime"}
+    assert set(STRATEGIES) == {"stream", "archive", "cold", "cross-runtime", "postcopy"}
