@@ -462,6 +462,9 @@ class ImportOptions(_Model):
 
     An archive's checksums (or a signature) say nothing about what its payload asks of this
     host, so its volumes and bind mounts are refused unless the importing user names them."""
+    allow_host_network: bool = False
+    """Let the archive's container share this host's network namespace (``network=host``):
+    ``--allow-host-network``. Refused otherwise, whoever signed the archive."""
 
 
 @dataclass(frozen=True)

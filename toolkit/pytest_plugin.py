@@ -365,7 +365,9 @@ def clone_from_archive(source: SnapshotSource) -> SnapshotContainer:
     backend = source.backend
     started = time.monotonic()
     info = backend.import_checkpoint(
-        source.archive, ImportOptions(name=_unique_name("ctk-test"), ports=source.ports)
+        source.archive,
+        # the plugin made this archive itself in this session: a host network is the source's
+        ImportOptions(name=_unique_name("ctk-test"), ports=source.ports, allow_host_network=True),
     )
     # The clone's log may start with the original's output (Podman keeps it): this test's
     # output begins here.

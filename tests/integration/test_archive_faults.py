@@ -208,16 +208,15 @@ def test_hardlink_through_symlink_in_rootfs_diff_is_refused(
     assert "below a symlink" in stderr
 
 
-def test_podman_manifest_network_must_match_payload(
+def test_manifest_network_host_is_refused(
     engine: Backend, containers: Containers, criu: None, tmp_path: Path
 ) -> None:
-    """A manifest saying network=host over a payload with its own namespace: inspect would lie.
+    """A manifest edited to say network=host: refused on both engines (exit 8), nothing made.
 
-    Docker's payload holds no network configuration (the container is made from the manifest),
-    so there the manifest's word is what is created: that engine imports it as host network.
+    On Podman the payload also has a network namespace of its own, so inspect would lie; on
+    Docker, whose container is made from the manifest, it would share the host's network.
+    Either way an archive gets the host's network only with --allow-host-network.
     """
-    if engine.kind != "podman":
-        pytest.skip("only Podman's payload states the network apart from the manifest")
     good = _export(engine, containers, tmp_path)
 
     def manifest(m: ArchiveManifest) -> ArchiveManifest:
@@ -226,6 +225,31 @@ def test_podman_manifest_network_must_match_payload(
     hostile = _tamper(good, tmp_path / "hostile.ctk", tmp_path / "work", manifest=manifest)
     stderr = _import_refused(engine, hostile, containers.name("net"))
     assert "network=host" in stderr
+    assert "--allow-host-network" in stderr
+
+
+def test_host_network_archive_needs_allow_host_network(
+    engine: Backend, containers: Containers, criu: None, tmp_path: Path
+) -> None:
+    """A genuine archive of a host-network container: refused without the flag, restored with."""
+    from tests.integration.conftest import counter_command, free_port
+    from tests.integration.test_network_checkpoint import _answers_on_loopback
+
+    port = free_port()
+    info = containers.run(network="host", command=counter_command(port, "127.0.0.1"))
+    assert _answers_on_loopback(port) >= 1
+    path = tmp_path / "host.ctk"
+    engine.export_checkpoint(info.name, path, ExportOptions(checkpoint=CheckpointOptions()))
+    clone = containers.name("hostnet")
+    stderr = _import_refused(engine, path, clone)
+    assert "--allow-host-network" in stderr
+    result = ctk(
+        "restore", "--import", str(path), "--name", clone, "--allow-host-network",
+        engine=engine.kind,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert engine.inspect(clone).running
+    assert _answers_on_loopback(port) >= 1
 
 
 def test_clashing_member_names_are_exit_8(
@@ -264,20 +288,24 @@ def test_bind_mount_needs_allow_mount(
 ) -> None:
     """A bind mount in the payload is the host's directory: imported only when the user names it.
 
-    Docker's payload has no mounts to check: its import makes the container from the manifest's
-    spec, which carries none (an archive of a container with a bind mount fails there in CRIU's
-    restore, exit 7, as before this check).
+    Docker's archives carry no mounts at all: exporting such a container is refused before
+    anything is frozen (exit 6), the container left running.
     """
     from toolkit.models import Mount
-
-    if engine.kind != "podman":
-        pytest.skip("Docker's payload carries no mounts: its import never mounts host paths")
 
     data = tmp_path / "data"
     data.mkdir()
     info = containers.run(volumes=(Mount(target="/data", source=str(data), type="bind"),))
     wait_count_at_least(engine, info.name, 1)
     path = tmp_path / "bind.ctk"
+    if engine.kind == "docker":
+        # Docker's archives carry no mounts: refused before anything is frozen (exit 6)
+        result = ctk("checkpoint", info.name, "--export", str(path), engine=engine.kind)
+        assert result.returncode == ExitCode.UNSUPPORTED, result.stderr
+        assert "volumes or bind mounts" in result.stderr
+        assert engine.inspect(info.name).running
+        assert not path.exists()
+        return
     engine.export_checkpoint(
         info.name, path, ExportOptions(checkpoint=CheckpointOptions(leave_running=True))
     )

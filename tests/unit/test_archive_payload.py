@@ -328,7 +328,9 @@ def test_docker_spec_foreign_namespaces(network: str) -> None:
 
 
 def test_docker_spec_ok_and_runtime() -> None:
-    check_container_spec({"image": "x", "network": "host", "runtime": "runc"})
+    check_container_spec(
+        {"image": "x", "network": "host", "runtime": "runc"}, allow_host_network=True
+    )
     check_container_spec({"image": "x", "network": None})
     _refused("runtime", check_container_spec, {"image": "x", "runtime": "/tmp/evil"})
 
@@ -421,3 +423,7 @@ def test_podman_none_network_shape() -> None:
     config["spec"]["linux"]["namespaces"][1] = {"type": "network"}
     check_libpod_config(config, manifest=_manifest("none"), policy=POLICY)
     _refused("network=host", check_libpod_config, config, manifest=_manifest("host"), policy=POLICY)
+
+
+def test_host_network_needs_the_users_word() -> None:
+    _refused("network=host", check_container_spec, {"image": "x", "network": "host"})

@@ -57,4 +57,5 @@ def test_inspect_refuses_without_engine(tmp_path: Path) -> None:
 def test_allow_mount_needs_import() -> None:
     result = ctk("restore", "web1", "--allow-mount", "/srv", engine=NOWHERE)
     assert result.returncode == ExitCode.USAGE
-    assert "--allow-mount need --import" in result.stderr
+    assert "--allow-host-network need --import" in result.stderr
+    assert "--allow-mount" in result.stderr

@@ -396,18 +396,33 @@ def manifest_network(spec: Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else ""
 
 
-def check_container_spec(spec: Mapping[str, Any], *, what: str = "the manifest's spec") -> None:
+def check_container_spec(
+    spec: Mapping[str, Any],
+    *,
+    allow_host_network: bool = False,
+    what: str = "the manifest's spec",
+) -> None:
     """The manifest's container spec, from which Docker's import creates the container.
 
     Only what ``docker run`` through ctk can ask for is read from it; of that, the network
-    must not join another container's or a path's namespaces, and the runtime must be a name.
+    must not join another container's or a path's namespaces, the host's network only when
+    the user allowed it (``--allow-host-network``: a checksum or even a signature says who
+    made the archive, not that this host wants to share its network with it), and the
+    runtime must be a name.
 
     Raises:
-        ArchiveError: a network mode that joins foreign namespaces, a runtime given as a path.
+        ArchiveError: a network mode that joins foreign namespaces or, not allowed, the
+            host's; a runtime given as a path.
     """
     network = manifest_network(spec)
     if network.startswith(("container:", "ns:", "/")):
         raise _refuse(what, f"its network {network!r} joins another namespace")
+    if network == "host" and not allow_host_network:
+        raise ArchiveError(
+            "the archive asks for network=host: its container would share this host's "
+            "network namespace",
+            hint="if you trust the archive and want that, import with --allow-host-network",
+        )
     runtime = spec.get("runtime")
     if runtime is not None and not (isinstance(runtime, str) and _RUNTIME_NAME.match(runtime)):
         raise _refuse(what, f"its runtime {runtime!r} is a path, not a runtime's name")
@@ -435,6 +450,7 @@ def check_podman_payload(
     manifest: ArchiveManifest,
     *,
     allow_mounts: Sequence[str] = (),
+    allow_host_network: bool = False,
     criu_config_dirs: Iterable[str] | None = None,
 ) -> None:
     """Check libpod's export tar before libpod sees it, in one streamed pass.
@@ -451,6 +467,7 @@ def check_podman_payload(
 
         # where toolkit.migration.cross_runtime writes the per-container CRIU configs
         criu_config_dirs = (str(records.state_dir() / "criu-config"),)
+    check_container_spec(manifest.spec, allow_host_network=allow_host_network)
     policy = PayloadPolicy(
         allow_mounts=tuple(allow_mounts), criu_config_dirs=tuple(criu_config_dirs)
     )

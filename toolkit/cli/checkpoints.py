@@ -364,6 +364,12 @@ def render_images(images: CheckpointImages) -> None:
     "(repeatable); archives are refused if they mount anything not named here.",
 )
 @click.option(
+    "--allow-host-network",
+    is_flag=True,
+    help="With --import: let an archived container of network=host share this host's network "
+    "(refused otherwise).",
+)
+@click.option(
     "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
 )
 @json_option
@@ -379,6 +385,7 @@ def restore(
     verify_keys: tuple[str, ...],
     publish: tuple[str, ...],
     allow_mounts: tuple[str, ...],
+    allow_host_network: bool,
     print_stats: bool,
 ) -> None:
     """Restore container NAME from a checkpoint; its processes continue where they were.
@@ -391,10 +398,17 @@ def restore(
     if import_path is None:
         if name is None:
             raise click.UsageError("give the container NAME, or --import FILE")
-        if new_name or ignore_static_ip or publish or verify_keys or allow_mounts:
+        if (
+            new_name
+            or ignore_static_ip
+            or publish
+            or verify_keys
+            or allow_mounts
+            or allow_host_network
+        ):
             raise click.UsageError(
-                "--name, --ignore-static-ip, --publish, --verify and --allow-mount need --import "
-                "FILE"
+                "--name, --ignore-static-ip, --publish, --verify, --allow-mount and "
+                "--allow-host-network need --import FILE"
             )
         options = RestoreOptions(
             checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
@@ -420,6 +434,7 @@ def restore(
             ports=ports,
             verify_keys=verify_keys,
             allow_mounts=allow_mounts,
+            allow_host_network=allow_host_network,
         )
         # Refuse an unsigned or untrusted archive before any engine is contacted (the
         # reader checks the signature again while it extracts).

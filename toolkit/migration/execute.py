@@ -559,6 +559,8 @@ def _live(
                 tcp_established=tcp_established,
                 ignore_static_ip=ignore_static_ip,
                 verify_keys=key.verify_keys,
+                # signed by this migration's key: the network is the source's own
+                allow_host_network=True,
             ),
         )
     run.downtime = time.monotonic() - run.frozen_at
@@ -791,7 +793,10 @@ def _restart_source(run: _Run) -> None:
         # An --rm source goes with its dump: the archive is all that holds it now.
         if journal.mode == "cold" or not (journal.archive and os.path.isfile(journal.archive)):
             raise
-        source.import_checkpoint(journal.archive, ImportOptions())
+        source.import_checkpoint(
+            journal.archive,
+            ImportOptions(verify_keys=sealing.recorded_keys(journal), allow_host_network=True),
+        )
         run.rolled_back.append(f"re-imported the --rm source {journal.container} from the archive")
         return
     if info.paused:
@@ -815,7 +820,9 @@ def _restart_source(run: _Run) -> None:
     # The checkpoint in place is gone or unusable: make the source again from the archive.
     source.remove(journal.container, force=True)
     source.import_checkpoint(
-        journal.archive, ImportOptions(verify_keys=sealing.recorded_keys(journal))
+        journal.archive,
+        # the source's own archive, verified with the key recorded for it: its network too
+        ImportOptions(verify_keys=sealing.recorded_keys(journal), allow_host_network=True),
     )
     run.rolled_back.append(f"re-imported the source {journal.container} from the archive ({first})")
 

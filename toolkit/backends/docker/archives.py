@@ -60,6 +60,17 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
         signer = archive.export_signer(options.sign_key)
         path = archive.check_destination(dest)
         attrs = self._attrs(name)
+        mounted = [str(m.get("Destination", "")) for m in attrs.get("Mounts") or ()]
+        if mounted:
+            # Docker's archive is made from the container's create spec, its CRIU images and
+            # its rootfs changes: volume data and bind mounts are in none of them, and CRIU's
+            # restore of the files open there fails. Refused before anything is frozen.
+            raise Unsupported(
+                f"container {name} has volumes or bind mounts ({', '.join(mounted)}), which "
+                "Docker checkpoint archives do not carry",
+                hint=f"checkpoint it in place (ctk checkpoint {name}), or run it on Podman, "
+                "whose archives do (imported with --allow-mount)",
+            )
         engine = self.info()
         timings: dict[str, float] = {}
         # dockerd removes an --rm container, and the checkpoint in it, as soon as a dump stops
@@ -174,7 +185,9 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             cp_names = archive.check_nested_tar(cp_tar, what="docker checkpoint")
             archive.check_nested_tar(rootfs_tar, what="rootfs changes", allow_symlinks=True)
             deleted = _checked_deletions(manifest.engine_data.get("deleted") or [])
-            archive.check_container_spec(manifest.spec)
+            archive.check_container_spec(
+                manifest.spec, allow_host_network=options.allow_host_network
+            )
             validation.validate_checkpoint_name(manifest.checkpoint)
             self._require_checkpoint_support()
             engine = self.info()

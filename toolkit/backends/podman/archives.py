@@ -163,7 +163,12 @@ class ArchivesMixin(CheckpointsMixin):
             manifest = verified.manifest
             validation.require_archive_engine(manifest, self.kind, str(archive_path))
             payload = verified.member(PODMAN_PAYLOAD)
-            archive.check_podman_payload(payload, manifest, allow_mounts=options.allow_mounts)
+            archive.check_podman_payload(
+                payload,
+                manifest,
+                allow_mounts=options.allow_mounts,
+                allow_host_network=options.allow_host_network,
+            )
             with self._errors():
                 found = self._api.get(f"/images/{manifest.image_id}/exists")
             if found.status_code != 204:
