@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,30 @@ def unavailable(reason: str) -> None:
     if strict():
         pytest.fail(f"{reason} (CI=true: missing prerequisites fail instead of skipping)")
     pytest.skip(reason)
+
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration ``integration`` (so ``-m "not integration"``
+    selects exactly the unit tests), and keep the tests that share machine-wide state in one
+    xdist worker each (scripts/test runs the suite with ``--dist loadgroup``):
+
+    - ``testbed``: the session fixture brings scripts/testbed up and down again in the worker
+      that uses it; two workers would start it twice and one would pull it from under the other.
+      The benchmark joins them: it measures P2 on the testbed when that is up, so it must not
+      see it come up or go down halfway.
+    - ``swarm``: a swarm on the local dockerd changes what an overlay network create answers.
+    """
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+        fixtures = getattr(item, "fixturenames", ())
+        if any(item.get_closest_marker(m) for m in ("testbed", "bench")) or "testbed" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("testbed"))
+        elif item.get_closest_marker("swarm"):
+            item.add_marker(pytest.mark.xdist_group("swarm"))
 
 
 @pytest.fixture(params=ENGINES)
