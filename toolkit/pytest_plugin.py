@@ -51,7 +51,7 @@ from typing import Any
 import pytest
 
 from toolkit.backends.base import Backend
-from toolkit.config import DEFAULT_URLS, KINDS, EngineRef, connect, parse_engine, resolve_engine
+from toolkit.config import DEFAULT_URLS, KINDS, EngineRef, connect, lookup_engine, resolve_engine
 from toolkit.errors import CtkError
 from toolkit.models import (
     CheckpointOptions,
@@ -121,7 +121,7 @@ def selected_engines(config: pytest.Config) -> list[EngineRef]:
     values: list[str] = config.getoption("ctk_engine") or []
     try:
         if values:
-            return [parse_engine(value) for value in values]
+            return [lookup_engine(value) for value in values]
         return [resolve_engine(None)]
     except CtkError as exc:
         if values:
