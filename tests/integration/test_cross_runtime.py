@@ -247,3 +247,42 @@ def test_ctk_migrate_cli_live_across_runtimes_and_back(pair: Pair) -> None:
     assert "live" in back.stdout
     wait_count_at_least(pair.source, info.name, mid + 1)
     assert 1 not in counts(pair.source, info.name)
+
+
+def test_ctk_migrate_to_and_from_configured_engine_names(
+    pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ctk migrate NAME --to NAME2` and `--from NAME1` with engines named in the config file
+    (the one engine resolution every command shares), there and back."""
+    import json
+
+    from tests.conftest import ctk
+
+    config = tmp_path / "ctk" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(
+        f'[engines.here]\nurl = "{pair.source.kind}+{pair.source.url}"\n'
+        f'[engines.there]\nurl = "{pair.dest.kind}+{pair.dest.url}"\n'
+    )
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("CTK_ENGINE", raising=False)
+    info = pair.run_counter()
+    pair.on_dest.names.append(info.name)
+    there = ctk(
+        "--engine", "here", "migrate", info.name, "--to", "there", "--mode", "cold", "--json",
+        timeout=300,
+    )  # fmt: skip
+    assert there.returncode == 0, there.stdout + there.stderr
+    report = json.loads(there.stdout)
+    assert report["status"] == "done", report
+    assert report["destination"] == f"{pair.dest.kind}+{pair.dest.url}"
+    assert pair.dest.inspect(info.name).running
+    with pytest.raises(ContainerNotFound):
+        pair.source.inspect(info.name)
+    back = ctk(
+        "migrate", info.name, "--from", "there", "--to", "here", "--mode", "cold", "--json",
+        timeout=300,
+    )  # fmt: skip
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert json.loads(back.stdout)["source"] == f"{pair.dest.kind}+{pair.dest.url}"
+    assert pair.source.inspect(info.name).running
