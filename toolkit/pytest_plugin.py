@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -52,7 +53,7 @@ import pytest
 
 from toolkit.backends.base import Backend
 from toolkit.config import DEFAULT_URLS, KINDS, EngineRef, connect, lookup_engine, resolve_engine
-from toolkit.errors import CtkError
+from toolkit.errors import CtkError, NotFound
 from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
@@ -62,6 +63,8 @@ from toolkit.models import (
     PortMapping,
 )
 from toolkit.readiness import ReadyCheck, http_url, published_port, wait_ready
+
+logger = logging.getLogger(__name__)
 
 TEST_LABEL = "ctk.test"
 SNAPSHOT_CHECKPOINT = "ctk-snapshot"
@@ -114,6 +117,11 @@ def unavailable(config: pytest.Config, reason: str) -> None:
     if is_strict(config):
         pytest.fail(f"{reason} (strict: missing prerequisites fail)", pytrace=False)
     pytest.skip(reason)
+
+
+def criu_problem(config: pytest.Config) -> str:
+    """Why CRIU cannot be used here, or "" when it can (probed once a session)."""
+    return _state(config).criu_problem()
 
 
 def selected_engines(config: pytest.Config) -> list[EngineRef]:
@@ -406,11 +414,31 @@ def ctk_engine(request: pytest.FixtureRequest, _ctk_session: _Session) -> Backen
 
 
 class ContainerFactory:
-    """``ctk_container(image_or_spec, ...)``: run a test container, removed after the test."""
+    """``ctk_container(image_or_spec, ...)``: run a test container, removed after the test.
 
-    def __init__(self, backend: Backend) -> None:
+    ``name(prefix)`` hands out a unique name that is removed afterwards too (for containers a
+    test makes some other way, e.g. through the CLI); ``start(spec)`` runs a whole spec.
+    """
+
+    def __init__(self, backend: Backend, made: list[str] | None = None) -> None:
         self.backend = backend
-        self.made: list[str] = []
+        self.made: list[str] = made if made is not None else []
+
+    def name(self, prefix: str = "t") -> str:
+        """A unique ``ctk-test-PREFIX-...`` name, removed after the test if it exists then."""
+        name = _unique_name(f"ctk-test-{prefix}")
+        self.made.append(name)
+        return name
+
+    def start(self, spec: ContainerSpec) -> ContainerInfo:
+        """Run ``spec`` as it is but for the ``ctk.test=1`` label (and a unique name when it
+        has none); the engine's answer, not inspected again (an ``auto_remove`` container may
+        be gone by then)."""
+        spec = build_spec(spec)
+        assert spec.name is not None
+        if spec.name not in self.made:
+            self.made.append(spec.name)
+        return self.backend.run(spec)
 
     def __call__(
         self,
@@ -439,17 +467,21 @@ class ContainerFactory:
             The running container, inspected after it became ready.
         """
         spec = build_spec(image, name=name, command=command, env=env, ports=ports, labels=labels)
-        assert spec.name is not None
-        self.made.append(spec.name)
-        info = self.backend.run(spec)
+        info = self.start(spec)
         if ready is not None:
             wait_ready(self.backend, info, ready)
         return self.backend.inspect(info.id)
 
     def cleanup(self) -> None:
+        """Remove every container made (with its anonymous volumes); report, not raise, what
+        cannot be removed: the test's own outcome is what counts."""
         for name in self.made:
-            with contextlib.suppress(CtkError):
-                self.backend.remove(name, force=True)
+            try:
+                self.backend.remove(name, force=True, volumes=True)
+            except NotFound:
+                pass  # the test removed it, or it never came to be
+            except CtkError as exc:
+                logger.warning("could not remove test container %s: %s", name, exc)
 
 
 @pytest.fixture
