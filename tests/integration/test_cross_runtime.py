@@ -75,9 +75,11 @@ def http_count(info: ContainerInfo) -> int:
         return int(response.read().decode().strip())
 
 
-def config_files() -> set[Path]:
+def config_files(name: str = "") -> set[Path]:
+    """The CRIU config files of cross-runtime moves (of container ``name`` when given: other
+    tests run beside this one and make and remove their own)."""
     directory = cross_runtime.criu_config_dir()
-    return set(directory.glob("*.conf")) if directory.is_dir() else set()
+    return set(directory.glob(f"{name}*.conf")) if directory.is_dir() else set()
 
 
 def test_live_move_continues_counter_and_serves_http(pair: Pair) -> None:
@@ -102,7 +104,7 @@ def test_live_move_continues_counter_and_serves_http(pair: Pair) -> None:
     at_dump = last_count(pair.dest, name)
     pair.dest.restore(name, RestoreOptions(checkpoint="after-move"))
     wait_count_at_least(pair.dest, name, at_dump + 2)
-    configs = [c for c in config_files() if c.name.startswith(name)]
+    configs = config_files(name)
     assert all(c.read_text() == "" for c in configs)
 
 
@@ -159,7 +161,7 @@ def test_failed_destination_restore_resumes_source(
 ) -> None:
     source_info = pair.run_counter()
     name = source_info.name
-    configs_before = config_files()
+    configs_before = config_files(name)
     prepare = cross_runtime._prepare_images
 
     def broken(images: Path, source_kind: str, dest_kind: str) -> None:
@@ -180,7 +182,7 @@ def test_failed_destination_restore_resumes_source(
     wait_count_at_least(pair.source, name, before + 2)
     with pytest.raises(ContainerNotFound):
         pair.dest.inspect(name)
-    assert config_files() == configs_before
+    assert config_files(name) == configs_before
 
 
 def test_tcp_established_refused_before_anything_is_touched(pair: Pair) -> None:
