@@ -35,7 +35,6 @@ reach the readiness condition and how long each restore took to reach the same c
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -284,9 +283,11 @@ class _Session:
         self._archive_dir.clear()
 
     def close(self) -> None:
-        for backend in self.backends.values():
-            with contextlib.suppress(Exception):
+        for ref, backend in self.backends.items():
+            try:
                 backend.close()
+            except Exception as exc:  # the session is over: report it, end the others too
+                logger.warning("could not close the connection to %s: %s", ref, exc)
         self.backends.clear()
 
 
@@ -295,6 +296,17 @@ def _state(config: pytest.Config) -> _Session:
 
 
 # -- building containers ----------------------------------------------------------------
+def remove_test_container(backend: Backend, name: str) -> None:
+    """Remove a test's container (and its anonymous volumes); report, not raise, a failure:
+    the test's own outcome is what counts, and the other cleanups still run."""
+    try:
+        backend.remove(name, force=True, volumes=True)
+    except NotFound:
+        pass  # the test removed it, or it never came to be
+    except CtkError as exc:
+        logger.warning("could not remove test container %s: %s", name, exc)
+
+
 def _unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -350,8 +362,7 @@ def start_source(
             ),
         )
     finally:
-        with contextlib.suppress(CtkError):
-            backend.remove(info.id, force=True)
+        remove_test_container(backend, info.id)
     return SnapshotSource(
         backend=backend,
         name=info.name,
@@ -383,8 +394,7 @@ def clone_from_archive(source: SnapshotSource) -> SnapshotContainer:
             wait_ready(backend, info, source.check, log_offset=offset)
         info = backend.inspect(info.id)
     except BaseException:
-        with contextlib.suppress(CtkError):
-            backend.remove(info.id, force=True)
+        remove_test_container(backend, info.id)
         raise
     source.restore_seconds.append(time.monotonic() - started)
     return SnapshotContainer(
@@ -473,15 +483,9 @@ class ContainerFactory:
         return self.backend.inspect(info.id)
 
     def cleanup(self) -> None:
-        """Remove every container made (with its anonymous volumes); report, not raise, what
-        cannot be removed: the test's own outcome is what counts."""
+        """Remove every container made, with its anonymous volumes."""
         for name in self.made:
-            try:
-                self.backend.remove(name, force=True, volumes=True)
-            except NotFound:
-                pass  # the test removed it, or it never came to be
-            except CtkError as exc:
-                logger.warning("could not remove test container %s: %s", name, exc)
+            remove_test_container(self.backend, name)
 
 
 @pytest.fixture
@@ -545,8 +549,7 @@ class SnapshotFactory:
 
     def cleanup(self) -> None:
         for name in self.made:
-            with contextlib.suppress(CtkError):
-                self.backend.remove(name, force=True)
+            remove_test_container(self.backend, name)
 
 
 @pytest.fixture
