@@ -46,15 +46,44 @@ class FrozenDict(dict[_K, _V]):
         return (type(self), (dict(self),))
 
 
-def freeze(value: Any) -> Any:
-    """``value`` with every dict made a :class:`FrozenDict` and every list a tuple,
-    all the way down (dataclasses and other values are returned as they are)."""
-    if isinstance(value, FrozenDict):
+class FrozenList(list[_V]):
+    """A list that cannot change after it is made, and so can be hashed: what a list becomes
+    inside a mapping field (``engine_data``, a manifest's ``spec``), where the data is JSON and
+    its readers check ``isinstance(x, list)``. Typed sequence fields hold tuples instead."""
+
+    __slots__ = ()
+
+    def _immutable(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} is immutable")
+
+    __setitem__ = __delitem__ = _immutable
+    append = extend = insert = remove = pop = clear = sort = reverse = _immutable
+
+    def __iadd__(self, other: object) -> NoReturn:  # type: ignore[misc]
+        self._immutable()
+
+    def __imul__(self, other: object) -> NoReturn:
+        self._immutable()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self))
+
+    def __reduce__(self) -> tuple[type[FrozenList[_V]], tuple[list[_V]]]:
+        return (type(self), (list(self),))
+
+
+def freeze(value: Any, *, nested: bool = False) -> Any:
+    """``value`` with every dict made a :class:`FrozenDict` and every list a tuple (or, inside
+    a mapping, a :class:`FrozenList`), all the way down; dataclasses and other values are
+    returned as they are."""
+    if isinstance(value, FrozenDict) or (nested and isinstance(value, FrozenList)):
         return value
     if isinstance(value, Mapping):
-        return FrozenDict({k: freeze(v) for k, v in value.items()})
+        return FrozenDict({k: freeze(v, nested=True) for k, v in value.items()})
+    if isinstance(value, list) and nested:
+        return FrozenList(freeze(v, nested=True) for v in value)
     if isinstance(value, list | tuple):
-        frozen = tuple(freeze(v) for v in value)
+        frozen = tuple(freeze(v, nested=nested) for v in value)
         # a tuple whose items were all immutable already is returned as it was
         if isinstance(value, tuple) and all(a is b for a, b in zip(frozen, value, strict=True)):
             return value

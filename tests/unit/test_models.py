@@ -193,7 +193,18 @@ def test_no_model_can_be_changed(cls: type) -> None:
         setattr(value, first, None)
     for part in _mutable_parts(value):
         # dicts and lists given to the constructor were frozen, nested ones too
-        assert isinstance(part, models.FrozenDict | tuple), (cls.__name__, part)
+        assert isinstance(part, models.FrozenDict | models.FrozenList | tuple), (cls.__name__, part)
+        if isinstance(part, models.FrozenList):
+            for change in (
+                lambda s: s.append("x"),
+                lambda s: s.extend(["x"]),
+                lambda s: s.__setitem__(0, "x"),
+                lambda s: s.pop(),
+                lambda s: s.sort(),
+                lambda s: s.clear(),
+            ):
+                with pytest.raises(TypeError, match="immutable"):
+                    change(part)
         if isinstance(part, models.FrozenDict):
             for change in (
                 lambda m: m.__setitem__("new", "1"),
@@ -206,6 +217,21 @@ def test_no_model_can_be_changed(cls: type) -> None:
                 with pytest.raises(TypeError, match="immutable"):
                     change(part)
     hash(value)
+
+
+def test_json_data_in_mappings_stays_lists_and_dicts() -> None:
+    # readers of engine_data and a manifest's spec check isinstance(x, list) / dict, as for
+    # any JSON: the frozen values still are lists and dicts (that cannot change)
+    manifest = EXAMPLES[models.ArchiveManifest]()
+    deleted = manifest.engine_data["deleted"]
+    assert isinstance(deleted, list) and deleted == ["/etc/x"]
+    assert isinstance(manifest.spec["env"], dict) and isinstance(manifest.spec["command"], list)
+    with pytest.raises(TypeError):
+        deleted += ["/etc/y"]
+    assert json.dumps(manifest.engine_data) == '{"deleted": ["/etc/x"]}'
+    # typed sequence fields are tuples, also when a list came from such JSON
+    spec = models.ContainerSpec(**{k: manifest.spec[k] for k in ("image", "command", "env")})
+    assert spec.command == ("sh",) and type(spec.command) is tuple
 
 
 def test_a_frozen_spec_env_cannot_change() -> None:
