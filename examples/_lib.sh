@@ -95,6 +95,33 @@ fetch_from() {
     sh -c "$PROBE" probe "$2" "${3:-8080}" "${4:-/count}" 2>&1
 }
 
+# wait_until SECONDS WHAT COMMAND...: run COMMAND every 0.2 s until it succeeds; fail after
+# SECONDS. The examples wait for a condition, never for a fixed time.
+wait_until() {
+  local timeout=$1 what=$2 deadline
+  shift 2
+  deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "timed out after ${timeout}s waiting for $what" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# last_count NAME: the last count=N the counter container NAME printed (0 before the first).
+last_count() {
+  local n
+  n=$(ctk logs "$1" 2>/dev/null | tr -d '\r' | sed -n 's/^count=//p' | tail -n 1)
+  echo "${n:-0}"
+}
+counted() { [ "$(last_count "$1")" -ge "$2" ]; }
+
+# wait_count NAME N: wait (30 s at most) until the counter NAME has printed count=N. From
+# count=2 on its httpd serves /count (it starts httpd, then writes the file each count).
+wait_count() { wait_until 30 "$1 to count to $2" counted "$1" "$2"; }
+
 # fetch_host PORT [PATH]: GET http://127.0.0.1:PORT/PATH from the host, with bash alone.
 fetch_host() {
   local reply

@@ -18,7 +18,12 @@ trap cleanup EXIT
 
 $CTK --engine "$FROM" run -d --name "$NAME" -p "$PORT:8080" -e GREETING=hello \
     -l ctk.example=docker-to-podman ctk-demo/counter
-sleep 2
+# wait (30 s at most) until it has counted to 2: readiness, not a fixed sleep
+deadline=$(($(date +%s) + 30))
+until [ "$($CTK --engine "$FROM" logs "$NAME" | sed -n 's/^count=//p' | tail -n 1)" -ge 2 ] 2>/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "$NAME did not start counting on $FROM" >&2; exit 1; }
+    sleep 0.2
+done
 
 # the image moves too when Podman lacks it (docker-archive keeps its ID)
 $CTK migrate "$NAME" --from "$FROM" --to "$TO" --mode cold --verify "http://$ADDR:$PORT/count"

@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 
 import toolkit
+from toolkit.readiness import wait_for_log
 
 TESTBED = {1: "10.77.0.11", 2: "10.77.0.12"}
 
@@ -42,15 +43,11 @@ def main() -> int:
     parser.add_argument("--dest-address", default=TESTBED[2], help="where the port answers")
     parser.add_argument("--port", type=int, default=28080, help="host port to publish")
     args = parser.parse_args()
-    source = toolkit.connect(
-        toolkit.parse_engine(
-            args.source or f"{args.kind}+unix:///run/ctk-testbed/h1/{args.kind}.sock"
-        )
+    source = toolkit.get_backend(
+        args.source or f"{args.kind}+unix:///run/ctk-testbed/h1/{args.kind}.sock"
     )
-    dest = toolkit.connect(
-        toolkit.parse_engine(
-            args.dest or f"{args.kind}+unix:///run/ctk-testbed/h2/{args.kind}.sock"
-        )
+    dest = toolkit.get_backend(
+        args.dest or f"{args.kind}+unix:///run/ctk-testbed/h2/{args.kind}.sock"
     )
     name = f"ctk-example-{uuid.uuid4().hex[:6]}"
     source.run(
@@ -62,7 +59,8 @@ def main() -> int:
         )
     )
     try:
-        time.sleep(3)  # let it count a little
+        # let it count a little: until it printed count=3 (at most 30 s)
+        wait_for_log(source, name, r"^count=3$", timeout=30)
         before = int(source.logs(name).split("count=")[-1].split()[0])
         print(f"{name} counted to {before} on {source.url}")
         report = toolkit.migrate(

@@ -18,7 +18,12 @@ cleanup() {
 trap cleanup EXIT
 
 $CTK --engine "$FROM" run -d --name "$NAME" -p "$PORT:8080" -l ctk.example=migrate ctk-demo/counter
-sleep 3
+# wait (30 s at most) until it has counted to 3: readiness, not a fixed sleep
+deadline=$(($(date +%s) + 30))
+until [ "$($CTK --engine "$FROM" logs "$NAME" | sed -n 's/^count=//p' | tail -n 1)" -ge 3 ] 2>/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "$NAME did not start counting on $FROM" >&2; exit 1; }
+    sleep 0.2
+done
 BEFORE=$($CTK --engine "$FROM" logs "$NAME" | sed -n 's/^count=//p' | tail -n 1)
 echo "$NAME counted to $BEFORE on $FROM"
 

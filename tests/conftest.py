@@ -1,101 +1,119 @@
 """Shared fixtures: real engines, parametrised over Docker and Podman.
 
-With CI=true (or CTK_STRICT=1) a missing engine, CRIU or pycriu fails the test instead of
-skipping it, so a green CI run means every integration test ran on both engines.
+They are the shipped pytest plugin's (toolkit/pytest_plugin.py, loaded as ``ctk``) under the
+names these tests use: ``engine`` is its ``ctk_engine`` run on both engines, ``containers``
+its container factory, ``unavailable`` its strict mode. With CI=true (or CTK_STRICT=1) a
+missing engine, CRIU or pycriu fails the test instead of skipping it, so a green CI run means
+every integration test ran on both engines.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from toolkit import ContainerSpec, PortMapping
+from toolkit import pytest_plugin as plugin
 from toolkit.backends.base import Backend
-from toolkit.config import DEFAULT_URLS, EngineRef, connect
-from toolkit.errors import CtkError
+from toolkit.config import get_backend
+from toolkit.models import ContainerInfo
 
 ENGINES = ("docker", "podman")
 COUNTER_IMAGE = "ctk-demo/counter"
 BUSYBOX_IMAGE = "ctk-demo/busybox"
-TEST_LABEL = {"ctk.test": "1"}
+TEST_LABEL = {plugin.TEST_LABEL: "1"}
+
+_CONFIG: list[pytest.Config] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG[:] = [config]
+    # Every test that asks for an engine runs on both, unless --ctk-engine says otherwise.
+    if not config.getoption("ctk_engine"):
+        config.option.ctk_engine = list(ENGINES)
 
 
 def strict() -> bool:
+    """Whether missing prerequisites fail (the plugin's --ctk-strict, CI=true, CTK_STRICT=1)."""
+    if _CONFIG:
+        return plugin.is_strict(_CONFIG[0])
     return os.environ.get("CI", "").lower() == "true" or os.environ.get("CTK_STRICT") == "1"
 
 
 def unavailable(reason: str) -> None:
     """Skip, or fail under CI: a green CI must mean the test really ran."""
-    if strict():
-        pytest.fail(f"{reason} (CI=true: missing prerequisites fail instead of skipping)")
+    if _CONFIG:
+        plugin.unavailable(_CONFIG[0], reason)
     pytest.skip(reason)
 
 
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """A connected backend for each engine."""
-    ref = EngineRef(request.param, DEFAULT_URLS[request.param])
-    backend = connect(ref)
-    if not backend.ping():
-        unavailable(f"{ref.kind} does not answer at {ref.url}")
-    yield backend
-    backend.close()
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration ``integration`` (so ``-m "not integration"``
+    selects exactly the unit tests), and keep the tests that share machine-wide state in one
+    xdist worker each (scripts/test runs the suite with ``--dist loadgroup``):
+
+    - ``testbed``: the session fixture brings scripts/testbed up and down again in the worker
+      that uses it; two workers would start it twice and one would pull it from under the other.
+      The benchmark joins them: it measures P2 on the testbed when that is up, so it must not
+      see it come up or go down halfway.
+    - ``swarm``: a swarm on the local dockerd changes what an overlay network create answers.
+    """
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+        fixtures = getattr(item, "fixturenames", ())
+        if any(item.get_closest_marker(m) for m in ("testbed", "bench")) or "testbed" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("testbed"))
+        elif item.get_closest_marker("swarm"):
+            item.add_marker(pytest.mark.xdist_group("swarm"))
 
 
 @pytest.fixture
-def criu(engine: Backend) -> None:
-    """CRIU works here (and the engine can checkpoint)."""
-    from toolkit.criu.probe import probe_criu
+def engine(ctk_engine: Backend) -> Backend:
+    """A connected backend, once for each engine: the plugin's ``ctk_engine``."""
+    return ctk_engine
 
-    status = probe_criu()
-    if not status.check_ok:
-        unavailable(f"criu not ready: {status.check_output[-200:]}")
+
+@pytest.fixture
+def criu(engine: Backend, pytestconfig: pytest.Config) -> None:
+    """CRIU works here (and the engine can checkpoint)."""
+    problem = plugin.criu_problem(pytestconfig)
+    if problem:
+        unavailable(problem)
     if not engine.info().checkpoint_capable:
         unavailable(f"{engine.kind} cannot checkpoint (experimental mode off?)")
 
 
-@dataclass
-class Containers:
-    """Creates labelled test containers with unique names and removes them afterwards."""
+class Containers(plugin.ContainerFactory):
+    """The plugin's container factory as these tests spell it: ``run(image, name=...,
+    **ContainerSpec fields)`` runs a labelled test container with a unique name; every name
+    handed out or run is removed (with its anonymous volumes) by ``cleanup``."""
 
-    backend: Backend
-    names: list[str]
+    @property
+    def names(self) -> list[str]:
+        return self.made
 
-    def name(self, prefix: str = "t") -> str:
-        name = f"ctk-test-{prefix}-{uuid.uuid4().hex[:8]}"
-        self.names.append(name)
-        return name
-
-    def run(self, image: str = COUNTER_IMAGE, *, name: str | None = None, **fields: object):
-        spec = ContainerSpec(
-            image=image,
-            name=name or self.name(),
-            labels=dict(TEST_LABEL),
-            **fields,  # type: ignore[arg-type]
-        )
-        if spec.name not in self.names:
-            self.names.append(spec.name)  # type: ignore[arg-type]
-        return self.backend.run(spec)
-
-    def cleanup(self) -> None:
-        for name in self.names:
-            with contextlib.suppress(CtkError):
-                # volumes: anonymous volumes (-v /path) go with their container
-                self.backend.remove(name, force=True, volumes=True)
+    def run(
+        self, image: str = COUNTER_IMAGE, *, name: str | None = None, **fields: object
+    ) -> ContainerInfo:
+        spec = ContainerSpec(image=image, name=name or self.name(), **fields)  # type: ignore[arg-type]
+        return self.start(spec)
 
 
 @pytest.fixture
 def containers(engine: Backend) -> Iterator[Containers]:
-    made = Containers(engine, [])
+    made = Containers(engine)
     yield made
     made.cleanup()
 
@@ -119,6 +137,17 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float = 30, what: str = 
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def holds(predicate: Callable[[], bool], *, seconds: float, what: str) -> None:
+    """Assert that ``predicate`` stays true for ``seconds``, checked every 0.2 s: for what must
+    *not* happen (a frozen counter moving). It fails as soon as the condition breaks; the
+    positive conditions are waited for with :func:`wait_for`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), f"no longer true: {what}"
+        time.sleep(0.2)
+    assert predicate(), f"no longer true: {what}"
 
 
 def wait_count_at_least(backend: Backend, name: str, value: int, timeout: float = 30) -> int:
@@ -187,9 +216,7 @@ class TestbedHost:
 
     def backend(self, kind: str) -> Backend:
         """A connected backend for this host's engine of ``kind``."""
-        from toolkit.config import parse_engine
-
-        return connect(parse_engine(self.url(kind)))
+        return get_backend(self.url(kind))
 
 
 @dataclass(frozen=True)

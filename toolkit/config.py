@@ -19,10 +19,13 @@ Backends are imported lazily so that ``import toolkit`` and ``ctk --help`` work 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 import tomllib
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,8 @@ from urllib.parse import parse_qs, urlparse
 from toolkit.backends import DEFAULT_URLS as DEFAULT_URLS  # re-exported: callers and tests use it
 from toolkit.backends.base import Backend
 from toolkit.errors import Conflict, EngineUnavailable, InvalidArgument, NotFound
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("docker", "podman")
 _SCHEMES = ("unix", "tcp", "ssh", "http")
@@ -419,18 +424,96 @@ def _socket_exists(ref: EngineRef) -> bool:
 
 
 def get_backend(flag: str | None = None, *, tls: TLSOptions | None = None) -> Backend:
-    """The backend selected by precedence.
+    """The backend selected by precedence: what the user typed (``--engine``, ``--to``,
+    ``--from``, a drain's ENGINE: ``docker``, ``podman``, a configured name or a URL), else
+    ``CTK_ENGINE``, the config file's default, the first engine that answers.
 
-    When the selected engine is Podman at its standard socket, nothing answers there, and the
+    This is the one way from text to a connected engine: it keeps the TLS settings (of the
+    URL, the config entry or ``tls``, the CLI's ``--tls*`` options) and ssh URLs, and when
+    the selected engine is Podman at its standard socket, nothing answers there, and the
     podman command is installed, the backend runs on a temporary ``podman system service``
     that ``close()`` (or the end of the process) stops. ``CTK_NO_PODMAN_SERVICE=1`` turns
     this off.
+
+    Raises:
+        InvalidArgument: not an engine ctk knows, or TLS options for a non-tcp engine.
+        EngineUnavailable: nothing was named and no engine answers.
+        Unsupported: TLS options for Podman.
     """
-    ref = resolve_engine(flag, tls=tls)
+    return open_engine(resolve_engine(flag, tls=tls))
+
+
+# The engine each backend was opened from, so that one can be opened again with the same
+# settings (drain opens one per worker thread; a migration's journal records it for
+# --recover). Backends only know their kind and URL: TLS lives here.
+_OPENED: weakref.WeakKeyDictionary[Backend, EngineRef] = weakref.WeakKeyDictionary()
+
+
+def open_engine(ref: EngineRef) -> Backend:
+    """A backend for an already resolved engine: its TLS settings, and the temporary Podman
+    service when Podman's standard socket is silent (see :func:`get_backend`).
+
+    Raises:
+        Unsupported: TLS options for Podman.
+    """
+    tls = " with TLS" if ref.tls is not None and ref.tls.enabled else ""
+    named = f" (configured as {ref.name})" if ref.name else ""
+    logger.debug("opening engine %s%s%s", ref, tls, named)
     backend = connect(ref)
     if ref.kind == "podman" and ref.url == DEFAULT_URLS["podman"]:
-        return _with_temporary_service(backend, ref)
+        backend = _with_temporary_service(backend, ref)
+    _OPENED[backend] = ref
     return backend
+
+
+def engine_ref(backend: Backend) -> EngineRef:
+    """The engine a backend talks to, with the TLS settings it was opened with."""
+    return _OPENED.get(backend) or EngineRef(backend.kind, backend.url)
+
+
+def reopen(backend: Backend) -> Backend:
+    """Another connection to the same engine, with the same settings (for another thread)."""
+    return open_engine(engine_ref(backend))
+
+
+_TLS_RECORD = {"tlsverify": "verify", "cacert": "ca_cert", "cert": "cert", "key": "key"}
+
+
+def engine_record(backend: Backend) -> dict[str, str]:
+    """What a journal keeps of an engine to open it again later: kind, URL, config name and
+    TLS settings (file paths, no secrets), as strings."""
+    ref = engine_ref(backend)
+    record = {"kind": ref.kind, "url": ref.url}
+    if ref.name:
+        record["name"] = ref.name
+    if ref.tls is not None and ref.tls.enabled:
+        record["tlsverify"] = "1" if ref.tls.verify else "0"
+        for key, attr in _TLS_RECORD.items():
+            value = getattr(ref.tls, attr)
+            if key != "tlsverify" and value:
+                record[key] = str(value)
+    return record
+
+
+def open_recorded(record: Mapping[str, str]) -> Backend:
+    """The engine of an :func:`engine_record` (a journal's older ``kind``/``url`` too).
+
+    Raises:
+        InvalidArgument: the record names no kind ctk knows.
+        Unsupported: TLS options for Podman.
+    """
+    kind, url = record.get("kind", ""), record.get("url", "")
+    if kind not in KINDS or not url:
+        raise InvalidArgument(f"cannot reopen the engine {kind}+{url}: not an engine ctk knows")
+    tls = None
+    if "tlsverify" in record:
+        tls = TLSOptions(
+            verify=record["tlsverify"] in _TRUE,
+            ca_cert=record.get("cacert"),
+            cert=record.get("cert"),
+            key=record.get("key"),
+        )
+    return open_engine(EngineRef(kind, url, tls, name=record.get("name")))
 
 
 def _with_temporary_service(backend: Backend, ref: EngineRef) -> Backend:

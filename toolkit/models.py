@@ -1,18 +1,103 @@
 """ctk's own data models: the only values that cross the Backend boundary.
 
-All are frozen dataclasses so results can be shared, hashed and rendered without fear of
-mutation; ``to_dict`` gives the stable JSON shape the CLI prints with ``--json``.
+All are frozen dataclasses whose fields are immutable too (mappings are :class:`FrozenDict`,
+sequences tuples), so results can be shared, hashed and rendered without fear of mutation;
+``to_dict`` gives the stable JSON shape the CLI prints with ``--json``. Constructors still
+take plain dicts and lists: ``__post_init__`` freezes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 from toolkit.errors import InvalidArgument
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class FrozenDict(dict[_K, _V]):
+    """A dict that cannot change after it is made, and so can be hashed.
+
+    A dict subclass rather than a ``MappingProxyType`` (which cannot be hashed) so that it
+    still goes wherever a dict goes: ``json.dumps``, the SDKs' ``isinstance(x, dict)`` checks,
+    ``{**spec.env}``, equality with plain dicts. Its values must be hashable to hash it
+    (:func:`freeze` makes nested dicts and lists so).
+    """
+
+    __slots__ = ()
+
+    def _immutable(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} is immutable")
+
+    __setitem__ = __delitem__ = _immutable
+    clear = pop = popitem = setdefault = update = _immutable
+
+    def __ior__(self, other: object) -> NoReturn:  # type: ignore[misc]
+        self._immutable()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[type[FrozenDict[_K, _V]], tuple[dict[_K, _V]]]:
+        # copy, deepcopy and pickle would otherwise refill an empty one item by item
+        return (type(self), (dict(self),))
+
+
+class FrozenList(list[_V]):
+    """A list that cannot change after it is made, and so can be hashed: what a list becomes
+    inside a mapping field (``engine_data``, a manifest's ``spec``), where the data is JSON and
+    its readers check ``isinstance(x, list)``. Typed sequence fields hold tuples instead."""
+
+    __slots__ = ()
+
+    def _immutable(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} is immutable")
+
+    __setitem__ = __delitem__ = _immutable
+    append = extend = insert = remove = pop = clear = sort = reverse = _immutable
+
+    def __iadd__(self, other: object) -> NoReturn:  # type: ignore[misc]
+        self._immutable()
+
+    def __imul__(self, other: object) -> NoReturn:
+        self._immutable()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self))
+
+    def __reduce__(self) -> tuple[type[FrozenList[_V]], tuple[list[_V]]]:
+        return (type(self), (list(self),))
+
+
+def freeze(value: Any, *, nested: bool = False) -> Any:
+    """``value`` with every dict made a :class:`FrozenDict` and every list a tuple (or, inside
+    a mapping, a :class:`FrozenList`), all the way down; dataclasses and other values are
+    returned as they are."""
+    if isinstance(value, FrozenDict) or (nested and isinstance(value, FrozenList)):
+        return value
+    if isinstance(value, Mapping):
+        return FrozenDict({k: freeze(v, nested=True) for k, v in value.items()})
+    if isinstance(value, list) and nested:
+        return FrozenList(freeze(v, nested=True) for v in value)
+    if isinstance(value, list | tuple):
+        frozen = tuple(freeze(v, nested=nested) for v in value)
+        # a tuple whose items were all immutable already is returned as it was
+        if isinstance(value, tuple) and all(a is b for a, b in zip(frozen, value, strict=True)):
+            return value
+        return frozen
+    return value
+
+
+def frozen_dict(items: Mapping[_K, _V] | Iterable[tuple[_K, _V]] = ()) -> FrozenDict[_K, _V]:
+    """A :class:`FrozenDict` of ``items``, nested values frozen too (for field defaults)."""
+    result: FrozenDict[_K, _V] = freeze(dict(items))
+    return result
 
 
 def _jsonable(value: Any) -> Any:
@@ -20,7 +105,7 @@ def _jsonable(value: Any) -> Any:
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
@@ -28,6 +113,15 @@ def _jsonable(value: Any) -> Any:
 
 
 class _Model:
+    def __post_init__(self) -> None:
+        # Frozen means frozen all the way down: a dict given for a Mapping field becomes a
+        # FrozenDict, a list given for a tuple field a tuple, so every model can be hashed.
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            frozen = freeze(value)
+            if frozen is not value:
+                object.__setattr__(self, f.name, frozen)
+
     def to_dict(self) -> dict[str, Any]:
         """The model as plain JSON-ready data (stable keys)."""
         result = _jsonable(self)
@@ -172,9 +266,9 @@ class ContainerSpec(_Model):
     image: str
     command: tuple[str, ...] = ()
     name: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=frozen_dict)
     ports: tuple[PortMapping, ...] = ()
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=frozen_dict)
     network: str | None = None
     hostname: str | None = None
     working_dir: str | None = None
@@ -205,9 +299,9 @@ class ContainerInfo(_Model):
     command: tuple[str, ...] = ()
     created: str = ""
     ports: tuple[PortMapping, ...] = ()
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=frozen_dict)
     engine: str = ""
-    env: dict[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=frozen_dict)
     working_dir: str = ""
     user: str = ""
     hostname: str = ""
@@ -371,7 +465,7 @@ class NetworkSpec(_Model):
     gateway: str | None = None
     internal: bool = False
     attachable: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=frozen_dict)
 
 
 @dataclass(frozen=True)
@@ -402,7 +496,7 @@ class NetworkInfo(_Model):
     gateway: str = ""
     internal: bool = False
     attachable: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=frozen_dict)
     containers: tuple[NetworkEndpoint, ...] = ()
     created: str = ""
     engine: str = ""
@@ -494,9 +588,9 @@ class ArchiveManifest(_Model):
     image_id: str
     checkpoint: str
     created: str
-    spec: dict[str, Any] = field(default_factory=dict)
+    spec: Mapping[str, Any] = field(default_factory=frozen_dict)
     members: tuple[ArchiveMember, ...] = ()
-    engine_data: dict[str, Any] = field(default_factory=dict)
+    engine_data: Mapping[str, Any] = field(default_factory=frozen_dict)
     kernel: str = ""
 
     @property
@@ -516,8 +610,8 @@ class ArchiveInfo(_Model):
     size: int
     compression: str
     manifest: ArchiveManifest
-    timings: dict[str, float] = field(default_factory=dict)
-    criu_stats: dict[str, int] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=frozen_dict)
+    criu_stats: Mapping[str, int] = field(default_factory=frozen_dict)
 
 
 @dataclass(frozen=True)
@@ -554,11 +648,11 @@ class CheckpointImages(_Model):
 
     processes: tuple[ImageProcess, ...]
     sockets: tuple[ImageSocket, ...] = ()
-    namespaces: dict[str, int] = field(default_factory=dict)
+    namespaces: Mapping[str, int] = field(default_factory=frozen_dict)
     hostname: str = ""
     criu_version: str = ""
     kernel: str = ""
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: Mapping[str, int] = field(default_factory=frozen_dict)
     manifest: ArchiveManifest | None = None
     external_mounts: tuple[str, ...] = ()
     """Mount points CRIU expects the restoring runtime to provide (runc's external mounts)."""
@@ -589,7 +683,7 @@ class MigrationReport(_Model):
     mode: str
     reason: str
     status: str
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=frozen_dict)
     image_bytes: int = 0
     archive_bytes: int = 0
     downtime: float = 0.0
@@ -600,7 +694,7 @@ class MigrationReport(_Model):
     source_kept: bool = False
     result: ContainerInfo | None = None
     notes: tuple[str, ...] = ()
-    criu_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    criu_stats: Mapping[str, Mapping[str, int]] = field(default_factory=frozen_dict)
     """CRIU's own ``dump`` and ``restore`` statistics (microseconds) where the engines keep
     them (Podman on this machine); the yardstick for the downtime."""
 
@@ -616,7 +710,7 @@ class DrainReport(_Model):
     source: str
     destination: str
     reports: tuple[MigrationReport, ...] = ()
-    errors: dict[str, str] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=frozen_dict)
 
     @property
     def ok(self) -> bool:

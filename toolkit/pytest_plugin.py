@@ -35,9 +35,9 @@ reach the readiness condition and how long each restore took to reach the same c
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -51,8 +51,8 @@ from typing import Any
 import pytest
 
 from toolkit.backends.base import Backend
-from toolkit.config import DEFAULT_URLS, KINDS, EngineRef, connect, parse_engine, resolve_engine
-from toolkit.errors import CtkError
+from toolkit.config import DEFAULT_URLS, KINDS, EngineRef, connect, lookup_engine, resolve_engine
+from toolkit.errors import CtkError, NotFound
 from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
@@ -62,6 +62,8 @@ from toolkit.models import (
     PortMapping,
 )
 from toolkit.readiness import ReadyCheck, http_url, published_port, wait_ready
+
+logger = logging.getLogger(__name__)
 
 TEST_LABEL = "ctk.test"
 SNAPSHOT_CHECKPOINT = "ctk-snapshot"
@@ -116,12 +118,17 @@ def unavailable(config: pytest.Config, reason: str) -> None:
     pytest.skip(reason)
 
 
+def criu_problem(config: pytest.Config) -> str:
+    """Why CRIU cannot be used here, or "" when it can (probed once a session)."""
+    return _state(config).criu_problem()
+
+
 def selected_engines(config: pytest.Config) -> list[EngineRef]:
     """The engines from ``--ctk-engine``, else the one ctk would pick by precedence."""
     values: list[str] = config.getoption("ctk_engine") or []
     try:
         if values:
-            return [parse_engine(value) for value in values]
+            return [lookup_engine(value) for value in values]
         return [resolve_engine(None)]
     except CtkError as exc:
         if values:
@@ -276,9 +283,11 @@ class _Session:
         self._archive_dir.clear()
 
     def close(self) -> None:
-        for backend in self.backends.values():
-            with contextlib.suppress(Exception):
+        for ref, backend in self.backends.items():
+            try:
                 backend.close()
+            except Exception as exc:  # the session is over: report it, end the others too
+                logger.warning("could not close the connection to %s: %s", ref, exc)
         self.backends.clear()
 
 
@@ -287,6 +296,17 @@ def _state(config: pytest.Config) -> _Session:
 
 
 # -- building containers ----------------------------------------------------------------
+def remove_test_container(backend: Backend, name: str) -> None:
+    """Remove a test's container (and its anonymous volumes); report, not raise, a failure:
+    the test's own outcome is what counts, and the other cleanups still run."""
+    try:
+        backend.remove(name, force=True, volumes=True)
+    except NotFound:
+        pass  # the test removed it, or it never came to be
+    except CtkError as exc:
+        logger.warning("could not remove test container %s: %s", name, exc)
+
+
 def _unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -342,8 +362,7 @@ def start_source(
             ),
         )
     finally:
-        with contextlib.suppress(CtkError):
-            backend.remove(info.id, force=True)
+        remove_test_container(backend, info.id)
     return SnapshotSource(
         backend=backend,
         name=info.name,
@@ -377,8 +396,7 @@ def clone_from_archive(source: SnapshotSource) -> SnapshotContainer:
             wait_ready(backend, info, source.check, log_offset=offset)
         info = backend.inspect(info.id)
     except BaseException:
-        with contextlib.suppress(CtkError):
-            backend.remove(info.id, force=True)
+        remove_test_container(backend, info.id)
         raise
     source.restore_seconds.append(time.monotonic() - started)
     return SnapshotContainer(
@@ -408,11 +426,31 @@ def ctk_engine(request: pytest.FixtureRequest, _ctk_session: _Session) -> Backen
 
 
 class ContainerFactory:
-    """``ctk_container(image_or_spec, ...)``: run a test container, removed after the test."""
+    """``ctk_container(image_or_spec, ...)``: run a test container, removed after the test.
 
-    def __init__(self, backend: Backend) -> None:
+    ``name(prefix)`` hands out a unique name that is removed afterwards too (for containers a
+    test makes some other way, e.g. through the CLI); ``start(spec)`` runs a whole spec.
+    """
+
+    def __init__(self, backend: Backend, made: list[str] | None = None) -> None:
         self.backend = backend
-        self.made: list[str] = []
+        self.made: list[str] = made if made is not None else []
+
+    def name(self, prefix: str = "t") -> str:
+        """A unique ``ctk-test-PREFIX-...`` name, removed after the test if it exists then."""
+        name = _unique_name(f"ctk-test-{prefix}")
+        self.made.append(name)
+        return name
+
+    def start(self, spec: ContainerSpec) -> ContainerInfo:
+        """Run ``spec`` as it is but for the ``ctk.test=1`` label (and a unique name when it
+        has none); the engine's answer, not inspected again (an ``auto_remove`` container may
+        be gone by then)."""
+        spec = build_spec(spec)
+        assert spec.name is not None
+        if spec.name not in self.made:
+            self.made.append(spec.name)
+        return self.backend.run(spec)
 
     def __call__(
         self,
@@ -441,17 +479,15 @@ class ContainerFactory:
             The running container, inspected after it became ready.
         """
         spec = build_spec(image, name=name, command=command, env=env, ports=ports, labels=labels)
-        assert spec.name is not None
-        self.made.append(spec.name)
-        info = self.backend.run(spec)
+        info = self.start(spec)
         if ready is not None:
             wait_ready(self.backend, info, ready)
         return self.backend.inspect(info.id)
 
     def cleanup(self) -> None:
+        """Remove every container made, with its anonymous volumes."""
         for name in self.made:
-            with contextlib.suppress(CtkError):
-                self.backend.remove(name, force=True)
+            remove_test_container(self.backend, name)
 
 
 @pytest.fixture
@@ -515,8 +551,7 @@ class SnapshotFactory:
 
     def cleanup(self) -> None:
         for name in self.made:
-            with contextlib.suppress(CtkError):
-                self.backend.remove(name, force=True)
+            remove_test_container(self.backend, name)
 
 
 @pytest.fixture

@@ -76,9 +76,11 @@ def http_count(info: ContainerInfo) -> int:
         return int(response.read().decode().strip())
 
 
-def config_files() -> set[Path]:
+def config_files(name: str = "") -> set[Path]:
+    """The CRIU config files of cross-runtime moves (of container ``name`` when given: other
+    tests run beside this one and make and remove their own)."""
     directory = cross_runtime.criu_config_dir()
-    return set(directory.glob("*.conf")) if directory.is_dir() else set()
+    return set(directory.glob(f"{name}*.conf")) if directory.is_dir() else set()
 
 
 def test_live_move_continues_counter_and_serves_http(pair: Pair) -> None:
@@ -103,7 +105,7 @@ def test_live_move_continues_counter_and_serves_http(pair: Pair) -> None:
     at_dump = last_count(pair.dest, name)
     pair.dest.restore(name, RestoreOptions(checkpoint="after-move"))
     wait_count_at_least(pair.dest, name, at_dump + 2)
-    configs = [c for c in config_files() if c.name.startswith(name)]
+    configs = config_files(name)
     assert all(c.read_text() == "" for c in configs)
 
 
@@ -160,7 +162,7 @@ def test_failed_destination_restore_resumes_source(
 ) -> None:
     source_info = pair.run_counter()
     name = source_info.name
-    configs_before = config_files()
+    configs_before = config_files(name)
     prepare = cross_runtime._prepare_images
 
     def broken(images: Path, source_kind: str, dest_kind: str) -> None:
@@ -181,7 +183,7 @@ def test_failed_destination_restore_resumes_source(
     wait_count_at_least(pair.source, name, before + 2)
     with pytest.raises(ContainerNotFound):
         pair.dest.inspect(name)
-    assert config_files() == configs_before
+    assert config_files(name) == configs_before
 
 
 def test_tcp_established_refused_before_anything_is_touched(pair: Pair) -> None:
@@ -294,3 +296,42 @@ def test_rm_container_moves_cold_across_runtimes(pair: Pair) -> None:
     wait_count_at_least(pair.dest, info.name, 2)
     with pytest.raises(ContainerNotFound):
         pair.source.inspect(info.name)
+
+
+def test_ctk_migrate_to_and_from_configured_engine_names(
+    pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ctk migrate NAME --to NAME2` and `--from NAME1` with engines named in the config file
+    (the one engine resolution every command shares), there and back."""
+    import json
+
+    from tests.conftest import ctk
+
+    config = tmp_path / "ctk" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(
+        f'[engines.here]\nurl = "{pair.source.kind}+{pair.source.url}"\n'
+        f'[engines.there]\nurl = "{pair.dest.kind}+{pair.dest.url}"\n'
+    )
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("CTK_ENGINE", raising=False)
+    info = pair.run_counter()
+    pair.on_dest.names.append(info.name)
+    there = ctk(
+        "--engine", "here", "migrate", info.name, "--to", "there", "--mode", "cold", "--json",
+        timeout=300,
+    )  # fmt: skip
+    assert there.returncode == 0, there.stdout + there.stderr
+    report = json.loads(there.stdout)
+    assert report["status"] == "done", report
+    assert report["destination"] == f"{pair.dest.kind}+{pair.dest.url}"
+    assert pair.dest.inspect(info.name).running
+    with pytest.raises(ContainerNotFound):
+        pair.source.inspect(info.name)
+    back = ctk(
+        "migrate", info.name, "--from", "there", "--to", "here", "--mode", "cold", "--json",
+        timeout=300,
+    )  # fmt: skip
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert json.loads(back.stdout)["source"] == f"{pair.dest.kind}+{pair.dest.url}"
+    assert pair.source.inspect(info.name).running

@@ -95,6 +95,7 @@ def test_lifecycle(engine: Backend, criu: None) -> None:
     assert "OK lifecycle" in out
 
 
+@pytest.mark.swarm
 def test_overlay(engine: Backend) -> None:
     out = run_example("overlay", engine.kind).stdout
     if engine.kind == "podman":

@@ -132,6 +132,7 @@ def test_connect_with_alias_resolves(
         assert probe_resolved(out) == endpoint.ip and probe_answer(out) is not None, out
 
 
+@pytest.mark.swarm
 def test_overlay(engine: Backend, networks: Networks) -> None:
     name = networks.name("ov")
     if engine.kind == "podman":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -25,6 +24,7 @@ from tests.conftest import (
     Testbed,
     TestbedHost,
     counts,
+    holds,
     last_count,
     unavailable,
     wait_count_at_least,
@@ -275,12 +275,12 @@ def test_checkpoint_restore_in_place_on_a_testbed_host(
     before = wait_count_at_least(backend, name, 3)
     cp = backend.checkpoint(name, CheckpointOptions())
     assert not backend.inspect(name).running
-    # Frozen, not running (as in test_checkpoint). The pause also keeps clear of a Docker 20.10
-    # race: a restore right after the checkpoint can fail with "failed to upload checkpoint
-    # to containerd: ... already exists" while containerd still holds the dump's content.
+    # Frozen, not running (as in test_checkpoint). Watching it stay frozen also keeps clear of
+    # a Docker 20.10 race: a restore right after the checkpoint can fail with "failed to upload
+    # checkpoint to containerd: ... already exists" while containerd still holds the dump's
+    # content (ctk retries that error for 2.75 s too).
     stopped_at = last_count(backend, name)
-    time.sleep(2)
-    assert last_count(backend, name) == stopped_at
+    holds(lambda: last_count(backend, name) == stopped_at, seconds=2, what="count frozen")
     assert backend.restore(name, RestoreOptions(checkpoint=cp.name)).running
     wait_count_at_least(backend, name, before + 2)
     after = counts(backend, name)

@@ -87,9 +87,31 @@ for command in (network, port):
     cli.add_command(command)
 
 
+_LOG_FORMAT = "ctk: %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(debug: bool) -> None:
+    """ctk's module loggers (``toolkit.*``) to stderr, one line a record: warnings and
+    worse by default, everything with ``--debug``. Called again (tests call ``main`` many
+    times in one process), it replaces its handler rather than adding another."""
+    log = logging.getLogger("toolkit")
+    for handler in list(log.handlers):
+        if getattr(handler, "_ctk_cli", False):
+            log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    handler._ctk_cli = True  # type: ignore[attr-defined]
+    log.addHandler(handler)
+    # The logger's own level only opens up for --debug; otherwise it is left to the root's
+    # (WARNING unless a host program, or pytest's caplog, says otherwise).
+    log.setLevel(logging.DEBUG if debug else logging.NOTSET)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI and turns errors into one line, a hint and an exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    configure_logging(debug)
     # SIGTERM, SIGINT and SIGHUP unwind like an exception, so every cleanup runs (a container
     # stopped by a dump is restored, a half-written archive removed) before ctk exits 128+N.
     install_signal_handlers()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,10 @@ _MICROSECONDS = re.compile(r"_time$")
 
 
 def _render(
-    data: dict[str, Any], line: str, timings: dict[str, float] | None, criu: dict[str, int]
+    data: dict[str, Any],
+    line: str,
+    timings: Mapping[str, float] | None,
+    criu: Mapping[str, int],
 ) -> None:
     """The result line (or JSON); with --print-stats, ctk's phases and CRIU's statistics."""
     if wants_json():

@@ -7,7 +7,7 @@ import sys
 import click
 
 from toolkit.cli._common import console, json_option, print_json, state, wants_json
-from toolkit.config import DEFAULT_URLS, EngineRef, parse_engine
+from toolkit.config import DEFAULT_URLS, EngineRef, resolve_engine
 from toolkit.doctor import run_doctor
 from toolkit.errors import ExitCode
 
@@ -18,7 +18,7 @@ def doctor() -> None:
     """Check engines, CRIU and pycriu; exit 0 only when all is ready."""
     selected = state().engine
     engines = (
-        [parse_engine(selected)]
+        [resolve_engine(selected, tls=state().tls)]
         if selected
         else [EngineRef(kind, url) for kind, url in DEFAULT_URLS.items()]
     )

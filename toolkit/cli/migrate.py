@@ -7,7 +7,7 @@ import sys
 import click
 
 from toolkit.cli._common import console, err, json_option, print_json, print_table, state
-from toolkit.config import connect, parse_engine
+from toolkit.config import get_backend
 from toolkit.errors import MigrationError
 from toolkit.models import MIGRATION_MODES, MIGRATION_PHASES, MigrationReport
 
@@ -64,7 +64,12 @@ def render_report(report: MigrationReport) -> None:
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--to", "to", metavar="ENGINE", help="Destination engine (docker, podman or URL).")
+@click.option(
+    "--to",
+    "to",
+    metavar="ENGINE",
+    help="Destination engine: docker, podman, a configured name or a URL.",
+)
 @click.option(
     "--from", "from_", metavar="ENGINE", help="Source engine (default: the selected --engine)."
 )
@@ -141,8 +146,9 @@ def migrate(
         return
     if not name or not to:
         raise click.UsageError("ctk migrate NAME --to ENGINE (or ctk migrate --recover [ID])")
-    source = connect(parse_engine(from_)) if from_ else state().backend()
-    dest = connect(parse_engine(to))
+    # --to and --from name engines as --engine does (a configured name keeps its TLS)
+    source = get_backend(from_) if from_ else state().backend()
+    dest = get_backend(to)
     show_progress = not state().json and sys.stderr.isatty()
     bar = Progress(
         "[progress.description]{task.description}",
@@ -202,8 +208,8 @@ def drain(engine: str, to: str, labels: tuple[str, ...], parallel: int, mode: st
         if not eq or not key:
             raise click.BadParameter(f"{item!r} is not K=V", param_hint="--label")
         wanted[key] = value
-    source = connect(parse_engine(engine))
-    dest = connect(parse_engine(to))
+    source = get_backend(engine)
+    dest = get_backend(to)
 
     as_json = state().json  # read here: the callback runs in worker threads
 

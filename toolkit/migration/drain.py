@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from toolkit.backends.base import Backend
-from toolkit.config import EngineRef, connect
+from toolkit.config import reopen
 from toolkit.errors import CtkError, InvalidArgument, MigrationError
 from toolkit.migration.execute import migrate
 from toolkit.migration.plan import engine_label
@@ -40,8 +40,9 @@ def drain(
     )
 
     def one(name: str) -> tuple[str, MigrationReport | None, str]:
-        src = connect(EngineRef(source.kind, source.url))
-        dst = connect(EngineRef(dest.kind, dest.url))
+        # the same engines, with the settings they were opened with (TLS, Podman service)
+        src = reopen(source)
+        dst = reopen(dest)
         try:
             done = migrate(name, source=src, dest=dst, mode=mode, compress=compress)
             outcome: tuple[str, MigrationReport | None, str] = (name, done, "")

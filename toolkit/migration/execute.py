@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from toolkit.backends.base import Backend, StreamingCheckpoints
-from toolkit.config import EngineRef, connect
+from toolkit.config import engine_record, open_recorded
 from toolkit.errors import (
     Conflict,
     ContainerNotFound,
@@ -269,8 +269,8 @@ def migrate(
         id=journal_mod.new_id(),
         container=plan.source_info.name,
         target=plan.target,
-        source={"kind": source.kind, "url": source.url},
-        destination={"kind": dest.kind, "url": dest.url},
+        source=engine_record(source),
+        destination=engine_record(dest),
         mode=plan.mode,
         keep_source=keep_source,
         checkpoint="",
@@ -869,8 +869,8 @@ def recover(migration_id: str | None = None) -> list[MigrationReport]:
     journals = [journal_mod.load(migration_id)] if migration_id else journal_mod.unfinished()
     reports = []
     for journal in journals:
-        source = connect(EngineRef(journal.source["kind"], journal.source["url"]))
-        dest = connect(EngineRef(journal.destination["kind"], journal.destination["url"]))
+        source = open_recorded(journal.source)
+        dest = open_recorded(journal.destination)
         run = _Run(journal=journal, plan=None, source=source, dest=dest, reason="recovered")
         if journal.state in journal_mod.FINAL_STATES:
             reports.append(run.report(journal.state))
