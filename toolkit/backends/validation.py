@@ -10,18 +10,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from toolkit.errors import (
-    CheckpointNotFound,
-    Conflict,
-    InvalidArgument,
-    Unsupported,
-)
-from toolkit.models import (
-    ArchiveManifest,
-    Checkpoint,
-    ContainerSpec,
-    NetworkSpec,
-)
+from toolkit.errors import CheckpointNotFound, Conflict, InvalidArgument, Unsupported
+from toolkit.models import ArchiveManifest, Checkpoint, ContainerSpec, NetworkSpec
 
 # Docker's own rule for container names, which Podman shares.
 _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from toolkit.errors import (
-    CheckpointError,
-)
+from toolkit.errors import CheckpointError
 
 # CRIU reasons that a flag fixes: (pattern in CRIU's log, hint).
 KNOWN_CRIU_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (

@@ -18,21 +18,10 @@ from toolkit import archive, records
 from toolkit.backends import inspection, shared, validation
 from toolkit.backends.options import publish_arg
 from toolkit.backends.podman.checkpoints import CheckpointsMixin, _checkpoint_params
-from toolkit.backends.podman.client import (
-    _explanation,
-    podman,
-)
+from toolkit.backends.podman.client import _explanation, podman
 from toolkit.criu import diagnosis
-from toolkit.errors import (
-    Conflict,
-    ImageNotFound,
-)
-from toolkit.models import (
-    ArchiveInfo,
-    ContainerInfo,
-    ExportOptions,
-    ImportOptions,
-)
+from toolkit.errors import Conflict, ImageNotFound
+from toolkit.models import ArchiveInfo, ContainerInfo, ExportOptions, ImportOptions
 
 log = logging.getLogger(__name__)
 
