@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from toolkit.errors import (
-    InvalidArgument,
-)
-from toolkit.models import (
-    PortMapping,
-)
+from toolkit.errors import InvalidArgument
+from toolkit.models import PortMapping
 
 
 def sdk_ports(ports: Sequence[PortMapping], *, ephemeral: int | None = None) -> dict[str, Any]:

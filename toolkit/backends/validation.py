@@ -10,18 +10,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from toolkit.errors import (
-    CheckpointNotFound,
-    Conflict,
-    InvalidArgument,
-    Unsupported,
-)
-from toolkit.models import (
-    ArchiveManifest,
-    Checkpoint,
-    ContainerSpec,
-    NetworkSpec,
-)
+from toolkit.errors import CheckpointNotFound, Conflict, InvalidArgument, Unsupported
+from toolkit.models import ArchiveManifest, Checkpoint, ContainerSpec, NetworkSpec
 
 # Re-exported: the backends validate names through this module.
 from toolkit.models import validate_checkpoint_name as validate_checkpoint_name

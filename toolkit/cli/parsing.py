@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from toolkit.errors import (
-    InvalidArgument,
-)
+from toolkit.errors import InvalidArgument
 
 
 def parse_memory(text: str) -> int:

@@ -6,9 +6,7 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
-from toolkit.errors import (
-    CheckpointError,
-)
+from toolkit.errors import CheckpointError
 
 # CRIU reasons ctk can explain: (pattern in CRIU's log, hint, the switch the hint suggests).
 # The switch is named so that a user who gave it already is not told to add it.

@@ -19,17 +19,8 @@ from toolkit.backends.docker.files import (
 )
 from toolkit.backends.docker.images import ImagesMixin
 from toolkit.criu import diagnosis
-from toolkit.errors import (
-    Conflict,
-    Unsupported,
-)
-from toolkit.models import (
-    ArchiveInfo,
-    ContainerInfo,
-    ExportOptions,
-    ImportOptions,
-    RestoreOptions,
-)
+from toolkit.errors import Conflict, Unsupported
+from toolkit.models import ArchiveInfo, ContainerInfo, ExportOptions, ImportOptions, RestoreOptions
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,8 @@ from toolkit.backends import shared, validation
 from toolkit.backends.docker.client import _explanation, docker, requests
 from toolkit.backends.docker.files import FilesMixin
 from toolkit.criu import diagnosis
-from toolkit.errors import (
-    CheckpointNotFound,
-    Conflict,
-    Unsupported,
-)
-from toolkit.models import (
-    Checkpoint,
-    CheckpointOptions,
-    ContainerInfo,
-    RestoreOptions,
-)
+from toolkit.errors import CheckpointNotFound, Conflict, Unsupported
+from toolkit.models import Checkpoint, CheckpointOptions, ContainerInfo, RestoreOptions
 
 log = logging.getLogger(__name__)
 

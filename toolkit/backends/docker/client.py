@@ -34,9 +34,7 @@ from toolkit.errors import (
     ImageNotFound,
     InvalidArgument,
 )
-from toolkit.models import (
-    EngineInfo,
-)
+from toolkit.models import EngineInfo
 
 if TYPE_CHECKING:
     from toolkit.config import TLSOptions

@@ -19,9 +19,7 @@ from toolkit import archive
 from toolkit.archive.changes import write_changes
 from toolkit.backends.docker.client import DockerClient, docker, requests
 from toolkit.backends.options import sdk_ports
-from toolkit.models import (
-    ContainerSpec,
-)
+from toolkit.models import ContainerSpec
 
 log = logging.getLogger(__name__)
 

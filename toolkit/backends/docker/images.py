@@ -7,10 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from toolkit.backends import shared
 from toolkit.backends.docker.client import DockerClient, docker
-from toolkit.errors import (
-    EngineError,
-    ImageNotFound,
-)
+from toolkit.errors import EngineError, ImageNotFound
 
 log = logging.getLogger(__name__)
 

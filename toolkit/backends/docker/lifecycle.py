@@ -9,16 +9,8 @@ from toolkit import records
 from toolkit.backends import inspection, validation
 from toolkit.backends.docker.client import DockerClient, docker
 from toolkit.backends.options import restart_policy, sdk_ports
-from toolkit.errors import (
-    InvalidArgument,
-)
-from toolkit.models import (
-    ContainerInfo,
-    ContainerSpec,
-    ContainerStats,
-    ExecResult,
-    ProcessList,
-)
+from toolkit.errors import InvalidArgument
+from toolkit.models import ContainerInfo, ContainerSpec, ContainerStats, ExecResult, ProcessList
 
 
 class LifecycleMixin(DockerClient):

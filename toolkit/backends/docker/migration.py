@@ -18,14 +18,8 @@ from toolkit.backends.docker.files import _checked_deletions, _whiteouts, engine
 from toolkit.backends.docker.images import ImagesMixin
 from toolkit.backends.docker.restore_log import _watch_restore_log
 from toolkit.criu import diagnosis
-from toolkit.errors import (
-    EngineUnavailable,
-    Unsupported,
-)
-from toolkit.models import (
-    ContainerInfo,
-    ContainerSpec,
-)
+from toolkit.errors import EngineUnavailable, Unsupported
+from toolkit.models import ContainerInfo, ContainerSpec
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,8 @@ from contextlib import contextmanager
 
 from toolkit.backends import inspection, validation
 from toolkit.backends.docker.client import DockerClient, _explanation, docker
-from toolkit.errors import (
-    Conflict,
-    NetworkNotFound,
-    Unsupported,
-)
-from toolkit.models import (
-    NetworkInfo,
-    NetworkSpec,
-)
+from toolkit.errors import Conflict, NetworkNotFound, Unsupported
+from toolkit.models import NetworkInfo, NetworkSpec
 
 
 class NetworksMixin(DockerClient):

@@ -22,19 +22,8 @@ from toolkit.backends.podman.client import (
     requests,
 )
 from toolkit.criu import diagnosis
-from toolkit.errors import (
-    CheckpointNotFound,
-    Conflict,
-    CtkError,
-    EngineUnavailable,
-    Unsupported,
-)
-from toolkit.models import (
-    Checkpoint,
-    CheckpointOptions,
-    ContainerInfo,
-    RestoreOptions,
-)
+from toolkit.errors import CheckpointNotFound, Conflict, CtkError, EngineUnavailable, Unsupported
+from toolkit.models import Checkpoint, CheckpointOptions, ContainerInfo, RestoreOptions
 
 log = logging.getLogger(__name__)
 

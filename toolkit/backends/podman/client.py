@@ -21,16 +21,8 @@ import requests
 from toolkit.backends import DEFAULT_URLS, shared, validation
 from toolkit.backends.podman_service import SSHTunnel, TemporaryPodmanService
 from toolkit.backends.shared import BackendBase
-from toolkit.errors import (
-    Conflict,
-    ContainerNotFound,
-    EngineError,
-    ImageNotFound,
-    InvalidArgument,
-)
-from toolkit.models import (
-    EngineInfo,
-)
+from toolkit.errors import Conflict, ContainerNotFound, EngineError, ImageNotFound, InvalidArgument
+from toolkit.models import EngineInfo
 
 DEFAULT_URL = DEFAULT_URLS["podman"]
 

@@ -6,13 +6,8 @@ import logging
 from collections.abc import Iterable, Iterator
 
 from toolkit.backends import inspection, shared
-from toolkit.backends.podman.client import (
-    PodmanClient,
-    podman,
-)
-from toolkit.errors import (
-    ImageNotFound,
-)
+from toolkit.backends.podman.client import PodmanClient, podman
+from toolkit.errors import ImageNotFound
 
 log = logging.getLogger(__name__)
 

@@ -8,22 +8,9 @@ from typing import Any
 from toolkit import records
 from toolkit.backends import inspection, validation
 from toolkit.backends.options import restart_policy, sdk_ports
-from toolkit.backends.podman.client import (
-    CHECKPOINT_RUNTIME,
-    PodmanClient,
-    podman,
-)
-from toolkit.errors import (
-    Conflict,
-    InvalidArgument,
-)
-from toolkit.models import (
-    ContainerInfo,
-    ContainerSpec,
-    ContainerStats,
-    ExecResult,
-    ProcessList,
-)
+from toolkit.backends.podman.client import CHECKPOINT_RUNTIME, PodmanClient, podman
+from toolkit.errors import Conflict, InvalidArgument
+from toolkit.models import ContainerInfo, ContainerSpec, ContainerStats, ExecResult, ProcessList
 
 
 class LifecycleMixin(PodmanClient):

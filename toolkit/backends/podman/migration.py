@@ -12,14 +12,10 @@ from typing import Self
 
 from toolkit.archive.changes import write_changes
 from toolkit.backends.podman.archives import ArchivesMixin
-from toolkit.backends.podman.client import (
-    podman,
-)
+from toolkit.backends.podman.client import podman
 from toolkit.backends.podman.images import ImagesMixin
 from toolkit.backends.podman.lifecycle import LifecycleMixin
-from toolkit.errors import (
-    Unsupported,
-)
+from toolkit.errors import Unsupported
 from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,

@@ -8,23 +8,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from toolkit.backends import inspection, validation
-from toolkit.backends.podman.client import (
-    _NETWORK_BUSY_CAUSES,
-    PodmanClient,
-    _cause,
-    podman,
-)
-from toolkit.errors import (
-    Conflict,
-    ContainerNotFound,
-    EngineError,
-    NetworkNotFound,
-    Unsupported,
-)
-from toolkit.models import (
-    NetworkInfo,
-    NetworkSpec,
-)
+from toolkit.backends.podman.client import _NETWORK_BUSY_CAUSES, PodmanClient, _cause, podman
+from toolkit.errors import Conflict, ContainerNotFound, EngineError, NetworkNotFound, Unsupported
+from toolkit.models import NetworkInfo, NetworkSpec
 
 
 class NetworksMixin(PodmanClient):
