@@ -55,11 +55,18 @@ def main() -> int:
     )  # fmt: skip
     try:
         wait_ready(engine, name)
-        port = next(p.host_port for p in engine.inspect(name).ports if p.container_port == 5432)
+        info = engine.inspect(name)
+        port = next(p.host_port for p in info.ports if p.container_port == 5432)
         print(f"PostgreSQL runs as {engine.exec(name, ('id', '-un')).stdout.strip()}, "
               f"published on 127.0.0.1:{port}")  # fmt: skip
+        # The session goes to the container's own address on its bridge, not through the
+        # published port: that path is NATed, and the engine drops the connection's conntrack
+        # entry with the container's network at the checkpoint, so whichever end speaks first
+        # after the restore may meet a reset. The restore keeps the address (static IP).
+        address = next((n.ip_address for n in info.networks if n.ip_address), "")
+        host, dest_port = (address, 5432) if address else ("127.0.0.1", port)
         conn = psycopg.connect(
-            host="127.0.0.1", port=port, user="postgres", password="ctk", dbname="postgres",
+            host=host, port=dest_port, user="postgres", password="ctk", dbname="postgres",
             connect_timeout=10,
         )  # fmt: skip
         with conn:
@@ -67,7 +74,7 @@ def main() -> int:
             # psycopg opened a transaction with that first statement; it stays open.
             conn.execute("CREATE TEMP TABLE notes (id int, note text)")
             conn.execute("INSERT INTO notes VALUES (1, 'one'), (2, 'two'), (3, 'three')")
-            print(f"session: backend pid {backend[0] if backend else '?'}, TEMP table notes "
+            print(f"session to {host}:{dest_port}: backend pid {backend[0] if backend else '?'}, TEMP table notes "
                   "with 3 rows, transaction open (nothing committed)")  # fmt: skip
 
             try:

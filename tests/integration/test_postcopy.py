@@ -100,9 +100,18 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def local(state: Path) -> Iterator[Pair]:
-    """The machine's own Podman, to itself under a new name."""
-    pair = Pair(PodmanBackend(PODMAN_URL), PodmanBackend(PODMAN_URL))
+def local(testbed: Testbed, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
+    """One Podman to itself under a new name: testbed host h1's, not this machine's own.
+
+    While a lazy dump serves pages, libpod holds the container's lock, and every listing of
+    all containers waits for it: on the machine's own Podman that stalled the tests other
+    xdist workers run meanwhile ("Podman does not answer"). The testbed's tests run in one
+    worker, one after another.
+    """
+    monkeypatch.setenv(postcopy.ADDRESS_ENV, testbed.hosts[0].address)
+    src, dst = (testbed.hosts[0].backend("podman") for _ in range(2))
+    assert isinstance(src, PodmanBackend) and isinstance(dst, PodmanBackend)
+    pair = Pair(src, dst)
     try:
         yield pair
     finally:
@@ -145,7 +154,8 @@ def _move_keeps_memory(pair: Pair, *, new_name: str | None) -> None:
     assert criu_left() == []
 
 
-def test_postcopy_on_this_machine_keeps_memory_and_count(local: Pair) -> None:
+@pytest.mark.testbed
+def test_postcopy_on_one_host_keeps_memory_and_count(local: Pair) -> None:
     _move_keeps_memory(local, new_name=local.name())
 
 
@@ -199,6 +209,7 @@ def _criu_pid(marker: str) -> int | None:
     return None
 
 
+@pytest.mark.testbed
 @pytest.mark.parametrize("victim", ["lazy-pages-daemon", "page-server"])
 def test_lost_copy_mid_way_leaves_the_source_running(local: Pair, state: Path, victim: str) -> None:
     """The destination's daemon or the source's page server killed while pages move."""

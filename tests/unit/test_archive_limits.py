@@ -128,11 +128,12 @@ def test_nested_tar_memory_bounded(tmp_path: Path) -> None:
         "import resource, sys\n"
         "from pathlib import Path\n"
         "from toolkit import archive\n"
+        "from toolkit.criu.images import extract_images\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
         "names = archive.check_nested_tar(Path(sys.argv[1]), what='rootfs changes',\n"
         "                                 keep_names=False)\n"
         "assert names == []\n"
         "import tempfile\n"
-        "from toolkit.criu.images import extract_images\n"
         "with tempfile.TemporaryDirectory() as out:\n"
         "    extract_images(Path(sys.argv[1]), Path(out))  # what checkpoint inspect reads\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
@@ -141,8 +142,10 @@ def test_nested_tar_memory_bounded(tmp_path: Path) -> None:
         [sys.executable, "-c", script, str(path)],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
-    peak_kib = int(result.stdout.strip())
-    assert peak_kib < 80 * 1024, peak_kib
+    # what the walks added to the interpreter with ctk imported (its size varies with the
+    # machine and the packages imported, ~60-80 MiB here)
+    imported_kib, peak_kib = (int(line) for line in result.stdout.split())
+    assert peak_kib - imported_kib < 40 * 1024, (imported_kib, peak_kib)
 
 
 def test_extract_images_duplicate_base_is_archive_error(tmp_path: Path) -> None:
