@@ -74,7 +74,8 @@ def main() -> int:
             # psycopg opened a transaction with that first statement; it stays open.
             conn.execute("CREATE TEMP TABLE notes (id int, note text)")
             conn.execute("INSERT INTO notes VALUES (1, 'one'), (2, 'two'), (3, 'three')")
-            print(f"session to {host}:{dest_port}: backend pid {backend[0] if backend else '?'}, TEMP table notes "
+            pid = backend[0] if backend else "?"
+            print(f"session to {host}:{dest_port}: backend pid {pid}, TEMP table notes "
                   "with 3 rows, transaction open (nothing committed)")  # fmt: skip
 
             try:
