@@ -60,9 +60,10 @@ def main() -> int:
         print(f"PostgreSQL runs as {engine.exec(name, ('id', '-un')).stdout.strip()}, "
               f"published on 127.0.0.1:{port}")  # fmt: skip
         # The session goes to the container's own address on its bridge, not through the
-        # published port: that path is NATed, and the engine drops the connection's conntrack
-        # entry with the container's network at the checkpoint, so whichever end speaks first
-        # after the restore may meet a reset. The restore keeps the address (static IP).
+        # published port. Through the port (NATed) the restored session met a reset in about
+        # one run of four on this machine -- the NAT's conntrack entry most likely goes with the
+        # container's network at the checkpoint --; to the address (kept by the restore: static
+        # IP) it held in every run.
         address = next((n.ip_address for n in info.networks if n.ip_address), "")
         host, dest_port = (address, 5432) if address else ("127.0.0.1", port)
         conn = psycopg.connect(
