@@ -435,6 +435,10 @@ class EngineInfo(_Model):
     default_runtime: str = ""
     checkpoint_capable: bool = False
     root_dir: str = ""
+    runtime_version: str = ""
+    """The default runtime's version as the engine's host reports it ("" when it does not)."""
+    criu_version: str = ""
+    """CRIU's version as the engine's host reports it (Podman 5; "" when not reported)."""
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
 from toolkit import interrupts, records
 from toolkit.backends import shared, validation
-from toolkit.backends.podman.client import (
-    _STATE_CAUSES,
-    PodmanClient,
-    _explanation,
-    podman,
-    requests,
-)
+from toolkit.backends.podman.client import _STATE_CAUSES, _explanation, podman, requests
+from toolkit.backends.podman.files import FilesMixin
 from toolkit.criu import diagnosis
 from toolkit.errors import CheckpointNotFound, Conflict, CtkError, EngineUnavailable, Unsupported
 from toolkit.models import Checkpoint, CheckpointOptions, ContainerInfo, RestoreOptions
@@ -52,7 +48,7 @@ def _given(params: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
-class CheckpointsMixin(PodmanClient):
+class CheckpointsMixin(FilesMixin):
     """Checkpoint (in place or streamed as libpod's export), list, restore."""
 
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
@@ -155,16 +151,23 @@ class CheckpointsMixin(PodmanClient):
                 response.close()
 
     def _criu_log(self, attrs: dict[str, Any], filename: str) -> str:
-        """CRIU's log, when the engine runs on this machine and kept it."""
-        from pathlib import Path
+        """CRIU's log on the engine's host (here, or through a helper container); "" if none."""
+        try:
+            data = self._host_file(attrs, filename)
+        except CtkError as exc:
+            log.warning("podman: CRIU's %s is not readable: %s", filename, exc.message)
+            return ""
+        return data.decode(errors="replace") if data is not None else ""
 
-        userdata = Path(str(attrs.get("StaticDir") or ""))
-        for path in (userdata / filename, userdata / "checkpoint" / filename):
-            try:
-                return path.read_text(errors="replace")
-            except OSError:
-                continue
-        return ""
+    def criu_log(self, name: str, *, phase: str) -> str:
+        """CRIU's log of the container's last ``dump`` or ``restore``, as the engine's host kept it.
+
+        Raises:
+            ContainerNotFound: no such container.
+            Unsupported: the engine could not hand it out.
+        """
+        data = self._host_file(self._attrs(name), f"{phase}.log")
+        return data.decode(errors="replace") if data is not None else ""
 
     def _ensure_running_after_failure(self, container_id: str) -> None:
         # A failed dump must leave the container running; if runc did not resume it, start it.
@@ -240,14 +243,21 @@ class CheckpointsMixin(PodmanClient):
     def criu_stats(self, name: str, *, phase: str) -> dict[str, int]:
         """CRIU's statistics of the container's last ``dump`` or ``restore`` (kept by ``keep``).
 
-        Read from the container's directory: available where the engine runs on this machine.
+        Read from the container's directory on the engine's host: here when this machine sees
+        it, else through a helper container. Empty when the engine kept none.
+
+        Raises:
+            ContainerNotFound: no such container.
+            Unsupported: the engine could not hand them out ("not readable from here").
         """
         from toolkit.criu.images import read_stats
 
-        userdata = Path(str(self._attrs(name).get("StaticDir") or ""))
-        if not userdata.parts or not userdata.is_dir():
+        data = self._host_file(self._attrs(name), f"stats-{phase}")
+        if data is None:
             return {}
-        return read_stats(userdata, phase=phase)
+        with tempfile.TemporaryDirectory(prefix="ctk-stats-") as tmp:
+            (Path(tmp) / f"stats-{phase}").write_bytes(data)
+            return read_stats(Path(tmp), phase=phase)
 
     def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
         """Copy the in-place checkpoint's CRIU images into ``dest``.
