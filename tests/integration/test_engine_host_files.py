@@ -1,12 +1,15 @@
 """What ctk reads from the engine's host, read through the engine (issue 15).
 
-Podman keeps CRIU's logs and statistics in the container's StaticDir on the engine's host.
-These tests make ctk believe that directory is not on its machine (``_visible_here`` patched
-to "no"), so that every read goes through a helper container bind-mounting it, as it does for
-an engine on another host; Docker's behaviour for the same operations is checked beside.
+Podman keeps CRIU's logs and statistics in the container's StaticDir on the engine's host;
+dockerd names CRIU's log in containerd's task directory in its error. These tests make ctk
+believe those directories are not on its machine (``_visible_here`` patched to "no"), so that
+every read goes through a helper container bind-mounting them, as for an engine on another
+host.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -32,8 +35,32 @@ _HOLDS_TCP = (
 
 @pytest.fixture
 def remote_view(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Podman's StaticDir counts as "not on this machine": reads go through a helper."""
+    """The engine host's directories count as "not on this machine": reads go through a helper.
+
+    Podman: the container's StaticDir; Docker: containerd's task directory holding CRIU's log.
+    """
     monkeypatch.setattr("toolkit.backends.podman.files._visible_here", lambda _path: False)
+    monkeypatch.setattr("toolkit.backends.docker.files._visible_here", lambda _path: False)
+
+
+@pytest.fixture
+def helpers_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The images of the helper containers either backend made during the test."""
+    from toolkit.backends.docker.files import FilesMixin as DockerFiles
+    from toolkit.backends.podman.files import FilesMixin as PodmanFiles
+
+    made: list[str] = []
+    for cls in (DockerFiles, PodmanFiles):
+        original = cls._helper
+
+        def counting(
+            self: Any, image: str, *args: Any, _original: Any = original, **kw: Any
+        ) -> Any:
+            made.append(image)
+            return _original(self, image, *args, **kw)
+
+        monkeypatch.setattr(cls, "_helper", counting)
+    return made
 
 
 def _helpers(engine: Backend) -> set[str]:
@@ -41,7 +68,11 @@ def _helpers(engine: Backend) -> set[str]:
 
 
 def test_failed_checkpoint_carries_criu_reason_read_through_the_engine(
-    engine: Backend, containers: Containers, criu: None, remote_view: None
+    engine: Backend,
+    containers: Containers,
+    criu: None,
+    remote_view: None,
+    helpers_made: list[str],
 ) -> None:
     info = containers.run(BUSYBOX_IMAGE, command=_HOLDS_TCP)
 
@@ -55,6 +86,7 @@ def test_failed_checkpoint_carries_criu_reason_read_through_the_engine(
     # CRIU's own first error line, not "see CRIU's reason above" with nothing above.
     assert "TCP" in str(excinfo.value), excinfo.value
     assert "--tcp-established" in excinfo.value.hint
+    assert helpers_made, "CRIU's log was read from ctk's disk, not through the engine"
     assert engine.inspect(info.name).running
 
 

@@ -3,7 +3,7 @@
 ctk must read what it needs from the engine's host through the engine: doctor's probe runs
 there, CRIU's reason for a failed checkpoint and its statistics come from there. The testbed
 hosts share this machine's filesystem (network namespaces only), so the tests make ctk treat
-Podman's container directories as not visible here (``_visible_here`` patched to "no"): every
+the engines' directories (Podman's StaticDir, containerd's task directory) as not visible here (``_visible_here`` patched to "no"): every
 read then goes through a helper container on the testbed host, as for a truly remote engine.
 Then ``docker+ssh://`` and ``podman+ssh://``: checkpoint and restore, export and import, and a
 migration from host h1 to host h2.
@@ -52,6 +52,7 @@ def made() -> Iterator[Made]:
 @pytest.fixture
 def remote_view(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("toolkit.backends.podman.files._visible_here", lambda _path: False)
+    monkeypatch.setattr("toolkit.backends.docker.files._visible_here", lambda _path: False)
 
 
 def _continued(values: list[int]) -> None:
