@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from toolkit.backends.base import Backend, CriuLogs
+from toolkit.backends.base import Backend, CriuLogs, SharedFilesystem
 from toolkit.config import EngineRef, connect
 from toolkit.criu.probe import (
     MIN_VERSION,
@@ -302,6 +302,7 @@ def run_doctor(engines: Sequence[EngineRef], *, quick: bool = False) -> list[Che
     """
     checks: list[Check] = []
     answered: dict[str, EngineInfo | None] = {}
+    podman_shares: bool | None = None
     for ref in engines:
         backend: Backend | None = None
         try:
@@ -316,6 +317,8 @@ def run_doctor(engines: Sequence[EngineRef], *, quick: bool = False) -> list[Che
                 checks.append(runtime_check(info))
             else:
                 checks.extend(probe_engine(backend, info))
+                if isinstance(backend, SharedFilesystem):
+                    podman_shares = _shares_config_dir(backend)
         if backend is not None:
             backend.close()
         answered[ref.kind] = info
@@ -325,14 +328,28 @@ def run_doctor(engines: Sequence[EngineRef], *, quick: bool = False) -> list[Che
         checks.append(non_root_check(probe_non_root_dump(status.path)))
     checks.append(pycriu_check(pycriu_available()))
     if "docker" in answered and "podman" in answered:
-        checks.append(cross_runtime_check(answered["docker"], answered["podman"]))
+        checks.append(cross_runtime_check(answered["docker"], answered["podman"], podman_shares))
     return checks
 
 
-def cross_runtime_check(docker: EngineInfo | None, podman: EngineInfo | None) -> Check:
+def _shares_config_dir(backend: SharedFilesystem) -> bool:
+    """Whether Podman's host sees ctk's per-container CRIU config directory (a real proof)."""
+    from toolkit.migration.cross_runtime import criu_config_dir
+
+    try:
+        return backend.shares_directory(criu_config_dir(), image=PROBE_IMAGE)
+    except OSError as exc:  # the directory cannot even be written here
+        log.warning("doctor: cannot write into %s: %s", criu_config_dir(), exc)
+        return False
+
+
+def cross_runtime_check(
+    docker: EngineInfo | None, podman: EngineInfo | None, podman_shares: bool | None = None
+) -> Check:
     """Whether checkpoints can move live between Docker and Podman on this machine, and why not.
 
-    Podman must be local (ctk writes a per-container CRIU config beside it) and Docker able to
+    Podman's host must see ctk's CRIU config directory (``podman_shares``: proved by reading a
+    file back through the engine; None: not probed, ``--quick``) and Docker be able to
     checkpoint; containers must run on runc, not crun, and have no volumes (per container:
     ``ctk checkpoint inspect`` says).
     """
@@ -341,11 +358,19 @@ def cross_runtime_check(docker: EngineInfo | None, podman: EngineInfo | None) ->
         return Check(name, False, "needs both Docker and Podman answering", FIX_ENGINES)
     if not docker.checkpoint_capable:
         return Check(name, False, "Docker cannot checkpoint (experimental mode off)", FIX_SETUP)
-    if not podman.url.startswith("unix://"):
-        return Check(name, False, f"Podman at {podman.url} is not on this machine")
+    if podman_shares is False:
+        return Check(
+            name,
+            False,
+            f"Podman at {podman.url} does not see ctk's CRIU config directory (not this machine)",
+            "run ctk on Podman's host for live moves into Podman; cold moves work from here",
+        )
     note = (
         f" (Podman's default runtime is {podman.default_runtime}: ctk creates containers on runc)"
         if podman.default_runtime and podman.default_runtime != "runc"
         else ""
     )
-    return Check(name, True, f"live docker <-> podman for runc containers without volumes{note}")
+    proved = " (not proved: --quick)" if podman_shares is None else ""
+    return Check(
+        name, True, f"live docker <-> podman for runc containers without volumes{note}{proved}"
+    )

@@ -76,8 +76,11 @@ def test_doctor_cross_runtime_line() -> None:
 
     docker = EngineInfo("docker", "unix:///var/run/docker.sock", "20.10", checkpoint_capable=True)
     podman = EngineInfo("podman", "unix:///run/podman/podman.sock", "4.3.1", default_runtime="crun")
-    check = cross_runtime_check(docker, podman)
-    assert check.ok and "runc" in check.detail
+    check = cross_runtime_check(docker, podman, True)
+    assert check.ok and "runc" in check.detail and "not proved" not in check.detail
+    assert "not proved" in cross_runtime_check(docker, podman).detail
+    remote = cross_runtime_check(docker, podman, False)
+    assert not remote.ok and "does not see" in remote.detail and "cold" in remote.fix
     assert not cross_runtime_check(docker, None).ok
     off = EngineInfo("docker", "unix:///var/run/docker.sock", "20.10", checkpoint_capable=False)
     assert "experimental" in cross_runtime_check(off, podman).detail
