@@ -437,8 +437,6 @@ class EngineInfo(_Model):
     root_dir: str = ""
     runtime_version: str = ""
     """The default runtime's version as the engine's host reports it ("" when it does not)."""
-    criu_version: str = ""
-    """CRIU's version as the engine's host reports it (Podman 5; "" when not reported)."""
 
 
 @dataclass(frozen=True)

@@ -117,8 +117,6 @@ class PodmanClient(BackendBase):
             checkpoint_capable=True,
             root_dir=str(store.get("graphRoot", "")),
             runtime_version=runtime_version[0].removeprefix(f"{runtimes} version ").strip(),
-            # Podman 5 reports CRIU under host (criuVersion); 4.x does not.
-            criu_version=str(host.get("criuVersion") or ""),
         )
 
     @contextmanager
