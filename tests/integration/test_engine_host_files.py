@@ -9,6 +9,7 @@ host.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +124,22 @@ def test_podman_proves_it_shares_the_criu_config_directory(engine: Backend) -> N
     assert engine.shares_directory(criu_config_dir(), image=BUSYBOX_IMAGE)
     # the probe file is gone again
     assert not list(criu_config_dir().glob(".ctk-shared-*"))
+
+
+def test_checkpoint_images_fetched_through_the_engine(
+    engine: Backend,
+    containers: Containers,
+    criu: None,
+    remote_view: None,
+    helpers_made: list[str],
+    tmp_path: Path,
+) -> None:
+    info = containers.run(
+        BUSYBOX_IMAGE, command=("sh", "-c", "while :; do echo 1; sleep 0.2; done")
+    )
+    engine.checkpoint(info.name, CheckpointOptions(name="images", leave_running=True))
+    engine.fetch_checkpoint_images(info.name, "images", tmp_path)
+    assert (tmp_path / "pstree.img").is_file() and (tmp_path / "inventory.img").is_file()
+    if engine.kind == "podman":
+        assert (tmp_path / "stats-dump").is_file()
+    assert helpers_made  # both engines hand them out through a helper container

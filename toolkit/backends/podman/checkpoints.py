@@ -15,6 +15,7 @@ from typing import Any
 
 from toolkit import interrupts, records
 from toolkit.backends import shared, validation
+from toolkit.backends.podman import files as host_files
 from toolkit.backends.podman.client import _STATE_CAUSES, _explanation, podman, requests
 from toolkit.backends.podman.files import FilesMixin
 from toolkit.criu import diagnosis
@@ -260,16 +261,32 @@ class CheckpointsMixin(FilesMixin):
             return read_stats(Path(tmp), phase=phase)
 
     def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
-        """Copy the in-place checkpoint's CRIU images into ``dest``.
+        """Copy the in-place checkpoint's CRIU images (and CRIU's stats) into ``dest``.
 
-        libpod has no route that hands them out, so this reads the container's directory and
-        works only where the engine runs on this machine.
+        libpod has no route that hands them out: they are read from the container's directory
+        on the engine's host, here when this machine sees it, else through a helper container.
+
+        Raises:
+            CheckpointNotFound: no such checkpoint.
+            Unsupported: the engine could not hand them out.
+            ArchiveError: what the engine handed out is not a checkpoint's images.
         """
+        from toolkit.criu.images import extract_images
+
         attrs = self._attrs(name)
         validation.validate_checkpoint_name(checkpoint)
         if checkpoint not in {c.name for c in self.checkpoints(name)}:
             raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
         userdata = Path(str(attrs.get("StaticDir") or ""))
+        if userdata.parts and not host_files._visible_here(userdata):
+            with tempfile.TemporaryDirectory(prefix="ctk-images-") as tmp:
+                tar = Path(tmp) / "checkpoint.tar"
+                self._host_tree(attrs, "checkpoint", tar)
+                extract_images(tar, dest)
+            for stats in ("stats-dump", "stats-restore"):
+                if (data := self._host_file(attrs, stats)) is not None:
+                    (dest / stats).write_bytes(data)
+            return
         images = userdata / "checkpoint"
         if not userdata.parts or not (images / "pstree.img").is_file():
             raise Unsupported(

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from toolkit import archive
 from toolkit.backends import shared
 from toolkit.backends.podman.client import PodmanClient, podman, requests
 from toolkit.errors import CtkError, Unsupported
@@ -23,6 +24,7 @@ from toolkit.errors import CtkError, Unsupported
 log = logging.getLogger(__name__)
 
 _MOUNT = "/ctk-helper"
+_CHUNK = 1024 * 1024
 
 
 def _visible_here(directory: Path) -> bool:
@@ -90,6 +92,37 @@ class FilesMixin(PodmanClient):
             raise Unsupported(
                 f"{relative} of the container is not readable from here: {exc.message}",
                 hint="the engine's host keeps it in the container's StaticDir",
+            ) from exc
+
+    def _host_tree(self, attrs: dict[str, Any], relative: str, out: Path) -> None:
+        """``StaticDir/relative`` of the container ``attrs`` as libpod's archive tar, into ``out``.
+
+        Always through a helper container (the caller reads a visible directory itself).
+
+        Raises:
+            Unsupported: the engine could not hand it out.
+        """
+        static = str(attrs.get("StaticDir") or "")
+        image = str(attrs.get("Image") or attrs.get("ImageName"))
+        try:
+            with (
+                self._helper(image, static) as helper,
+                self._errors(container=helper),
+            ):
+                response = self._api.get(
+                    f"/containers/{helper}/archive",
+                    params={"path": str(PurePosixPath(_MOUNT, relative))},
+                    stream=True,
+                )
+                try:
+                    response.raise_for_status()
+                    archive.write_stream(response.iter_content(_CHUNK), out)
+                finally:
+                    response.close()
+        except CtkError as exc:
+            raise Unsupported(
+                f"{relative} of the container is not readable from here: {exc.message}",
+                hint="export it and inspect the file: ctk checkpoint NAME --export FILE",
             ) from exc
 
     def _archive_file(self, container: str, path: str) -> bytes | None:
