@@ -435,6 +435,8 @@ class EngineInfo(_Model):
     default_runtime: str = ""
     checkpoint_capable: bool = False
     root_dir: str = ""
+    runtime_version: str = ""
+    """The default runtime's version as the engine's host reports it ("" when it does not)."""
 
 
 @dataclass(frozen=True)

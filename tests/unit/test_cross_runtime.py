@@ -76,8 +76,11 @@ def test_doctor_cross_runtime_line() -> None:
 
     docker = EngineInfo("docker", "unix:///var/run/docker.sock", "20.10", checkpoint_capable=True)
     podman = EngineInfo("podman", "unix:///run/podman/podman.sock", "4.3.1", default_runtime="crun")
-    check = cross_runtime_check(docker, podman)
-    assert check.ok and "runc" in check.detail
+    check = cross_runtime_check(docker, podman, True)
+    assert check.ok and "runc" in check.detail and "not proved" not in check.detail
+    assert "not proved" in cross_runtime_check(docker, podman).detail
+    remote = cross_runtime_check(docker, podman, False)
+    assert not remote.ok and "does not see" in remote.detail and "cold" in remote.fix
     assert not cross_runtime_check(docker, None).ok
     off = EngineInfo("docker", "unix:///var/run/docker.sock", "20.10", checkpoint_capable=False)
     assert "experimental" in cross_runtime_check(off, podman).detail
@@ -137,3 +140,34 @@ def test_podman_images_fit_docker(tmp_path: Path) -> None:
     assert not (tmp_path / "netns-10.img").exists()
     # ... and its rootfs root is 0755, which CRIU checks without skip-file-rwx-check
     assert load_image(tmp_path / "files.img")["entries"][0]["reg"]["mode"] == 0o40755
+
+
+class _Podman:
+    """A destination whose host does (or does not) read back ctk's files."""
+
+    kind = "podman"
+    url = "unix:///forwarded/podman.sock"
+
+    def __init__(self, shares: bool) -> None:
+        self.shares = shares
+        self.asked: list[tuple[Path, str]] = []
+
+    def shares_directory(self, directory: Path, *, image: str) -> bool:
+        self.asked.append((directory, image))
+        return self.shares
+
+
+def test_cross_runtime_into_podman_needs_proof_of_a_shared_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.errors import ExitCode, Unsupported
+    from toolkit.migration import cross_runtime
+
+    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path))
+    local = _Podman(True)
+    cross_runtime._require_shared_config_dir(local, "sha256:abc")  # type: ignore[arg-type]
+    assert local.asked == [(cross_runtime.criu_config_dir(), "sha256:abc")]
+    with pytest.raises(Unsupported) as excinfo:
+        cross_runtime._require_shared_config_dir(_Podman(False), "sha256:abc")  # type: ignore[arg-type]
+    assert excinfo.value.exit_code == ExitCode.UNSUPPORTED == 6
+    assert "does not see" in excinfo.value.message and "--mode cold" in excinfo.value.hint

@@ -64,3 +64,56 @@ def test_cap_in_bounding_set() -> None:
     assert cap_in_bounding_set(CAP_SYS_RESOURCE, "CapBnd:\t000001fffeffffff\n") is False
     assert cap_in_bounding_set(CAP_SYS_RESOURCE, "CapBnd:\t000001ffffffffff\n") is True
     assert cap_in_bounding_set(CAP_SYS_RESOURCE, "Name: x\n") is None
+
+
+class _ProbeBackend:
+    """A backend whose checkpoint fails the way CRIU does; records what was removed."""
+
+    kind = "podman"
+
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+        self.runs: list[str] = []
+
+    def run(self, spec: object) -> None:
+        self.runs.append(spec.name)  # type: ignore[attr-defined]
+
+    def logs(self, name: str) -> str:
+        return "1\n2\n"
+
+    def checkpoint(self, name: str, options: object) -> None:
+        from toolkit.criu.diagnosis import criu_error
+
+        log = (
+            "(00.000023) Version: 4.1.1 (gitid 0)\n"
+            "(00.011) Error (criu/sockets.c:123): sockets: Can't get 1:16 opt: "
+            "Operation not supported\n"
+            "(00.012) Error (criu/cr-dump.c:2093): Dumping FAILED.\n"
+        )
+        raise criu_error("checkpoint", name, "runc checkpoint failed", log)
+
+    def stop(self, name: str, *, timeout: int | None = None) -> None:
+        pass
+
+    def remove(self, name: str, *, force: bool = False) -> None:
+        self.removed.append(name)
+
+
+def test_probe_failure_carries_criu_reason_and_removes_the_container() -> None:
+    from toolkit.doctor import probe_once
+
+    backend = _ProbeBackend()
+    check, _ = probe_once(backend, "root", "0:0")  # type: ignore[arg-type]
+    assert not check.ok and check.name == "podman probe (root)"
+    assert "Can't get 1:16 opt: Operation not supported" in check.detail, check.detail
+    assert check.fix
+    assert backend.removed == backend.runs and backend.runs[0].startswith("ctk-doctor-")
+
+
+def test_runtime_line_names_runtime_and_criu() -> None:
+    from toolkit.doctor import runtime_check
+
+    info = EngineInfo(kind="podman", url="u", version="5", default_runtime="runc")
+    assert "version not reported" in runtime_check(info).detail
+    seen = runtime_check(info, "4.1.1")
+    assert seen.ok and seen.detail == "runc; CRIU 4.1.1 (the engine's host)"

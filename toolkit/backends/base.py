@@ -286,6 +286,36 @@ class RuntimeInspection(Protocol):
 
 
 @runtime_checkable
+class CriuLogs(Protocol):
+    """CRIU's log of a container's last dump or restore, as the engine's host kept it (Podman).
+
+    Read through the engine when ctk does not share the host's filesystem.
+    """
+
+    def criu_log(self, name: str, *, phase: str) -> str:
+        """The log of ``phase`` (``dump`` or ``restore``); "" when the engine kept none.
+
+        Raises ContainerNotFound, or Unsupported when the engine cannot hand it out.
+        """
+        ...
+
+
+@runtime_checkable
+class SharedFilesystem(Protocol):
+    """Whether the engine's host sees a directory of ctk's machine at the same path (Podman).
+
+    A proof, not a guess from the URL: a socket forwarded from another host or mount namespace
+    is a ``unix://`` URL too.
+    """
+
+    def shares_directory(self, directory: Path, *, image: str) -> bool:
+        """True when a file ctk writes into ``directory`` reads back the same through the
+        engine (a helper container made from ``image``, an image the engine holds).
+        """
+        ...
+
+
+@runtime_checkable
 class StreamingCheckpoints(Protocol):
     """A checkpoint export streamed out and restored from a stream, staging nothing (Podman)."""
 

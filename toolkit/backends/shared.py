@@ -49,6 +49,24 @@ def unavailable(kind: str, url: str) -> EngineUnavailable:
     return EngineUnavailable(f"{name} does not answer at {url}", hint=hint)
 
 
+def file_from_tar(data: bytes, name: str) -> bytes | None:
+    """The regular file called ``name`` in an engine's archive answer (one path's tar).
+
+    Both engines' archive routes (``GET /containers/{id}/archive``) answer a tar of the path
+    asked for; a helper container bind-mounting a host directory turns that into a read of the
+    engine host's file (see the backends' ``_helper``).
+    """
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.rsplit("/", 1)[-1] == name:
+                extracted = tar.extractfile(member)
+                return extracted.read() if extracted is not None else None
+    return None
+
+
 def not_found(container: str | None, explanation: str) -> CtkError:
     """The error for an engine's 404: the named container's, else the engine's own words."""
     if container is not None:

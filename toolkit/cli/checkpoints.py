@@ -19,6 +19,7 @@ from toolkit.archive.signing import (
     import_trust,
     signature_status,
 )
+from toolkit.backends.base import Backend
 from toolkit.cli._common import (
     DefaultGroup,
     json_option,
@@ -28,7 +29,7 @@ from toolkit.cli._common import (
     wants_json,
 )
 from toolkit.cli.schedule import run_scheduled
-from toolkit.errors import ContainerNotFound, CtkError, InvalidArgument
+from toolkit.errors import ContainerNotFound, CtkError, InvalidArgument, Unsupported
 from toolkit.models import (
     CheckpointImages,
     CheckpointOptions,
@@ -135,7 +136,7 @@ def create(
             forget_intended_stop(backend, name)  # it failed, so it keeps running
             raise
         timings = {"checkpoint": round(time.monotonic() - started, 3)}
-        criu = backend.criu_stats(name, phase="dump") if print_stats else {}
+        criu = _criu_stats(backend, name, "dump") if print_stats else {}
         _render(result.to_dict(), result.name, timings if print_stats else None, criu)
         return
     # Before connecting: a typo must not cost a checkpoint, nor wait for an engine.
@@ -152,22 +153,39 @@ def create(
 _MICROSECONDS = re.compile(r"_time$")
 
 
+def _criu_stats(backend: Backend, name: str, phase: str) -> Mapping[str, int] | str:
+    """CRIU's statistics of ``phase``, or why the engine's host could not hand them out."""
+    try:
+        return backend.criu_stats(name, phase=phase)
+    except Unsupported as exc:
+        return exc.message
+
+
 def _render(
     data: dict[str, Any],
     line: str,
     timings: Mapping[str, float] | None,
-    criu: Mapping[str, int],
+    criu: Mapping[str, int] | str,
 ) -> None:
-    """The result line (or JSON); with --print-stats, ctk's phases and CRIU's statistics."""
+    """The result line (or JSON); with --print-stats, ctk's phases and CRIU's statistics.
+
+    ``criu`` is a string when the statistics were kept but are not readable from here.
+    """
     if wants_json():
         if timings is not None:
-            data = {**data, "stats": {"ctk_seconds": timings, "criu": criu}}
+            stats: dict[str, Any] = {"ctk_seconds": timings, "criu": criu}
+            if isinstance(criu, str):
+                stats.update(criu={}, criu_unreadable=criu)
+            data = {**data, "stats": stats}
         print_json(data)
         return
     click.echo(line)
     if timings is None:
         return
     print_table(["CTK PHASE", "SECONDS"], [[k, f"{v:.3f}"] for k, v in timings.items()])
+    if isinstance(criu, str):
+        click.echo(f"CRIU statistics: not readable from here: {criu}")
+        return
     if not criu:
         click.echo("CRIU statistics: not kept by this engine")
         return
@@ -449,5 +467,5 @@ def restore(
         info = operations.import_checkpoint(state().backend(), import_path, imported)
         phase = "import"
     timings = {phase: round(time.monotonic() - started, 3)}
-    criu = state().backend().criu_stats(info.id, phase="restore") if print_stats else {}
+    criu = _criu_stats(state().backend(), info.id, "restore") if print_stats else {}
     _render(info.to_dict(), info.name, timings if print_stats else None, criu)

@@ -84,7 +84,8 @@ def criu_log_errors(text: str, *, limit: int = 8) -> str:
     return "\n".join(lines[-limit:])
 
 
-def _log_paths(message: str) -> list[str]:
+def log_paths(message: str) -> list[str]:
+    """The CRIU log files an engine's error message names (on the engine's host)."""
     return re.findall(r"(/[\w./@:+-]+?\.log)\b", message)
 
 
@@ -103,7 +104,7 @@ def criu_error(
     (:func:`criu_flags`): a hint never suggests one of them again.
     """
     if not log_text:
-        for path in _log_paths(message):
+        for path in log_paths(message):
             try:
                 log_text = Path(path).read_text(errors="replace")
                 break

@@ -67,6 +67,7 @@ from toolkit.backends.base import (
     ForeignImageRestore,
     RawCheckpointArchives,
     RuntimeInspection,
+    SharedFilesystem,
     TemplateRestore,
 )
 from toolkit.criu import diagnosis
@@ -220,13 +221,6 @@ def live_cross_runtime(
             "Docker's checkpoint API cannot pass --tcp-established to CRIU",
             hint="close established connections first, or migrate cold",
         )
-    if dest.kind == "podman" and not dest.url.startswith("unix://"):
-        # The per-container CRIU config file must exist where Podman's runc runs.
-        raise Unsupported(
-            "live migration into Podman writes a CRIU config file beside Podman; "
-            f"{dest.url} is not on this machine",
-            hint="run ctk on the destination host",
-        )
     info = source.inspect(name)
     if not info.running:
         raise Conflict(
@@ -242,6 +236,8 @@ def live_cross_runtime(
             f"no image {info.image_id} ({info.image}) on {dest.kind}",
             hint=shared.image_missing_hint(info.image, info.image_id, dest.kind),
         )
+    if dest.kind == "podman":
+        _require_shared_config_dir(dest, info.image_id)
     try:
         dest.inspect(target)
     except ContainerNotFound:
@@ -346,6 +342,27 @@ def _criu_reason(exc: CheckpointError) -> str:
 
 def _any_host_port(port: PortMapping) -> PortMapping:
     return PortMapping(port.container_port, 0, port.host_ip, port.protocol)
+
+
+def _require_shared_config_dir(dest: Backend, image: str) -> None:
+    """Refuse unless Podman's host is proved to see ctk's CRIU config directory.
+
+    The per-container CRIU config file is written here and named in an annotation that the
+    destination's runc reads on its own host; a ``unix://`` URL proves nothing (a socket can be
+    forwarded from another host or mount namespace), so ask the engine to read a file back.
+
+    Raises:
+        Unsupported: the engine's host does not see the directory.
+    """
+    directory = criu_config_dir()
+    if isinstance(dest, SharedFilesystem) and dest.shares_directory(directory, image=image):
+        return
+    raise Unsupported(
+        "live migration into Podman writes a per-container CRIU config file that the "
+        f"destination's runc reads; Podman at {dest.url} does not see {directory} of this "
+        "machine (a file ctk wrote there did not read back through the engine)",
+        hint="run ctk on the destination's host, or migrate cold (--mode cold)",
+    )
 
 
 def _new_config_file(target: str) -> Path:

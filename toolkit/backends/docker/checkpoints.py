@@ -87,11 +87,21 @@ class CheckpointsMixin(FilesMixin):
             except docker.errors.APIError as exc:
                 self._ensure_running_after_failure(attrs["Id"])
                 message = _explanation(exc)
-                raise diagnosis.criu_error("checkpoint", name, message) from exc
+                log_text = self._criu_log_named_in(attrs, message)
+                raise diagnosis.criu_error("checkpoint", name, message, log_text) from exc
             except requests.exceptions.ConnectionError as exc:
                 raise shared.unavailable(self.kind, self.url) from exc
             record = records.record_checkpoint(self.kind, self.url, attrs["Id"], cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
+
+    def _criu_log_named_in(self, attrs: dict[str, Any], message: str) -> str:
+        """CRIU's log that dockerd's error names (``path= .../criu-dump.log``), read on the
+        daemon's host (here, or through a helper container); "" when it is gone."""
+        for path in diagnosis.log_paths(message):
+            data = self._host_file(str(attrs["Image"]), path)
+            if data:
+                return data.decode(errors="replace")
+        return ""
 
     def _is_running(self, container_id: str) -> bool:
         try:

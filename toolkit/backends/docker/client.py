@@ -143,6 +143,8 @@ class DockerClient(BackendBase):
             # Docker's checkpoint routes exist only with experimental mode on.
             checkpoint_capable=experimental,
             root_dir=str(data.get("DockerRootDir", "")),
+            # Docker names runc's build (RuncCommit), not CRIU: only a checkpoint proves CRIU.
+            runtime_version=str((data.get("RuncCommit") or {}).get("ID", "")),
         )
 
     def _attrs(self, name: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import tarfile
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from toolkit import archive
 from toolkit.archive.changes import write_changes
 from toolkit.backends.docker.client import DockerClient, docker, requests
 from toolkit.backends.options import sdk_ports
+from toolkit.backends.shared import file_from_tar
+from toolkit.errors import CtkError
 from toolkit.models import ContainerSpec
 
 log = logging.getLogger(__name__)
@@ -70,20 +73,37 @@ def _rename_checkpoint(source: Path, dest: Path, names: list[str], checkpoint: s
             out.addfile(member, data)
 
 
+def _visible_here(directory: Path) -> bool:
+    """Whether ``directory`` (a path on the daemon's host holding a container's ID) is here."""
+    return directory.is_dir()
+
+
 class FilesMixin(DockerClient):
     """Helper containers, archive fetches, rootfs changes, stopped containers."""
 
     @contextmanager
-    def _helper(self, image: str, binds: dict[str, str]) -> Iterator[str]:
+    def _helper(
+        self, image: str, binds: dict[str, str], *, existing: bool = False
+    ) -> Iterator[str]:
         """A created, never started container that bind-mounts daemon paths for the archive API.
 
         This reaches ``<DockerRootDir>/containers/<id>`` through the engine itself, so it works
-        on a remote daemon too; the command is never run.
+        on a remote daemon too; the command is never run. ``existing``: read-only mounts of
+        paths that must exist already (a ``-v`` bind would create a missing one on the host).
         """
-        host_config = self._api.create_host_config(
-            binds=[f"{source}:{target}" for source, target in binds.items()],
-            network_mode="none",
-        )
+        if existing:
+            host_config = self._api.create_host_config(
+                mounts=[
+                    docker.types.Mount(target, source, type="bind", read_only=True)
+                    for source, target in binds.items()
+                ],
+                network_mode="none",
+            )
+        else:
+            host_config = self._api.create_host_config(
+                binds=[f"{source}:{target}" for source, target in binds.items()],
+                network_mode="none",
+            )
         with self._errors(image=image):
             created = self._api.create_container(
                 image,
@@ -123,6 +143,33 @@ class FilesMixin(DockerClient):
                 # the connection closes (daemon/archive.go): a stream left open after a failed
                 # write blocked the helper's removal and every other client's `ps`.
                 response.close()
+
+    def _host_file(self, image: str, path: str) -> bytes | None:
+        """A regular file of the daemon's host: read here when its directory is here, else
+        through a helper container made from ``image``; None when it is gone or unreadable.
+
+        Only for paths that name a container's ID (CRIU's logs in containerd's task directory):
+        a directory of that path seen here is that container's, the daemon shares this disk.
+        """
+        here = Path(path)
+        if _visible_here(here.parent):
+            try:
+                return here.read_bytes()
+            except OSError as exc:
+                log.debug("docker: %s is not readable here: %s", path, exc)
+                return None
+        target = "/ctk/host"
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix="ctk-hostfile-") as tmp,
+                self._helper(image, {str(here.parent): target}, existing=True) as helper,
+            ):
+                out = Path(tmp) / "file.tar"
+                self._fetch(helper, f"{target}/{here.name}", out)
+                return file_from_tar(out.read_bytes(), here.name)
+        except CtkError as exc:
+            log.warning("docker: %s on %s is not readable: %s", path, self.url, exc.message)
+            return None
 
     def _fetch_changes(self, container_id: str, out: Path, stage: Path) -> list[str]:
         """The container's rootfs changes: changed and added files into ``out``; deleted paths.

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from toolkit.backends.base import Backend, RuntimeInspection, StreamingCheckpoints, TemplateRestore
+from toolkit.backends.base import (
+    Backend,
+    CriuLogs,
+    RuntimeInspection,
+    SharedFilesystem,
+    StreamingCheckpoints,
+    TemplateRestore,
+)
 from toolkit.backends.podman.migration import MigrationMixin
 from toolkit.backends.podman.networks import NetworksMixin
 
@@ -18,6 +25,8 @@ class PodmanBackend(MigrationMixin, NetworksMixin):
 
 def _conforms(
     backend: PodmanBackend,
-) -> tuple[Backend, StreamingCheckpoints, TemplateRestore, RuntimeInspection]:
+) -> tuple[
+    Backend, StreamingCheckpoints, TemplateRestore, RuntimeInspection, CriuLogs, SharedFilesystem
+]:
     """mypy's proof that PodmanBackend offers what base.py declares (never called)."""
-    return backend, backend, backend, backend
+    return backend, backend, backend, backend, backend, backend

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
 from toolkit import interrupts, records
 from toolkit.backends import shared, validation
-from toolkit.backends.podman.client import (
-    _STATE_CAUSES,
-    PodmanClient,
-    _explanation,
-    podman,
-    requests,
-)
+from toolkit.backends.podman import files as host_files
+from toolkit.backends.podman.client import _STATE_CAUSES, _explanation, podman, requests
+from toolkit.backends.podman.files import FilesMixin
 from toolkit.criu import diagnosis
 from toolkit.errors import CheckpointNotFound, Conflict, CtkError, EngineUnavailable, Unsupported
 from toolkit.models import Checkpoint, CheckpointOptions, ContainerInfo, RestoreOptions
@@ -52,7 +49,7 @@ def _given(params: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
-class CheckpointsMixin(PodmanClient):
+class CheckpointsMixin(FilesMixin):
     """Checkpoint (in place or streamed as libpod's export), list, restore."""
 
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
@@ -155,16 +152,23 @@ class CheckpointsMixin(PodmanClient):
                 response.close()
 
     def _criu_log(self, attrs: dict[str, Any], filename: str) -> str:
-        """CRIU's log, when the engine runs on this machine and kept it."""
-        from pathlib import Path
+        """CRIU's log on the engine's host (here, or through a helper container); "" if none."""
+        try:
+            data = self._host_file(attrs, filename)
+        except CtkError as exc:
+            log.warning("podman: CRIU's %s is not readable: %s", filename, exc.message)
+            return ""
+        return data.decode(errors="replace") if data is not None else ""
 
-        userdata = Path(str(attrs.get("StaticDir") or ""))
-        for path in (userdata / filename, userdata / "checkpoint" / filename):
-            try:
-                return path.read_text(errors="replace")
-            except OSError:
-                continue
-        return ""
+    def criu_log(self, name: str, *, phase: str) -> str:
+        """CRIU's log of the container's last ``dump`` or ``restore``, as the engine's host kept it.
+
+        Raises:
+            ContainerNotFound: no such container.
+            Unsupported: the engine could not hand it out.
+        """
+        data = self._host_file(self._attrs(name), f"{phase}.log")
+        return data.decode(errors="replace") if data is not None else ""
 
     def _ensure_running_after_failure(self, container_id: str) -> None:
         # A failed dump must leave the container running; if runc did not resume it, start it.
@@ -240,26 +244,49 @@ class CheckpointsMixin(PodmanClient):
     def criu_stats(self, name: str, *, phase: str) -> dict[str, int]:
         """CRIU's statistics of the container's last ``dump`` or ``restore`` (kept by ``keep``).
 
-        Read from the container's directory: available where the engine runs on this machine.
+        Read from the container's directory on the engine's host: here when this machine sees
+        it, else through a helper container. Empty when the engine kept none.
+
+        Raises:
+            ContainerNotFound: no such container.
+            Unsupported: the engine could not hand them out ("not readable from here").
         """
         from toolkit.criu.images import read_stats
 
-        userdata = Path(str(self._attrs(name).get("StaticDir") or ""))
-        if not userdata.parts or not userdata.is_dir():
+        data = self._host_file(self._attrs(name), f"stats-{phase}")
+        if data is None:
             return {}
-        return read_stats(userdata, phase=phase)
+        with tempfile.TemporaryDirectory(prefix="ctk-stats-") as tmp:
+            (Path(tmp) / f"stats-{phase}").write_bytes(data)
+            return read_stats(Path(tmp), phase=phase)
 
     def fetch_checkpoint_images(self, name: str, checkpoint: str, dest: Path) -> None:
-        """Copy the in-place checkpoint's CRIU images into ``dest``.
+        """Copy the in-place checkpoint's CRIU images (and CRIU's stats) into ``dest``.
 
-        libpod has no route that hands them out, so this reads the container's directory and
-        works only where the engine runs on this machine.
+        libpod has no route that hands them out: they are read from the container's directory
+        on the engine's host, here when this machine sees it, else through a helper container.
+
+        Raises:
+            CheckpointNotFound: no such checkpoint.
+            Unsupported: the engine could not hand them out.
+            ArchiveError: what the engine handed out is not a checkpoint's images.
         """
+        from toolkit.criu.images import extract_images
+
         attrs = self._attrs(name)
         validation.validate_checkpoint_name(checkpoint)
         if checkpoint not in {c.name for c in self.checkpoints(name)}:
             raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
         userdata = Path(str(attrs.get("StaticDir") or ""))
+        if userdata.parts and not host_files._visible_here(userdata):
+            with tempfile.TemporaryDirectory(prefix="ctk-images-") as tmp:
+                tar = Path(tmp) / "checkpoint.tar"
+                self._host_tree(attrs, "checkpoint", tar)
+                extract_images(tar, dest)
+            for stats in ("stats-dump", "stats-restore"):
+                if (data := self._host_file(attrs, stats)) is not None:
+                    (dest / stats).write_bytes(data)
+            return
         images = userdata / "checkpoint"
         if not userdata.parts or not (images / "pstree.img").is_file():
             raise Unsupported(

@@ -102,7 +102,10 @@ class PodmanClient(BackendBase):
             data = self._client.info()
         host = data.get("host") or {}
         store = data.get("store") or {}
-        runtimes = (host.get("ociRuntime") or {}).get("name", "")
+        runtime = host.get("ociRuntime") or {}
+        runtimes = runtime.get("name", "")
+        # "runc version 1.1.5+ds1\ncommit: ..." -> "1.1.5+ds1"
+        runtime_version = str(runtime.get("version") or "").splitlines()[:1] or [""]
         return EngineInfo(
             kind=self.kind,
             url=self.url,
@@ -113,6 +116,7 @@ class PodmanClient(BackendBase):
             # ctk creates its containers with runc, which supports CRIU whatever the default.
             checkpoint_capable=True,
             root_dir=str(store.get("graphRoot", "")),
+            runtime_version=runtime_version[0].removeprefix(f"{runtimes} version ").strip(),
         )
 
     @contextmanager
