@@ -16,7 +16,9 @@ from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
 from toolkit.cli.engines import engine as engine_group
 from toolkit.cli.engines import tls_options
+from toolkit.cli.images import build, image, images, rmi
 from toolkit.cli.keys import key
+from toolkit.cli.layers import commit, cp, diff
 from toolkit.cli.lifecycle import (
     create,
     exec_,
@@ -32,6 +34,7 @@ from toolkit.cli.lifecycle import (
 )
 from toolkit.cli.migrate import drain, migrate
 from toolkit.cli.networks import network, port
+from toolkit.cli.volumes import volume
 from toolkit.cli.watch import watch
 from toolkit.config import TLSOptions
 from toolkit.errors import CtkError, ExitCode
@@ -84,6 +87,8 @@ cli.add_command(completion)
 cli.add_command(key)
 
 for command in (network, port):
+    cli.add_command(command)
+for command in (image, images, build, rmi, diff, commit, cp, volume):
     cli.add_command(command)
 
 

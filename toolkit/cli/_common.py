@@ -36,6 +36,16 @@ class State:
         return self._backend
 
 
+def human_bytes(size: int) -> str:
+    """``1.2 MiB``: sizes as people read them (docker prints the same units, in SI)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
 def state() -> State:
     ctx = click.get_current_context()
     obj = ctx.find_object(State)

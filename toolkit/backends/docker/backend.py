@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from toolkit.backends.base import Backend, ForeignImageRestore, RuntimeInspection
+from toolkit.backends.base import (
+    Backend,
+    ContainerLayers,
+    ForeignImageRestore,
+    Images,
+    RuntimeInspection,
+    Volumes,
+)
 from toolkit.backends.docker.archives import ArchivesMixin
+from toolkit.backends.docker.layers import LayersMixin
 from toolkit.backends.docker.lifecycle import LifecycleMixin
 from toolkit.backends.docker.migration import MigrationMixin
 from toolkit.backends.docker.networks import NetworksMixin
+from toolkit.backends.docker.volumes import VolumesMixin
 
 
-class DockerBackend(LifecycleMixin, NetworksMixin, ArchivesMixin, MigrationMixin):
+class DockerBackend(
+    LifecycleMixin, NetworksMixin, ArchivesMixin, MigrationMixin, LayersMixin, VolumesMixin
+):
     """Docker Engine through the docker SDK.
 
     Each concern is a mixin in its own module (lifecycle, checkpoints, archives, images,
@@ -18,6 +29,8 @@ class DockerBackend(LifecycleMixin, NetworksMixin, ArchivesMixin, MigrationMixin
     """
 
 
-def _conforms(backend: DockerBackend) -> tuple[Backend, ForeignImageRestore, RuntimeInspection]:
+def _conforms(
+    backend: DockerBackend,
+) -> tuple[Backend, ForeignImageRestore, RuntimeInspection, Images, ContainerLayers, Volumes]:
     """mypy's proof that DockerBackend offers what base.py declares (never called)."""
-    return backend, backend, backend
+    return backend, backend, backend, backend, backend, backend

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from toolkit.backends.base import Backend, RuntimeInspection, StreamingCheckpoints, TemplateRestore
+from toolkit.backends.base import (
+    Backend,
+    ContainerLayers,
+    Images,
+    RuntimeInspection,
+    StreamingCheckpoints,
+    TemplateRestore,
+    Volumes,
+)
+from toolkit.backends.podman.layers import LayersMixin
 from toolkit.backends.podman.migration import MigrationMixin
 from toolkit.backends.podman.networks import NetworksMixin
+from toolkit.backends.podman.volumes import VolumesMixin
 
 
-class PodmanBackend(MigrationMixin, NetworksMixin):
+class PodmanBackend(MigrationMixin, NetworksMixin, LayersMixin, VolumesMixin):
     """Podman through its REST service and the podman SDK.
 
     Each concern is a mixin in its own module (lifecycle, checkpoints, archives, images,
@@ -18,6 +28,14 @@ class PodmanBackend(MigrationMixin, NetworksMixin):
 
 def _conforms(
     backend: PodmanBackend,
-) -> tuple[Backend, StreamingCheckpoints, TemplateRestore, RuntimeInspection]:
+) -> tuple[
+    Backend,
+    StreamingCheckpoints,
+    TemplateRestore,
+    RuntimeInspection,
+    Images,
+    ContainerLayers,
+    Volumes,
+]:
     """mypy's proof that PodmanBackend offers what base.py declares (never called)."""
-    return backend, backend, backend, backend
+    return backend, backend, backend, backend, backend, backend, backend
