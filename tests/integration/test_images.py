@@ -4,6 +4,7 @@ build with no registry, history, inspect, save/rm/load, diff, commit, cp, volume
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,6 +146,11 @@ def test_diff_shows_added_changed_deleted_and_commit_adds_one_layer(
     assert {("A", "/new.txt"), ("C", "/etc/passwd"), ("D", "/bin/arch")} <= changes
     out = ctk("diff", info.name, engine=engine.kind, check=True).stdout.splitlines()
     assert "A /new.txt" in out and "D /bin/arch" in out and "C /etc/passwd" in out
+    (shown,) = json.loads(ctk("inspect", info.name, engine=engine.kind, check=True).stdout)
+    assert shown["rw_layer_size"] >= len("new\n") and shown["rw_layer_size"] == layers.layer_size(
+        info.name
+    )
+    assert shown["image_layers"] == list(images.inspect_image(BUSYBOX_IMAGE).layers)
 
     tag = made_images.name("committed")
     image_id = layers.commit(info.name, tag, message="one more layer", labels=TEST_LABEL)
@@ -231,3 +237,63 @@ def test_image_prune_by_label_removes_only_the_tests_images(
     assert built.id in removed
     assert not engine.has_image(built.id)
     assert engine.has_image(images.inspect_image(BUSYBOX_IMAGE).id)
+
+
+def test_image_commands_through_the_cli(
+    engine: Backend, made_images: MadeImages, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    tag = made_images.name("cli")
+    context = _context(tmp_path, f"RUN echo {run} > /run.txt")
+    built = ctk(
+        "build",
+        "-q",
+        "-t",
+        tag,
+        "-l",
+        "ctk.test=1",
+        "-l",
+        f"ctk.test.run={run}",
+        str(context),
+        engine=engine.kind,
+        check=True,
+    ).stdout.strip()
+    assert built.startswith("sha256:")
+    listed = json.loads(
+        ctk("images", "--json", "-l", f"ctk.test.run={run}", engine=engine.kind, check=True).stdout
+    )
+    assert [i["id"] for i in listed] == [built]
+    table = ctk("image", "ls", "-l", f"ctk.test.run={run}", engine=engine.kind, check=True).stdout
+    assert "REPOSITORY" in table and built.removeprefix("sha256:")[:12] in table
+    history = ctk("image", "history", tag, engine=engine.kind, check=True).stdout
+    assert f"echo {run} > /run.txt" in history
+    (inspected,) = json.loads(ctk("image", "inspect", tag, engine=engine.kind, check=True).stdout)
+    assert inspected["id"] == built and len(inspected["layers"]) >= 2
+    missing = ctk("image", "inspect", "ctk-test/never-built:1", engine=engine.kind)
+    assert missing.returncode == 4 and "no such image" in missing.stderr
+    removed = ctk("rmi", tag, engine=engine.kind, check=True).stdout
+    assert "Untagged:" in removed or "Deleted:" in removed
+    assert not engine.has_image(built)
+    again = ctk("image", "rm", tag, engine=engine.kind)
+    assert again.returncode == 4
+
+
+def test_volume_commands_through_the_cli(engine: Backend) -> None:
+    assert isinstance(engine, Volumes)
+    name = f"ctk-test-vol-{uuid.uuid4().hex[:10]}"
+    try:
+        assert (
+            ctk(
+                "volume", "create", "-l", "ctk.test=1", name, engine=engine.kind, check=True
+            ).stdout.strip()
+            == name
+        )
+        (shown,) = json.loads(ctk("volume", "inspect", name, engine=engine.kind, check=True).stdout)
+        assert shown["labels"] == {"ctk.test": "1"} and shown["engine"] == engine.kind
+        assert name in ctk("volume", "ls", "-q", engine=engine.kind, check=True).stdout.split()
+        assert ctk("volume", "rm", name, engine=engine.kind, check=True).stdout.strip() == name
+        gone = ctk("volume", "inspect", name, engine=engine.kind)
+        assert gone.returncode == 4 and "no such volume" in gone.stderr
+    finally:
+        with contextlib.suppress(VolumeNotFound):
+            engine.remove_volume(name, force=True)

@@ -468,6 +468,10 @@ class ContainerLayers(Protocol):
         """The read-write layer as one more image layer, tagged ``image``; the new ID."""
         ...
 
+    def layer_size(self, name: str) -> int:
+        """Bytes in the container's read-write layer."""
+        ...
+
     def path_stat(self, name: str, path: str) -> Mapping[str, object] | None:
         """A container path's stat (``mode``, ``size``, ...), None when it does not exist."""
         ...

@@ -56,6 +56,22 @@ class LayersMixin(DockerClient):
             )
         return inspection.normalize_image_id(str(result.get("Id", "")))
 
+    def layer_size(self, name: str) -> int:
+        """Bytes in the container's read-write layer (inspect's ``SizeRw``; the engine walks
+        the layer, so only ``ctk inspect`` asks).
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        validation.validate_ref(name, what="container")
+        with self._errors(container=name):
+            # docker-py's inspect_container takes no size flag: the same GET with ?size=1.
+            response = self._api._get(
+                self._api._url("/containers/{0}/json", name), params={"size": 1}
+            )
+            raw = self._api._result(response, True)
+        return int(raw.get("SizeRw") or 0)
+
     def path_stat(self, name: str, path: str) -> Mapping[str, Any] | None:
         """The container path's stat (``name``, ``size``, ``mode``, ...), None when absent.
 

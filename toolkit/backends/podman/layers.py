@@ -60,6 +60,20 @@ class LayersMixin(PodmanClient):
             result = response.json() or {}
         return inspection.normalize_image_id(str(result.get("Id", "")))
 
+    def layer_size(self, name: str) -> int:
+        """Bytes in the container's read-write layer (inspect's ``SizeRw``; the engine walks
+        the layer, so only ``ctk inspect`` asks).
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        self._attrs(name)
+        with self._errors(container=name):
+            response = self._api.get(f"/containers/{name}/json", params={"size": True})
+            response.raise_for_status(not_found=podman.errors.NotFound)
+            raw = response.json()
+        return int(raw.get("SizeRw") or 0)
+
     def path_stat(self, name: str, path: str) -> Mapping[str, Any] | None:
         """The container path's stat (``name``, ``size``, ``mode``, ...), None when absent.
 
