@@ -271,6 +271,11 @@ def test_image_commands_through_the_cli(
     assert inspected["id"] == built and len(inspected["layers"]) >= 2
     missing = ctk("image", "inspect", "ctk-test/never-built:1", engine=engine.kind)
     assert missing.returncode == 4 and "no such image" in missing.stderr
+    other = made_images.name("cli-tagged")
+    ctk("tag", tag, other, engine=engine.kind, check=True)
+    assert _images(engine).inspect_image(other).id == built
+    ctk("image", "rm", other, engine=engine.kind, check=True)
+    assert engine.has_image(built)  # untagged only: the first name still holds it
     removed = ctk("rmi", tag, engine=engine.kind, check=True).stdout
     assert "Untagged:" in removed or "Deleted:" in removed
     assert not engine.has_image(built)

@@ -429,6 +429,10 @@ class Images(Protocol):
         """Build from a Dockerfile and a context directory; never pulls."""
         ...
 
+    def tag_image(self, image: str, reference: str) -> None:
+        """Give an image one more name. Raises ImageNotFound."""
+        ...
+
     def remove_image(self, image: str, *, force: bool = False) -> list[str]:
         """Untag or delete an image; the engine's Untagged/Deleted lines."""
         ...

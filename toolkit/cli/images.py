@@ -1,5 +1,5 @@
-"""Image commands: ``ctk image ls|build|load|save|rm|history|inspect|prune``, and the docker
-habits ``ctk images``, ``ctk build`` and ``ctk rmi``."""
+"""Image commands: ``ctk image ls|build|load|save|tag|rm|history|inspect|prune``, and the
+docker habits ``ctk images``, ``ctk build``, ``ctk tag`` and ``ctk rmi``."""
 
 from __future__ import annotations
 
@@ -166,6 +166,22 @@ def history(name: str, no_trunc: bool) -> None:
             short, created_by = short[:12], created_by[:60]
         rows.append([short, layer.created[:19], created_by, human_bytes(layer.size)])
     print_table(["IMAGE", "CREATED", "CREATED BY", "SIZE"], rows)
+
+
+@image.command("tag")
+@click.argument("source")
+@click.argument("target")
+def tag(source: str, target: str) -> None:
+    """Give image SOURCE one more name TARGET (NAME[:TAG])."""
+    _images().tag_image(source, target)
+
+
+@click.command("tag")
+@click.argument("source")
+@click.argument("target")
+def tag_command(source: str, target: str) -> None:
+    """Give image SOURCE one more name TARGET (ctk image tag)."""
+    _images().tag_image(source, target)
 
 
 def _remove(names: tuple[str, ...], force: bool) -> None:

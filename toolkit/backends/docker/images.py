@@ -121,6 +121,16 @@ class ImagesMixin(DockerClient):
                 self._api.tag(result.id, repo, version)
         return result
 
+    def tag_image(self, image: str, reference: str) -> None:
+        """Give ``image`` one more name ``reference`` (``repo[:tag]``).
+
+        Raises:
+            ImageNotFound: no such image.
+        """
+        repo, tag = building.split_reference(reference)
+        with self._errors(image=image):
+            self._api.tag(image, repo, tag)
+
     def remove_image(self, image: str, *, force: bool = False) -> list[str]:
         """Untag or delete ``image``; the lines docker prints (``Untagged: ...``, ``Deleted: ...``).
 

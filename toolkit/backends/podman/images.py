@@ -141,6 +141,17 @@ class ImagesMixin(PodmanClient):
                 building.json_lines(response.iter_content(chunk_size=None)), tags
             )
 
+    def tag_image(self, image: str, reference: str) -> None:
+        """Give ``image`` one more name ``reference`` (``repo[:tag]``).
+
+        Raises:
+            ImageNotFound: no such image.
+        """
+        repo, tag = building.split_reference(reference)
+        with self._errors(image=image):
+            response = self._api.post(f"/images/{image}/tag", params={"repo": repo, "tag": tag})
+            response.raise_for_status(not_found=podman.errors.ImageNotFound)
+
     def remove_image(self, image: str, *, force: bool = False) -> list[str]:
         """Untag or delete ``image``; ``Untagged: ...`` and ``Deleted: ...`` lines.
 
