@@ -808,3 +808,17 @@ class VolumeInfo(_Model):
     labels: Mapping[str, str] = field(default_factory=frozen_dict)
     scope: str = "local"
     engine: str = ""
+
+
+@dataclass(frozen=True)
+class EngineEvent(_Model):
+    """One engine event (``docker events``): a container, image, volume or network that was
+    created, started, died, removed, ... ``name`` is the actor's name where the engine says it."""
+
+    type: str
+    action: str
+    id: str
+    time: str
+    """ISO 8601 in UTC."""
+    name: str = ""
+    attributes: Mapping[str, str] = field(default_factory=frozen_dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from tests.conftest import BUSYBOX_IMAGE, TEST_LABEL, Containers, ctk, wait_for
 from toolkit import copying
-from toolkit.backends.base import Backend, ContainerLayers, Images, Volumes
+from toolkit.backends.base import Backend, ContainerLayers, Events, Images, Volumes
 from toolkit.errors import EngineError, ImageNotFound, InvalidArgument, NotFound, VolumeNotFound
 
 pytestmark = pytest.mark.integration
@@ -302,3 +303,37 @@ def test_volume_commands_through_the_cli(engine: Backend) -> None:
     finally:
         with contextlib.suppress(VolumeNotFound):
             engine.remove_volume(name, force=True)
+
+
+def test_events_of_a_container_filtered_and_as_json(
+    engine: Backend, containers: Containers
+) -> None:
+    assert isinstance(engine, Events)
+    since = int(time.time()) - 1
+    name = containers.name()
+    containers.run(BUSYBOX_IMAGE, name=name, command=("true",))
+    wait_for(lambda: not engine.inspect(name).running, what="the container to exit")
+    engine.remove(name, force=True)
+    until = int(time.time()) + 1
+    # A window that has ended: Podman 4.3 answers a window still open with what it read so
+    # far, which may stop short of the last events.
+    wait_for(lambda: time.time() > until + 0.5, what="the event window to close")
+    seen = list(engine.events(since=since, until=until, filters={"container": [name]}))
+    actions = [e.action for e in seen]
+    assert {"create", "start"} <= set(actions) and actions.index("create") < actions.index("start")
+    assert {e.name for e in seen} == {name} and {e.type for e in seen} == {"container"}
+    out = ctk(
+        "events",
+        "--json",
+        "--since",
+        str(since),
+        "--until",
+        str(until),
+        "-f",
+        f"container={name}",
+        "-f",
+        "event=start",
+        engine=engine.kind,
+        check=True,
+    ).stdout.splitlines()
+    assert [json.loads(line)["action"] for line in out] == ["start"], (out, since, until, seen)

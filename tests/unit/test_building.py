@@ -151,3 +151,18 @@ def test_unpack_refuses_to_leave_the_destination(
     with pytest.raises(ArchiveError):
         copying._unpack(_tar(*members), tmp_path, None)
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_event_from_api_docker_and_podman_shapes() -> None:
+    raw = {
+        "Type": "container",
+        "Action": "start",
+        "Actor": {"ID": "abc", "Attributes": {"name": "web1", "ctk.test": "1"}},
+        "time": 1,
+        "timeNano": 1_500_000_000,
+    }
+    event = inspection.event_from_api(raw)
+    assert (event.type, event.action, event.id, event.name) == ("container", "start", "abc", "web1")
+    assert event.time == "1970-01-01T00:00:01.500000Z" and event.attributes["ctk.test"] == "1"
+    old = inspection.event_from_api({"status": "die", "id": "x", "time": 0})
+    assert (old.action, old.id, old.time) == ("die", "x", "1970-01-01T00:00:00Z")

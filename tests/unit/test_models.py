@@ -156,6 +156,9 @@ EXAMPLES: dict[type, Callable[[], Any]] = {
     models.BuildResult: lambda: models.BuildResult("sha256:ab", tags=["a:1"], log=["Step 1"]),
     models.FileChange: lambda: models.FileChange("A", "/new"),
     models.VolumeInfo: lambda: models.VolumeInfo("v", labels={"ctk.test": "1"}),
+    models.EngineEvent: lambda: models.EngineEvent(
+        "container", "start", "abc", "1970-01-01T00:00:00Z", attributes={"name": "web1"}
+    ),
 }
 
 

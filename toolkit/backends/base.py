@@ -19,6 +19,7 @@ from toolkit.models import (
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
+    EngineEvent,
     EngineInfo,
     ExecResult,
     ExitStatus,
@@ -513,4 +514,19 @@ class Volumes(Protocol):
 
     def prune_volumes(self, *, labels: Mapping[str, str] | None = None) -> list[str]:
         """Remove unused volumes; their names."""
+        ...
+
+
+@runtime_checkable
+class Events(Protocol):
+    """The engine's event stream."""
+
+    def events(
+        self,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        filters: Mapping[str, Sequence[str]] | None = None,
+    ) -> Iterator[EngineEvent]:
+        """Events from ``since`` until ``until`` (epoch seconds); for ever without ``until``."""
         ...

@@ -14,6 +14,7 @@ from toolkit.models import (
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
+    EngineEvent,
     ExitStatus,
     FileChange,
     ImageInfo,
@@ -403,4 +404,21 @@ def volume_from_inspect(raw: Mapping[str, Any], *, engine: str) -> VolumeInfo:
         labels={str(k): str(v) for k, v in (raw.get("Labels") or {}).items()},
         scope=str(raw.get("Scope") or "local"),
         engine=engine,
+    )
+
+
+def event_from_api(raw: Mapping[str, Any]) -> EngineEvent:
+    """An event of ``GET /events`` (Docker) or ``GET /libpod/events`` (Podman 4 sends the same
+    Docker shape: Type, Action, Actor, time/timeNano)."""
+    actor = raw.get("Actor") or {}
+    attributes = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
+    nanos = raw.get("timeNano")
+    when = datetime.fromtimestamp(int(nanos) / 1e9, UTC) if nanos else None
+    return EngineEvent(
+        type=str(raw.get("Type") or raw.get("type") or ""),
+        action=str(raw.get("Action") or raw.get("status") or ""),
+        id=str(actor.get("ID") or raw.get("id") or ""),
+        time=when.isoformat().replace("+00:00", "Z") if when else _when(raw.get("time")),
+        name=attributes.get("name", ""),
+        attributes=attributes,
     )

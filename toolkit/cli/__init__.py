@@ -16,6 +16,7 @@ from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
 from toolkit.cli.engines import engine as engine_group
 from toolkit.cli.engines import tls_options
+from toolkit.cli.events import events
 from toolkit.cli.images import build, image, images, rmi, tag_command
 from toolkit.cli.keys import key
 from toolkit.cli.layers import commit, cp, diff
@@ -88,7 +89,7 @@ cli.add_command(key)
 
 for command in (network, port):
     cli.add_command(command)
-for command in (image, images, build, tag_command, rmi, diff, commit, cp, volume):
+for command in (image, images, build, tag_command, rmi, diff, commit, cp, volume, events):
     cli.add_command(command)
 
 

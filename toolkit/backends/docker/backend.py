@@ -5,12 +5,14 @@ from __future__ import annotations
 from toolkit.backends.base import (
     Backend,
     ContainerLayers,
+    Events,
     ForeignImageRestore,
     Images,
     RuntimeInspection,
     Volumes,
 )
 from toolkit.backends.docker.archives import ArchivesMixin
+from toolkit.backends.docker.events import EventsMixin
 from toolkit.backends.docker.layers import LayersMixin
 from toolkit.backends.docker.lifecycle import LifecycleMixin
 from toolkit.backends.docker.migration import MigrationMixin
@@ -19,18 +21,27 @@ from toolkit.backends.docker.volumes import VolumesMixin
 
 
 class DockerBackend(
-    LifecycleMixin, NetworksMixin, ArchivesMixin, MigrationMixin, LayersMixin, VolumesMixin
+    LifecycleMixin,
+    NetworksMixin,
+    ArchivesMixin,
+    MigrationMixin,
+    LayersMixin,
+    VolumesMixin,
+    EventsMixin,
 ):
     """Docker Engine through the docker SDK.
 
     Each concern is a mixin in its own module (lifecycle, checkpoints, archives, images,
-    networks, migration); :class:`~toolkit.backends.docker.client.DockerClient` holds the
-    connection and the error translation they share.
+    layers, volumes, events, networks, migration);
+    :class:`~toolkit.backends.docker.client.DockerClient` holds the connection and the error
+    translation they share.
     """
 
 
 def _conforms(
     backend: DockerBackend,
-) -> tuple[Backend, ForeignImageRestore, RuntimeInspection, Images, ContainerLayers, Volumes]:
+) -> tuple[
+    Backend, ForeignImageRestore, RuntimeInspection, Images, ContainerLayers, Volumes, Events
+]:
     """mypy's proof that DockerBackend offers what base.py declares (never called)."""
-    return backend, backend, backend, backend, backend, backend
+    return backend, backend, backend, backend, backend, backend, backend

@@ -5,24 +5,27 @@ from __future__ import annotations
 from toolkit.backends.base import (
     Backend,
     ContainerLayers,
+    Events,
     Images,
     RuntimeInspection,
     StreamingCheckpoints,
     TemplateRestore,
     Volumes,
 )
+from toolkit.backends.podman.events import EventsMixin
 from toolkit.backends.podman.layers import LayersMixin
 from toolkit.backends.podman.migration import MigrationMixin
 from toolkit.backends.podman.networks import NetworksMixin
 from toolkit.backends.podman.volumes import VolumesMixin
 
 
-class PodmanBackend(MigrationMixin, NetworksMixin, LayersMixin, VolumesMixin):
+class PodmanBackend(MigrationMixin, NetworksMixin, LayersMixin, VolumesMixin, EventsMixin):
     """Podman through its REST service and the podman SDK.
 
     Each concern is a mixin in its own module (lifecycle, checkpoints, archives, images,
-    networks, migration); :class:`~toolkit.backends.podman.client.PodmanClient` holds the
-    connection and the error translation they share.
+    layers, volumes, events, networks, migration);
+    :class:`~toolkit.backends.podman.client.PodmanClient` holds the connection and the error
+    translation they share.
     """
 
 
@@ -36,6 +39,7 @@ def _conforms(
     Images,
     ContainerLayers,
     Volumes,
+    Events,
 ]:
     """mypy's proof that PodmanBackend offers what base.py declares (never called)."""
-    return backend, backend, backend, backend, backend, backend, backend
+    return backend, backend, backend, backend, backend, backend, backend, backend
