@@ -13,7 +13,15 @@ from typing import Any
 import click
 
 from toolkit.backends.base import Images
-from toolkit.cli._common import human_bytes, json_option, print_json, print_table, state, wants_json
+from toolkit.cli._common import (
+    human_bytes,
+    json_option,
+    print_json,
+    print_table,
+    state,
+    wants_json,
+    with_progress,
+)
 from toolkit.cli.networks import _parse_labels
 from toolkit.errors import CtkError, InvalidArgument, Unsupported
 from toolkit.models import ImageInfo
@@ -248,7 +256,7 @@ def prune(all_: bool, label: tuple[str, ...], yes: bool) -> None:
 def save(name: str, output: Path | None) -> None:
     """Write image NAME as a docker-archive tar (to FILE, or stdout when piped); a load
     on either engine keeps its ID."""
-    chunks = _images().save_image(name)
+    chunks = with_progress(_images().save_image(name), f"save {name}")
     if output is None:
         if sys.stdout.isatty():
             raise InvalidArgument("refusing to write a tar to a terminal", hint="use -o FILE")
@@ -264,6 +272,10 @@ def save(name: str, output: Path | None) -> None:
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
+        # mkstemp makes it 0600; a saved image gets a plain file's mode, as docker save's.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
         os.replace(temp, output)
     except BaseException:
         os.unlink(temp)
@@ -292,4 +304,5 @@ def load(source: Path | None) -> None:
     """Load images from a docker-archive (or OCI) tar; their IDs are kept."""
     if source is None and sys.stdin.isatty():
         raise InvalidArgument("no tar on stdin", hint="use -i FILE or pipe one in")
-    _images().load_image(_read(source))
+    total = source.stat().st_size if source is not None else None
+    _images().load_image(with_progress(_read(source), "load", total=total))
