@@ -268,6 +268,7 @@ def test_image_commands_through_the_cli(
     assert "REPOSITORY" in table and built.removeprefix("sha256:")[:12] in table
     history = ctk("image", "history", tag, engine=engine.kind, check=True).stdout
     assert f"echo {run} > /run.txt" in history
+    assert ctk("history", tag, engine=engine.kind, check=True).stdout == history
     (inspected,) = json.loads(ctk("image", "inspect", tag, engine=engine.kind, check=True).stdout)
     assert inspected["id"] == built and len(inspected["layers"]) >= 2
     missing = ctk("image", "inspect", "ctk-test/never-built:1", engine=engine.kind)

@@ -17,7 +17,7 @@ from toolkit.cli.doctor import doctor
 from toolkit.cli.engines import engine as engine_group
 from toolkit.cli.engines import tls_options
 from toolkit.cli.events import events
-from toolkit.cli.images import build, image, images, rmi, tag_command
+from toolkit.cli.images import build, history, image, images, load, rmi, save, tag_command
 from toolkit.cli.keys import key
 from toolkit.cli.layers import commit, cp, diff
 from toolkit.cli.lifecycle import (
@@ -90,6 +90,9 @@ cli.add_command(key)
 for command in (network, port):
     cli.add_command(command)
 for command in (image, images, build, tag_command, rmi, diff, commit, cp, volume, events):
+    cli.add_command(command)
+# docker's top-level habits for these image verbs: the same click commands as under `image`
+for command in (history, save, load):
     cli.add_command(command)
 
 

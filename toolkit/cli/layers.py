@@ -57,8 +57,8 @@ def commit(name: str, image: str, message: str, label: tuple[str, ...], pause: b
 @click.argument("source")
 @click.argument("dest")
 def cp(source: str, dest: str) -> None:
-    """Copy files between a container and the host: ``ctk cp NAME:PATH HOSTPATH`` or
-    ``ctk cp HOSTPATH NAME:PATH`` (into PATH when it is a directory, else as PATH)."""
+    """Copy files between a container and the host: ctk cp NAME:PATH HOSTPATH, or
+    ctk cp HOSTPATH NAME:PATH (into PATH when it is a directory, else as PATH)."""
     src_name, src_path = copying.split_target(source)
     dest_name, dest_path = copying.split_target(dest)
     if (src_name is None) == (dest_name is None):
