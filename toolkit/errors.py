@@ -77,6 +77,10 @@ class NetworkNotFound(NotFound):
     default_hint = "list networks with: ctk network ls"
 
 
+class VolumeNotFound(NotFound):
+    default_hint = "list volumes with: ctk volume ls"
+
+
 class Conflict(CtkError):
     """The request clashes with the current state (name in use, wrong container state)."""
 

@@ -740,3 +740,87 @@ class RuntimeConfig(_Model):
     annotations: dict[str, str] = field(default_factory=dict)
     state_dir: str = ""
     upper_dir: str = ""
+
+
+@dataclass(frozen=True)
+class ImageLayer(_Model):
+    """One step of an image's history (``docker history``): the instruction that made it
+    and the bytes it added (0 for a metadata-only step such as CMD or LABEL)."""
+
+    id: str
+    """The image ID of this step, or ``<missing>`` for steps built elsewhere."""
+    created_by: str
+    size: int
+    created: str = ""
+    """ISO 8601 in UTC."""
+    tags: tuple[str, ...] = ()
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class ImageInfo(_Model):
+    """An image as ctk reports it, the same keys on every engine.
+
+    ``layers`` is the stack of read-only layers (``RootFS.Layers``, diff IDs), base first;
+    two images built on the same base share its leading entries.
+    """
+
+    id: str
+    tags: tuple[str, ...] = ()
+    created: str = ""
+    size: int = 0
+    labels: Mapping[str, str] = field(default_factory=frozen_dict)
+    layers: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    architecture: str = ""
+    os: str = ""
+    engine: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+
+@dataclass(frozen=True)
+class BuildResult(_Model):
+    """What ``ctk build`` made: the image's ID, its tags and the builder's output lines."""
+
+    id: str
+    tags: tuple[str, ...] = ()
+    log: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileChange(_Model):
+    """One path of a container's read-write layer against its image (``docker diff``):
+    ``kind`` is ``A`` (added), ``C`` (changed) or ``D`` (deleted)."""
+
+    kind: str
+    path: str
+
+
+@dataclass(frozen=True)
+class VolumeInfo(_Model):
+    """A named volume as ctk reports it, the same keys on every engine."""
+
+    name: str
+    driver: str = "local"
+    mountpoint: str = ""
+    created: str = ""
+    labels: Mapping[str, str] = field(default_factory=frozen_dict)
+    scope: str = "local"
+    engine: str = ""
+
+
+@dataclass(frozen=True)
+class EngineEvent(_Model):
+    """One engine event (``docker events``): a container, image, volume or network that was
+    created, started, died, removed, ... ``name`` is the actor's name where the engine says it."""
+
+    type: str
+    action: str
+    id: str
+    time: str
+    """ISO 8601 in UTC."""
+    name: str = ""
+    attributes: Mapping[str, str] = field(default_factory=frozen_dict)

@@ -38,7 +38,7 @@ def run_example(name: str, engine: str, *args: str) -> subprocess.CompletedProce
 
 SEED_EXAMPLES = (
     "bridge", "user-bridge", "host", "overlay", "port-mapping", "inspect", "lifecycle",
-    "portability",
+    "portability", "layers",
 )  # fmt: skip
 
 
@@ -86,6 +86,12 @@ def test_inspect(engine: Backend) -> None:
     out = run_example("inspect", engine.kind).stdout
     assert "Gateway:    10.123." in out and "Internal:   true" in out
     assert '"subnet": "10.123.' in out and "OK inspect" in out
+
+
+def test_layers(engine: Backend) -> None:
+    out = run_example("layers", engine.kind).stdout
+    assert "shared by a and b: 1" in out and "A /hello.txt" in out and "D /bin/arch" in out
+    assert "C /a.txt" in out and "a: 2 layer(s); committed: 3" in out and "OK layers" in out
 
 
 def test_lifecycle(engine: Backend, criu: None) -> None:

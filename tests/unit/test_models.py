@@ -149,6 +149,16 @@ EXAMPLES: dict[type, Callable[[], Any]] = {
         result=models.ContainerInfo(**_INFO, running=True, labels={"k": "v"}),
     ),
     models.DrainReport: lambda: models.DrainReport("a", "b", errors={"web2": "boom"}),
+    models.ImageLayer: lambda: models.ImageLayer("sha256:ab", "RUN x", 3, tags=["a:1"]),
+    models.ImageInfo: lambda: models.ImageInfo(
+        "sha256:ab", tags=["a:1"], labels={"k": "v"}, layers=["sha256:1", "sha256:2"]
+    ),
+    models.BuildResult: lambda: models.BuildResult("sha256:ab", tags=["a:1"], log=["Step 1"]),
+    models.FileChange: lambda: models.FileChange("A", "/new"),
+    models.VolumeInfo: lambda: models.VolumeInfo("v", labels={"ctk.test": "1"}),
+    models.EngineEvent: lambda: models.EngineEvent(
+        "container", "start", "abc", "1970-01-01T00:00:00Z", attributes={"name": "web1"}
+    ),
 }
 
 

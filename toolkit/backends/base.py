@@ -13,15 +13,20 @@ from typing import IO, Protocol, runtime_checkable
 
 from toolkit.models import (
     ArchiveInfo,
+    BuildResult,
     Checkpoint,
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
+    EngineEvent,
     EngineInfo,
     ExecResult,
     ExitStatus,
     ExportOptions,
+    FileChange,
+    ImageInfo,
+    ImageLayer,
     ImportOptions,
     NetworkInfo,
     NetworkSpec,
@@ -29,6 +34,7 @@ from toolkit.models import (
     ProcessList,
     RestoreOptions,
     RuntimeConfig,
+    VolumeInfo,
 )
 
 
@@ -422,4 +428,135 @@ class ForeignImageRestore(Backend, Protocol):
         deleted: list[str] | None = None,
     ) -> ContainerInfo:
         """Place CRIU images (a flat directory) as ``checkpoint`` and start from them."""
+        ...
+
+
+@runtime_checkable
+class Images(Protocol):
+    """Images as a stack of read-only layers: list, build (no registry), inspect, history,
+    remove, prune. Both engines offer it through their own API."""
+
+    def images(self, *, labels: Mapping[str, str] | None = None) -> list[ImageInfo]:
+        """Local images, newest first; only those carrying ``labels`` when given."""
+        ...
+
+    def inspect_image(self, image: str) -> ImageInfo:
+        """One image with its layer stack. Raises ImageNotFound."""
+        ...
+
+    def image_history(self, image: str) -> list[ImageLayer]:
+        """The steps that made the image, newest first. Raises ImageNotFound."""
+        ...
+
+    def build_image(
+        self,
+        context: Path,
+        *,
+        dockerfile: Path | None = None,
+        tags: tuple[str, ...] = (),
+        labels: Mapping[str, str] | None = None,
+        build_args: Mapping[str, str] | None = None,
+    ) -> BuildResult:
+        """Build from a Dockerfile and a context directory; never pulls."""
+        ...
+
+    def tag_image(self, image: str, reference: str) -> None:
+        """Give an image one more name. Raises ImageNotFound."""
+        ...
+
+    def remove_image(self, image: str, *, force: bool = False) -> list[str]:
+        """Untag or delete an image; the engine's Untagged/Deleted lines."""
+        ...
+
+    def prune_images(
+        self, *, all: bool = False, labels: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Remove unused (by default only dangling) images; the IDs removed."""
+        ...
+
+    def save_image(self, image: str) -> Iterator[bytes]:
+        """The image as a docker-archive tar stream."""
+        ...
+
+    def load_image(self, data: Iterable[bytes]) -> None:
+        """Load a docker-archive tar stream; image IDs are kept."""
+        ...
+
+
+@runtime_checkable
+class ContainerLayers(Protocol):
+    """A container's read-write layer: its changes, a commit, files in and out."""
+
+    def changes(self, name: str) -> list[FileChange]:
+        """Added (A), changed (C) and deleted (D) paths over the image, in path order."""
+        ...
+
+    def commit(
+        self,
+        name: str,
+        image: str,
+        *,
+        message: str = "",
+        labels: Mapping[str, str] | None = None,
+        pause: bool = True,
+    ) -> str:
+        """The read-write layer as one more image layer, tagged ``image``; the new ID."""
+        ...
+
+    def layer_size(self, name: str) -> int:
+        """Bytes in the container's read-write layer."""
+        ...
+
+    def path_stat(self, name: str, path: str) -> Mapping[str, object] | None:
+        """A container path's stat (``mode``, ``size``, ...), None when it does not exist."""
+        ...
+
+    def get_archive(self, name: str, path: str) -> Iterator[bytes]:
+        """A container path as a tar stream."""
+        ...
+
+    def put_archive(self, name: str, path: str, data: bytes | Iterable[bytes]) -> None:
+        """Unpack a tar into a directory of the container."""
+        ...
+
+
+@runtime_checkable
+class Volumes(Protocol):
+    """Named volumes."""
+
+    def volumes(self, *, labels: Mapping[str, str] | None = None) -> list[VolumeInfo]:
+        """Named volumes, by name."""
+        ...
+
+    def create_volume(
+        self, name: str = "", *, labels: Mapping[str, str] | None = None
+    ) -> VolumeInfo:
+        """Create a local volume."""
+        ...
+
+    def inspect_volume(self, name: str) -> VolumeInfo:
+        """One volume. Raises VolumeNotFound."""
+        ...
+
+    def remove_volume(self, name: str, *, force: bool = False) -> None:
+        """Remove a volume. Raises VolumeNotFound."""
+        ...
+
+    def prune_volumes(self, *, labels: Mapping[str, str] | None = None) -> list[str]:
+        """Remove unused volumes; their names."""
+        ...
+
+
+@runtime_checkable
+class Events(Protocol):
+    """The engine's event stream."""
+
+    def events(
+        self,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        filters: Mapping[str, Sequence[str]] | None = None,
+    ) -> Iterator[EngineEvent]:
+        """Events from ``since`` until ``until`` (epoch seconds); for ever without ``until``."""
         ...

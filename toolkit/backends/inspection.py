@@ -14,7 +14,11 @@ from toolkit.models import (
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
+    EngineEvent,
     ExitStatus,
+    FileChange,
+    ImageInfo,
+    ImageLayer,
     Mount,
     NetworkAttachment,
     NetworkEndpoint,
@@ -22,6 +26,7 @@ from toolkit.models import (
     PortMapping,
     ProcessList,
     RuntimeConfig,
+    VolumeInfo,
 )
 
 
@@ -326,4 +331,94 @@ def runtime_config_from_inspect(attrs: Mapping[str, Any]) -> RuntimeConfig:
         },
         state_dir=str(attrs.get("StaticDir") or ""),
         upper_dir=str(((attrs.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir") or ""),
+    )
+
+
+def _when(value: Any) -> str:
+    """ISO 8601 in UTC from an engine's time: epoch seconds (lists, history) or a string."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
+    return str(value or "")
+
+
+def _tags(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    # Docker and Podman both say <none>:<none> for an untagged image in some listings.
+    return tuple(str(t) for t in raw.get("RepoTags") or () if t and "<none>" not in str(t))
+
+
+def image_from_inspect(raw: Mapping[str, Any], *, engine: str) -> ImageInfo:
+    """An image from ``GET /images/{name}/json`` or one row of ``GET /images/json``
+    (the same keys on both engines; a listing row has no RootFS)."""
+    config = raw.get("Config") or {}
+    labels = raw.get("Labels") or config.get("Labels") or {}
+    return ImageInfo(
+        id=normalize_image_id(str(raw.get("Id", ""))),
+        tags=_tags(raw),
+        created=_when(raw.get("Created")),
+        size=int(raw.get("Size") or 0),
+        labels={str(k): str(v) for k, v in labels.items()},
+        layers=tuple(str(layer) for layer in (raw.get("RootFS") or {}).get("Layers") or ()),
+        command=tuple(str(c) for c in config.get("Cmd") or ()),
+        architecture=str(raw.get("Architecture") or ""),
+        os=str(raw.get("Os") or ""),
+        engine=engine,
+    )
+
+
+def layers_from_history(rows: Sequence[Mapping[str, Any]]) -> list[ImageLayer]:
+    """``GET /images/{name}/history`` (newest first on both engines) as ImageLayers."""
+    return [
+        ImageLayer(
+            id=str(row.get("Id") or "<missing>"),
+            created_by=str(row.get("CreatedBy") or ""),
+            size=int(row.get("Size") or 0),
+            created=_when(row.get("Created")),
+            tags=tuple(str(t) for t in row.get("Tags") or () if t),
+            comment=str(row.get("Comment") or ""),
+        )
+        for row in rows
+    ]
+
+
+# The archive package's change kinds, the same numbers on both engines (pkg/archive).
+_CHANGE_KINDS = {0: "C", 1: "A", 2: "D"}
+
+
+def changes_from_api(rows: Sequence[Mapping[str, Any]] | None) -> list[FileChange]:
+    """``GET /containers/{name}/changes`` as FileChanges, in path order."""
+    result = []
+    for row in rows or ():
+        kind = row.get("Kind")
+        letter = _CHANGE_KINDS.get(kind, "") if isinstance(kind, int) else str(kind)[:1].upper()
+        result.append(FileChange(kind=letter or "C", path=str(row.get("Path", ""))))
+    return sorted(result, key=lambda c: c.path)
+
+
+def volume_from_inspect(raw: Mapping[str, Any], *, engine: str) -> VolumeInfo:
+    """A volume from ``GET /volumes/{name}`` or a listing row (same keys on both engines)."""
+    return VolumeInfo(
+        name=str(raw.get("Name", "")),
+        driver=str(raw.get("Driver") or "local"),
+        mountpoint=str(raw.get("Mountpoint") or ""),
+        created=_when(raw.get("CreatedAt")),
+        labels={str(k): str(v) for k, v in (raw.get("Labels") or {}).items()},
+        scope=str(raw.get("Scope") or "local"),
+        engine=engine,
+    )
+
+
+def event_from_api(raw: Mapping[str, Any]) -> EngineEvent:
+    """An event of ``GET /events`` (Docker) or ``GET /libpod/events`` (Podman 4 sends the same
+    Docker shape: Type, Action, Actor, time/timeNano)."""
+    actor = raw.get("Actor") or {}
+    attributes = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
+    nanos = raw.get("timeNano")
+    when = datetime.fromtimestamp(int(nanos) / 1e9, UTC) if nanos else None
+    return EngineEvent(
+        type=str(raw.get("Type") or raw.get("type") or ""),
+        action=str(raw.get("Action") or raw.get("status") or ""),
+        id=str(actor.get("ID") or raw.get("id") or ""),
+        time=when.isoformat().replace("+00:00", "Z") if when else _when(raw.get("time")),
+        name=attributes.get("name", ""),
+        attributes=attributes,
     )

@@ -16,7 +16,10 @@ from toolkit.cli.containers import logs, ps, rm, run, stop
 from toolkit.cli.doctor import doctor
 from toolkit.cli.engines import engine as engine_group
 from toolkit.cli.engines import tls_options
+from toolkit.cli.events import events
+from toolkit.cli.images import build, history, image, images, load, rmi, save, tag_command
 from toolkit.cli.keys import key
+from toolkit.cli.layers import commit, cp, diff
 from toolkit.cli.lifecycle import (
     create,
     exec_,
@@ -32,6 +35,7 @@ from toolkit.cli.lifecycle import (
 )
 from toolkit.cli.migrate import drain, migrate
 from toolkit.cli.networks import network, port
+from toolkit.cli.volumes import volume
 from toolkit.cli.watch import watch
 from toolkit.config import TLSOptions
 from toolkit.errors import CtkError, ExitCode
@@ -84,6 +88,11 @@ cli.add_command(completion)
 cli.add_command(key)
 
 for command in (network, port):
+    cli.add_command(command)
+for command in (image, images, build, tag_command, rmi, diff, commit, cp, volume, events):
+    cli.add_command(command)
+# docker's top-level habits for these image verbs: the same click commands as under `image`
+for command in (history, save, load):
     cli.add_command(command)
 
 

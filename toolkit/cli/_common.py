@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +34,42 @@ class State:
         if self._backend is None:
             self._backend = get_backend(self.engine, tls=self.tls)
         return self._backend
+
+
+def with_progress(
+    chunks: Iterable[bytes], description: str, *, total: int | None = None
+) -> Iterator[bytes]:
+    """``chunks`` passed through, with a progress bar (bytes, rate) on stderr when it is a
+    terminal and the output is not --json."""
+    if state().json or not sys.stderr.isatty():
+        yield from chunks
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        for chunk in chunks:
+            bar.advance(task, len(chunk))
+            yield chunk
+
+
+def human_bytes(size: int) -> str:
+    """``1.2 MiB``: sizes as people read them (docker prints the same units, in SI)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 def state() -> State:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from toolkit.backends.base import Backend
+from toolkit.backends.base import Backend, ContainerLayers, Images
 from toolkit.cli._common import (
     complete_containers,
     json_option,
@@ -19,8 +19,8 @@ from toolkit.cli._common import (
     wants_json,
 )
 from toolkit.cli.containers import _each, _parse_env, build_spec, spec_options
-from toolkit.errors import Conflict, ContainerNotFound, CtkError
-from toolkit.models import ContainerStats
+from toolkit.errors import Conflict, ContainerNotFound, CtkError, ImageNotFound
+from toolkit.models import ContainerInfo, ContainerStats
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -124,7 +124,7 @@ def inspect(names: tuple[str, ...]) -> None:
     failures: list[CtkError] = []
     for name in names:
         try:
-            found.append(backend.inspect(name).to_dict())
+            found.append(_with_layers(backend, backend.inspect(name)))
         except CtkError as exc:
             failures.append(exc)
     print_json(found)
@@ -132,6 +132,20 @@ def inspect(names: tuple[str, ...]) -> None:
         for failure in failures[:-1]:
             click.echo(f"Error: {failure.message}", err=True)
         raise failures[-1]
+
+
+def _with_layers(backend: Backend, info: ContainerInfo) -> dict[str, Any]:
+    """The container's inspect plus its layers: the image's read-only stack (base first) and
+    the size of its own read-write layer on top."""
+    data = info.to_dict()
+    if isinstance(backend, ContainerLayers):
+        data["rw_layer_size"] = backend.layer_size(info.id)
+    if isinstance(backend, Images):
+        try:
+            data["image_layers"] = list(backend.inspect_image(info.image_id).layers)
+        except ImageNotFound:
+            data["image_layers"] = []  # removed with --force while the container lives on
+    return data
 
 
 @click.command()

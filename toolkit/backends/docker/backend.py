@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
-from toolkit.backends.base import Backend, ForeignImageRestore, RuntimeInspection
+from toolkit.backends.base import (
+    Backend,
+    ContainerLayers,
+    Events,
+    ForeignImageRestore,
+    Images,
+    RuntimeInspection,
+    Volumes,
+)
 from toolkit.backends.docker.archives import ArchivesMixin
+from toolkit.backends.docker.events import EventsMixin
+from toolkit.backends.docker.layers import LayersMixin
 from toolkit.backends.docker.lifecycle import LifecycleMixin
 from toolkit.backends.docker.migration import MigrationMixin
 from toolkit.backends.docker.networks import NetworksMixin
+from toolkit.backends.docker.volumes import VolumesMixin
 
 
-class DockerBackend(LifecycleMixin, NetworksMixin, ArchivesMixin, MigrationMixin):
+class DockerBackend(
+    LifecycleMixin,
+    NetworksMixin,
+    ArchivesMixin,
+    MigrationMixin,
+    LayersMixin,
+    VolumesMixin,
+    EventsMixin,
+):
     """Docker Engine through the docker SDK.
 
     Each concern is a mixin in its own module (lifecycle, checkpoints, archives, images,
-    networks, migration); :class:`~toolkit.backends.docker.client.DockerClient` holds the
-    connection and the error translation they share.
+    layers, volumes, events, networks, migration);
+    :class:`~toolkit.backends.docker.client.DockerClient` holds the connection and the error
+    translation they share.
     """
 
 
-def _conforms(backend: DockerBackend) -> tuple[Backend, ForeignImageRestore, RuntimeInspection]:
+def _conforms(
+    backend: DockerBackend,
+) -> tuple[
+    Backend, ForeignImageRestore, RuntimeInspection, Images, ContainerLayers, Volumes, Events
+]:
     """mypy's proof that DockerBackend offers what base.py declares (never called)."""
-    return backend, backend, backend
+    return backend, backend, backend, backend, backend, backend, backend

@@ -22,6 +22,7 @@ import docker
 import docker.errors
 import docker.tls
 import docker.types
+import docker.utils
 import requests
 
 from toolkit.backends import DEFAULT_URLS, shared, validation

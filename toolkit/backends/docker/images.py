@@ -1,13 +1,16 @@
-"""Docker images: presence by ID, save and load (IDs kept across engines)."""
+"""Docker images: list, build, inspect, history, remove, prune; save and load (IDs kept)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
-from toolkit.backends import shared
+from toolkit.backends import building, inspection, shared
 from toolkit.backends.docker.client import DockerClient, docker
 from toolkit.errors import EngineError, ImageNotFound
+from toolkit.models import BuildResult, ImageInfo, ImageLayer
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +57,109 @@ class ImagesMixin(DockerClient):
             for line in self._api.load_image(data):
                 if isinstance(line, dict) and line.get("error"):
                     raise EngineError(f"docker load failed: {line['error']}")
+
+    def images(self, *, labels: Mapping[str, str] | None = None) -> list[ImageInfo]:
+        """Local images (tagged or not, no intermediate layers), newest first."""
+        with self._errors():
+            rows = self._api.images(filters=building.label_filters(labels) or None)
+        items = [inspection.image_from_inspect(row, engine=self.kind) for row in rows]
+        return sorted(items, key=lambda i: i.created, reverse=True)
+
+    def inspect_image(self, image: str) -> ImageInfo:
+        """One image with its layer stack (``RootFS.Layers``).
+
+        Raises:
+            ImageNotFound: no such image.
+        """
+        with self._errors(image=image):
+            raw = self._api.inspect_image(image)
+        return inspection.image_from_inspect(raw, engine=self.kind)
+
+    def image_history(self, image: str) -> list[ImageLayer]:
+        """The steps that made ``image``, newest first (``docker history``).
+
+        Raises:
+            ImageNotFound: no such image.
+        """
+        with self._errors(image=image):
+            rows = self._api.history(image)
+        return inspection.layers_from_history(rows)
+
+    def build_image(
+        self,
+        context: Path,
+        *,
+        dockerfile: Path | None = None,
+        tags: tuple[str, ...] = (),
+        labels: Mapping[str, str] | None = None,
+        build_args: Mapping[str, str] | None = None,
+    ) -> BuildResult:
+        """Build through the Engine API (``POST /build``) with the context sent as a tar;
+        never pulls (FROM names a local image or scratch).
+
+        Raises:
+            InvalidArgument: no context or Dockerfile.
+            EngineError: the build failed.
+        """
+        body, inside = building.context_tar(context, dockerfile)
+        with self._errors():
+            events = self._api.build(
+                fileobj=body,
+                custom_context=True,
+                dockerfile=inside,
+                tag=tags[0] if tags else None,
+                labels=dict(labels or {}),
+                buildargs=dict(build_args or {}),
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+            )
+            result = building.build_result(events, tags)
+            for tag in tags[1:]:
+                repo, version = building.split_reference(tag)
+                self._api.tag(result.id, repo, version)
+        return result
+
+    def tag_image(self, image: str, reference: str) -> None:
+        """Give ``image`` one more name ``reference`` (``repo[:tag]``).
+
+        Raises:
+            ImageNotFound: no such image.
+        """
+        repo, tag = building.split_reference(reference)
+        with self._errors(image=image):
+            self._api.tag(image, repo, tag)
+
+    def remove_image(self, image: str, *, force: bool = False) -> list[str]:
+        """Untag or delete ``image``; the lines docker prints (``Untagged: ...``, ``Deleted: ...``).
+
+        Raises:
+            ImageNotFound: no such image.
+            Conflict: a container uses it (without ``force``).
+        """
+        with self._errors(image=image):
+            rows = self._api.remove_image(image, force=force)
+        return _removal_lines(rows)
+
+    def prune_images(
+        self, *, all: bool = False, labels: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Remove unused images: dangling ones, or every unused one with ``all``; only those
+        carrying ``labels`` when given. The IDs removed."""
+        filters: dict[str, Any] = building.label_filters(labels)
+        # Docker prunes only dangling images unless told dangling=false (docker image prune -a).
+        filters["dangling"] = ["false" if all else "true"]
+        with self._errors():
+            result = self._api.prune_images(filters=filters)
+        rows = result.get("ImagesDeleted") or []
+        return [str(r["Deleted"]) for r in rows if r.get("Deleted")]
+
+
+def _removal_lines(rows: Iterable[Mapping[str, Any]] | None) -> list[str]:
+    lines = []
+    for row in rows or ():
+        for key in ("Untagged", "Deleted"):
+            if row.get(key):
+                lines.append(f"{key}: {row[key]}")
+    return lines

@@ -4,29 +4,46 @@ from __future__ import annotations
 
 from toolkit.backends.base import (
     Backend,
+    ContainerLayers,
     CriuLogs,
+    Events,
+    Images,
     RuntimeInspection,
     SharedFilesystem,
     StreamingCheckpoints,
     TemplateRestore,
+    Volumes,
 )
+from toolkit.backends.podman.events import EventsMixin
+from toolkit.backends.podman.layers import LayersMixin
 from toolkit.backends.podman.migration import MigrationMixin
 from toolkit.backends.podman.networks import NetworksMixin
+from toolkit.backends.podman.volumes import VolumesMixin
 
 
-class PodmanBackend(MigrationMixin, NetworksMixin):
+class PodmanBackend(MigrationMixin, NetworksMixin, LayersMixin, VolumesMixin, EventsMixin):
     """Podman through its REST service and the podman SDK.
 
     Each concern is a mixin in its own module (lifecycle, checkpoints, archives, images,
-    networks, migration); :class:`~toolkit.backends.podman.client.PodmanClient` holds the
-    connection and the error translation they share.
+    layers, volumes, events, networks, migration);
+    :class:`~toolkit.backends.podman.client.PodmanClient` holds the connection and the error
+    translation they share.
     """
 
 
 def _conforms(
     backend: PodmanBackend,
 ) -> tuple[
-    Backend, StreamingCheckpoints, TemplateRestore, RuntimeInspection, CriuLogs, SharedFilesystem
+    Backend,
+    StreamingCheckpoints,
+    TemplateRestore,
+    RuntimeInspection,
+    CriuLogs,
+    SharedFilesystem,
+    Images,
+    ContainerLayers,
+    Volumes,
+    Events,
 ]:
     """mypy's proof that PodmanBackend offers what base.py declares (never called)."""
-    return backend, backend, backend, backend, backend, backend
+    return backend, backend, backend, backend, backend, backend, backend, backend, backend, backend

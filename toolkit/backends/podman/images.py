@@ -1,13 +1,21 @@
-"""Podman images: presence by ID, save and load (docker-archive: IDs kept across engines)."""
+"""Podman images: list, build, inspect, history, remove, prune; save and load (docker-archive:
+IDs kept across engines)."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
-from toolkit.backends import inspection, shared
+from toolkit.backends import building, inspection, shared
 from toolkit.backends.podman.client import PodmanClient, podman
 from toolkit.errors import ImageNotFound
+from toolkit.models import BuildResult, ImageInfo, ImageLayer
+
+# A build's timeout: the builder answers only when a step prints, and a RUN may be slow.
+_BUILD_TIMEOUT = 3600
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +69,117 @@ class ImagesMixin(PodmanClient):
                 "podman: looking up %s failed (%s); using the ID %s", reference, exc, image_id
             )
         return image_id
+
+    def _image_json(self, path: str, image: str, **params: Any) -> Any:
+        with self._errors(image=image):
+            response = self._api.get(path, params=params or None)
+            response.raise_for_status(not_found=podman.errors.ImageNotFound)
+            return response.json()
+
+    def images(self, *, labels: Mapping[str, str] | None = None) -> list[ImageInfo]:
+        """Local images (tagged or not, no intermediate layers), newest first."""
+        filters = building.label_filters(labels)
+        params = {"filters": json.dumps(filters)} if filters else {}
+        rows = self._image_json("/images/json", "", **params) or []
+        items = [inspection.image_from_inspect(row, engine=self.kind) for row in rows]
+        return sorted(items, key=lambda i: i.created, reverse=True)
+
+    def inspect_image(self, image: str) -> ImageInfo:
+        """One image with its layer stack (``RootFS.Layers``).
+
+        Raises:
+            ImageNotFound: no such image.
+        """
+        raw = self._image_json(f"/images/{image}/json", image)
+        return inspection.image_from_inspect(raw, engine=self.kind)
+
+    def image_history(self, image: str) -> list[ImageLayer]:
+        """The steps that made ``image``, newest first (``podman history``).
+
+        Raises:
+            ImageNotFound: no such image.
+        """
+        return inspection.layers_from_history(
+            self._image_json(f"/images/{image}/history", image) or []
+        )
+
+    def build_image(
+        self,
+        context: Path,
+        *,
+        dockerfile: Path | None = None,
+        tags: tuple[str, ...] = (),
+        labels: Mapping[str, str] | None = None,
+        build_args: Mapping[str, str] | None = None,
+    ) -> BuildResult:
+        """Build through libpod (``POST /libpod/build``) with the context sent as a tar;
+        never pulls (FROM names a local image or scratch).
+
+        Raises:
+            InvalidArgument: no context or Dockerfile.
+            EngineError: the build failed.
+        """
+        body, inside = building.context_tar(context, dockerfile)
+        params: dict[str, Any] = {"dockerfile": inside, "rm": True, "forcerm": True}
+        if tags:
+            params["t"] = list(tags)
+        if labels:
+            params["labels"] = json.dumps(dict(labels))
+        if build_args:
+            params["buildargs"] = json.dumps(dict(build_args))
+        with self._errors():
+            response = self._api.post(
+                "/build",
+                params=params,
+                data=body,
+                headers={"Content-Type": "application/x-tar"},
+                stream=True,
+                timeout=_BUILD_TIMEOUT,
+            )
+            response.raise_for_status()
+            return building.build_result(
+                building.json_lines(response.iter_content(chunk_size=None)), tags
+            )
+
+    def tag_image(self, image: str, reference: str) -> None:
+        """Give ``image`` one more name ``reference`` (``repo[:tag]``).
+
+        Raises:
+            ImageNotFound: no such image.
+        """
+        repo, tag = building.split_reference(reference)
+        with self._errors(image=image):
+            response = self._api.post(f"/images/{image}/tag", params={"repo": repo, "tag": tag})
+            response.raise_for_status(not_found=podman.errors.ImageNotFound)
+
+    def remove_image(self, image: str, *, force: bool = False) -> list[str]:
+        """Untag or delete ``image``; ``Untagged: ...`` and ``Deleted: ...`` lines.
+
+        Raises:
+            ImageNotFound: no such image.
+            Conflict: a container uses it (without ``force``).
+        """
+        with self._errors(image=image):
+            response = self._api.delete(f"/images/{image}", params={"force": force})
+            response.raise_for_status(not_found=podman.errors.ImageNotFound)
+            report = response.json() or {}
+        lines = [f"Untagged: {t}" for t in report.get("Untagged") or ()]
+        lines += [
+            f"Deleted: {inspection.normalize_image_id(d)}" for d in report.get("Deleted") or ()
+        ]
+        return lines
+
+    def prune_images(
+        self, *, all: bool = False, labels: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Remove unused images: dangling ones, or every unused one with ``all``; only those
+        carrying ``labels`` when given. The IDs removed."""
+        params: dict[str, Any] = {"all": all}
+        filters = building.label_filters(labels)
+        if filters:
+            params["filters"] = json.dumps(filters)
+        with self._errors():
+            response = self._api.post("/images/prune", params=params)
+            response.raise_for_status()
+            rows = response.json() or []
+        return [inspection.normalize_image_id(str(r["Id"])) for r in rows if r.get("Id")]

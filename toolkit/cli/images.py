@@ -1,0 +1,308 @@
+"""Image commands: ``ctk image ls|build|load|save|tag|rm|history|inspect|prune``, and the
+docker habits ``ctk images``, ``ctk build``, ``ctk tag`` and ``ctk rmi``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toolkit.backends.base import Images
+from toolkit.cli._common import (
+    human_bytes,
+    json_option,
+    print_json,
+    print_table,
+    state,
+    wants_json,
+    with_progress,
+)
+from toolkit.cli.networks import _parse_labels
+from toolkit.errors import CtkError, InvalidArgument, Unsupported
+from toolkit.models import ImageInfo
+
+_CHUNK = 1024 * 1024
+
+
+def _images() -> Images:
+    backend = state().backend()
+    if not isinstance(backend, Images):
+        raise Unsupported(f"{backend.kind} has no image commands in ctk")
+    return backend
+
+
+def _render_list(items: list[ImageInfo], quiet: bool) -> None:
+    if wants_json():
+        print_json([i.to_dict() for i in items])
+        return
+    if quiet:
+        for item in items:
+            click.echo(item.short_id)
+        return
+    rows = []
+    for item in items:
+        for tag in item.tags or ("<none>:<none>",):
+            repo, _, version = tag.rpartition(":")
+            rows.append([repo, version, item.short_id, item.created[:19], human_bytes(item.size)])
+    print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+
+
+@click.group()
+def image() -> None:
+    """Manage images: each a stack of read-only layers (build, history, save, load, ...)."""
+
+
+@image.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
+@click.option("-l", "--label", multiple=True, help="Only images with label KEY=VALUE.")
+@json_option
+def ls(quiet: bool, label: tuple[str, ...]) -> None:
+    """List local images, newest first."""
+    _render_list(_images().images(labels=_parse_labels(label) or None), quiet)
+
+
+@click.command("images")
+@click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
+@click.option("-l", "--label", multiple=True, help="Only images with label KEY=VALUE.")
+@json_option
+def images(quiet: bool, label: tuple[str, ...]) -> None:
+    """List local images (ctk image ls)."""
+    _render_list(_images().images(labels=_parse_labels(label) or None), quiet)
+
+
+def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        (
+            click.argument(
+                "context", type=click.Path(exists=True, file_okay=False, path_type=Path)
+            ),
+            click.option(
+                "-f",
+                "--file",
+                "dockerfile",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="The Dockerfile/Containerfile (default: CONTEXT/Dockerfile).",
+            ),
+            click.option("-t", "--tag", multiple=True, help="Name the image NAME[:TAG]."),
+            click.option("-l", "--label", multiple=True, help="Set a label KEY=VALUE."),
+            click.option("--build-arg", multiple=True, help="Set a build argument KEY=VALUE."),
+            click.option("-q", "--quiet", is_flag=True, help="Print only the image ID."),
+            json_option,
+        )
+    ):
+        func = option(func)
+    return func
+
+
+def _build(
+    context: Path,
+    dockerfile: Path | None,
+    tag: tuple[str, ...],
+    label: tuple[str, ...],
+    build_arg: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    result = _images().build_image(
+        context,
+        dockerfile=dockerfile,
+        tags=tag,
+        labels=_parse_labels(label) or None,
+        build_args=_parse_labels(build_arg, option="--build-arg") or None,
+    )
+    if wants_json():
+        print_json(result.to_dict())
+        return
+    if not quiet:
+        for line in result.log:
+            click.echo(line, err=True)
+    click.echo(result.id)
+
+
+@image.command("build")
+@_build_options
+def build_image(**options: Any) -> None:
+    """Build an image from a Dockerfile and the CONTEXT directory, with no registry: FROM
+    names a local image or scratch. Prints the image ID."""
+    _build(**options)
+
+
+@click.command("build")
+@_build_options
+def build(**options: Any) -> None:
+    """Build an image from a Dockerfile and CONTEXT (ctk image build)."""
+    _build(**options)
+
+
+@image.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+def inspect_image(names: tuple[str, ...]) -> None:
+    """Details of images as a JSON array, with their layer stacks (``layers``, base first)."""
+    backend = _images()
+    found, failures = [], []
+    for name in names:
+        try:
+            found.append(backend.inspect_image(name).to_dict())
+        except CtkError as exc:
+            failures.append(exc)
+    print_json(found)
+    if failures:
+        for failure in failures[:-1]:
+            click.echo(f"Error: {failure.message}", err=True)
+        raise failures[-1]
+
+
+@image.command("history")
+@click.argument("name")
+@click.option("--no-trunc", is_flag=True, help="Print the whole instructions and IDs.")
+@json_option
+def history(name: str, no_trunc: bool) -> None:
+    """The layers of image NAME, newest first: the step that made each and its size."""
+    layers = _images().image_history(name)
+    if wants_json():
+        print_json([layer.to_dict() for layer in layers])
+        return
+    rows = []
+    for layer in layers:
+        short = layer.id.removeprefix("sha256:")
+        created_by = " ".join(layer.created_by.split())
+        if not no_trunc:
+            short, created_by = short[:12], created_by[:60]
+        rows.append([short, layer.created[:19], created_by, human_bytes(layer.size)])
+    print_table(["IMAGE", "CREATED", "CREATED BY", "SIZE"], rows)
+
+
+@image.command("tag")
+@click.argument("source")
+@click.argument("target")
+def tag(source: str, target: str) -> None:
+    """Give image SOURCE one more name TARGET (NAME[:TAG])."""
+    _images().tag_image(source, target)
+
+
+@click.command("tag")
+@click.argument("source")
+@click.argument("target")
+def tag_command(source: str, target: str) -> None:
+    """Give image SOURCE one more name TARGET (ctk image tag)."""
+    _images().tag_image(source, target)
+
+
+def _remove(names: tuple[str, ...], force: bool) -> None:
+    backend = _images()
+    failures: list[CtkError] = []
+    done: list[str] = []
+    for name in names:
+        try:
+            done.extend(backend.remove_image(name, force=force))
+        except CtkError as exc:
+            failures.append(exc)
+    if wants_json():
+        print_json({"removed": done, "errors": [f.message for f in failures]})
+    else:
+        for line in done:
+            click.echo(line)
+    if failures:
+        for failure in failures[:-1]:
+            click.echo(f"Error: {failure.message}", err=True)
+        raise failures[-1]
+
+
+@image.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Remove even when containers use it.")
+@json_option
+def rm(names: tuple[str, ...], force: bool) -> None:
+    """Remove images (untag a name; delete the image when no name is left)."""
+    _remove(names, force)
+
+
+@click.command("rmi")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Remove even when containers use it.")
+@json_option
+def rmi(names: tuple[str, ...], force: bool) -> None:
+    """Remove images (ctk image rm)."""
+    _remove(names, force)
+
+
+@image.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True, help="Every unused image, not only dangling.")
+@click.option("-l", "--label", multiple=True, help="Only images with label KEY=VALUE.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask.")
+@json_option
+def prune(all_: bool, label: tuple[str, ...], yes: bool) -> None:
+    """Remove unused images: dangling ones, or every unused one with --all."""
+    if not yes and sys.stdin.isatty():
+        what = "all unused images" if all_ else "dangling images"
+        click.confirm(f"Remove {what}?", abort=True)
+    removed = _images().prune_images(all=all_, labels=_parse_labels(label) or None)
+    if wants_json():
+        print_json({"removed": removed})
+    else:
+        for image_id in removed:
+            click.echo(f"Deleted: {image_id}")
+
+
+@image.command("save")
+@click.argument("name")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
+)
+def save(name: str, output: Path | None) -> None:
+    """Write image NAME as a docker-archive tar (to FILE, or stdout when piped); a load
+    on either engine keeps its ID."""
+    chunks = with_progress(_images().save_image(name), f"save {name}")
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgument("refusing to write a tar to a terminal", hint="use -o FILE")
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        return
+    # A half-written tar never takes the name: written beside it, fsynced, renamed.
+    fd, temp = tempfile.mkstemp(dir=output.parent or Path("."), prefix=f".{output.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        # mkstemp makes it 0600; a saved image gets a plain file's mode, as docker save's.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, output)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def _read(source: Path | None) -> Iterator[bytes]:
+    stream = source.open("rb") if source is not None else sys.stdin.buffer
+    try:
+        while chunk := stream.read(_CHUNK):
+            yield chunk
+    finally:
+        if source is not None:
+            stream.close()
+
+
+@image.command("load")
+@click.option(
+    "-i",
+    "--input",
+    "source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read from FILE (default: stdin).",
+)
+def load(source: Path | None) -> None:
+    """Load images from a docker-archive (or OCI) tar; their IDs are kept."""
+    if source is None and sys.stdin.isatty():
+        raise InvalidArgument("no tar on stdin", hint="use -i FILE or pipe one in")
+    total = source.stat().st_size if source is not None else None
+    _images().load_image(with_progress(_read(source), "load", total=total))
