@@ -457,7 +457,13 @@ class Images(Protocol):
         labels: Mapping[str, str] | None = None,
         build_args: Mapping[str, str] | None = None,
     ) -> BuildResult:
-        """Build from a Dockerfile and a context directory; never pulls."""
+        """Build from a Dockerfile and a context directory; never pulls (FROM names a local
+        image or scratch).
+
+        Raises:
+            InvalidArgument: no context or Dockerfile.
+            EngineError: the build failed.
+        """
         ...
 
     def tag_image(self, image: str, reference: str) -> None:
@@ -500,7 +506,11 @@ class ContainerLayers(Protocol):
         labels: Mapping[str, str] | None = None,
         pause: bool = True,
     ) -> str:
-        """The read-write layer as one more image layer, tagged ``image``; the new ID."""
+        """The read-write layer as one more image layer, tagged ``image``; the new ID.
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
         ...
 
     def layer_size(self, name: str) -> int:

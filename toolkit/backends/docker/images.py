@@ -94,13 +94,7 @@ class ImagesMixin(DockerClient):
         labels: Mapping[str, str] | None = None,
         build_args: Mapping[str, str] | None = None,
     ) -> BuildResult:
-        """Build through the Engine API (``POST /build``) with the context sent as a tar;
-        never pulls (FROM names a local image or scratch).
-
-        Raises:
-            InvalidArgument: no context or Dockerfile.
-            EngineError: the build failed.
-        """
+        """``POST /build`` with the context as a tar, never pulling (see Images.build_image)."""
         body, inside = building.context_tar(context, dockerfile)
         with self._errors():
             events = self._api.build(

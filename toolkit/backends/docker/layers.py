@@ -36,12 +36,7 @@ class LayersMixin(DockerClient):
         labels: Mapping[str, str] | None = None,
         pause: bool = True,
     ) -> str:
-        """The container's read-write layer as one more layer on its image, tagged ``image``;
-        the new image's ID.
-
-        Raises:
-            ContainerNotFound: no such container.
-        """
+        """``POST /commit``: the read-write layer as one more layer (see ContainerLayers)."""
         validation.validate_ref(name, what="container")
         repo, tag = building.split_reference(image)
         changes = [f"LABEL {json.dumps(k)}={json.dumps(v)}" for k, v in (labels or {}).items()]

@@ -112,13 +112,7 @@ class ImagesMixin(PodmanClient):
         labels: Mapping[str, str] | None = None,
         build_args: Mapping[str, str] | None = None,
     ) -> BuildResult:
-        """Build through libpod (``POST /libpod/build``) with the context sent as a tar;
-        never pulls (FROM names a local image or scratch).
-
-        Raises:
-            InvalidArgument: no context or Dockerfile.
-            EngineError: the build failed.
-        """
+        """libpod's ``POST /libpod/build``, the context as a tar (see Images.build_image)."""
         body, inside = building.context_tar(context, dockerfile)
         params: dict[str, Any] = {"dockerfile": inside, "rm": True, "forcerm": True}
         if tags:

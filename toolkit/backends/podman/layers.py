@@ -38,12 +38,7 @@ class LayersMixin(PodmanClient):
         labels: Mapping[str, str] | None = None,
         pause: bool = True,
     ) -> str:
-        """The container's read-write layer as one more layer on its image, tagged ``image``;
-        the new image's ID.
-
-        Raises:
-            ContainerNotFound: no such container.
-        """
+        """libpod's commit: the read-write layer as one more layer (see ContainerLayers)."""
         self._attrs(name)
         repo, tag = building.split_reference(image)
         params: dict[str, Any] = {"container": name, "repo": repo, "tag": tag, "pause": pause}
