@@ -155,7 +155,7 @@ def test_failed_live_migration_brings_the_source_back_from_the_archive(
     finally:
         dest.close()
     report = caught.value.report
-    assert report.status == "rolled_back", report
+    assert report.status == "rolled_back", (report.rolled_back, report.notes, caught.value.message)
     assert any("re-imported" in line for line in report.rolled_back), report.rolled_back
     # its state came back: it runs on from where it was dumped
     assert engine.inspect(name).running

@@ -357,7 +357,11 @@ def test_json_for_every_command(engine: Backend, containers: Containers) -> None
     assert _json("restart", "-t", "1", name, engine=engine) == {"restarted": [name], "errors": []}
     inspected = _json("inspect", name, engine=engine)
     assert isinstance(inspected, list) and inspected[0]["name"] == name
-    assert inspected[0].keys() == engine.inspect(name).to_dict().keys()
+    # the model's fields, plus the layers `ctk inspect` adds (the image's stack, the RW layer)
+    assert inspected[0].keys() == engine.inspect(name).to_dict().keys() | {
+        "image_layers",
+        "rw_layer_size",
+    }
     rows = _json("ps", "--filter", f"name={name}", engine=engine)
     assert isinstance(rows, list) and rows[0]["name"] == name
     assert set(rows[0]) == _keys(ContainerInfo)

@@ -818,7 +818,9 @@ def _restart_source(run: _Run) -> None:
             raise
         first = str(exc)
     # The checkpoint in place is gone or unusable: make the source again from the archive.
-    source.remove(journal.container, force=True)
+    # (an --rm source may be removed by its engine meanwhile: that is no failure)
+    with contextlib.suppress(ContainerNotFound):
+        source.remove(journal.container, force=True)
     source.import_checkpoint(
         journal.archive,
         # the source's own archive, verified with the key recorded for it: its network too
