@@ -785,6 +785,27 @@ def _restart_cross_source(run: _Run) -> None:
     run.rolled_back.append(f"restored the source {journal.container} from its latest checkpoint")
 
 
+def _reimport_removed(run: _Run, *, patience: float = 15.0) -> None:
+    """Import the source again from the migration's archive, once its engine has let go of the
+    name: an --rm container that inspect no longer finds may still hold its name for a moment
+    while the engine removes it (seen on a loaded Podman 4.3), which the import answers with
+    Conflict."""
+    journal, source = run.journal, run.source
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            source.import_checkpoint(
+                journal.archive,
+                ImportOptions(verify_keys=sealing.recorded_keys(journal), allow_host_network=True),
+            )
+            return
+        except Conflict:
+            if time.monotonic() > deadline:
+                raise
+            log.debug("%s: the name is still taken, importing again", journal.container)
+            time.sleep(0.25)
+
+
 def _restart_source(run: _Run) -> None:
     journal, source = run.journal, run.source
     try:
@@ -793,10 +814,7 @@ def _restart_source(run: _Run) -> None:
         # An --rm source goes with its dump: the archive is all that holds it now.
         if journal.mode == "cold" or not (journal.archive and os.path.isfile(journal.archive)):
             raise
-        source.import_checkpoint(
-            journal.archive,
-            ImportOptions(verify_keys=sealing.recorded_keys(journal), allow_host_network=True),
-        )
+        _reimport_removed(run)
         run.rolled_back.append(f"re-imported the --rm source {journal.container} from the archive")
         return
     if info.paused:
