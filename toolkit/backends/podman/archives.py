@@ -107,21 +107,38 @@ class ArchivesMixin(CheckpointsMixin):
             except BaseException:  # signals too (toolkit.interrupts)
                 if not cp_options.leave_running and validation.auto_removed(attrs):
                     # libpod removed the --rm container after its export: back from the export
-                    self._reimport_after_failed_export(payload, cp_options)
+                    self._reimport_after_failed_export(payload, cp_options, attrs["Id"])
                 elif not cp_options.leave_running:
                     self._restore_after_failed_export(attrs["Id"])
                 raise
             from toolkit.criu.images import stats_from_tar
 
             stats = stats_from_tar(payload)
+        if not cp_options.leave_running and validation.auto_removed(attrs):
+            # gone, as its stop would have left it, before ctk says so: an import of the
+            # archive right after must not find the name still taken
+            self._wait_removed(attrs["Id"])
         return dataclasses.replace(result, timings={**timings, **result.timings}, criu_stats=stats)
 
-    def _reimport_after_failed_export(self, payload: Path, options: CheckpointOptions) -> None:
+    def _wait_removed(self, container_id: str, *, patience: float = 15.0) -> None:
+        """Until libpod has removed an --rm container after its dump: Podman 4.3 does it a
+        moment after the checkpoint call returns (seconds, on a loaded machine)."""
+        deadline = time.monotonic() + patience
+        while self._exists(container_id):
+            if time.monotonic() > deadline:
+                log.warning("podman has not removed the --rm container %s yet", container_id)
+                return
+            time.sleep(0.1)
+
+    def _reimport_after_failed_export(
+        self, payload: Path, options: CheckpointOptions, container_id: str
+    ) -> None:
         # Logged, not raised: the error being raised is the one that says what failed.
         params = _import_params(
             ImportOptions(tcp_established=options.tcp_established, file_locks=options.file_locks)
         )
         try:
+            self._wait_removed(container_id)
             with payload.open("rb") as body:
                 self._import_restore(body, params, None)
         except (CtkError, OSError) as exc:
