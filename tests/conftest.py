@@ -58,6 +58,9 @@ def unavailable(reason: str) -> None:
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
 
+# tryfirst: xdist's worker reads the xdist_group marks in its own hook of this name (to suffix
+# the node IDs it schedules by); run after it, the marks added here would group nothing.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/integration ``integration`` (so ``-m "not integration"``
     selects exactly the unit tests), and keep the tests that share machine-wide state in one
@@ -77,6 +80,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("testbed"))
         elif item.get_closest_marker("swarm"):
             item.add_marker(pytest.mark.xdist_group("swarm"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail an xdist worker whose groups did not take: xdist groups by an ``@group`` suffix it
+    writes into node IDs, which some pytest releases ignore (see pyproject.toml's pin). Ungrouped,
+    several workers share the testbed and one tears it down under the others."""
+    config = session.config
+    if not hasattr(config, "workerinput") or not config.getvalue("loadgroup"):
+        return
+    lost = [
+        i.nodeid
+        for i in session.items
+        if i.get_closest_marker("xdist_group") and "@" not in i.nodeid
+    ]
+    if lost:
+        raise pytest.UsageError(
+            f"--dist loadgroup does not group {lost[0]} (and {len(lost) - 1} more) with this "
+            "pytest/pytest-xdist pair: reinstall the versions pyproject.toml allows (scripts/setup)"
+        )
 
 
 @pytest.fixture
