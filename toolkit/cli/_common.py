@@ -13,9 +13,11 @@ from click.shell_completion import CompletionItem
 
 from toolkit.backends.base import Backend
 from toolkit.config import TLSOptions, get_backend
+from toolkit.errors import CtkError, InvalidArgument
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,30 +38,82 @@ class State:
         return self._backend
 
 
-def with_progress(
-    chunks: Iterable[bytes], description: str, *, total: int | None = None
-) -> Iterator[bytes]:
-    """``chunks`` passed through, with a progress bar (bytes, rate) on stderr when it is a
-    terminal and the output is not --json."""
-    if state().json or not sys.stderr.isatty():
-        yield from chunks
-        return
+def transfer_progress() -> Progress:
+    """A transient progress bar (bytes, rate) on stderr, disabled when stderr is no terminal
+    or the output is --json: what every transfer (export, import, save, load, migration)
+    shows."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    bar = Progress(
+    return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         transient=True,
         console=Console(stderr=True),
+        disable=state().json or not sys.stderr.isatty(),
     )
+
+
+def with_progress(
+    chunks: Iterable[bytes], description: str, *, total: int | None = None
+) -> Iterator[bytes]:
+    """``chunks`` passed through, with :func:`transfer_progress`'s bar."""
+    bar = transfer_progress()
+    if bar.disable:
+        yield from chunks
+        return
     with bar:
         task = bar.add_task(description, total=total)
         for chunk in chunks:
             bar.advance(task, len(chunk))
             yield chunk
+
+
+def inspect_each(names: Sequence[str], inspect: Callable[[str], Any]) -> None:
+    """``ctk image/volume inspect NAME...``: a JSON array of what ``inspect(name).to_dict()``
+    found; each name not found is reported on stderr and the last one's error is raised (its
+    exit code), after the array, as docker does."""
+    found, failures = [], []
+    for name in names:
+        try:
+            found.append(inspect(name).to_dict())
+        except CtkError as exc:
+            failures.append(exc)
+    print_json(found)
+    if failures:
+        for failure in failures[:-1]:
+            click.echo(f"Error: {failure.message}", err=True)
+        raise failures[-1]
+
+
+def parse_labels(values: tuple[str, ...], *, option: str = "--label") -> dict[str, str]:
+    """``KEY=VALUE`` options (``--label``, ``--filter label=``) as a dict; a bare KEY is
+    ``KEY=""``."""
+    labels: dict[str, str] = {}
+    for item in values:
+        key, _, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"bad {option} value {item!r}", hint=f"use {option} KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def confirm_prune(question: str, *, yes: bool) -> None:
+    """Ask ``question`` on stderr unless --yes/--force was given; no answer (a script's
+    closed stdin) aborts, as docker's prune does without -f."""
+    if not yes:
+        click.confirm(question, abort=True, err=True)
+
+
+def print_removed(removed: Sequence[str]) -> None:
+    """A prune's result: ``{"removed": [...]}`` with --json, else one line each."""
+    if state().json:
+        print_json({"removed": list(removed)})
+    else:
+        for name in removed:
+            click.echo(name)
 
 
 def human_bytes(size: int) -> str:

@@ -15,6 +15,7 @@ from toolkit.backends.validation import FILTER_KEYS
 from toolkit.cli._common import (
     complete_containers,
     json_option,
+    parse_labels,
     print_json,
     print_table,
     state,
@@ -49,16 +50,6 @@ def _parse_ports(values: tuple[str, ...]) -> tuple[PortMapping, ...]:
                 hint="use -p CONTAINER, -p HOST:CONTAINER or -p IP:HOST:CONTAINER[/udp]",
             ) from exc
     return tuple(ports)
-
-
-def _parse_labels(values: tuple[str, ...]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in values:
-        key, _, value = item.partition("=")
-        if not key:
-            raise InvalidArgument(f"bad --label value {item!r}", hint="use --label KEY=VALUE")
-        labels[key] = value
-    return labels
 
 
 def _parse_mounts(values: tuple[str, ...]) -> tuple[Mount, ...]:
@@ -124,7 +115,7 @@ def build_spec(image: str, command: tuple[str, ...], options: dict[str, Any]) ->
         name=options.get("name"),
         env=_parse_env(options.get("env", ())),
         ports=_parse_ports(options.get("publish", ())),
-        labels=_parse_labels(options.get("label", ())),
+        labels=parse_labels(options.get("label", ())),
         network=options.get("network"),
         hostname=options.get("hostname"),
         working_dir=options.get("workdir"),

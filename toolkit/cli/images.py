@@ -14,15 +14,18 @@ import click
 
 from toolkit.backends.base import Images
 from toolkit.cli._common import (
+    confirm_prune,
     human_bytes,
+    inspect_each,
     json_option,
+    parse_labels,
     print_json,
+    print_removed,
     print_table,
     state,
     wants_json,
     with_progress,
 )
-from toolkit.cli.networks import _parse_labels
 from toolkit.errors import CtkError, InvalidArgument, Unsupported
 from toolkit.models import ImageInfo
 
@@ -63,7 +66,7 @@ def image() -> None:
 @json_option
 def ls(quiet: bool, label: tuple[str, ...]) -> None:
     """List local images, newest first."""
-    _render_list(_images().images(labels=_parse_labels(label) or None), quiet)
+    _render_list(_images().images(labels=parse_labels(label) or None), quiet)
 
 
 @click.command("images")
@@ -72,7 +75,7 @@ def ls(quiet: bool, label: tuple[str, ...]) -> None:
 @json_option
 def images(quiet: bool, label: tuple[str, ...]) -> None:
     """List local images (ctk image ls)."""
-    _render_list(_images().images(labels=_parse_labels(label) or None), quiet)
+    _render_list(_images().images(labels=parse_labels(label) or None), quiet)
 
 
 def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,8 +114,8 @@ def _build(
         context,
         dockerfile=dockerfile,
         tags=tag,
-        labels=_parse_labels(label) or None,
-        build_args=_parse_labels(build_arg, option="--build-arg") or None,
+        labels=parse_labels(label) or None,
+        build_args=parse_labels(build_arg, option="--build-arg") or None,
     )
     if wants_json():
         print_json(result.to_dict())
@@ -142,18 +145,7 @@ def build(**options: Any) -> None:
 @click.argument("names", nargs=-1, required=True)
 def inspect_image(names: tuple[str, ...]) -> None:
     """Details of images as a JSON array, with their layer stacks (``layers``, base first)."""
-    backend = _images()
-    found, failures = [], []
-    for name in names:
-        try:
-            found.append(backend.inspect_image(name).to_dict())
-        except CtkError as exc:
-            failures.append(exc)
-    print_json(found)
-    if failures:
-        for failure in failures[:-1]:
-            click.echo(f"Error: {failure.message}", err=True)
-        raise failures[-1]
+    inspect_each(names, _images().inspect_image)
 
 
 @image.command("history")
@@ -237,15 +229,9 @@ def rmi(names: tuple[str, ...], force: bool) -> None:
 @json_option
 def prune(all_: bool, label: tuple[str, ...], yes: bool) -> None:
     """Remove unused images: dangling ones, or every unused one with --all."""
-    if not yes and sys.stdin.isatty():
-        what = "all unused images" if all_ else "dangling images"
-        click.confirm(f"Remove {what}?", abort=True)
-    removed = _images().prune_images(all=all_, labels=_parse_labels(label) or None)
-    if wants_json():
-        print_json({"removed": removed})
-    else:
-        for image_id in removed:
-            click.echo(f"Deleted: {image_id}")
+    what = "all unused images" if all_ else "dangling images"
+    confirm_prune(f"Remove {what}?", yes=yes)
+    print_removed(_images().prune_images(all=all_, labels=parse_labels(label) or None))
 
 
 @image.command("save")

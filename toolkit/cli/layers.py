@@ -8,8 +8,14 @@ import click
 
 from toolkit import copying
 from toolkit.backends.base import ContainerLayers
-from toolkit.cli._common import complete_containers, json_option, print_json, state, wants_json
-from toolkit.cli.networks import _parse_labels
+from toolkit.cli._common import (
+    complete_containers,
+    json_option,
+    parse_labels,
+    print_json,
+    state,
+    wants_json,
+)
 from toolkit.errors import InvalidArgument, Unsupported
 
 
@@ -45,7 +51,7 @@ def diff(name: str) -> None:
 def commit(name: str, image: str, message: str, label: tuple[str, ...], pause: bool) -> None:
     """Save container NAME's read-write layer as one more layer: a new image IMAGE[:TAG]."""
     image_id = _layers().commit(
-        name, image, message=message, labels=_parse_labels(label) or None, pause=pause
+        name, image, message=message, labels=parse_labels(label) or None, pause=pause
     )
     if wants_json():
         print_json({"id": image_id, "image": image})

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from toolkit.cli._common import console, err, json_option, print_json, print_table, state
+from toolkit.cli._common import (
+    console,
+    err,
+    human_bytes,
+    json_option,
+    print_json,
+    print_table,
+    state,
+    transfer_progress,
+)
 from toolkit.config import get_backend
 from toolkit.errors import MigrationError
 from toolkit.models import MIGRATION_MODES, MIGRATION_PHASES, MigrationReport
 
 # toolkit.migration and rich.progress load inside the commands: every other ctk call would
 # pay for them at start-up.
-
-
-def _human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def render_report(report: MigrationReport) -> None:
@@ -41,8 +39,8 @@ def render_report(report: MigrationReport) -> None:
     )
     out.print(f"  phases: {phases}")
     out.print(
-        f"  moved {_human_bytes(report.bytes_moved)} (image {_human_bytes(report.image_bytes)}, "
-        f"state {_human_bytes(report.archive_bytes)}); downtime {report.downtime:.2f}s"
+        f"  moved {human_bytes(report.bytes_moved)} (image {human_bytes(report.image_bytes)}, "
+        f"state {human_bytes(report.archive_bytes)}); downtime {report.downtime:.2f}s"
     )
     dump, restore = report.criu_stats.get("dump", {}), report.criu_stats.get("restore", {})
     if "frozen_time" in dump or "restore_time" in restore:
@@ -129,9 +127,6 @@ def migrate(
     Either it ends running on the destination, or the source runs again: the report says
     which phase failed and what was rolled back (exit code 10).
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
     from toolkit.migration import migrate as migrate_container
     from toolkit.migration import recover
 
@@ -149,16 +144,7 @@ def migrate(
     # --to and --from name engines as --engine does (a configured name keeps its TLS)
     source = get_backend(from_) if from_ else state().backend()
     dest = get_backend(to)
-    show_progress = not state().json and sys.stderr.isatty()
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        transient=True,
-        console=Console(stderr=True),
-        disable=not show_progress,
-    )
+    bar = transfer_progress()
     task = bar.add_task("image", total=None)
     try:
         with bar:

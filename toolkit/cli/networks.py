@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import click
 
-from toolkit.cli._common import json_option, print_json, print_table, state, wants_json
+from toolkit.cli._common import (
+    confirm_prune,
+    json_option,
+    parse_labels,
+    print_json,
+    print_removed,
+    print_table,
+    state,
+    wants_json,
+)
 from toolkit.cli.containers import _each
 from toolkit.errors import InvalidArgument
 from toolkit.models import NetworkInfo, NetworkSpec, PortMapping
-
-
-def _parse_labels(values: tuple[str, ...], *, option: str = "--label") -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in values:
-        key, _, value = item.partition("=")
-        if not key:
-            raise InvalidArgument(f"bad {option} value {item!r}", hint=f"use {option} KEY=VALUE")
-        labels[key] = value
-    return labels
 
 
 def _yes(value: bool) -> str:
@@ -83,7 +82,7 @@ def create(
         gateway=gateway,
         internal=internal,
         attachable=attachable,
-        labels=_parse_labels(label),
+        labels=parse_labels(label),
     )
     info = state().backend().create_network(spec)
     if wants_json():
@@ -200,16 +199,10 @@ def prune(filters: tuple[str, ...], force: bool) -> None:
                 f"bad --filter value {item!r}", hint="use --filter label=KEY=VALUE"
             )
         raw.append(value)
-    labels = _parse_labels(tuple(raw), option="--filter label")
-    if not force and not wants_json():
-        scope = f" with labels {labels}" if labels else ""
-        click.confirm(f"Remove all unused networks{scope}?", abort=True)
-    removed = state().backend().prune_networks(labels=labels or None)
-    if wants_json():
-        print_json({"removed": removed})
-    else:
-        for name in removed:
-            click.echo(name)
+    labels = parse_labels(tuple(raw), option="--filter label")
+    scope = f" with labels {labels}" if labels else ""
+    confirm_prune(f"Remove all unused networks{scope}?", yes=force)
+    print_removed(state().backend().prune_networks(labels=labels or None))
 
 
 @click.command()

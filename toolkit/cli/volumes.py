@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from toolkit.backends.base import Volumes
-from toolkit.cli._common import json_option, print_json, print_table, state, wants_json
-from toolkit.cli.networks import _parse_labels
+from toolkit.cli._common import (
+    confirm_prune,
+    inspect_each,
+    json_option,
+    parse_labels,
+    print_json,
+    print_removed,
+    print_table,
+    state,
+    wants_json,
+)
 from toolkit.errors import CtkError, Unsupported
 
 
@@ -30,7 +37,7 @@ def volume() -> None:
 @json_option
 def ls(quiet: bool, label: tuple[str, ...]) -> None:
     """List named volumes."""
-    items = _volumes().volumes(labels=_parse_labels(label) or None)
+    items = _volumes().volumes(labels=parse_labels(label) or None)
     if wants_json():
         print_json([v.to_dict() for v in items])
     elif quiet:
@@ -46,7 +53,7 @@ def ls(quiet: bool, label: tuple[str, ...]) -> None:
 @json_option
 def create(name: str, label: tuple[str, ...]) -> None:
     """Create a local volume (a generated name without NAME); prints its name."""
-    info = _volumes().create_volume(name, labels=_parse_labels(label) or None)
+    info = _volumes().create_volume(name, labels=parse_labels(label) or None)
     if wants_json():
         print_json(info.to_dict())
     else:
@@ -57,18 +64,7 @@ def create(name: str, label: tuple[str, ...]) -> None:
 @click.argument("names", nargs=-1, required=True)
 def inspect(names: tuple[str, ...]) -> None:
     """Details of volumes, as a JSON array."""
-    backend = _volumes()
-    found, failures = [], []
-    for name in names:
-        try:
-            found.append(backend.inspect_volume(name).to_dict())
-        except CtkError as exc:
-            failures.append(exc)
-    print_json(found)
-    if failures:
-        for failure in failures[:-1]:
-            click.echo(f"Error: {failure.message}", err=True)
-        raise failures[-1]
+    inspect_each(names, _volumes().inspect_volume)
 
 
 @volume.command("rm")
@@ -103,11 +99,5 @@ def rm(names: tuple[str, ...], force: bool) -> None:
 @json_option
 def prune(label: tuple[str, ...], yes: bool) -> None:
     """Remove volumes no container uses."""
-    if not yes and sys.stdin.isatty():
-        click.confirm("Remove all unused volumes?", abort=True)
-    removed = _volumes().prune_volumes(labels=_parse_labels(label) or None)
-    if wants_json():
-        print_json({"removed": removed})
-    else:
-        for name in removed:
-            click.echo(name)
+    confirm_prune("Remove all unused volumes?", yes=yes)
+    print_removed(_volumes().prune_volumes(labels=parse_labels(label) or None))
