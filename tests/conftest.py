@@ -134,6 +134,15 @@ class Containers(plugin.ContainerFactory):
 
 
 @pytest.fixture
+def config_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private ctk config directory ($XDG_CONFIG_HOME) and no CTK_ENGINE: the ``ctk()``
+    subprocesses inherit the environment, so they read only the config file a test writes."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("CTK_ENGINE", raising=False)
+    return tmp_path / "config"
+
+
+@pytest.fixture
 def containers(engine: Backend) -> Iterator[Containers]:
     made = Containers(engine)
     yield made

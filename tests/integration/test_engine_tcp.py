@@ -114,30 +114,28 @@ def _docker_answers() -> None:
     backend.close()
 
 
+def serve_docker(context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """The local dockerd's API on a loopback TCP port (TLS with ``context``): its URL until
+    the generator is closed. For fixtures: ``yield from serve_docker(...)``."""
+    _docker_answers()
+    forwarder = Forwarder(DOCKER_SOCKET, context)
+    try:
+        yield f"docker+tcp://127.0.0.1:{forwarder.port}"
+    finally:
+        forwarder.close()
+
+
 @pytest.fixture
 def plain_tcp() -> Iterator[str]:
-    _docker_answers()
-    forwarder = Forwarder(DOCKER_SOCKET)
-    yield f"docker+tcp://127.0.0.1:{forwarder.port}"
-    forwarder.close()
+    yield from serve_docker()
 
 
 @pytest.fixture
 def tls_tcp(pki: Path) -> Iterator[str]:
-    _docker_answers()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.pem"))
     context.load_cert_chain(str(pki / "server.pem"), str(pki / "server-key.pem"))
     context.verify_mode = ssl.CERT_REQUIRED  # mutual TLS, as dockerd --tlsverify does
-    forwarder = Forwarder(DOCKER_SOCKET, context)
-    yield f"docker+tcp://127.0.0.1:{forwarder.port}"
-    forwarder.close()
-
-
-@pytest.fixture
-def config_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.delenv("CTK_ENGINE", raising=False)
-    return tmp_path / "config"
+    yield from serve_docker(context)
 
 
 def _cleanup(name: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CtkResult, ctk, unavailable
-from tests.integration.test_engine_tcp import DOCKER_SOCKET, Forwarder, _docker_answers, _openssl
+from tests.integration.test_engine_tcp import _openssl, serve_docker
 from tests.integration.test_engine_urls import _free_loopback_port, podman_service
 from toolkit.errors import ExitCode
 
@@ -44,19 +44,9 @@ def two_cas(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server_of_ca_b(two_cas: Path) -> Iterator[str]:
     """Docker's API over TLS on loopback, with a certificate CA B signed; no client cert asked,
     so only the client's check of the server decides."""
-    _docker_answers()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(two_cas / "server.pem"), str(two_cas / "server-key.pem"))
-    forwarder = Forwarder(DOCKER_SOCKET, context)
-    yield f"docker+tcp://127.0.0.1:{forwarder.port}"
-    forwarder.close()
-
-
-@pytest.fixture
-def config_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.delenv("CTK_ENGINE", raising=False)
-    return tmp_path / "config"
+    yield from serve_docker(context)
 
 
 def _refused(result: CtkResult) -> None:

@@ -70,14 +70,6 @@ def second_podman(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         yield f"podman+{url}"
 
 
-@pytest.fixture
-def config_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    # ctk() subprocesses inherit the environment: they read this config file.
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.delenv("CTK_ENGINE", raising=False)
-    return tmp_path / "config"
-
-
 def _remove(kind: str, name: str) -> None:
     backend = connect(parse_engine(kind))
     with contextlib.suppress(CtkError):

@@ -20,14 +20,6 @@ from toolkit.errors import ExitCode
 pytestmark = [pytest.mark.integration, pytest.mark.criu]
 
 
-@pytest.fixture
-def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private config directory for the ctk subprocesses (they inherit the environment)."""
-    home = tmp_path / "config"
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
-    return home
-
-
 def _names(engine: Backend) -> set[str]:
     return {c.name for c in engine.containers(all=True)}
 
