@@ -164,6 +164,23 @@ def test_postcopy_across_testbed_hosts_keeps_memory_and_count(hosts: Pair) -> No
     _move_keeps_memory(hosts, new_name=None)
 
 
+@pytest.mark.testbed
+def test_auto_moves_a_large_ready_container_post_copy(
+    local: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--mode auto picks post-copy from the threshold on (lowered here: memhog's 64 MiB is what
+    the testbed moves quickly), and says why in the report."""
+    monkeypatch.setenv(postcopy.AUTO_MIB_ENV, "32")
+    name = local.memhog(64)
+    before = checksum(local.src, name)
+    target = local.name()
+    report = toolkit.migrate(name, source=local.src, dest=local.dst, mode="auto", new_name=target)
+    assert report.status == "done" and report.mode == "postcopy", report
+    assert report.reason.startswith("auto: post-copy") and "MiB" in report.reason, report.reason
+    assert checksum(local.dst, target) == before
+    assert criu_left() == []
+
+
 def test_unsupported_gets_exit_6_before_freezing(
     engine: Backend, containers: Containers, state: Path
 ) -> None:

@@ -91,3 +91,24 @@ def test_check_refuses_a_non_podman_engine_and_keep_source() -> None:
     assert info.value.exit_code == 6
     with pytest.raises(Unsupported, match="post-copy moves the container"):
         postcopy.check(fake, fake, "web1", keep_source=True)
+
+
+MIB = 1024 * 1024
+
+
+def test_auto_picks_postcopy_only_for_a_large_container_both_ends_can_move() -> None:
+    chosen, why = postcopy.auto_choice(600 * MIB, 512 * MIB, None)
+    assert chosen and why.startswith("auto: post-copy") and "600 MiB" in why
+    small, why = postcopy.auto_choice(64 * MIB, 512 * MIB, None)
+    assert not small and "64 MiB, under 512 MiB" in why
+    refused, why = postcopy.auto_choice(600 * MIB, 512 * MIB, "post-copy needs Podman at both ends")
+    assert not refused and why == "post-copy not chosen: post-copy needs Podman at both ends"
+
+
+def test_auto_threshold_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(postcopy.AUTO_MIB_ENV, raising=False)
+    assert postcopy.auto_threshold() == postcopy.AUTO_MIB * MIB
+    monkeypatch.setenv(postcopy.AUTO_MIB_ENV, "32")
+    assert postcopy.auto_threshold() == 32 * MIB
+    monkeypatch.setenv(postcopy.AUTO_MIB_ENV, "lots")  # not a number: the default
+    assert postcopy.auto_threshold() == postcopy.AUTO_MIB * MIB

@@ -77,7 +77,8 @@ def render_report(report: MigrationReport) -> None:
     default="auto",
     show_default=True,
     help=(
-        "live keeps memory (CRIU); cold recreates; auto picks live when both sides can. "
+        "live keeps memory (CRIU); cold recreates; auto picks live when both sides can, "
+        "postcopy for a container of 512 MiB or more (CTK_POSTCOPY_AUTO_MIB) that can. "
         "postcopy (Podman -> Podman, runc, a container created with an org.criu.config "
         "annotation) resumes the destination before the memory moves, then streams it: "
         "downtime flat in memory size, but if the link or the source dies before the last "

@@ -265,6 +265,8 @@ def migrate(
 
         # exit 6 here, before anything is frozen, where post-copy cannot work
         pc_source = postcopy.check(source, dest, name, keep_source=keep_source)
+    elif mode == "auto" and plan.mode == "live" and not plan.cross_runtime:
+        plan, pc_source = _auto_postcopy(plan, source, dest, keep_source=keep_source)
     journal = Journal(
         id=journal_mod.new_id(),
         container=plan.source_info.name,
@@ -408,6 +410,34 @@ class Strategy:
     move: Callable[[_Run, _Options], None]
     restart_source: Callable[[_Run], None]
     undoes_itself: bool = False
+
+
+def _auto_postcopy(
+    plan: Plan, source: Backend, dest: Backend, *, keep_source: bool
+) -> tuple[Plan, postcopy_mod.Source | None]:
+    """``--mode auto`` on a live-capable pair: post-copy for a large container when both ends
+    can do it (:func:`toolkit.migration.postcopy.auto_choice`); the plan's reason says why not
+    otherwise. Changes nothing on either engine."""
+    from toolkit.migration import postcopy
+
+    name = plan.source_info.name
+    try:
+        used = source.stats(name).memory_usage
+    except CtkError as exc:
+        log.debug("auto: no memory figure for %s (%s): live", name, exc.message)
+        return plan, None
+    threshold = postcopy.auto_threshold()
+    found: postcopy_mod.Source | None = None
+    problem: str | None = None
+    if used >= threshold:
+        try:
+            found = postcopy.check(source, dest, name, keep_source=keep_source)
+        except Unsupported as exc:
+            problem = exc.message
+    chosen, why = postcopy.auto_choice(used, threshold, problem)
+    if not chosen:
+        return dataclasses.replace(plan, reason=f"{plan.reason}; {why}"), None
+    return dataclasses.replace(plan, mode="postcopy", reason=why), found
 
 
 def _choose(plan: Plan, source: Backend, dest: Backend) -> Strategy:
