@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -227,9 +228,12 @@ def _criu_pid(marker: str) -> int | None:
 
 
 @pytest.mark.testbed
-@pytest.mark.parametrize("victim", ["lazy-pages-daemon", "page-server"])
-def test_lost_copy_mid_way_leaves_the_source_running(local: Pair, state: Path, victim: str) -> None:
-    """The destination's daemon or the source's page server killed while pages move."""
+@pytest.mark.parametrize("victim", ["lazy-pages-daemon", "page-server", "link"])
+def test_lost_copy_mid_way_leaves_the_source_running(
+    local: Pair, state: Path, testbed: Testbed, victim: str
+) -> None:
+    """The destination's daemon or the source's page server killed while pages move, or the
+    link to the source cut silently (its veth down: no FIN, no RST reaches either end)."""
     name = local.memhog(1024)
     before = checksum(local.src, name)
     source_id = local.src.inspect(name).id
@@ -258,15 +262,27 @@ def test_lost_copy_mid_way_leaves_the_source_running(local: Pair, state: Path, v
 
     # the destination runs on lazy pages and the copy has begun (1 GiB takes seconds)
     wait_for(copying, timeout=120, what="background copy under way")
-    marker = "lazy-pages --page-server" if victim == "lazy-pages-daemon" else source_id
-    pid = _criu_pid(marker)
-    assert pid is not None, f"no CRIU process with {marker}"
-    os.kill(pid, signal.SIGKILL)
-    mover.join(timeout=300)
+    if victim == "link":
+        # scripts/criu-patches/0005: keepalive and a user timeout end both sides' transfer
+        # about 20 s later; without it the source stayed frozen for good.
+        veth = f"ctkh{testbed.hosts[0].name.removeprefix('h')}"
+        subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+        try:
+            mover.join(timeout=300)
+        finally:
+            subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+    else:
+        marker = "lazy-pages --page-server" if victim == "lazy-pages-daemon" else source_id
+        pid = _criu_pid(marker)
+        assert pid is not None, f"no CRIU process with {marker}"
+        os.kill(pid, signal.SIGKILL)
+        mover.join(timeout=300)
     error = outcome.get("error")
     assert isinstance(error, MigrationError), error
     assert error.report is not None and error.report.status == "rolled_back", error.report
     assert any("removed" in line for line in error.report.rolled_back), error.report
+    if victim == "link":
+        assert "timed out" in error.report.error, error.report.error
     with pytest.raises(ContainerNotFound):
         local.dst.inspect(target)
     # the source's CRIU thawed it where it was frozen: memory intact, counting on
