@@ -9,9 +9,12 @@ before anything is frozen.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,12 +24,13 @@ from pathlib import Path
 import pytest
 
 import toolkit
-from tests.conftest import TEST_LABEL, Containers, Testbed, ctk, wait_for
+from tests.conftest import TEST_LABEL, Containers, Testbed, TestbedHost, ctk, wait_for
 from toolkit import ContainerSpec
 from toolkit.backends.base import Backend
 from toolkit.backends.podman import PodmanBackend
 from toolkit.errors import ContainerNotFound, CtkError, MigrationError
 from toolkit.migration import postcopy
+from toolkit.migration.execute import PAUSE_ENV
 
 MEMHOG = "ctk-demo/memhog"
 PODMAN_URL = "unix:///run/podman/podman.sock"
@@ -227,6 +231,28 @@ def _criu_pid(marker: str) -> int | None:
     return None
 
 
+def _tc(host: TestbedHost, *args: str) -> None:
+    subprocess.run(["nsenter", f"--net=/run/netns/{host.netns}", "tc", "qdisc", *args], check=True)
+
+
+def _resumed(state: Path) -> bool:
+    """A migration journal under ``state`` records the destination's resume on lazy pages."""
+    return any(
+        postcopy.RESUMED_STEP in journal.read_text(errors="replace")
+        for journal in (state / "migrations").glob("*.json")
+    )
+
+
+def _copying(state: Path) -> bool:
+    """The daemon copies pages in the background (only once CRIU's restore is over: a daemon
+    killed inside the restore leaves CRIU's restorer spinning, docs/postcopy.md)."""
+    for lazy_log in state.rglob("lazy-pages.log"):
+        with contextlib.suppress(OSError), lazy_log.open(errors="replace") as handle:
+            if any("uffd_copy" in line for line in handle):
+                return True
+    return False
+
+
 @pytest.mark.testbed
 @pytest.mark.parametrize("victim", ["lazy-pages-daemon", "page-server", "link"])
 def test_lost_copy_mid_way_leaves_the_source_running(
@@ -242,47 +268,49 @@ def test_lost_copy_mid_way_leaves_the_source_running(
 
     def move() -> None:
         try:
-            toolkit.migrate(
+            outcome["report"] = toolkit.migrate(  # type: ignore[assignment]
                 name, source=local.src, dest=local.dst, mode="postcopy", new_name=target
             )
         except BaseException as exc:  # handed to the test thread
             outcome["error"] = exc
 
-    mover = threading.Thread(target=move)
-    mover.start()
-
-    def copying() -> bool:
-        # The daemon copies pages in the background only once CRIU's restore is over (a
-        # daemon killed inside the restore leaves CRIU's restorer spinning: docs/postcopy.md).
-        for lazy_log in state.rglob("lazy-pages.log"):
-            with contextlib.suppress(OSError), lazy_log.open(errors="replace") as handle:
-                if any("uffd_copy" in line for line in handle):
-                    return True
-        return False
-
-    # the destination runs on lazy pages and the copy has begun (1 GiB takes seconds)
-    wait_for(copying, timeout=120, what="background copy under way")
-    if victim == "link":
-        # scripts/criu-patches/0005: keepalive and a user timeout end both sides' transfer
-        # about 20 s later; without it the source stayed frozen for good.
-        veth = f"ctkh{testbed.hosts[0].name.removeprefix('h')}"
-        subprocess.run(["ip", "link", "set", veth, "down"], check=True)
-        try:
-            mover.join(timeout=300)
-        finally:
-            subprocess.run(["ip", "link", "set", veth, "up"], check=True)
-    else:
-        marker = "lazy-pages --page-server" if victim == "lazy-pages-daemon" else source_id
-        pid = _criu_pid(marker)
-        assert pid is not None, f"no CRIU process with {marker}"
-        os.kill(pid, signal.SIGKILL)
+    h1 = testbed.hosts[0]
+    with contextlib.ExitStack() as undo:
+        # Pages from h1 at 200 Mbit/s: 1 GiB takes some 40 s, so the blow surely falls mid-copy
+        # (over the bare veth a copy could end before it).
+        _tc(h1, "add", "dev", "eth0", "root", "tbf", "rate", "200mbit", "burst", "64kb",
+            "latency", "100ms")  # fmt: skip
+        undo.callback(_tc, h1, "del", "dev", "eth0", "root")
+        mover = threading.Thread(target=move)
+        mover.start()
+        # The destination was resumed (its restore over: a daemon killed inside the restore
+        # leaves CRIU's restorer spinning, docs/postcopy.md) and the copy has begun.
+        wait_for(
+            lambda: _resumed(state) and _copying(state),
+            timeout=120,
+            what="destination resumed, background copy under way",
+        )
+        if victim == "link":
+            # scripts/criu-patches/0005: keepalive and a user timeout end both sides' transfer
+            # about 20 s later; without it both ends waited for good.
+            veth = f"ctkh{h1.name.removeprefix('h')}"
+            subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+            undo.callback(subprocess.run, ["ip", "link", "set", veth, "up"], check=True)
+        else:
+            marker = "lazy-pages --page-server" if victim == "lazy-pages-daemon" else source_id
+            pid = _criu_pid(marker)
+            assert pid is not None, f"no CRIU process with {marker}"
+            os.kill(pid, signal.SIGKILL)
         mover.join(timeout=300)
     error = outcome.get("error")
-    assert isinstance(error, MigrationError), error
+    assert isinstance(error, MigrationError), outcome
     assert error.report is not None and error.report.status == "rolled_back", error.report
     assert any("removed" in line for line in error.report.rolled_back), error.report
     if victim == "link":
-        assert "timed out" in error.report.error, error.report.error
+        # whichever end's keepalive gives up first: the daemon's read times out, or the source's
+        # probes come back unreachable
+        assert re.search("timed out|No route to host", error.report.error), error.report.error
+        assert error.report.failed_phase == "pages", error.report
     with pytest.raises(ContainerNotFound):
         local.dst.inspect(target)
     # the source's CRIU thawed it where it was frozen: memory intact, counting on
@@ -290,4 +318,60 @@ def test_lost_copy_mid_way_leaves_the_source_running(
     seen = count(local.src, name)
     wait_for(lambda: count(local.src, name) > seen, timeout=20, what="source counts on")
     assert checksum(local.src, name) == before
+    wait_for(lambda: criu_left() == [], timeout=30, what="no lazy-pages CRIU left")
+
+
+@pytest.mark.testbed
+@pytest.mark.parametrize("when", ["frozen", "copying"])
+def test_ctk_killed_mid_way_is_recovered(
+    local: Pair, state: Path, testbed: Testbed, when: str
+) -> None:
+    """ctk SIGKILLed while the source waits frozen for the destination: ``--recover`` makes the
+    source's lazy dump fail (CRIU thaws it) and rolls back. Killed while the pages move: the
+    daemon copies on by itself; ``--recover`` waits for it and finishes the move."""
+    name = local.memhog(64 if when == "frozen" else 1024)
+    before = checksum(local.src, name)
+    target = local.name()
+    url = testbed.hosts[0].podman_url
+    argv = [sys.executable, "-m", "toolkit", "migrate", name, "--from", url, "--to", url,
+            "--name", target, "--mode", "postcopy"]  # fmt: skip
+    env = dict(os.environ, **({PAUSE_ENV: "dump"} if when == "frozen" else {}))
+    h1 = testbed.hosts[0]
+    if when == "copying":  # slow enough that ctk surely dies mid-copy (see the test above)
+        _tc(h1, "add", "dev", "eth0", "root", "tbf", "rate", "400mbit", "burst", "64kb",
+            "latency", "100ms")  # fmt: skip
+    mover = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        if when == "frozen":
+            assert mover.stderr is not None
+            for line in mover.stderr:
+                if "paused after dump" in line:
+                    break
+            else:
+                pytest.fail(f"ctk ended before the pause: {mover.wait()}")
+        else:
+            wait_for(lambda: _copying(state), timeout=120, what="background copy under way")
+    finally:
+        mover.kill()
+        mover.wait(timeout=30)
+    try:
+        recovered = ctk("migrate", "--recover", "--json", timeout=600)
+    finally:
+        if when == "copying":
+            _tc(h1, "del", "dev", "eth0", "root")
+    assert recovered.returncode == 0, recovered.stderr
+    (report,) = json.loads(recovered.stdout)
+    if when == "frozen":
+        assert report["status"] == "rolled_back", report
+        with pytest.raises(ContainerNotFound):
+            local.dst.inspect(target)
+        seen = count(local.src, name)
+        wait_for(lambda: count(local.src, name) > seen, timeout=30, what="source counts on")
+        assert checksum(local.src, name) == before
+    else:
+        assert report["status"] == "done", json.dumps(report, indent=1)
+        assert checksum(local.dst, target) == before
+        with pytest.raises(ContainerNotFound):
+            local.src.inspect(name)
+    assert any(note.startswith("post-copy: ") for note in report["notes"]), report
     wait_for(lambda: criu_left() == [], timeout=30, what="no lazy-pages CRIU left")

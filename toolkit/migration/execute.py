@@ -373,6 +373,8 @@ _RUNNING_AFTER = {
     "cross-runtime-dumped": "restore",
     "restore": "verify",
     "source-removed": "verify",
+    # post-copy: resumed on lazy pages, the rest of the memory on its way
+    "restore-lazy": "pages",
 }
 
 
@@ -953,6 +955,12 @@ def _recover_one(run: _Run) -> MigrationReport:
     journal, source, dest = run.journal, run.source, run.dest
     if journal.state in journal_mod.FINAL_STATES:
         return run.report(journal.state)
+    postcopy_settled = _strategy_of(journal).name == "postcopy" and journal.done("dump-started")
+    if postcopy_settled:
+        from toolkit.migration import postcopy
+
+        # first: while its lazy dump lasts, Podman holds the source's lock (inspect waits)
+        run.notes.append(f"post-copy: {postcopy.settle(journal)}")
     with contextlib.ExitStack() as held:
         info = _inspect_or_none(source, journal.container)
         if info is not None:
@@ -966,7 +974,13 @@ def _recover_one(run: _Run) -> MigrationReport:
                 name=journal.target,
             )
         )
-        if journal.done("restore") and _running(dest, journal.target):
+        restored = journal.done("restore")
+        if postcopy_settled:
+            # The source's lazy dump has ended. The source gone (CRIU ends a dumped task once
+            # every page arrived): the destination holds it all, if it runs. The source running
+            # again means its dump failed: a destination copy is partial.
+            restored = not _running(source, journal.container)
+        if restored and _running(dest, journal.target):
             _finish(run)
             run.notes.append("destination was running: migration finished")
             return run.report("done", result=dest.inspect(journal.target))

@@ -58,12 +58,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolkit.errors import CheckpointError, EngineError, Unsupported
+from toolkit.errors import CheckpointError, Conflict, EngineError, Unsupported
 from toolkit.models import CheckpointOptions
 
 if TYPE_CHECKING:
     from toolkit.backends.base import Backend, CheckpointTemplates
     from toolkit.migration.execute import _Run
+    from toolkit.migration.journal import Journal
     from toolkit.models import ContainerSpec
 
 log = logging.getLogger(__name__)
@@ -386,7 +387,7 @@ def _page_stats(lazy_log: Path) -> dict[str, int]:
     }
 
 
-def _abort_page_server(src: Source) -> None:
+def _abort_page_server(address: str, port: int) -> None:
     """Make the source's waiting page server fail its dump, so that CRIU thaws the source.
 
     A page server whose client never came waits forever (and Podman's checkpoint call with it);
@@ -396,13 +397,13 @@ def _abort_page_server(src: Source) -> None:
     page server takes no second client, and this does nothing.
     """
     try:
-        with socket.create_connection((src.address, src.port), timeout=2.0) as sk:
+        with socket.create_connection((address, port), timeout=2.0) as sk:
             sk.settimeout(5.0)
             sk.sendall(b"\xff" * 24)  # struct page_server_iov with an unknown command
             with contextlib.suppress(OSError):
                 sk.recv(1)
     except OSError as exc:
-        log.info("page server at %s:%d not aborted: %s", src.address, src.port, exc)
+        log.info("page server at %s:%d not aborted: %s", address, port, exc)
 
 
 def _stop(daemon: subprocess.Popen[bytes] | None) -> None:
@@ -423,7 +424,7 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     """
     from toolkit.backends.base import LazyCheckpoints
     from toolkit.migration.cross_runtime import _new_config_file, _podman_template
-    from toolkit.migration.execute import _restored
+    from toolkit.migration.execute import _pause_hook, _restored
 
     journal, source, dest = run.journal, run.source, run.dest
     assert isinstance(dest, LazyCheckpoints) and run.plan is not None
@@ -447,6 +448,10 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     # timeout (120 s by default) does not cut a long copy short.
     dumper = source.with_timeout(int(PAGES_TIMEOUT))
     src.config.write_text(f"lazy-pages\naddress {src.address}\nport {src.port}\n")
+    # What `ctk migrate --recover` needs if this process dies: where the source's page server
+    # waits, and the CRIU configs to empty again (see recover_postcopy()).
+    journal.extra["page_server"] = [src.address, src.port]
+    journal.extra["criu_configs"] = [str(src.config), str(dest_config)]
     try:
         journal.step("dump-started")
         run.frozen_at = time.monotonic()
@@ -464,6 +469,7 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
             run.archive_bytes = tar.stat().st_size
         journal.step("dump")
         journal.step("transfer")
+        _pause_hook("dump")  # the source frozen, waiting for a client (tests kill ctk here)
         dest_config.write_text(f"lazy-pages\nwork-dir {lazy_dir}\n")
         with run.phase("restore"):
             daemon = subprocess.Popen(
@@ -482,7 +488,12 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
                         + _tail(lazy_dir / "lazy-pages.log")
                     )
                 time.sleep(0.005)
+            # From here the daemon (its own session) serves the restore and copies the rest even
+            # if this process dies; --recover waits for it (settle()).
+            journal.extra["lazy_pages_pid"] = daemon.pid
+            journal.write()
             dest.import_raw(tar, name=journal.target, ports=spec.ports)
+        journal.step(RESUMED_STEP)
         restored_at = time.monotonic()
         run.downtime = restored_at - run.frozen_at
         with run.phase("pages"):
@@ -498,7 +509,7 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
         )
     except BaseException:
         if dump is not None and dump.is_alive():
-            _abort_page_server(src)
+            _abort_page_server(src.address, src.port)
         _stop(daemon)
         if dump is not None:
             dump.join(timeout=60)
@@ -511,6 +522,53 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
         if dumper is not source and (dump is None or not dump.is_alive()):
             dumper.close()
     _restored(run, verify)
+
+
+RESUMED_STEP = "restore-lazy"
+"""The journal step of a post-copy whose destination resumed on lazy pages."""
+
+
+def settle(journal: Journal, *, patience: float = PAGES_TIMEOUT) -> str:
+    """Let a post-copy whose ctk died come to rest before ``--recover`` decides; what happened.
+
+    The lazy-pages daemon runs in a session of its own: if it still lives, it is copying (or
+    about to): wait for it to end. Then make the source's page server fail if it still waits
+    for a client that will never come (ctk died before starting the daemon): CRIU thaws the
+    source. Once both have ended, the source's state says how: it exited if every page arrived
+    at the destination, else CRIU thawed it and it runs. The CRIU configs are emptied again.
+    """
+    extra = journal.extra
+    pid = int(extra.get("lazy_pages_pid") or 0)
+    deadline = time.monotonic() + patience
+    waited = False
+    while pid and _is_lazy_daemon(pid):
+        if time.monotonic() > deadline:
+            raise Conflict(
+                f"post-copy {journal.id}: CRIU's lazy-pages daemon (pid {pid}) still copies "
+                f"after {patience:.0f}s",
+                hint="run ctk migrate --recover again once it has ended",
+            )
+        waited = True
+        time.sleep(0.1)
+    address, port = extra.get("page_server") or ("", 0)
+    if address:
+        # a page server that served its client no longer listens: this then does nothing
+        _abort_page_server(str(address), int(port))
+    for path in extra.get("criu_configs") or ():
+        _empty(Path(str(path)))
+    if waited:
+        return f"waited for CRIU's lazy-pages daemon (pid {pid}) to end its copy"
+    if pid:
+        return "CRIU's lazy-pages daemon had ended"
+    return "the source's lazy dump, which no daemon had reached, was made to fail (CRIU thaws it)"
+
+
+def _is_lazy_daemon(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"lazy-pages" in cmdline
 
 
 def _wait_pages(daemon: subprocess.Popen[bytes], dump: _Dump, lazy_log: Path) -> None:
@@ -551,4 +609,4 @@ def _empty(config: Path) -> None:
         log.warning("could not empty the CRIU config %s: %s", config, exc)
 
 
-__all__ = ["ANNOTATION", "RISK", "Source", "check", "create_ready", "migrate"]
+__all__ = ["ANNOTATION", "RISK", "Source", "check", "create_ready", "migrate", "settle"]
