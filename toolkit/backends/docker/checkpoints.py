@@ -26,6 +26,21 @@ log = logging.getLogger(__name__)
 _BLOB_RACE_DELAYS = (0.25, 0.5, 2.0)
 
 
+def refuse_tcp_close(tcp_close: bool) -> None:
+    """Docker's restore is ``POST /containers/{id}/start?checkpoint=NAME``: it takes no CRIU
+    options, and Docker 20.10 has no per-container annotations for runc's ``org.criu.config``.
+
+    Raises:
+        Unsupported: ``tcp_close`` was asked for.
+    """
+    if tcp_close:
+        raise Unsupported(
+            "Docker's API cannot pass --tcp-close to CRIU (its restore, start?checkpoint=, "
+            "takes no CRIU options)",
+            hint="checkpoint without open TCP connections, or close them before the checkpoint",
+        )
+
+
 class CheckpointsMixin(FilesMixin):
     """Checkpoint, list, remove and restore in place."""
 
@@ -178,6 +193,7 @@ class CheckpointsMixin(FilesMixin):
             )
         available = self.checkpoints(name)
         chosen = validation.choose_checkpoint(name, available, options.checkpoint)
+        refuse_tcp_close(options.tcp_close)
         try:
             self._start_from_checkpoint(attrs["Id"], chosen.name)
         except docker.errors.APIError as exc:
