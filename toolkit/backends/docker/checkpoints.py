@@ -185,6 +185,7 @@ class CheckpointsMixin(FilesMixin):
         records.forget_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
 
     def restore(self, name: str, options: RestoreOptions) -> ContainerInfo:
+        refuse_tcp_close(options.tcp_close)  # what the engine cannot do, before any lookup
         attrs = self._attrs(name)
         if attrs["State"]["Running"]:
             raise Conflict(
@@ -193,7 +194,6 @@ class CheckpointsMixin(FilesMixin):
             )
         available = self.checkpoints(name)
         chosen = validation.choose_checkpoint(name, available, options.checkpoint)
-        refuse_tcp_close(options.tcp_close)
         try:
             self._start_from_checkpoint(attrs["Id"], chosen.name)
         except docker.errors.APIError as exc:

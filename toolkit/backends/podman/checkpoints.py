@@ -282,6 +282,7 @@ class CheckpointsMixin(FilesMixin):
         log.debug("podman %s: deleted the checkpoint files of %s in %s", self.url, name, static)
 
     def restore(self, name: str, options: RestoreOptions) -> ContainerInfo:
+        refuse_tcp_close(options.tcp_close)  # what the engine cannot do, before any lookup
         attrs = self._attrs(name)
         if (attrs.get("State") or {}).get("Running"):
             raise Conflict(
@@ -300,7 +301,6 @@ class CheckpointsMixin(FilesMixin):
                 hint="export checkpoints to keep several: ctk checkpoint NAME --export FILE",
             )
         validation.choose_checkpoint(name, available, options.checkpoint)
-        refuse_tcp_close(options.tcp_close)
         params = {
             "keep": True,
             "tcpEstablished": options.tcp_established,
