@@ -13,8 +13,9 @@ import os
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable
-from pathlib import Path
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from toolkit import archive, interrupts, records
@@ -28,7 +29,6 @@ from toolkit.backends.podman.checkpoints import (
     CheckpointsMixin,
     _checkpoint_params,
     _given,
-    refuse_tcp_close,
 )
 from toolkit.backends.podman.client import (
     _explanation,
@@ -71,6 +71,24 @@ def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
     return info
+
+
+def _annotate_spec(source: Path, dest: Path, annotations: dict[str, str]) -> None:
+    """Copy libpod's export tar ``source`` to ``dest`` with ``annotations`` set in spec.dump."""
+    with (
+        tarfile.open(source) as src,
+        tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT) as out,
+    ):
+        for member in src:
+            data = src.extractfile(member) if member.isfile() else None
+            if member.isfile() and PurePosixPath(member.name).as_posix() == "spec.dump":
+                assert data is not None
+                spec = json.loads(data.read())
+                spec["annotations"] = {**(spec.get("annotations") or {}), **annotations}
+                body = json.dumps(spec).encode()
+                member.size = len(body)
+                data = io.BytesIO(body)
+            out.addfile(member, data)
 
 
 def _import_params(options: ImportOptions) -> dict[str, Any]:
@@ -342,7 +360,6 @@ class ArchivesMixin(CheckpointsMixin):
         """
         if options.name is not None:
             validation.validate_ref(options.name, what="container")
-        refuse_tcp_close(options.tcp_close)
         trust = archive.import_trust(options.verify_keys)
         with archive.open_archive(archive_path, trust=trust) as verified:
             manifest = verified.manifest
@@ -371,9 +388,50 @@ class ArchivesMixin(CheckpointsMixin):
             params = _import_params(options)
             if options.name:
                 params["name"] = options.name
-            with payload.open("rb") as body:
+            criu_options = ["tcp-close"] if options.tcp_close else []
+            with (
+                self._criu_options(
+                    payload, verified.directory, target, manifest.image_id, criu_options
+                ) as sent,
+                sent.open("rb") as body,
+            ):
                 new_id = self._import_restore(body, params, target, action="import")
         return self.inspect(new_id)
+
+    @contextlib.contextmanager
+    def _criu_options(
+        self, payload: Path, work: Path, target: str, image: str, options: list[str]
+    ) -> Iterator[Path]:
+        """The payload to send: as it is, or, for CRIU ``options`` libpod's API cannot pass
+        (tcp-close), with its spec.dump naming a per-container CRIU config file that holds them.
+
+        runc hands CRIU the file named by the container's ``org.criu.config`` annotation, and
+        libpod builds the restored container's spec from spec.dump. The file lives only for
+        this restore: runc reads it on every later dump too (where ``tcp-close`` would change
+        what is dumped), and CRIU ignores a file that is gone.
+
+        Raises:
+            Unsupported: the engine's host does not see ctk's CRIU config directory.
+        """
+        if not options:
+            yield payload
+            return
+        directory = records.criu_config_dir()
+        if not self.shares_directory(directory, image=image):
+            raise Unsupported(
+                "Podman's restore API has no --tcp-close; ctk passes it to CRIU in a "
+                f"per-container config file, which Podman at {self.url} does not see "
+                f"({directory} of this machine)",
+                hint="run ctk on the engine's host",
+            )
+        config = directory / f"{target}-{uuid.uuid4().hex[:8]}.conf"
+        config.write_text("".join(f"{option}\n" for option in options))
+        try:
+            sent = work / "payload-criu-options.tar"
+            _annotate_spec(payload, sent, {"org.criu.config": str(config)})
+            yield sent
+        finally:
+            config.unlink(missing_ok=True)
 
     def restore_stream(
         self,

@@ -49,16 +49,20 @@ LIBPOD_CONFIG = ("config.dump", "spec.dump")
 
 
 def refuse_tcp_close(tcp_close: bool) -> None:
-    """Podman 4.3's checkpoint API has no tcp-close switch (its CLI has none either).
+    """Refuse tcp-close on an in-place restore: libpod's API has no such switch (Podman 4.3's
+    CLI neither), and the per-container CRIU config file ctk passes it in (runc's
+    ``org.criu.config``) can only be named in a container's spec when it is created, as an
+    import does (see ArchivesMixin._criu_options).
 
     Raises:
         Unsupported: ``tcp_close`` was asked for.
     """
     if tcp_close:
         raise Unsupported(
-            "Podman's restore API cannot pass --tcp-close to CRIU (libpod has no such switch)",
-            hint="restore with --tcp-established while the peers still exist, or checkpoint "
-            "without open TCP connections",
+            "Podman's restore API cannot pass --tcp-close to CRIU for a restore in place "
+            "(libpod has no such switch)",
+            hint="restore it through an archive, where ctk can: ctk checkpoint export NAME "
+            "CHECKPOINT FILE; ctk rm NAME; ctk restore --import FILE --tcp-close",
         )
 
 
