@@ -7,10 +7,12 @@ stop the others; :func:`failure` turns them into one error for the caller to rai
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from toolkit import operations
 from toolkit.backends.base import Backend
@@ -117,15 +119,50 @@ def checkpoint_all(
     return _run(list(by_name), one, parallel)
 
 
+_MOMENT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
+
+
+def _moment(text: str) -> datetime | None:
+    """An engine's or ctk's time (nanoseconds cut to microseconds); None for none or Go's zero."""
+    match = _MOMENT.match(text.strip())
+    if not match or text.startswith("0001-01-01"):
+        return None
+    fraction = (match.group(2) or "0")[:6].ljust(6, "0")
+    zone = match.group(3) or "Z"
+    return datetime.fromisoformat(f"{match.group(1)}.{fraction}{'+00:00' if zone == 'Z' else zone}")
+
+
+def stopped_by_checkpoint(finished_at: str, checkpoint_created: str) -> bool:
+    """Whether a stopped container's last stop was the dump of its latest checkpoint.
+
+    ctk records a checkpoint once the engine's dump returned, so a dump that stopped the
+    container ended it (``finished_at``) before the record's time; a container stopped or
+    crashed after a ``--leave-running`` checkpoint ended later, and ``restore --all`` leaves
+    it alone (podman's ``restore --all`` takes only the containers in its Checkpointed state).
+    With either time unknown (a checkpoint ctk did not make), it counts as checkpointed.
+    """
+    finished, created = _moment(finished_at), _moment(checkpoint_created)
+    if finished is None or created is None:
+        return True
+    return finished <= created + _CLOCK_SLACK
+
+
+# Engine and ctk read the same clock; this absorbs rounding, not skew.
+_CLOCK_SLACK = timedelta(seconds=1)
+
+
 def restorable(backend: Backend, labels: Mapping[str, str] | None = None) -> list[str]:
-    """Names of the containers that are not running and hold a checkpoint (with all of
-    ``labels``): what ``restore --all`` restores, sorted by name."""
+    """Names of the containers (with all of ``labels``) that a checkpoint stopped and that hold
+    it still (see :func:`stopped_by_checkpoint`): what ``restore --all`` restores, by name."""
     found: list[str] = []
     for info in backend.containers(all=True, filters=_label_filters(labels)):
         if info.running:
             continue
         try:
-            if backend.checkpoints(info.name):
+            held = backend.checkpoints(info.name)
+            if held and stopped_by_checkpoint(
+                backend.exit_status(info.name).finished_at, held[-1].created
+            ):
                 found.append(info.name)
         except ContainerNotFound:
             continue  # removed meanwhile
@@ -139,8 +176,9 @@ def restore_all(
     labels: Mapping[str, str] | None = None,
     parallel: int = 2,
 ) -> list[BatchResult]:
-    """Restore every stopped container that holds a checkpoint (with all of ``labels``) from
-    its latest checkpoint (or ``options.checkpoint``), like ``podman container restore --all``.
+    """Restore every container that a checkpoint stopped (with all of ``labels``; see
+    :func:`restorable`) from its latest checkpoint (or ``options.checkpoint``), like
+    ``podman container restore --all``.
 
     Raises:
         InvalidArgument: a bad label filter, or ``parallel`` below 1.

@@ -115,3 +115,19 @@ def test_export_held_refusals(
     assert usage.returncode == ExitCode.USAGE, usage.stderr
     assert not path.exists()
     assert engine.inspect(info.name).running
+    if engine.kind == "podman":
+        # libpod writes config.dump/spec.dump only when it exports; a checkpoint without them
+        # (taken before ctk kept them, or through an engine whose directory ctk cannot see)
+        # cannot become an archive
+        engine.checkpoint(info.name, CheckpointOptions(name="bare", leave_running=True))
+        static = subprocess.run(
+            ["podman", "inspect", "--format", "{{.StaticDir}}", info.id],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        for item in ("config.dump", "spec.dump"):
+            (Path(static) / item).unlink()
+        refused = ctk("checkpoint", "export", info.name, "bare", str(path), engine=engine.kind)
+        assert refused.returncode == ExitCode.UNSUPPORTED, refused.stderr
+        assert "libpod never wrote its config.dump" in refused.stderr
+        assert "Hint: take the checkpoint again with ctk" in refused.stderr
+        assert not path.exists()

@@ -4,11 +4,18 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from toolkit.batch import BatchResult, checkpoint_all, checkpoint_many, failure, restore_all
+from toolkit.batch import (
+    BatchResult,
+    checkpoint_all,
+    checkpoint_many,
+    failure,
+    restore_all,
+    stopped_by_checkpoint,
+)
 from toolkit.errors import Conflict, ContainerNotFound, CtkError, ExitCode, InvalidArgument
 from toolkit.models import Checkpoint, CheckpointOptions, RestoreOptions
 
@@ -90,7 +97,13 @@ class Fleet:
 
     def checkpoints(self, name: str) -> list[Checkpoint]:
         name = name.removeprefix("id-")
-        return [Checkpoint(c, name, "fake") for c in self.held[name]]
+        return [Checkpoint(c, name, "fake", created=self.created) for c in self.held[name]]
+
+    created = "2026-12-02T06:00:00.000000+00:00"
+    finished: ClassVar[dict[str, str]] = {"b": "2026-12-02T06:05:00.123456789Z"}  # stopped later
+
+    def exit_status(self, name: str) -> Any:
+        return SimpleNamespace(finished_at=self.finished.get(name, "2026-12-02T05:59:59.9Z"))
 
     def checkpoint(self, name: str, options: CheckpointOptions) -> Checkpoint:
         if name in self.refuse:
@@ -132,10 +145,10 @@ def test_checkpoint_all_takes_the_running_ones_with_the_labels(state_dir: None) 
 
 def test_restore_all_takes_the_stopped_ones_holding_a_checkpoint(state_dir: None) -> None:
     fleet: Any = Fleet()
-    fleet.running.update(a=False, c=False)
-    fleet.held.update(a=["old", "new"], c=["cp"])
+    fleet.running.update(a=False, b=False, c=False)
+    fleet.held.update(a=["old", "new"], b=["cp"], c=["cp"])
     results = restore_all(fleet, RestoreOptions())
-    # d is stopped but holds nothing; b runs
+    # d is stopped but holds nothing; b was stopped after its checkpoint
     assert [(r.container, r.checkpoint) for r in results] == [("a", "new"), ("c", "cp")]
     assert fleet.running["a"] and fleet.running["c"]
     assert restore_all(fleet, RestoreOptions()) == []
@@ -155,3 +168,22 @@ def test_failures_become_one_error_with_their_exit_code(state_dir: None) -> None
     error = failure(mixed, action="checkpoint")
     assert error is not None and error.exit_code == ExitCode.ERROR
     assert "z: gone" in error.message
+
+
+@pytest.mark.parametrize(
+    ("finished", "created", "expected"),
+    [
+        # the dump stopped it, then ctk recorded the checkpoint (engine nanoseconds)
+        ("2026-12-02T06:02:39.123456789Z", "2026-12-02T06:02:39.700000+00:00", True),
+        # rounding within a second
+        ("2026-12-02T06:02:40.5Z", "2026-12-02T06:02:39.700000+00:00", True),
+        # stopped (or crashed) minutes after a --leave-running checkpoint
+        ("2026-12-02T06:09:00Z", "2026-12-02T06:02:39.700000+00:00", False),
+        # unknown: a checkpoint ctk did not record, or Go's zero time
+        ("2026-12-02T06:09:00Z", "", True),
+        ("0001-01-01T00:00:00Z", "2026-12-02T06:02:39.700000+00:00", True),
+        ("2026-12-02T07:09:00+01:00", "2026-12-02T06:09:00.2+00:00", True),
+    ],
+)
+def test_stopped_by_checkpoint(finished: str, created: str, expected: bool) -> None:
+    assert stopped_by_checkpoint(finished, created) is expected
