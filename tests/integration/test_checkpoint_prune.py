@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,7 @@ def test_prune_keeps_the_newest_and_frees_the_rest(
 
     kept = ctk("--json", "checkpoint", "prune", info.name, "--keep", "1", "-f", engine=engine.kind)
     assert kept.returncode == 0, kept.stderr
-    assert [c["name"] for c in json.loads(kept.stdout)] == held[:-1]
+    assert [c["name"] for c in json.loads(kept.stdout)["removed"]] == held[:-1]
     assert [c.name for c in engine.checkpoints(info.name)] == ["p2"]
     middle = _du(paths)
     if engine.kind == "docker":
@@ -97,3 +98,16 @@ def test_prune_keeps_the_newest_and_frees_the_rest(
 def test_prune_refuses_a_negative_keep(engine: Backend) -> None:
     result = ctk("checkpoint", "prune", "--keep", "-1", "-f", engine=engine.kind)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result
+
+
+def test_prune_without_yes_asks_and_a_closed_stdin_aborts(
+    engine: Backend, containers: Containers, criu: None
+) -> None:
+    info = containers.run()
+    engine.checkpoint(info.name, CheckpointOptions(name="stays", leave_running=True))
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit", "--engine", engine.kind, "checkpoint", "prune", info.name],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "Remove all checkpoints of" in result.stderr, result
+    assert [c.name for c in engine.checkpoints(info.name)] == ["stays"]

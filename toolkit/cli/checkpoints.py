@@ -22,13 +22,14 @@ from toolkit.archive.signing import (
 from toolkit.backends.base import Backend
 from toolkit.cli._common import (
     DefaultGroup,
+    confirm_prune,
     json_option,
+    parse_labels,
     print_json,
     print_table,
     state,
     wants_json,
 )
-from toolkit.cli.networks import _parse_labels
 from toolkit.cli.schedule import run_scheduled
 from toolkit.errors import ContainerNotFound, CtkError, InvalidArgument, Unsupported
 from toolkit.models import (
@@ -197,7 +198,7 @@ def _checkpoint_all(options: CheckpointOptions, labels: tuple[str, ...]) -> None
     results = batch.checkpoint_all(
         backend,
         options,
-        labels=_parse_labels(labels),
+        labels=parse_labels(labels),
         before=before,
         failed=lambda info: forget_intended_stop(backend, info.name),
     )
@@ -276,13 +277,12 @@ def prune(name: str | None, keep: int, yes: bool) -> None:
     newest, freeing their space on the engine's host; prints those removed."""
     if keep < 0:
         raise InvalidArgument(f"--keep must be 0 or more, not {keep}")
-    if not yes and not wants_json():
-        whose = f"of {name}" if name else "of every container"
-        kept = f" but the {keep} newest" if keep else ""
-        click.confirm(f"Remove all checkpoints {whose}{kept}?", abort=True)
+    whose = f"of {name}" if name else "of every container"
+    kept = f" but the {keep} newest" if keep else ""
+    confirm_prune(f"Remove all checkpoints {whose}{kept}?", yes=yes)
     removed = operations.prune_checkpoints(state().backend(), name, keep=keep)
     if wants_json():
-        print_json([c.to_dict() for c in removed])
+        print_json({"removed": [c.to_dict() for c in removed]})
     else:
         for item in removed:
             click.echo(f"{item.container} {item.name}")
@@ -596,7 +596,7 @@ def restore(
             file_locks=file_locks,
             tcp_close=tcp_close,
         )
-        results = batch.restore_all(state().backend(), options, labels=_parse_labels(labels))
+        results = batch.restore_all(state().backend(), options, labels=parse_labels(labels))
         _render_batch(results, action="restore")
         return
     if import_path is None:
