@@ -111,3 +111,23 @@ def test_prune_without_yes_asks_and_a_closed_stdin_aborts(
     )  # fmt: skip
     assert result.returncode != 0 and "Remove all checkpoints of" in result.stderr, result
     assert [c.name for c in engine.checkpoints(info.name)] == ["stays"]
+
+
+def test_prune_frees_an_imported_checkpoint(
+    engine: Backend, containers: Containers, criu: None, tmp_path: Path
+) -> None:
+    # the engine keeps the checkpoint an import restored from, in the new container
+    info = containers.run()
+    wait_count_at_least(engine, info.name, 1)
+    path = tmp_path / "c.ctk"
+    ctk("checkpoint", info.name, "--export", str(path), "-R", "--name", "shipped",
+        engine=engine.kind, check=True)  # fmt: skip
+    clone = containers.name("clone")
+    ctk("restore", "--import", str(path), "--name", clone, engine=engine.kind, check=True)
+    assert [c.name for c in engine.checkpoints(clone)] == ["shipped"]
+    paths = _checkpoint_paths(engine, clone)
+    assert _du(paths) > 100_000
+    result = ctk("--json", "checkpoint", "prune", clone, "-f", engine=engine.kind)
+    assert result.returncode == 0, result.stderr
+    assert [c["name"] for c in json.loads(result.stdout)["removed"]] == ["shipped"]
+    assert _du(paths) <= 4096 and engine.inspect(clone).running

@@ -396,6 +396,9 @@ class ArchivesMixin(CheckpointsMixin):
                 sent.open("rb") as body,
             ):
                 new_id = self._import_restore(body, params, target, action="import")
+        # libpod keeps the imported checkpoint in place (keep): ctk lists, restores and frees
+        # it like one it took, as on Docker
+        records.record_checkpoint(self.kind, self.url, new_id, manifest.checkpoint)
         return self.inspect(new_id)
 
     @contextlib.contextmanager
