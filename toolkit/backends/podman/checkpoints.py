@@ -98,9 +98,9 @@ class CheckpointsMixin(FilesMixin):
         log.debug("podman %s: checkpoint %s of %s (%s)", self.url, cp_name, name, options)
         params = _checkpoint_params(options)
         if not self._libpod_config_kept(attrs):
-            # Once per container: an export (its body unread, the rootfs left out) makes libpod
-            # write config.dump/spec.dump, which `ctk checkpoint export` needs later.
-            params.update(export=True, ignoreRootFS=True)
+            # Once per container: an export (its body unread, the rootfs and volumes left out)
+            # makes libpod write config.dump/spec.dump, which `ctk checkpoint export` needs.
+            params.update(export=True, ignoreRootFS=True, ignoreVolumes=True)
         with interrupts.shielded():  # a signal waits for the dump (see _export_chunks)
             interrupts.pause_at("dump")
             try:
