@@ -23,7 +23,12 @@ from toolkit.errors import ExitCode
 pytestmark = [pytest.mark.integration, pytest.mark.criu]
 
 GROUP = "ctk.test.group"
-COUNT = ("sh", "-c", "i=0; while true; do i=$((i+1)); echo count=$i; sleep 0.2; done")
+# (the trap: a stop or the cleanup's removal ends it at once, not after the engine's 10 s)
+COUNT = (
+    "sh",
+    "-c",
+    "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo count=$i; sleep 0.2; done",
+)
 
 
 def _group() -> tuple[dict[str, str], str]:

@@ -20,6 +20,8 @@ from toolkit.models import CheckpointOptions
 pytestmark = [pytest.mark.integration, pytest.mark.criu]
 
 _PING = re.compile(r"ping(\d+)")
+# PID 1 without a TERM handler waits out the engine's 10 s stop timeout on removal
+SLEEPER = ("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done")
 
 
 def _ip(engine: Backend, name: str) -> str:
@@ -35,9 +37,9 @@ def _pings(engine: Backend, name: str) -> int:
     return int(found[-1]) if found else 0
 
 
-def _connected_client(engine: Backend, containers: Containers) -> str:
-    """A client holding an established connection to a server; it says ``closed`` (and stays
-    up) when the connection ends."""
+def _connected_client(engine: Backend, containers: Containers) -> tuple[str, str]:
+    """A client holding an established connection to a server (their names); the client says
+    ``closed`` (and stays up) when the connection ends."""
     server = containers.run(BUSYBOX_IMAGE, command=("sh", "-c", "sleep 100000 | nc -l -p 9000"))
     wait_for(lambda: bool(_ip(engine, server.name)), what="server address")
     script = (
@@ -46,11 +48,11 @@ def _connected_client(engine: Backend, containers: Containers) -> str:
     )
     client = containers.run(BUSYBOX_IMAGE, command=("sh", "-c", script))
     wait_for(lambda: _pings(engine, server.name) >= 2, what="pings over TCP")
-    return client.name
+    return server.name, client.name
 
 
 def test_tcp_close_refused_in_place(engine: Backend, containers: Containers, criu: None) -> None:
-    info = containers.run(BUSYBOX_IMAGE, command=("sleep", "100000"))
+    info = containers.run(BUSYBOX_IMAGE, command=SLEEPER)
     engine.checkpoint(info.name, CheckpointOptions(name="cp"))
     refused = ctk("restore", info.name, "--tcp-close", engine=engine.kind)
     assert refused.returncode == ExitCode.UNSUPPORTED, refused.stderr
@@ -67,7 +69,7 @@ def test_import_with_tcp_close(
     if engine.kind == "docker":
         # Docker can dump no established connection at all; any archive's import with
         # --tcp-close is refused before anything is created
-        plain = containers.run(BUSYBOX_IMAGE, command=("sleep", "100000"))
+        plain = containers.run(BUSYBOX_IMAGE, command=SLEEPER)
         done = ctk("checkpoint", plain.name, "--export", str(path), "-R", engine=engine.kind)
         assert done.returncode == 0, done.stderr
         clone = containers.name("clone")
@@ -78,7 +80,7 @@ def test_import_with_tcp_close(
         assert "Docker's API cannot pass --tcp-close to CRIU" in refused.stderr
         assert clone not in {c.name for c in engine.containers(all=True)}
         return
-    client = _connected_client(engine, containers)
+    server, client = _connected_client(engine, containers)
     done = ctk("checkpoint", client, "--export", str(path), "--tcp-established", engine=engine.kind)
     assert done.returncode == 0, done.stderr
     engine.remove(client, force=True)
@@ -96,3 +98,5 @@ def test_import_with_tcp_close(
     assert engine.inspect(clone).running
     # the per-container CRIU config lived for the restore only
     assert not list(records.criu_config_dir().glob(f"{clone}-*.conf"))
+    for name in (server, clone):  # at once: their shells ignore SIGTERM
+        engine.kill(name)
