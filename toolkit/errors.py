@@ -129,3 +129,14 @@ class MigrationError(CtkError):
     def __init__(self, message: str, *, hint: str | None = None, report: object = None) -> None:
         super().__init__(message, hint=hint)
         self.report = report
+
+
+class PartialFailure(CtkError):
+    """An operation on several containers failed for some of them (``checkpoint --all``).
+
+    The exit code is the failures' own when they all share one, else 1 (any other error).
+    """
+
+    def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code

@@ -407,6 +407,10 @@ class RestoreOptions(_Model):
     checkpoint: str | None = None
     tcp_established: bool = False
     file_locks: bool = False
+    _: KW_ONLY
+    tcp_close: bool = False
+    """Restore established TCP connections closed (CRIU's ``tcp-close``): for a checkpoint
+    taken with ``tcp_established`` whose peers are gone."""
 
     def __post_init__(self) -> None:
         if self.checkpoint is not None:
@@ -534,6 +538,9 @@ class ExportOptions(_Model):
     compression: str = "zstd"
     _: KW_ONLY
     sign_key: str | None = None
+    ignore_rootfs: bool = False
+    """Leave the container's rootfs changes out of the archive (``--ignore-rootfs``): an
+    import then starts from the image's files, with the checkpoint's processes."""
 
 
 @dataclass(frozen=True)
@@ -561,6 +568,10 @@ class ImportOptions(_Model):
     allow_host_network: bool = False
     """Let the archive's container share this host's network namespace (``network=host``):
     ``--allow-host-network``. Refused otherwise, whoever signed the archive."""
+    ignore_rootfs: bool = False
+    """Do not apply the archive's rootfs changes (``--ignore-rootfs``)."""
+    tcp_close: bool = False
+    """Restore established TCP connections closed (see :class:`RestoreOptions`)."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from toolkit import records
 from toolkit.backends.base import Backend
-from toolkit.errors import CtkError
+from toolkit.errors import ContainerNotFound, CtkError, InvalidArgument
 from toolkit.locks import container_lock
 from toolkit.models import (
     ArchiveInfo,
@@ -128,6 +128,67 @@ def export_checkpoint(
         _left_running(backend, before, options.checkpoint),
     ):
         return backend.export_checkpoint(name, dest, options)
+
+
+def export_held(
+    backend: Backend,
+    name: str,
+    checkpoint: str,
+    dest: str | os.PathLike[str],
+    options: ExportOptions,
+) -> ArchiveInfo:
+    """:meth:`Backend.export_held_checkpoint` with the container's lock held (a restore or a
+    new checkpoint must not replace the files while they are read).
+
+    Raises:
+        Conflict: another ctk works on the container (or the backend's own refusals).
+    """
+    with locked(backend, name, operation="checkpoint export"):
+        return backend.export_held_checkpoint(name, checkpoint, dest, options)
+
+
+def remove_checkpoint(backend: Backend, name: str, checkpoint: str) -> None:
+    """:meth:`Backend.remove_checkpoint` with the container's lock held.
+
+    Raises:
+        CheckpointNotFound: no such checkpoint.
+        Conflict: another ctk works on the container.
+    """
+    with locked(backend, name, operation="checkpoint rm"):
+        backend.remove_checkpoint(name, checkpoint)
+
+
+def prune_checkpoints(
+    backend: Backend, name: str | None = None, *, keep: int = 0
+) -> list[Checkpoint]:
+    """Remove the checkpoints of container ``name`` (of every container when None) but its
+    ``keep`` newest; the checkpoints removed, oldest first per container.
+
+    A container removed meanwhile is skipped; any other failure stops the prune, with what
+    was removed before it removed.
+
+    Raises:
+        InvalidArgument: ``keep`` is negative.
+        ContainerNotFound: no container ``name``.
+        Conflict: another ctk works on a container.
+    """
+    if keep < 0:
+        raise InvalidArgument(f"--keep must be 0 or more, not {keep}")
+    every = backend.containers(all=True) if name is None else []
+    targets = [name] if name is not None else sorted(c.name for c in every)
+    removed: list[Checkpoint] = []
+    for target in targets:
+        try:
+            held = backend.checkpoints(target)
+        except ContainerNotFound:
+            if name is not None:
+                raise
+            continue  # removed meanwhile
+        doomed = held[: len(held) - keep] if keep else held
+        for checkpoint in doomed:
+            remove_checkpoint(backend, target, checkpoint.name)
+            removed.append(checkpoint)
+    return removed
 
 
 def import_checkpoint(

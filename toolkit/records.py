@@ -29,6 +29,11 @@ def state_dir() -> Path:
     return Path(base) / "ctk"
 
 
+def criu_config_dir() -> Path:
+    """Where ctk writes per-container CRIU config files (runc's ``org.criu.config``)."""
+    return state_dir() / "criu-config"
+
+
 def _container_dir(kind: str, url: str, container_id: str) -> Path:
     engine_key = hashlib.sha256(f"{kind}|{url}".encode()).hexdigest()[:16]
     return state_dir() / "checkpoints" / f"{kind}-{engine_key}" / container_id

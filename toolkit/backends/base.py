@@ -167,7 +167,7 @@ class Backend(Protocol):
         ...
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
-        """Delete one checkpoint."""
+        """Delete one checkpoint, its files on the engine's host too."""
         ...
 
     def exit_status(self, name: str) -> ExitStatus:
@@ -183,6 +183,16 @@ class Backend(Protocol):
         ``dest`` appears only complete (temp file, fsync, rename). Unknown compression or an
         unusable destination is refused before the container is touched; a failed checkpoint
         leaves it running.
+        """
+        ...
+
+    def export_held_checkpoint(
+        self, name: str, checkpoint: str, dest: str | os.PathLike[str], options: ExportOptions
+    ) -> ArchiveInfo:
+        """Write a checkpoint the engine already holds into a ctk archive, taking none.
+
+        The archive is the one :meth:`export_checkpoint` writes (``options.checkpoint`` aside),
+        with the container's rootfs changes as they are now.
         """
         ...
 

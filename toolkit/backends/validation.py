@@ -56,6 +56,23 @@ def refuse_auto_remove_in_place(name: str, attrs: Mapping[str, Any]) -> None:
         )
 
 
+def refuse_mounts_in_held_export(name: str, attrs: Mapping[str, Any]) -> None:
+    """Refuse ``checkpoint export`` of a held checkpoint of a container with volumes or bind
+    mounts: what they held when the checkpoint was taken is gone (only a new checkpoint's
+    export can carry it), and CRIU's restore of the files open there would not match.
+
+    Raises:
+        Unsupported: the container mounts something.
+    """
+    mounted = [str(m.get("Destination", "")) for m in attrs.get("Mounts") or ()]
+    if mounted:
+        raise Unsupported(
+            f"container {name} has volumes or bind mounts ({', '.join(mounted)}), whose "
+            "content at the time of a held checkpoint is not kept",
+            hint=f"export a new checkpoint instead: ctk checkpoint {name} --export FILE",
+        )
+
+
 def validate_spec(spec: ContainerSpec) -> None:
     if spec.name is not None:
         validate_ref(spec.name, what="container")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from toolkit import operations
+from toolkit import batch, operations
 from toolkit.archive import export_signer, validate_compression
 from toolkit.archive.signing import (
     SignatureStatus,
@@ -22,7 +22,9 @@ from toolkit.archive.signing import (
 from toolkit.backends.base import Backend
 from toolkit.cli._common import (
     DefaultGroup,
+    confirm_prune,
     json_option,
+    parse_labels,
     print_json,
     print_table,
     state,
@@ -33,6 +35,7 @@ from toolkit.errors import ContainerNotFound, CtkError, InvalidArgument, Unsuppo
 from toolkit.models import (
     CheckpointImages,
     CheckpointOptions,
+    ContainerInfo,
     ExportOptions,
     ImportOptions,
     PortMapping,
@@ -48,7 +51,16 @@ def checkpoint() -> None:
 
 
 @checkpoint.command("create")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("-a", "--all", "all_", is_flag=True, help="Checkpoint every running container.")
+@click.option(
+    "-l",
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY[=VALUE]",
+    help="With --all: only containers with this label (repeatable: all of them).",
+)
 @click.option("--name", "cp_name", help="Checkpoint name (default: cp-<UTC time>).")
 @click.option("-R", "--leave-running", is_flag=True, help="Keep the container running.")
 @click.option("--tcp-established", is_flag=True, help="Dump established TCP connections too.")
@@ -75,6 +87,11 @@ def checkpoint() -> None:
     "default: [trust] signing_key of the config file.",
 )
 @click.option(
+    "--ignore-rootfs",
+    is_flag=True,
+    help="With --export: leave the container's file changes out of the archive.",
+)
+@click.option(
     "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
 )
 @click.option("--every", help="Checkpoint every DURATION (30s, 10m, 1h) until Ctrl-C.")
@@ -83,7 +100,9 @@ def checkpoint() -> None:
 @click.option("--count", type=int, help="With --every: stop after N checkpoints.")
 @json_option
 def create(
-    name: str,
+    name: str | None,
+    all_: bool,
+    labels: tuple[str, ...],
     cp_name: str | None,
     leave_running: bool,
     tcp_established: bool,
@@ -91,6 +110,7 @@ def create(
     export_path: str | None,
     compression: str | None,
     sign_key: str | None,
+    ignore_rootfs: bool,
     print_stats: bool,
     every: str | None,
     keep: int | None,
@@ -99,8 +119,9 @@ def create(
 ) -> None:
     """Checkpoint container NAME; prints the checkpoint's name (with --export: the file).
 
-    With --every, checkpoints it (left running) on a schedule in the foreground, keeping the
-    --keep newest scheduled checkpoints, until Ctrl-C or SIGTERM.
+    With --all (and --label filters), every running container: one line each, and a non-zero
+    exit naming those that failed. With --every, checkpoints it (left running) on a schedule in
+    the foreground, keeping the --keep newest scheduled checkpoints, until Ctrl-C or SIGTERM.
     """
     options = CheckpointOptions(
         name=cp_name,
@@ -108,6 +129,17 @@ def create(
         tcp_established=tcp_established,
         file_locks=file_locks,
     )
+    if ignore_rootfs and export_path is None:
+        raise click.UsageError("--ignore-rootfs needs --export FILE")
+    if all_ or labels:
+        if not all_ or name is not None:
+            raise click.UsageError("give the container NAME, or --all (with --label filters)")
+        if export_path or every or print_stats:
+            raise click.UsageError("--all does not go with --export, --every or --print-stats")
+        _checkpoint_all(options, labels)
+        return
+    if name is None:
+        raise click.UsageError("give the container NAME, or --all")
     if every is not None:
         if cp_name is not None or export_path is not None or sign_key is not None:
             raise InvalidArgument(
@@ -143,11 +175,117 @@ def create(
     validate_compression(compression or "zstd")
     sign_key = sign_key or configured_signing_key()
     export_signer(sign_key)  # a bad key file must not cost a checkpoint either
-    export = ExportOptions(checkpoint=options, compression=compression or "zstd", sign_key=sign_key)
+    export = ExportOptions(
+        checkpoint=options,
+        compression=compression or "zstd",
+        sign_key=sign_key,
+        ignore_rootfs=ignore_rootfs,
+    )
     started = time.monotonic()
     info = operations.export_checkpoint(state().backend(), name, export_path, export)
     timings = {**info.timings, "total": round(time.monotonic() - started, 3)}
     _render(info.to_dict(), info.path, timings if print_stats else None, info.criu_stats)
+
+
+def _checkpoint_all(options: CheckpointOptions, labels: tuple[str, ...]) -> None:
+    backend = state().backend()
+
+    def before(info: ContainerInfo) -> None:
+        if not options.leave_running:
+            # it stops: tell a running `ctk watch` that this is not a crash
+            record_intended_stop(backend, info.name)
+
+    results = batch.checkpoint_all(
+        backend,
+        options,
+        labels=parse_labels(labels),
+        before=before,
+        failed=lambda info: forget_intended_stop(backend, info.name),
+    )
+    _render_batch(results, action="checkpoint")
+
+
+def _render_batch(results: list[batch.BatchResult], *, action: str) -> None:
+    """One row per container (or JSON); raises the failures as one error."""
+    if wants_json():
+        print_json([r.to_dict() for r in results])
+    else:
+        print_table(
+            ["CONTAINER", "CHECKPOINT", "RESULT"],
+            [
+                [r.container, r.checkpoint or "-", "ok" if r.ok else f"failed: {r.error}"]
+                for r in results
+            ],
+        )
+    problem = batch.failure(results, action=action)
+    if problem is not None:
+        raise problem
+
+
+@checkpoint.command("export")
+@click.argument("name")
+@click.argument("checkpoint_name", metavar="CHECKPOINT")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "-c",
+    "--compress",
+    "compression",
+    metavar="zstd|gzip|none",
+    help="Compression of the archive (default: zstd).",
+)
+@click.option(
+    "--sign",
+    "sign_key",
+    type=click.Path(dir_okay=False),
+    help="Sign the archive with this ed25519 private key; default: [trust] signing_key.",
+)
+@click.option(
+    "--ignore-rootfs", is_flag=True, help="Leave the container's file changes out of the archive."
+)
+@json_option
+def export_cmd(
+    name: str,
+    checkpoint_name: str,
+    file: str,
+    compression: str | None,
+    sign_key: str | None,
+    ignore_rootfs: bool,
+) -> None:
+    """Write checkpoint CHECKPOINT of container NAME, already held, to archive FILE.
+
+    The same archive as checkpoint --export, with no new checkpoint taken (restore it with
+    restore --import FILE); the rootfs changes are the container's as they are now.
+    """
+    validate_checkpoint_name(checkpoint_name)  # before any lookup
+    validate_compression(compression or "zstd")
+    sign_key = sign_key or configured_signing_key()
+    export_signer(sign_key)
+    export = ExportOptions(
+        compression=compression or "zstd", sign_key=sign_key, ignore_rootfs=ignore_rootfs
+    )
+    info = operations.export_held(state().backend(), name, checkpoint_name, file, export)
+    _render(info.to_dict(), info.path, None, {})
+
+
+@checkpoint.command("prune")
+@click.argument("name", required=False)
+@click.option("--keep", type=int, default=0, show_default=True, help="Keep the N newest.")
+@click.option("-f", "--yes", "--force", "yes", is_flag=True, help="Do not ask.")
+@json_option
+def prune(name: str | None, keep: int, yes: bool) -> None:
+    """Remove the checkpoints of container NAME (default: of every container) but the --keep
+    newest, freeing their space on the engine's host; prints those removed."""
+    if keep < 0:
+        raise InvalidArgument(f"--keep must be 0 or more, not {keep}")
+    whose = f"of {name}" if name else "of every container"
+    kept = f" but the {keep} newest" if keep else ""
+    confirm_prune(f"Remove all checkpoints {whose}{kept}?", yes=yes)
+    removed = operations.prune_checkpoints(state().backend(), name, keep=keep)
+    if wants_json():
+        print_json({"removed": [c.to_dict() for c in removed]})
+    else:
+        for item in removed:
+            click.echo(f"{item.container} {item.name}")
 
 
 _MICROSECONDS = re.compile(r"_time$")
@@ -229,9 +367,9 @@ def ls(name: str | None) -> None:
 @click.argument("checkpoint_name", metavar="CHECKPOINT")
 @json_option
 def rm(name: str, checkpoint_name: str) -> None:
-    """Remove checkpoint CHECKPOINT of container NAME."""
+    """Remove checkpoint CHECKPOINT of container NAME, with its files on the engine's host."""
     validate_checkpoint_name(checkpoint_name)  # before any lookup: one answer on every engine
-    state().backend().remove_checkpoint(name, checkpoint_name)
+    operations.remove_checkpoint(state().backend(), name, checkpoint_name)
     if wants_json():
         print_json({"removed": checkpoint_name, "container": name})
     else:
@@ -343,9 +481,32 @@ def render_images(images: CheckpointImages) -> None:
 
 @click.command()
 @click.argument("name", required=False)
+@click.option(
+    "-a",
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Restore every stopped container that holds a checkpoint (its latest).",
+)
+@click.option(
+    "-l",
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY[=VALUE]",
+    help="With --all: only containers with this label (repeatable: all of them).",
+)
 @click.option("--checkpoint", "cp_name", help="Checkpoint to restore (default: the latest).")
 @click.option("--latest", is_flag=True, help="Restore the newest checkpoint (the default).")
 @click.option("--tcp-established", is_flag=True, help="Restore established TCP connections.")
+@click.option(
+    "--tcp-close", is_flag=True, help="Restore established TCP connections closed (CRIU)."
+)
+@click.option(
+    "--ignore-rootfs",
+    is_flag=True,
+    help="With --import: do not apply the archive's file changes.",
+)
 @click.option("--file-locks", is_flag=True, help="Restore held file locks.")
 @click.option(
     "-i",
@@ -397,9 +558,13 @@ def render_images(images: CheckpointImages) -> None:
 @json_option
 def restore(
     name: str | None,
+    all_: bool,
+    labels: tuple[str, ...],
     cp_name: str | None,
     latest: bool,
     tcp_established: bool,
+    tcp_close: bool,
+    ignore_rootfs: bool,
     file_locks: bool,
     import_path: str | None,
     new_name: str | None,
@@ -417,6 +582,23 @@ def restore(
     """
     if latest and (cp_name is not None or import_path is not None):
         raise InvalidArgument("--latest does not go with --checkpoint or --import")
+    if ignore_rootfs and import_path is None:
+        raise click.UsageError("--ignore-rootfs needs --import FILE")
+    if all_ or labels:
+        if not all_ or name is not None or import_path is not None or new_name or print_stats:
+            raise click.UsageError(
+                "give the container NAME, or --all (with --label filters); --all does not go "
+                "with --import, --name or --print-stats"
+            )
+        options = RestoreOptions(
+            checkpoint=cp_name,
+            tcp_established=tcp_established,
+            file_locks=file_locks,
+            tcp_close=tcp_close,
+        )
+        results = batch.restore_all(state().backend(), options, labels=parse_labels(labels))
+        _render_batch(results, action="restore")
+        return
     if import_path is None:
         if name is None:
             raise click.UsageError("give the container NAME, or --import FILE")
@@ -433,7 +615,10 @@ def restore(
                 "--allow-host-network need --import FILE"
             )
         options = RestoreOptions(
-            checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
+            checkpoint=cp_name,
+            tcp_established=tcp_established,
+            file_locks=file_locks,
+            tcp_close=tcp_close,
         )
         started = time.monotonic()
         info = operations.restore(state().backend(), name, options)
@@ -457,6 +642,8 @@ def restore(
             verify_keys=verify_keys,
             allow_mounts=allow_mounts,
             allow_host_network=allow_host_network,
+            ignore_rootfs=ignore_rootfs,
+            tcp_close=tcp_close,
         )
         # Refuse an unsigned or untrusted archive before any engine is contacted (the
         # reader checks the signature again while it extracts).

@@ -116,7 +116,7 @@ CONFIG_LABEL = "ctk.criu-config"
 
 def criu_config_dir() -> Path:
     """Where ctk writes per-container CRIU config files (on the Podman host: this machine)."""
-    return records.state_dir() / "criu-config"
+    return records.criu_config_dir()
 
 
 def _provided(key: str) -> bool:

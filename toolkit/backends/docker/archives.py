@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import tarfile
 import time
+from pathlib import Path
+from typing import Any
 
 from toolkit import archive, interrupts, records
 from toolkit.backends import inspection, shared, validation
-from toolkit.backends.docker.checkpoints import CheckpointsMixin
+from toolkit.backends.docker.checkpoints import CheckpointsMixin, refuse_tcp_close
 from toolkit.backends.docker.client import _explanation, docker, requests
 from toolkit.backends.docker.files import (
     _checked_deletions,
@@ -19,8 +22,15 @@ from toolkit.backends.docker.files import (
 )
 from toolkit.backends.docker.images import ImagesMixin
 from toolkit.criu import diagnosis
-from toolkit.errors import Conflict, Unsupported
-from toolkit.models import ArchiveInfo, ContainerInfo, ExportOptions, ImportOptions, RestoreOptions
+from toolkit.errors import CheckpointNotFound, Conflict, Unsupported
+from toolkit.models import (
+    ArchiveInfo,
+    ContainerInfo,
+    EngineInfo,
+    ExportOptions,
+    ImportOptions,
+    RestoreOptions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,27 +99,8 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             timings["checkpoint"] = round(time.monotonic() - started, 3)
             try:
                 interrupts.pause_at("export-write")
-                started = time.monotonic()
-                cp_tar = stage / DOCKER_CHECKPOINT
-                source = f"{engine.root_dir}/containers/{attrs['Id']}"
-                with self._helper(attrs["Image"], {source: "/ctk/container"}) as helper:
-                    self._fetch(helper, f"/ctk/container/checkpoints/{cp.name}", cp_tar)
-                rootfs_tar = stage / DOCKER_ROOTFS
-                deleted = self._fetch_changes(attrs["Id"], rootfs_tar, stage)
-                timings["fetch"] = round(time.monotonic() - started, 3)
-                manifest = shared.archive_manifest(
-                    engine=engine,
-                    attrs=attrs,
-                    info=inspection.info_from_inspect(attrs, self.kind),
-                    checkpoint=cp.name,
-                    engine_data={"deleted": deleted, "storage_driver": engine_driver(self)},
-                )
-                result = archive.write_archive(
-                    path,
-                    manifest,
-                    [(DOCKER_CHECKPOINT, cp_tar), (DOCKER_ROOTFS, rootfs_tar)],
-                    compression=options.compression,
-                    signing_key=signer,
+                result = self._write_held(
+                    engine, attrs, cp.name, path, stage, options, signer, timings
                 )
             except BaseException:
                 if auto_remove:
@@ -132,6 +123,83 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             with self._errors(container=attrs["Id"]):
                 self._api.remove_container(attrs["Id"], force=True, v=True)
             records.forget_container(self.kind, self.url, attrs["Id"])
+        return dataclasses.replace(result, timings={**timings, **result.timings})
+
+    def _write_held(
+        self,
+        engine: EngineInfo,
+        attrs: dict[str, Any],
+        checkpoint: str,
+        path: Path,
+        stage: Path,
+        options: ExportOptions,
+        signer: Any,
+        timings: dict[str, float],
+    ) -> ArchiveInfo:
+        """The ctk archive at ``path`` of checkpoint ``checkpoint`` that dockerd holds: its
+        directory fetched through a helper container, the rootfs changes (none with
+        ``ignore_rootfs``: an empty tar), the create spec."""
+        started = time.monotonic()
+        cp_tar = stage / DOCKER_CHECKPOINT
+        source = f"{engine.root_dir}/containers/{attrs['Id']}"
+        with self._helper(attrs["Image"], {source: "/ctk/container"}) as helper:
+            self._fetch(helper, f"/ctk/container/checkpoints/{checkpoint}", cp_tar)
+        rootfs_tar = stage / DOCKER_ROOTFS
+        deleted: list[str] = []
+        if options.ignore_rootfs:
+            with tarfile.open(rootfs_tar, mode="w", format=tarfile.PAX_FORMAT):
+                pass
+        else:
+            deleted = self._fetch_changes(attrs["Id"], rootfs_tar, stage)
+        timings["fetch"] = round(time.monotonic() - started, 3)
+        manifest = shared.archive_manifest(
+            engine=engine,
+            attrs=attrs,
+            info=inspection.info_from_inspect(attrs, self.kind),
+            checkpoint=checkpoint,
+            engine_data={
+                "deleted": deleted,
+                "storage_driver": engine_driver(self),
+                "ignore_rootfs": options.ignore_rootfs,
+            },
+        )
+        return archive.write_archive(
+            path,
+            manifest,
+            [(DOCKER_CHECKPOINT, cp_tar), (DOCKER_ROOTFS, rootfs_tar)],
+            compression=options.compression,
+            signing_key=signer,
+        )
+
+    def export_held_checkpoint(
+        self, name: str, checkpoint: str, dest: str | os.PathLike[str], options: ExportOptions
+    ) -> ArchiveInfo:
+        """Write checkpoint ``checkpoint`` that dockerd holds into a ctk archive, taking none.
+
+        The rootfs changes are the container's as they are now (Docker keeps none with a
+        checkpoint); ``options.checkpoint`` is not used.
+
+        Raises:
+            CheckpointNotFound: no such checkpoint.
+            Unsupported: the container has volumes or bind mounts.
+        """
+        archive.validate_compression(options.compression)
+        signer = archive.export_signer(options.sign_key)
+        path = archive.check_destination(dest)
+        attrs = self._attrs(name)
+        validation.validate_checkpoint_name(checkpoint)
+        if checkpoint not in {c["Name"] for c in self._list_checkpoints(attrs["Id"])}:
+            raise CheckpointNotFound(
+                f"no checkpoint {checkpoint} for container {name}",
+                hint=f"list them: ctk checkpoint ls {name}",
+            )
+        validation.refuse_mounts_in_held_export(name, attrs)
+        engine = self.info()
+        timings: dict[str, float] = {}
+        with archive.staging_dir(path) as stage:
+            result = self._write_held(
+                engine, attrs, checkpoint, path, stage, options, signer, timings
+            )
         return dataclasses.replace(result, timings={**timings, **result.timings})
 
     def _unpause_after_failure(self, container_id: str) -> None:
@@ -167,6 +235,7 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
                 "Docker's API cannot pass --tcp-established/--file-locks to CRIU",
                 hint="use --engine podman for containers with open TCP connections or file locks",
             )
+        refuse_tcp_close(options.tcp_close)
         trust = archive.import_trust(options.verify_keys)
         with archive.open_archive(archive_path, trust=trust) as verified:
             manifest = verified.manifest
@@ -176,6 +245,8 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             cp_names = archive.check_nested_tar(cp_tar, what="docker checkpoint")
             archive.check_nested_tar(rootfs_tar, what="rootfs changes", allow_symlinks=True)
             deleted = _checked_deletions(manifest.engine_data.get("deleted") or [])
+            if options.ignore_rootfs:
+                deleted = []
             archive.check_container_spec(
                 manifest.spec, allow_host_network=options.allow_host_network
             )
@@ -204,8 +275,9 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             _rename_checkpoint(cp_tar, placed, cp_names, manifest.checkpoint)
             new_id = self._create_stopped(spec, image)
             try:
-                with self._errors(container=new_id), rootfs_tar.open("rb") as data:
-                    self._api.put_archive(new_id, "/", data)
+                if not options.ignore_rootfs:
+                    with self._errors(container=new_id), rootfs_tar.open("rb") as data:
+                        self._api.put_archive(new_id, "/", data)
                 binds = {f"{engine.root_dir}/containers/{new_id}": "/ctk/container"}
                 if deleted:
                     upper = self._api.inspect_container(new_id)["GraphDriver"]["Data"]["UpperDir"]

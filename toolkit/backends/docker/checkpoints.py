@@ -26,6 +26,21 @@ log = logging.getLogger(__name__)
 _BLOB_RACE_DELAYS = (0.25, 0.5, 2.0)
 
 
+def refuse_tcp_close(tcp_close: bool) -> None:
+    """Docker's restore is ``POST /containers/{id}/start?checkpoint=NAME``: it takes no CRIU
+    options, and Docker 20.10 has no per-container annotations for runc's ``org.criu.config``.
+
+    Raises:
+        Unsupported: ``tcp_close`` was asked for.
+    """
+    if tcp_close:
+        raise Unsupported(
+            "Docker's API cannot pass --tcp-close to CRIU (its restore, start?checkpoint=, "
+            "takes no CRIU options)",
+            hint="checkpoint without open TCP connections, or close them before the checkpoint",
+        )
+
+
 class CheckpointsMixin(FilesMixin):
     """Checkpoint, list, remove and restore in place."""
 
@@ -170,6 +185,7 @@ class CheckpointsMixin(FilesMixin):
         records.forget_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
 
     def restore(self, name: str, options: RestoreOptions) -> ContainerInfo:
+        refuse_tcp_close(options.tcp_close)  # what the engine cannot do, before any lookup
         attrs = self._attrs(name)
         if attrs["State"]["Running"]:
             raise Conflict(

@@ -6,31 +6,47 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import json
 import logging
 import os
+import tarfile
+import tempfile
 import time
-from collections.abc import Iterable
-from pathlib import Path
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from toolkit import archive, interrupts, records
+from toolkit.archive.changes import write_changes
 from toolkit.backends import inspection, shared, validation
 from toolkit.backends.options import publish_arg
-from toolkit.backends.podman.checkpoints import CheckpointsMixin, _checkpoint_params, _given
+from toolkit.backends.podman import files as host_files
+from toolkit.backends.podman.checkpoints import (
+    _CHUNK,
+    LIBPOD_CONFIG,
+    CheckpointsMixin,
+    _checkpoint_params,
+    _given,
+)
 from toolkit.backends.podman.client import (
     _explanation,
     podman,
 )
 from toolkit.criu import diagnosis
 from toolkit.errors import (
+    CheckpointNotFound,
     Conflict,
     CtkError,
     ImageNotFound,
+    Unsupported,
 )
 from toolkit.models import (
     ArchiveInfo,
     CheckpointOptions,
     ContainerInfo,
+    EngineInfo,
     ExportOptions,
     ImportOptions,
 )
@@ -39,6 +55,40 @@ log = logging.getLogger(__name__)
 
 # The libpod export body travels in a ctk archive under this member name.
 PODMAN_PAYLOAD = "podman-checkpoint.tar"
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o600
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """Only files and directories of a checkpoint directory go into the tar (CRIU writes no
+    others); owned by root, as libpod's own export has them."""
+    if not (info.isfile() or info.isdir()):
+        return None
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def _annotate_spec(source: Path, dest: Path, annotations: dict[str, str]) -> None:
+    """Copy libpod's export tar ``source`` to ``dest`` with ``annotations`` set in spec.dump."""
+    with (
+        tarfile.open(source) as src,
+        tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT) as out,
+    ):
+        for member in src:
+            data = src.extractfile(member) if member.isfile() else None
+            if member.isfile() and PurePosixPath(member.name).as_posix() == "spec.dump":
+                assert data is not None
+                spec = json.loads(data.read())
+                spec["annotations"] = {**(spec.get("annotations") or {}), **annotations}
+                body = json.dumps(spec).encode()
+                member.size = len(body)
+                data = io.BytesIO(body)
+            out.addfile(member, data)
 
 
 def _import_params(options: ImportOptions) -> dict[str, Any]:
@@ -50,6 +100,7 @@ def _import_params(options: ImportOptions) -> dict[str, Any]:
         "fileLocks": options.file_locks,
         "ignoreStaticIP": options.ignore_static_ip,
         "ignoreStaticMAC": options.ignore_static_ip,
+        "ignoreRootFS": options.ignore_rootfs,
     }
     if options.ports:
         params["publishPorts"] = [publish_arg(p) for p in options.ports]
@@ -80,7 +131,9 @@ class ArchivesMixin(CheckpointsMixin):
             payload = stage / PODMAN_PAYLOAD
             started = time.monotonic()
             # printStats: CRIU's stats-dump goes into the export, for inspect and --print-stats
-            params = _checkpoint_params(cp_options, export=True, printStats=True)
+            params = _checkpoint_params(
+                cp_options, export=True, printStats=True, ignoreRootFS=options.ignore_rootfs
+            )
             chunks = self._export_chunks(name, attrs, cp_name, params)
             try:
                 # In the try: a full disk or a signal while staging leaves a stopped container
@@ -89,20 +142,8 @@ class ArchivesMixin(CheckpointsMixin):
                     archive.write_stream(chunks, payload)
                 timings["checkpoint"] = round(time.monotonic() - started, 3)
                 interrupts.pause_at("export-write")
-                archive.check_nested_tar(payload, what="podman checkpoint")
-                manifest = shared.archive_manifest(
-                    engine=engine,
-                    attrs=attrs,
-                    info=inspection.info_from_inspect(attrs, self.kind),
-                    checkpoint=cp_name,
-                    engine_data={"payload": PODMAN_PAYLOAD},
-                )
-                result = archive.write_archive(
-                    path,
-                    manifest,
-                    [(PODMAN_PAYLOAD, payload)],
-                    compression=options.compression,
-                    signing_key=signer,
+                result = self._write_payload_archive(
+                    engine, attrs, cp_name, payload, path, options, signer
                 )
             except BaseException:  # signals too (toolkit.interrupts)
                 if not cp_options.leave_running and validation.auto_removed(attrs):
@@ -119,6 +160,150 @@ class ArchivesMixin(CheckpointsMixin):
             # archive right after must not find the name still taken
             self._wait_removed(attrs["Id"])
         return dataclasses.replace(result, timings={**timings, **result.timings}, criu_stats=stats)
+
+    def _write_payload_archive(
+        self,
+        engine: EngineInfo,
+        attrs: dict[str, Any],
+        cp_name: str,
+        payload: Path,
+        path: Path,
+        options: ExportOptions,
+        signer: Any,
+    ) -> ArchiveInfo:
+        """The ctk archive at ``path`` around libpod's export tar ``payload``."""
+        archive.check_nested_tar(payload, what="podman checkpoint")
+        manifest = shared.archive_manifest(
+            engine=engine,
+            attrs=attrs,
+            info=inspection.info_from_inspect(attrs, self.kind),
+            checkpoint=cp_name,
+            engine_data={"payload": PODMAN_PAYLOAD, "ignore_rootfs": options.ignore_rootfs},
+        )
+        return archive.write_archive(
+            path,
+            manifest,
+            [(PODMAN_PAYLOAD, payload)],
+            compression=options.compression,
+            signing_key=signer,
+        )
+
+    def export_held_checkpoint(
+        self, name: str, checkpoint: str, dest: str | os.PathLike[str], options: ExportOptions
+    ) -> ArchiveInfo:
+        """Write checkpoint ``checkpoint`` that libpod holds in place into a ctk archive.
+
+        libpod has no route for it: ctk puts libpod's export tar together from the files its
+        checkpoint left in the container's StaticDir (read here when this machine sees it, else
+        through a helper container) and the container's rootfs changes as they are now.
+
+        Raises:
+            CheckpointNotFound: no such checkpoint.
+            Unsupported: the container has volumes or bind mounts (their content at checkpoint
+                time is gone), or libpod never wrote its config for it (see LIBPOD_CONFIG).
+        """
+        archive.validate_compression(options.compression)
+        signer = archive.export_signer(options.sign_key)
+        path = archive.check_destination(dest)
+        attrs = self._attrs(name)
+        validation.validate_checkpoint_name(checkpoint)
+        if checkpoint not in {c.name for c in self.checkpoints(name)}:
+            raise CheckpointNotFound(
+                f"no checkpoint {checkpoint} for container {name}",
+                hint=f"Podman holds the latest one only: ctk checkpoint ls {name}",
+            )
+        validation.refuse_mounts_in_held_export(name, attrs)
+        engine = self.info()
+        with archive.staging_dir(path) as stage:
+            started = time.monotonic()
+            payload = stage / PODMAN_PAYLOAD
+            self._held_payload(attrs, name, payload, stage, ignore_rootfs=options.ignore_rootfs)
+            fetched = round(time.monotonic() - started, 3)
+            result = self._write_payload_archive(
+                engine, attrs, checkpoint, payload, path, options, signer
+            )
+            from toolkit.criu.images import stats_from_tar
+
+            stats = stats_from_tar(payload)
+        return dataclasses.replace(
+            result, timings={"fetch": fetched, **result.timings}, criu_stats=stats
+        )
+
+    def _held_payload(
+        self, attrs: dict[str, Any], name: str, out: Path, stage: Path, *, ignore_rootfs: bool
+    ) -> None:
+        """libpod's export tar, as its checkpoint ``export`` lays it out, from StaticDir."""
+        static = Path(str(attrs.get("StaticDir") or ""))
+        visible = bool(static.parts) and host_files._visible_here(static)
+        with tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            top = tarfile.TarInfo("artifacts")
+            top.type, top.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(top)
+            for item in (*LIBPOD_CONFIG, "devshm-checkpoint.tar", "network.status", "stats-dump"):
+                data = self._static_file(attrs, static, item, visible)
+                if data is None and item in LIBPOD_CONFIG:
+                    raise Unsupported(
+                        f"libpod never wrote its {item} for {name}, which an archive needs "
+                        "(it does so only when it exports the container)",
+                        hint=f"take the checkpoint again with ctk (it keeps them): ctk "
+                        f"checkpoint {name} (or export a new one: ctk checkpoint {name} "
+                        "--export FILE)",
+                    )
+                if data is not None:
+                    _add_bytes(tar, item, data)
+            if visible:
+                images = static / "checkpoint"
+                if not (images / "inventory.img").is_file():
+                    raise Unsupported(f"the checkpoint of {name} is gone from {images}")
+                tar.add(images, "checkpoint", filter=_plain)
+            else:
+                tree = stage / "checkpoint-tree.tar"
+                self._host_tree(attrs, "checkpoint", tree)
+                names = archive.check_nested_tar(tree, what="podman checkpoint images")
+                with tarfile.open(tree) as source:
+                    for member, clean in zip(source.getmembers(), names, strict=True):
+                        if member.isfile() or member.isdir():
+                            member.name = clean
+                            body = source.extractfile(member) if member.isfile() else None
+                            tar.addfile(member, body)
+            if not ignore_rootfs:
+                changes = stage / "rootfs-diff.tar"
+                deleted = self._rootfs_changes(attrs["Id"], changes)
+                tar.add(changes, "rootfs-diff.tar")
+                if deleted:
+                    _add_bytes(tar, "deleted.files", json.dumps(deleted).encode())
+
+    def _static_file(
+        self, attrs: dict[str, Any], static: Path, item: str, visible: bool
+    ) -> bytes | None:
+        if not visible:
+            return self._host_file(attrs, item)
+        try:
+            return (static / item).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _rootfs_changes(self, container_id: str, out: Path) -> list[str]:
+        """The container's rootfs changes as a tar at ``out`` (names relative to its root, as
+        libpod's rootfs-diff.tar has them); the deleted paths."""
+        with self._errors(container=container_id):
+            response = self._api.get(f"/containers/{container_id}/changes")
+            response.raise_for_status(not_found=podman.errors.NotFound)
+            changes = response.json() or []
+
+        def fetch(path: str, part: Path) -> None:
+            with self._errors(container=container_id):
+                got = self._api.get(
+                    f"/containers/{container_id}/archive", params={"path": path}, stream=True
+                )
+                try:
+                    got.raise_for_status(not_found=podman.errors.NotFound)
+                    archive.write_stream(got.iter_content(chunk_size=_CHUNK), part)
+                finally:
+                    got.close()
+
+        with tempfile.TemporaryDirectory() as stage:
+            return write_changes(changes, fetch, out, Path(stage))
 
     def _wait_removed(self, container_id: str, *, patience: float = 15.0) -> None:
         """Until libpod has removed an --rm container after its dump: Podman 4.3 does it a
@@ -203,9 +388,53 @@ class ArchivesMixin(CheckpointsMixin):
             params = _import_params(options)
             if options.name:
                 params["name"] = options.name
-            with payload.open("rb") as body:
+            criu_options = ["tcp-close"] if options.tcp_close else []
+            with (
+                self._criu_options(
+                    payload, verified.directory, target, manifest.image_id, criu_options
+                ) as sent,
+                sent.open("rb") as body,
+            ):
                 new_id = self._import_restore(body, params, target, action="import")
+        # libpod keeps the imported checkpoint in place (keep): ctk lists, restores and frees
+        # it like one it took, as on Docker
+        records.record_checkpoint(self.kind, self.url, new_id, manifest.checkpoint)
         return self.inspect(new_id)
+
+    @contextlib.contextmanager
+    def _criu_options(
+        self, payload: Path, work: Path, target: str, image: str, options: list[str]
+    ) -> Iterator[Path]:
+        """The payload to send: as it is, or, for CRIU ``options`` libpod's API cannot pass
+        (tcp-close), with its spec.dump naming a per-container CRIU config file that holds them.
+
+        runc hands CRIU the file named by the container's ``org.criu.config`` annotation, and
+        libpod builds the restored container's spec from spec.dump. The file lives only for
+        this restore: runc reads it on every later dump too (where ``tcp-close`` would change
+        what is dumped), and CRIU ignores a file that is gone.
+
+        Raises:
+            Unsupported: the engine's host does not see ctk's CRIU config directory.
+        """
+        if not options:
+            yield payload
+            return
+        directory = records.criu_config_dir()
+        if not self.shares_directory(directory, image=image):
+            raise Unsupported(
+                "Podman's restore API has no --tcp-close; ctk passes it to CRIU in a "
+                f"per-container config file, which Podman at {self.url} does not see "
+                f"({directory} of this machine)",
+                hint="run ctk on the engine's host",
+            )
+        config = directory / f"{target}-{uuid.uuid4().hex[:8]}.conf"
+        config.write_text("".join(f"{option}\n" for option in options))
+        try:
+            sent = work / "payload-criu-options.tar"
+            _annotate_spec(payload, sent, {"org.criu.config": str(config)})
+            yield sent
+        finally:
+            config.unlink(missing_ok=True)
 
     def restore_stream(
         self,

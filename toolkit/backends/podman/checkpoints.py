@@ -27,6 +27,44 @@ log = logging.getLogger(__name__)
 # Chunk size for streamed checkpoint exports.
 _CHUNK = 1024 * 1024
 
+# What libpod keeps in the container's StaticDir for its one checkpoint in place: the files its
+# own restore without ``keep`` deletes (libpod/container_internal_linux.go, Podman 4.3), and the
+# rootfs diff an export leaves there. ``checkpoint rm`` deletes them to free the disk.
+CHECKPOINT_FILES = (
+    "checkpoint",
+    "dump.log",
+    "restore.log",
+    "stats-dump",
+    "stats-restore",
+    "devshm-checkpoint.tar",
+    "network.status",
+    "rootfs-diff.tar",
+    "deleted.files",
+)
+
+# libpod's record of the container itself, which its import needs beside the checkpoint: it
+# writes them into StaticDir only when it exports (and leaves them there). They describe the
+# container, not one checkpoint, so one export's copy serves every later checkpoint.
+LIBPOD_CONFIG = ("config.dump", "spec.dump")
+
+
+def refuse_tcp_close(tcp_close: bool) -> None:
+    """Refuse tcp-close on an in-place restore: libpod's API has no such switch (Podman 4.3's
+    CLI neither), and the per-container CRIU config file ctk passes it in (runc's
+    ``org.criu.config``) can only be named in a container's spec when it is created, as an
+    import does (see ArchivesMixin._criu_options).
+
+    Raises:
+        Unsupported: ``tcp_close`` was asked for.
+    """
+    if tcp_close:
+        raise Unsupported(
+            "Podman's restore API cannot pass --tcp-close to CRIU for a restore in place "
+            "(libpod has no such switch)",
+            hint="restore it through an archive, where ctk can: ctk checkpoint export NAME "
+            "CHECKPOINT FILE; ctk rm NAME; ctk restore --import FILE --tcp-close",
+        )
+
 
 def _checkpoint_params(options: CheckpointOptions, **extra: Any) -> dict[str, Any]:
     """Query of ``POST /libpod/containers/{id}/checkpoint`` for ``options``."""
@@ -59,15 +97,37 @@ class CheckpointsMixin(FilesMixin):
         validation.refuse_auto_remove_in_place(name, attrs)
         log.debug("podman %s: checkpoint %s of %s (%s)", self.url, cp_name, name, options)
         params = _checkpoint_params(options)
+        if not self._libpod_config_kept(attrs):
+            # Once per container: an export (its body unread, the rootfs and volumes left out)
+            # makes libpod write config.dump/spec.dump, which `ctk checkpoint export` needs.
+            params.update(export=True, ignoreRootFS=True, ignoreVolumes=True)
         with interrupts.shielded():  # a signal waits for the dump (see _export_chunks)
             interrupts.pause_at("dump")
             try:
-                response = self._api.post(f"/containers/{attrs['Id']}/checkpoint", params=params)
-                response.raise_for_status()
+                response = self._api.post(
+                    f"/containers/{attrs['Id']}/checkpoint", params=params, stream=True
+                )
+                try:
+                    response.raise_for_status()
+                finally:
+                    # libpod wrote the export to a file of its own before answering: closing
+                    # the body unread changes nothing on its side
+                    response.close()
             except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
                 raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
             record = self._record_checkpoint(attrs, cp_name)
         return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
+
+    def _libpod_config_kept(self, attrs: dict[str, Any]) -> bool:
+        """Whether StaticDir holds libpod's config.dump/spec.dump (see LIBPOD_CONFIG).
+
+        Only looked at where StaticDir is visible here; elsewhere a helper container per
+        checkpoint would cost more than it saves, and this says yes.
+        """
+        static = Path(str(attrs.get("StaticDir") or ""))
+        if not static.parts or not host_files._visible_here(static):
+            return True
+        return all((static / item).is_file() for item in LIBPOD_CONFIG)
 
     def _require_checkpointable(self, name: str, cp_name: str) -> dict[str, Any]:
         attrs = self._attrs(name)
@@ -193,11 +253,40 @@ class CheckpointsMixin(FilesMixin):
         validation.validate_checkpoint_name(checkpoint)
         if checkpoint not in {c.name for c in self.checkpoints(name)}:
             raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
-        # Podman has no route to delete the in-place checkpoint alone; forgetting it makes
-        # ctk never restore from it, and Podman overwrites it on the next checkpoint.
+        self._delete_checkpoint_files(attrs, name)
         records.forget_checkpoint(self.kind, self.url, attrs["Id"], checkpoint)
 
+    def _delete_checkpoint_files(self, attrs: dict[str, Any], name: str) -> None:
+        """Delete the checkpoint libpod holds in place (its CHECKPOINT_FILES in StaticDir).
+
+        libpod has no route that deletes a checkpoint alone (its restore without ``keep``
+        does, after restoring), so ctk deletes the files where it sees StaticDir; libpod then
+        has none to restore from (``podman container restore`` says the checkpoint is missing)
+        and starts the container afresh on ``start``.
+
+        Raises:
+            Unsupported: StaticDir is not visible here (an engine on another host).
+        """
+        static = Path(str(attrs.get("StaticDir") or ""))
+        if not static.parts or not host_files._visible_here(static):
+            raise Unsupported(
+                f"Podman at {self.url} keeps the checkpoint of {name} in the container's "
+                "directory on its own host, which ctk cannot delete from here",
+                hint=f"run ctk on the engine's host, or remove the container: ctk rm {name}",
+            )
+        for item in CHECKPOINT_FILES:
+            path = static / item
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise Unsupported(f"cannot delete {path}: {exc}") from exc
+        log.debug("podman %s: deleted the checkpoint files of %s in %s", self.url, name, static)
+
     def restore(self, name: str, options: RestoreOptions) -> ContainerInfo:
+        refuse_tcp_close(options.tcp_close)  # what the engine cannot do, before any lookup
         attrs = self._attrs(name)
         if (attrs.get("State") or {}).get("Running"):
             raise Conflict(

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 from pathlib import Path
 from typing import Self
 
-from toolkit.archive.changes import write_changes
 from toolkit.backends.podman.archives import ArchivesMixin
-from toolkit.backends.podman.client import podman
 from toolkit.backends.podman.images import ImagesMixin
 from toolkit.backends.podman.lifecycle import LifecycleMixin
 from toolkit.errors import Unsupported
@@ -32,24 +29,7 @@ class MigrationMixin(ArchivesMixin, ImagesMixin, LifecycleMixin):
 
     def fetch_changes(self, name: str, out: Path) -> list[str]:
         """The container's rootfs changes as a tar at ``out``; the deleted paths."""
-        attrs = self._attrs(name)
-        with self._errors(container=name):
-            response = self._api.get(f"/containers/{attrs['Id']}/changes")
-            response.raise_for_status(not_found=podman.errors.NotFound)
-            changes = response.json() or []
-
-        def fetch(path: str, part: Path) -> None:
-            with self._errors(container=name):
-                got = self._api.get(
-                    f"/containers/{attrs['Id']}/archive", params={"path": path}, stream=True
-                )
-                got.raise_for_status(not_found=podman.errors.NotFound)
-                with part.open("wb") as handle:
-                    for chunk in got.iter_content(chunk_size=1024 * 1024):
-                        handle.write(chunk)
-
-        with tempfile.TemporaryDirectory() as stage:
-            return write_changes(changes, fetch, out, Path(stage))
+        return self._rootfs_changes(self._attrs(name)["Id"], out)
 
     def create_with_changes(
         self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
