@@ -61,6 +61,13 @@ def checkpoint() -> None:
     help="Write the checkpoint to this ctk archive file (restore it with --import).",
 )
 @click.option(
+    "--create-image",
+    "create_image",
+    metavar="IMAGE",
+    help="Write the checkpoint as a checkpoint image (Podman's format; restore it with "
+    "restore --image IMAGE, or podman container restore IMAGE).",
+)
+@click.option(
     "-c",
     "--compress",
     "compression",
@@ -89,6 +96,7 @@ def create(
     tcp_established: bool,
     file_locks: bool,
     export_path: str | None,
+    create_image: str | None,
     compression: str | None,
     sign_key: str | None,
     print_stats: bool,
@@ -108,6 +116,13 @@ def create(
         tcp_established=tcp_established,
         file_locks=file_locks,
     )
+    if create_image is not None:
+        if every is not None or export_path is not None or compression or sign_key:
+            raise click.UsageError(
+                "--create-image does not go with --every, --export, --compress or --sign"
+            )
+        _create_image(name, create_image, options, print_stats)
+        return
     if every is not None:
         if cp_name is not None or export_path is not None or sign_key is not None:
             raise InvalidArgument(
@@ -148,6 +163,24 @@ def create(
     info = operations.export_checkpoint(state().backend(), name, export_path, export)
     timings = {**info.timings, "total": round(time.monotonic() - started, 3)}
     _render(info.to_dict(), info.path, timings if print_stats else None, info.criu_stats)
+
+
+def _create_image(name: str, image: str, options: CheckpointOptions, print_stats: bool) -> None:
+    from toolkit.checkpoint_images import create_image, validate_reference
+
+    validate_reference(image)  # before connecting: a typo must not cost a checkpoint
+    started = time.monotonic()
+    backend = state().backend()
+    if not options.leave_running:
+        record_intended_stop(backend, name)  # not a crash for a running `ctk watch`
+    try:
+        made = create_image(backend, name, image, options)
+    except CtkError:
+        forget_intended_stop(backend, name)
+        raise
+    timings = {"checkpoint": round(time.monotonic() - started, 3)}
+    criu = _criu_stats(backend, name, "dump") if print_stats else {}
+    _render(made.to_dict(), made.image, timings if print_stats else None, criu)
 
 
 _MICROSECONDS = re.compile(r"_time$")
@@ -355,7 +388,17 @@ def render_images(images: CheckpointImages) -> None:
     help="Create the container from this ctk archive (made by checkpoint --export).",
 )
 @click.option(
-    "-n", "--name", "new_name", help="With --import: name of the new container (a clone)."
+    "--image",
+    "image",
+    metavar="IMAGE",
+    help="Create the container from this checkpoint image (made by checkpoint "
+    "--create-image, or by podman container checkpoint --create-image).",
+)
+@click.option(
+    "-n",
+    "--name",
+    "new_name",
+    help="With --import or --image: name of the new container (a clone).",
 )
 @click.option(
     "--ignore-static-ip", is_flag=True, help="With --import: let the engine pick a new IP."
@@ -402,6 +445,7 @@ def restore(
     tcp_established: bool,
     file_locks: bool,
     import_path: str | None,
+    image: str | None,
     new_name: str | None,
     ignore_static_ip: bool,
     verify_keys: tuple[str, ...],
@@ -415,11 +459,31 @@ def restore(
     With --import FILE, create the container from a checkpoint archive instead (on this or
     another host); --name NEW makes a clone beside a still running original.
     """
-    if latest and (cp_name is not None or import_path is not None):
-        raise InvalidArgument("--latest does not go with --checkpoint or --import")
+    if latest and (cp_name is not None or import_path is not None or image is not None):
+        raise InvalidArgument("--latest does not go with --checkpoint, --import or --image")
+    if image is not None:
+        if import_path is not None or name is not None or cp_name is not None or verify_keys:
+            raise click.UsageError(
+                "--image does not go with NAME, --checkpoint, --import or --verify; name the "
+                "new container with --name NEW"
+            )
+        _restore_image(
+            image,
+            ImportOptions(
+                name=new_name,
+                tcp_established=tcp_established,
+                file_locks=file_locks,
+                ignore_static_ip=ignore_static_ip,
+                ports=_ports(publish),
+                allow_mounts=allow_mounts,
+                allow_host_network=allow_host_network,
+            ),
+            print_stats,
+        )
+        return
     if import_path is None:
         if name is None:
-            raise click.UsageError("give the container NAME, or --import FILE")
+            raise click.UsageError("give the container NAME, --import FILE or --image IMAGE")
         if (
             new_name
             or ignore_static_ip
@@ -430,7 +494,7 @@ def restore(
         ):
             raise click.UsageError(
                 "--name, --ignore-static-ip, --publish, --verify, --allow-mount and "
-                "--allow-host-network need --import FILE"
+                "--allow-host-network need --import FILE (or --image IMAGE)"
             )
         options = RestoreOptions(
             checkpoint=cp_name, tcp_established=tcp_established, file_locks=file_locks
@@ -444,10 +508,7 @@ def restore(
                 "with --import, name the new container with --name NEW (the archive holds "
                 "one checkpoint)"
             )
-        try:
-            ports = tuple(PortMapping.parse(p) for p in publish)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--publish") from exc
+        ports = _ports(publish)
         imported = ImportOptions(
             name=new_name,
             tcp_established=tcp_established,
@@ -468,4 +529,22 @@ def restore(
         phase = "import"
     timings = {phase: round(time.monotonic() - started, 3)}
     criu = _criu_stats(state().backend(), info.id, "restore") if print_stats else {}
+    _render(info.to_dict(), info.name, timings if print_stats else None, criu)
+
+
+def _ports(publish: tuple[str, ...]) -> tuple[PortMapping, ...]:
+    try:
+        return tuple(PortMapping.parse(p) for p in publish)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--publish") from exc
+
+
+def _restore_image(image: str, options: ImportOptions, print_stats: bool) -> None:
+    from toolkit.checkpoint_images import restore_image
+
+    started = time.monotonic()
+    backend = state().backend()
+    info = restore_image(backend, image, options)
+    timings = {"restore": round(time.monotonic() - started, 3)}
+    criu = _criu_stats(backend, info.id, "restore") if print_stats else {}
     _render(info.to_dict(), info.name, timings if print_stats else None, criu)

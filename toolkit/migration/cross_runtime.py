@@ -294,7 +294,9 @@ def live_cross_runtime(
                     dest, spec, template, images, rootfs, deleted, config, tcp_established
                 )
             elif isinstance(dest, ForeignImageRestore):
-                result = _restore_on_docker(dest, spec, info, images, rootfs, deleted, checkpoint)
+                result = _restore_on_docker(
+                    dest, spec, info.image_id, images, rootfs, deleted, checkpoint
+                )
             else:
                 raise Unsupported(f"cannot restore on {dest.kind}")
         except BaseException as exc:
@@ -586,10 +588,83 @@ def _bytes_io(data: bytes) -> Any:
     return io.BytesIO(data)
 
 
+def prepare_images(images: Path, source_kind: str, dest_kind: str) -> None:
+    """Adjust CRIU images dumped on ``source_kind`` for a restore on ``dest_kind`` (see the
+    module's docstring); nothing changes when the two are the same."""
+    if source_kind != dest_kind:
+        _prepare_images(images, source_kind, dest_kind)
+
+
+def filter_changes(raw: Path, out: Path) -> None:
+    """Copy a rootfs-changes tar without the paths the runtime mounts over."""
+    _filter_changes(raw, out)
+
+
+def without_mount_targets(deleted: list[str]) -> list[str]:
+    """Deleted paths without those the runtime mounts over."""
+    return [d for d in deleted if not _mount_target(d)]
+
+
+def restore_images_on_docker(
+    dest: ForeignImageRestore,
+    spec: ContainerSpec,
+    *,
+    image_id: str,
+    images: Path,
+    rootfs: Path | None,
+    deleted: list[str],
+    checkpoint: str,
+) -> ContainerInfo:
+    """Create a Docker container for CRIU ``images`` (prepared for Docker) and start it from
+    them; a failure leaves no container behind.
+
+    Raises:
+        Unsupported: the images need mounts Docker would not provide.
+        ImageNotFound: no image ``image_id`` here.
+        CheckpointError: CRIU failed to restore.
+    """
+    return _restore_on_docker(dest, spec, image_id, images, rootfs, deleted, checkpoint)
+
+
+def restore_images_on_podman(
+    dest: TemplateRestore,
+    spec: ContainerSpec,
+    *,
+    image_id: str,
+    images: Path,
+    rootfs: Path | None,
+    deleted: list[str],
+    tcp_established: bool = False,
+) -> ContainerInfo:
+    """Restore CRIU images from Docker (prepared for Podman) into a new Podman container,
+    through a template's libpod metadata (see the module's docstring).
+
+    Raises:
+        Unsupported: Podman's host does not see ctk's CRIU config directory.
+        ImageNotFound: no image ``image_id`` here.
+        CheckpointError: CRIU failed to restore (nothing left behind).
+    """
+    _require_shared_config_dir(dest, image_id)
+    image = dest.local_image(spec.image, image_id)
+    info = ContainerInfo(
+        id="", name=str(spec.name), image=image, image_id=image_id, status="", running=False
+    )
+    config = _new_config_file(str(spec.name))
+    try:
+        with tempfile.TemporaryDirectory(prefix="ctk-xr-") as tmp:
+            template = _podman_template(dest, spec, info, config, Path(tmp))
+            return _restore_on_podman(
+                dest, spec, template, images, rootfs, deleted, config, tcp_established
+            )
+    except BaseException:
+        config.unlink(missing_ok=True)
+        raise
+
+
 def _restore_on_docker(
     dest: ForeignImageRestore,
     spec: ContainerSpec,
-    info: ContainerInfo,
+    image_id: str,
     images: Path,
     rootfs: Path | None,
     deleted: list[str],
@@ -604,7 +679,7 @@ def _restore_on_docker(
         raise Unsupported(f"the checkpoint needs mounts Docker would not provide: {unknown}")
     binds = {"/dev/null": CONTAINERENV} if CONTAINERENV in needed else {}
     container_id = dest.create_for_images(
-        spec, image_id=info.image_id, shareable_ipc="/dev/shm" in needed, binds=binds
+        spec, image_id=image_id, shareable_ipc="/dev/shm" in needed, binds=binds
     )
     try:
         return dest.start_from_images(
@@ -623,6 +698,11 @@ __all__ = [
     "can_restore_on",
     "container_portable_to",
     "criu_config_dir",
+    "filter_changes",
     "live_cross_runtime",
+    "prepare_images",
     "remove_criu_config",
+    "restore_images_on_docker",
+    "restore_images_on_podman",
+    "without_mount_targets",
 ]
