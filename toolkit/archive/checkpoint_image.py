@@ -176,7 +176,10 @@ def _layout(layer: Path) -> str:
     names: set[str] = set()
     try:
         with tarfile.open(layer, mode="r|*") as tar:
-            for relative, info in iter_nested_tar(tar, what="checkpoint image layer"):
+            # nothing is extracted here: links are refused by the passes that extract
+            for relative, info in iter_nested_tar(
+                tar, what="checkpoint image layer", allow_symlinks=True
+            ):
                 if info.isfile() and len(relative.parts) == 1:
                     names.add(relative.name)
     except _decode_errors() as exc:
