@@ -46,6 +46,7 @@ def test_one_layer_staged_and_read(tmp_path: Path) -> None:
     assert checked.spec.name == "web1" and checked.spec.command == ("/counter.sh",)
     assert [p.container_port for p in checked.spec.ports] == [8080]
     assert checked.spec.env["FOO"] == "bar"
+    (tmp_path / "u").mkdir()
     images, rootfs, deleted = layout.unpack_layer(layer, tmp_path / "u")
     assert (images / "pstree.img").read_bytes() == b"img"
     assert rootfs is not None and deleted == ["/bin/vi"]
