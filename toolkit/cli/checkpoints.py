@@ -31,9 +31,11 @@ from toolkit.cli._common import (
 from toolkit.cli.schedule import run_scheduled
 from toolkit.errors import ContainerNotFound, CtkError, InvalidArgument, Unsupported
 from toolkit.models import (
+    CheckpointDiff,
     CheckpointImages,
     CheckpointOptions,
     ExportOptions,
+    ImageProcess,
     ImportOptions,
     PortMapping,
     RestoreOptions,
@@ -308,6 +310,81 @@ def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
     click.echo(
         f"\nrestore on {other or 'the other runtime'}: {'yes' if possible else 'no'} ({reason})"
     )
+
+
+@checkpoint.command("diff")
+@click.argument("targets", nargs=-1, required=True, metavar="NAME A B | FILE_A FILE_B")
+@json_option
+def diff_cmd(targets: tuple[str, ...]) -> None:
+    """Compare two checkpoints: processes, memory pages (by region), open files, sockets.
+
+    Give container NAME and two of its checkpoints A and B, or two archive files.
+    """
+    from contextlib import ExitStack
+
+    from toolkit.criu.diff import diff_directories, extracted, fetched
+
+    if len(targets) not in (2, 3):
+        raise click.UsageError("give NAME A B (two checkpoints of a container) or FILE_A FILE_B")
+    with ExitStack() as stack:
+        if len(targets) == 3:
+            name, first, second = targets
+            for cp_name in (first, second):
+                validate_checkpoint_name(cp_name)  # before any lookup
+            backend = state().backend()
+            a = stack.enter_context(fetched(backend, name, first))
+            b = stack.enter_context(fetched(backend, name, second))
+        else:
+            first, second = targets
+            a = stack.enter_context(extracted(first))
+            b = stack.enter_context(extracted(second))
+        result = diff_directories(a, b, label_a=first, label_b=second)
+    if wants_json():
+        print_json(result.to_dict())
+        return
+    _render_diff(result)
+
+
+def _render_diff(result: CheckpointDiff) -> None:
+    def procs(items: tuple[ImageProcess, ...]) -> str:
+        return ", ".join(f"{p.pid} {p.comm}" for p in items) or "-"
+
+    tree = "same tree" if result.same_tree else "the tree changed"
+    click.echo(f"{result.a} -> {result.b}")
+    click.echo(f"processes: {tree}")
+    click.echo(f"  kept:    {procs(result.processes_kept)}")
+    click.echo(f"  added:   {procs(result.processes_added)}")
+    click.echo(f"  removed: {procs(result.processes_removed)}")
+    how = "contents compared" if result.contents_compared else "page lists only: no contents"
+    click.echo(
+        f"memory:    {result.pages_changed} pages changed ({result.bytes_changed} bytes), "
+        f"{result.pages_added} added, {result.pages_removed} removed, "
+        f"{result.pages_unchanged} unchanged ({how})"
+    )
+    if result.regions:
+        click.echo("")
+        print_table(
+            ["PID", "REGION", "ADDRESS", "CHANGED", "ADDED", "REMOVED"],
+            [
+                [
+                    str(r.pid),
+                    r.region,
+                    f"{r.start:x}-{r.end:x}",
+                    str(r.changed),
+                    str(r.added),
+                    str(r.removed),
+                ]
+                for r in result.regions
+            ],
+        )
+    click.echo("")
+    for label, items in (
+        ("files +", result.files_added),
+        ("files -", result.files_removed),
+        ("sockets +", result.sockets_added),
+        ("sockets -", result.sockets_removed),
+    ):
+        click.echo(f"{label:<10} {', '.join(items) or '-'}")
 
 
 def _signature_line(status: SignatureStatus) -> str:

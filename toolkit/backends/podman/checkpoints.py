@@ -301,8 +301,14 @@ class CheckpointsMixin(FilesMixin):
 
         attrs = self._attrs(name)
         validation.validate_checkpoint_name(checkpoint)
-        if checkpoint not in {c.name for c in self.checkpoints(name)}:
-            raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
+        held = [c.name for c in self.checkpoints(name)]
+        if checkpoint not in held:
+            raise CheckpointNotFound(
+                f"no checkpoint {checkpoint} for container {name}"
+                + (f" (Podman keeps only the latest in place: {held[-1]})" if held else ""),
+                hint=f"export checkpoints to keep several: ctk checkpoint {name} -R --export "
+                "FILE (inspect and diff take the files)",
+            )
         userdata = Path(str(attrs.get("StaticDir") or ""))
         if userdata.parts and not host_files._visible_here(userdata):
             with tempfile.TemporaryDirectory(prefix="ctk-images-") as tmp:
