@@ -146,6 +146,16 @@ def _create_by_import(
         if info.auto_remove:
             # as on Podman, which refuses it: the stop would remove the checkpoint with it
             validation.refuse_auto_remove_in_place(name, {"HostConfig": {"AutoRemove": True}})
+        mounted = backend.mounts(name)
+        if mounted:
+            # as for a Docker archive: volume data and bind mounts are in neither CRIU's
+            # images nor the rootfs changes; refused before anything is frozen
+            raise Unsupported(
+                f"container {name} has volumes or bind mounts ({', '.join(mounted)}), which "
+                f"checkpoint images made on {backend.kind} do not carry",
+                hint=f"checkpoint it in place (ctk checkpoint {name}), or run it on Podman, "
+                "whose checkpoint images do",
+            )
         with operations._left_running(backend, info, options):
             cp = backend.checkpoint(name, options)
             with tempfile.TemporaryDirectory(prefix="ctk-cpimage-") as tmp:

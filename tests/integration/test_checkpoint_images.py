@@ -22,7 +22,7 @@ from tests.conftest import (
 from toolkit.backends.base import Backend
 from toolkit.config import DEFAULT_URLS, EngineRef, connect
 from toolkit.errors import CtkError
-from toolkit.models import CheckpointOptions
+from toolkit.models import CheckpointOptions, Mount
 
 
 @dataclass
@@ -261,3 +261,22 @@ def test_leave_running_image_beside_the_running_source(
             engine.remove(clone, force=True)
         with contextlib.suppress(CtkError):
             engine.remove_image(image, force=True)  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("criu")
+def test_mounts_on_docker_refused_before_the_checkpoint(
+    engine: Backend, containers: Containers
+) -> None:
+    info = containers.run(volumes=(Mount(target="/data", type="volume"),))
+    image = f"ctk-test-cpimage-{uuid.uuid4().hex[:8]}:1"
+
+    result = ctk("checkpoint", info.name, "--create-image", image, engine=engine.kind)
+
+    if engine.kind == "podman":  # libpod carries volumes in the image, as in its export
+        assert result.returncode == 0, result.stderr
+        engine.remove_image(image, force=True)  # type: ignore[attr-defined]
+        return
+    assert result.returncode == 6, result.stderr
+    assert "/data" in result.stderr
+    assert engine.inspect(info.name).running
+    assert engine.checkpoints(info.name) == []
