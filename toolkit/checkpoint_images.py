@@ -160,13 +160,7 @@ def _create_by_import(
             cp = backend.checkpoint(name, options)
             with tempfile.TemporaryDirectory(prefix="ctk-cpimage-") as tmp:
                 work = Path(tmp)
-                images = work / "images"
-                images.mkdir()
-                backend.fetch_checkpoint_images(name, cp.name, images)
-                raw = work / "changes.tar"
-                deleted = backend.fetch_changes(name, raw)
-                rootfs = work / "rootfs-diff.tar"
-                cross_runtime.filter_changes(raw, rootfs)
+                images, rootfs, deleted = cross_runtime.fetch_in_place(backend, name, cp.name, work)
                 engine = backend.info()
                 spec = backend.container_spec(name)
                 manifest = ArchiveManifest(
@@ -190,7 +184,7 @@ def _create_by_import(
                     manifest=manifest,
                     images=images,
                     rootfs=rootfs,
-                    deleted=cross_runtime.without_mount_targets(deleted),
+                    deleted=deleted,
                 )
                 backend.import_layer(layer, image, labels=layout.image_labels(manifest))
     return cp, backend.inspect_image(image)

@@ -52,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -415,61 +414,53 @@ def _freeze(
     tcp_established: bool,
 ) -> tuple[Path, Path | None, list[str]]:
     """Checkpoint the source: its CRIU images (flat directory), rootfs changes, deleted paths."""
-    from toolkit.criu.images import extract_images
+    from toolkit.archive.checkpoint_image import unpack_layer
 
-    images = work / "images"
-    images.mkdir()
-    rootfs = work / "rootfs.tar"
     if not isinstance(source, RawCheckpointArchives):
         # The checkpoint in place, its images and the rootfs changes fetched (Docker).
         source.checkpoint(name, CheckpointOptions(name=checkpoint, leave_running=keep_source))
         try:
-            source.fetch_checkpoint_images(name, checkpoint, images)
-            raw = work / "changes.tar"
-            deleted = source.fetch_changes(name, raw)
+            return fetch_in_place(source, name, checkpoint, work)
+        except BaseException:
+            if not keep_source:
+                source.restore(name, RestoreOptions(checkpoint=checkpoint))
+            raise
+    # The engine's own export holds the images and the rootfs changes (Podman).
+    export = work / "export.tar"
+    source.export_raw(
+        name,
+        export,
+        checkpoint=checkpoint,
+        leave_running=keep_source,
+        tcp_established=tcp_established,
+    )
+    try:
+        images, raw, deleted = unpack_layer(export, work)
+        rootfs = None
+        if raw is not None:
+            rootfs = work / "rootfs.tar"
             _filter_changes(raw, rootfs)
-        except BaseException:
-            if not keep_source:
-                source.restore(name, RestoreOptions(checkpoint=checkpoint))
-            raise
-        return images, rootfs, [d for d in deleted if not _mount_target(d)]
-    if isinstance(source, RawCheckpointArchives):
-        # The engine's own export holds the images and the rootfs changes (Podman).
-        export = work / "export.tar"
-        source.export_raw(
-            name,
-            export,
-            checkpoint=checkpoint,
-            leave_running=keep_source,
-            tcp_established=tcp_established,
-        )
-        try:
-            names = archive.check_nested_tar(export, what="podman checkpoint")
-            with tarfile.open(export) as tar:
-                checkpoint_only = work / "checkpoint.tar"
-                with tarfile.open(checkpoint_only, "w") as out:
-                    for member, clean in zip(tar.getmembers(), names, strict=True):
-                        if clean.startswith("checkpoint/") and member.isfile():
-                            out.addfile(member, tar.extractfile(member))
-                extract_images(checkpoint_only, images)
-                deleted = []
-                if "deleted.files" in names:
-                    handle = tar.extractfile("deleted.files")
-                    deleted = list(json.load(handle)) if handle is not None else []
-                if "rootfs-diff.tar" in names:
-                    inner = tar.extractfile("rootfs-diff.tar")
-                    if inner is not None:
-                        raw = work / "changes.tar"
-                        with raw.open("wb") as out_file:
-                            shutil.copyfileobj(inner, out_file)
-                        archive.check_nested_tar(raw, what="rootfs changes", allow_symlinks=True)
-                        _filter_changes(raw, rootfs)
-        except BaseException:
-            if not keep_source:
-                source.restore(name, RestoreOptions(checkpoint=checkpoint))
-            raise
-        return images, rootfs if rootfs.exists() else None, [str(d) for d in deleted]
-    raise Unsupported(f"cannot checkpoint on {source.kind} for a cross-runtime move")
+    except BaseException:
+        if not keep_source:
+            source.restore(name, RestoreOptions(checkpoint=checkpoint))
+        raise
+    return images, rootfs, deleted
+
+
+def fetch_in_place(
+    source: Backend, name: str, checkpoint: str, work: Path
+) -> tuple[Path, Path, list[str]]:
+    """A checkpoint the engine holds in place, fetched into ``work``: CRIU's images (flat in
+    ``work/images``), the container's rootfs changes as a tar and its deleted paths, without
+    the paths the runtime mounts over."""
+    images = work / "images"
+    images.mkdir()
+    source.fetch_checkpoint_images(name, checkpoint, images)
+    raw = work / "changes.tar"
+    deleted = source.fetch_changes(name, raw)
+    rootfs = work / "rootfs.tar"
+    _filter_changes(raw, rootfs)
+    return images, rootfs, [d for d in deleted if not _mount_target(d)]
 
 
 def _mount_target(path: str) -> bool:
@@ -698,6 +689,7 @@ __all__ = [
     "can_restore_on",
     "container_portable_to",
     "criu_config_dir",
+    "fetch_in_place",
     "filter_changes",
     "live_cross_runtime",
     "prepare_images",
