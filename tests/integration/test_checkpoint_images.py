@@ -4,11 +4,13 @@ and by Podman itself; the counter goes on from where it was."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -280,3 +282,35 @@ def test_mounts_on_docker_refused_before_the_checkpoint(
     assert "/data" in result.stderr
     assert engine.inspect(info.name).running
     assert engine.checkpoints(info.name) == []
+
+
+@pytest.mark.usefixtures("criu")
+def test_hostile_image_refused_before_anything_is_created(
+    engine: Backend, containers: Containers, engines: Engines, tmp_path: Path
+) -> None:
+    """A checkpoint image whose spec.dump asks for an OCI hook (run on the host as root by
+    runc) is refused like such an archive: exit 8, no container."""
+    from tests.unit.test_archive_payload import _config, _spec, _tar
+
+    spec = _spec()
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "touch /pwned"]}]}
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(
+        _tar(
+            [
+                ("config.dump", json.dumps(_config()).encode()),
+                ("spec.dump", json.dumps(spec).encode()),
+                ("checkpoint/pstree.img", b"img"),
+            ]
+        )
+    )
+    image = engines.image(engines.docker)
+    engines.docker.import_layer(layer, image, labels={"ctk.test": "1"})  # type: ignore[attr-defined]
+    ref = image if engine.kind == "docker" else engines.move_image(engines.docker, image, engine)
+    name = containers.name("hostile")
+
+    result = ctk("restore", "--image", ref, "--name", name, engine=engine.kind)
+
+    assert result.returncode == 8, result.stderr
+    assert "hooks" in result.stderr and "Traceback" not in result.stderr
+    assert name not in {c.name for c in engine.containers(all=True)}
