@@ -31,6 +31,8 @@ import logging
 import re
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -242,6 +244,27 @@ def restore_image(backend: Backend, image: str, options: ImportOptions) -> Conta
             return _restore_images(backend, checked, spec, options, work)
 
 
+@contextmanager
+def unpacked(backend: Backend, image: str) -> Iterator[tuple[Path, str]]:
+    """The CRIU images of checkpoint image ``image`` (flat, in a temporary directory) and the
+    engine that made the checkpoint, for ``inspect`` and ``diff``: read with the same bounds
+    and member checks as a restore, nothing created.
+
+    Raises:
+        ImageNotFound: no such image.
+        ArchiveError: not a checkpoint image, or a malformed or hostile one.
+    """
+    if not isinstance(backend, Images):
+        raise Unsupported(f"the {backend.kind} backend has no images")
+    found = backend.inspect_image(image)
+    with tempfile.TemporaryDirectory(prefix="ctk-cpimage-") as tmp:
+        work = Path(tmp)
+        staged = layout.stage_saved_image(backend.save_image(found.id), work, declared=found.size)
+        source = layout.source_engine(staged)
+        images, _rootfs, _deleted = layout.unpack_layer(staged, work)
+        yield images, source
+
+
 def _refuse_taken(backend: Backend, target: str) -> None:
     try:
         backend.inspect(target)
@@ -310,4 +333,10 @@ def _require_restorable(images: Path, source: str, dest: str) -> None:
         raise Unsupported(f"cannot restore this checkpoint image on {dest}: {reason}")
 
 
-__all__ = ["CheckpointImageInfo", "create_image", "restore_image", "validate_reference"]
+__all__ = [
+    "CheckpointImageInfo",
+    "create_image",
+    "restore_image",
+    "unpacked",
+    "validate_reference",
+]

@@ -3,7 +3,9 @@ running, show the counter's changed pages and the same process tree."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from tests.conftest import Containers, ctk, last_count, wait_count_at_least
 from toolkit import operations
 from toolkit.backends.base import Backend
+from toolkit.errors import CtkError
 from toolkit.models import CheckpointOptions, ExportOptions
 
 pytestmark = pytest.mark.usefixtures("criu")
@@ -81,3 +84,30 @@ def test_diff_usage_errors(tmp_path: Path) -> None:
     bad = ctk("checkpoint", "diff", "web", "ok-name", "")
     assert bad.returncode == 2, bad.stderr
     assert "Traceback" not in one.stderr + missing.stderr + bad.stderr
+
+
+def test_inspect_and_diff_of_two_checkpoint_images(engine: Backend, containers: Containers) -> None:
+    from toolkit.checkpoint_images import create_image
+
+    name = containers.run().name
+    wait_count_at_least(engine, name, 2)
+    images = []
+    try:
+        for _ in range(2):
+            wait_count_at_least(engine, name, last_count(engine, name) + 2)
+            image = f"ctk-test-cpdiff-{uuid.uuid4().hex[:8]}:1"
+            create_image(engine, name, image, CheckpointOptions(leave_running=True))
+            images.append(image)
+
+        inspected = ctk("--json", "checkpoint", "inspect", "--image", images[0], engine=engine.kind)
+        diffed = ctk("--json", "checkpoint", "diff", "--image", *images, engine=engine.kind)
+
+        assert inspected.returncode == 0, inspected.stderr
+        comms = {p["comm"] for p in json.loads(inspected.stdout)["processes"]}
+        assert {"counter.sh", "httpd"} <= comms
+        assert diffed.returncode == 0, diffed.stderr
+        _check(json.loads(diffed.stdout))
+    finally:
+        for image in images:
+            with contextlib.suppress(CtkError):
+                engine.remove_image(image, force=True)  # type: ignore[attr-defined]

@@ -75,3 +75,12 @@ def test_checkpoint_image_options_checked_before_any_engine() -> None:
         result = ctk(*args, engine=NOWHERE)
         assert result.returncode == ExitCode.USAGE, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_image_inspect_and_diff_usage() -> None:
+    for args in (
+        ("checkpoint", "inspect", "--image", "img:1", "cp1"),
+        ("checkpoint", "diff", "--image", "web1", "a", "b"),
+    ):
+        result = ctk(*args, engine=NOWHERE)
+        assert result.returncode == ExitCode.USAGE, (args, result.stderr)

@@ -195,6 +195,18 @@ def _layout(layer: Path) -> str:
     )
 
 
+def source_engine(layer: Path) -> str:
+    """The engine that made the checkpoint in a staged layer (its layout tells; ctk's manifest
+    names it).
+
+    Raises:
+        ArchiveError: not a checkpoint image.
+    """
+    if _layout(layer) == CTK:
+        return _ctk_manifest(layer).engine
+    return "podman"
+
+
 def read_layer(layer: Path, options: ImportOptions) -> CheckpointLayer:
     """Check a staged layer completely and say what to create from it.
 
@@ -439,6 +451,7 @@ __all__ = [
     "CheckpointLayer",
     "image_labels",
     "read_layer",
+    "source_engine",
     "spec_from_libpod",
     "stage_saved_image",
     "unpack_layer",

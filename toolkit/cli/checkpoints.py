@@ -274,18 +274,28 @@ def rm(name: str, checkpoint_name: str) -> None:
 
 
 @checkpoint.command("inspect")
-@click.argument("target", metavar="FILE|NAME")
+@click.argument("target", metavar="FILE|NAME|IMAGE")
 @click.argument("checkpoint_name", metavar="[CHECKPOINT]", required=False)
+@click.option("--image", "is_image", is_flag=True, help="TARGET is a checkpoint image.")
 @json_option
-def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
+def inspect_cmd(target: str, checkpoint_name: str | None, is_image: bool) -> None:
     """Show what a checkpoint holds: processes, memory, files, sockets, namespaces.
 
-    Give an archive FILE (from --export), or a container NAME and one of its CHECKPOINTs.
+    Give an archive FILE (from --export), a container NAME and one of its CHECKPOINTs, or
+    --image and a checkpoint IMAGE.
     """
     from toolkit.criu.images import inspect_archive, inspect_checkpoint
 
     signature = None
-    if checkpoint_name is None:
+    if is_image:
+        if checkpoint_name is not None:
+            raise click.UsageError("--image takes the IMAGE alone")
+        from toolkit.checkpoint_images import unpacked
+        from toolkit.criu.images import read_images
+
+        with unpacked(state().backend(), target) as (directory, source_kind):
+            images = read_images(directory)
+    elif checkpoint_name is None:
         signature = signature_status(target)
         images = inspect_archive(target)
         source_kind = images.manifest.engine if images.manifest is not None else ""
@@ -314,20 +324,32 @@ def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
 
 @checkpoint.command("diff")
 @click.argument("targets", nargs=-1, required=True, metavar="NAME A B | FILE_A FILE_B")
+@click.option("--image", "images", is_flag=True, help="A and B are checkpoint images.")
 @json_option
-def diff_cmd(targets: tuple[str, ...]) -> None:
+def diff_cmd(targets: tuple[str, ...], images: bool) -> None:
     """Compare two checkpoints: processes, memory pages (by region), open files, sockets.
 
-    Give container NAME and two of its checkpoints A and B, or two archive files.
+    Give container NAME and two of its checkpoints A and B, two archive files, or --image and
+    two checkpoint images.
     """
     from contextlib import ExitStack
 
     from toolkit.criu.diff import diff_directories, extracted, fetched
 
-    if len(targets) not in (2, 3):
-        raise click.UsageError("give NAME A B (two checkpoints of a container) or FILE_A FILE_B")
+    if len(targets) not in (2, 3) or (images and len(targets) != 2):
+        raise click.UsageError(
+            "give NAME A B (two checkpoints of a container), FILE_A FILE_B, or --image "
+            "IMAGE_A IMAGE_B"
+        )
     with ExitStack() as stack:
-        if len(targets) == 3:
+        if images:
+            from toolkit.checkpoint_images import unpacked
+
+            first, second = targets
+            backend = state().backend()
+            a = stack.enter_context(unpacked(backend, first))[0]
+            b = stack.enter_context(unpacked(backend, second))[0]
+        elif len(targets) == 3:
             name, first, second = targets
             for cp_name in (first, second):
                 validate_checkpoint_name(cp_name)  # before any lookup
