@@ -124,3 +124,13 @@ def test_ordinary_layer_is_no_checkpoint_image(tmp_path: Path) -> None:
     path.write_bytes(buffer.getvalue())
     with pytest.raises(ArchiveError, match="not a checkpoint image"):
         layout.read_layer(path, ImportOptions())
+
+
+def test_chunk_reader_serves_any_read_size() -> None:
+    from toolkit.archive.checkpoint_image import _Chunks
+
+    reader = _Chunks([b"ab", b"", b"cdefg", b"h"])
+    assert reader.read(1) == b"a"
+    assert reader.read(3) == b"bcd"
+    assert reader.read() == b"efgh"
+    assert reader.read(5) == b""

@@ -96,23 +96,32 @@ class CheckpointLayer:
 
 
 class _Chunks:
-    """A read-only file over an iterator of byte chunks (an engine's image stream)."""
+    """A read-only file over an iterator of byte chunks (an engine's image stream).
+
+    Reads are served from the current chunk without copying what remains of it, so a large
+    image costs one pass, whatever sizes the tar reader asks for.
+    """
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks: Iterator[bytes] = iter(chunks)
-        self._buffer = b""
+        self._chunk = memoryview(b"")
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            try:
-                self._buffer += next(self._chunks)
-            except StopIteration:
-                break
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+        parts: list[bytes] = []
+        wanted = size
+        while wanted != 0:
+            if not self._chunk:
+                try:
+                    self._chunk = memoryview(next(self._chunks))
+                except StopIteration:
+                    break
+                continue
+            take = len(self._chunk) if wanted < 0 else min(wanted, len(self._chunk))
+            parts.append(bytes(self._chunk[:take]))
+            self._chunk = self._chunk[take:]
+            if wanted > 0:
+                wanted -= take
+        return b"".join(parts)
 
 
 def stage_saved_image(chunks: Iterable[bytes], work: Path, *, declared: int) -> Path:
