@@ -115,9 +115,8 @@ def create_image(
         raise Unsupported(f"the {backend.kind} backend has no images")
     options = dataclasses.replace(options, name=options.name or _checkpoint_name())
     if isinstance(backend, NativeCheckpointImages):
-        with (
-            operations.locked(backend, name, operation="checkpoint --create-image") as before,
-            operations._left_running(backend, before, options),
+        with operations.checkpointing(
+            backend, name, options, operation="checkpoint --create-image"
         ):
             cp = backend.checkpoint_image(name, image, options)
         made = backend.inspect_image(image)
@@ -144,7 +143,9 @@ def _create_by_import(
     from toolkit.migration import cross_runtime
 
     assert isinstance(backend, LayerImport) and isinstance(backend, Images)
-    with operations.locked(backend, name, operation="checkpoint --create-image") as info:
+    with operations.checkpointing(
+        backend, name, options, operation="checkpoint --create-image"
+    ) as info:
         if info.auto_remove:
             # as on Podman, which refuses it: the stop would remove the checkpoint with it
             validation.refuse_auto_remove_in_place(name, {"HostConfig": {"AutoRemove": True}})
@@ -158,41 +159,41 @@ def _create_by_import(
                 hint=f"checkpoint it in place (ctk checkpoint {name}), or run it on Podman, "
                 "whose checkpoint images do",
             )
-        with operations._left_running(backend, info, options):
-            cp = backend.checkpoint(name, options)
-            with tempfile.TemporaryDirectory(prefix="ctk-cpimage-") as tmp:
-                work = Path(tmp)
-                images, rootfs, deleted = cross_runtime.fetch_in_place(backend, name, cp.name, work)
-                engine = backend.info()
-                spec = backend.container_spec(name)
-                manifest = ArchiveManifest(
-                    format_version=1,
-                    engine=backend.kind,
-                    engine_version=engine.version,
-                    criu_version=probe_criu(run_check=False).version_text,
-                    container_id=info.id,
-                    container_name=info.name,
-                    image=info.image,
-                    image_id=info.image_id,
-                    checkpoint=cp.name,
-                    created=datetime.now(UTC).isoformat(timespec="seconds"),
-                    spec=dataclasses.replace(spec, name=info.name).to_dict(),
-                    engine_data={"layout": "checkpoint-image"},
-                    kernel=engine_kernel(),
-                )
-                layer = work / "layer.tar"
-                layout.write_ctk_layer(
-                    layer,
-                    manifest=manifest,
-                    images=images,
-                    rootfs=rootfs,
-                    deleted=deleted,
-                )
-                backend.import_layer(layer, image, labels=layout.image_labels(manifest))
+        cp = backend.checkpoint(name, options)
+        with tempfile.TemporaryDirectory(prefix="ctk-cpimage-") as tmp:
+            work = Path(tmp)
+            images, rootfs, deleted = cross_runtime.fetch_in_place(backend, name, cp.name, work)
+            engine = backend.info()
+            spec = backend.container_spec(name)
+            manifest = ArchiveManifest(
+                format_version=1,
+                engine=backend.kind,
+                engine_version=engine.version,
+                criu_version=probe_criu(run_check=False).version_text,
+                container_id=info.id,
+                container_name=info.name,
+                image=info.image,
+                image_id=info.image_id,
+                checkpoint=cp.name,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                spec=dataclasses.replace(spec, name=info.name).to_dict(),
+                engine_data={"layout": "checkpoint-image"},
+                kernel=_kernel(),
+            )
+            layer = work / "layer.tar"
+            layout.write_ctk_layer(
+                layer,
+                manifest=manifest,
+                images=images,
+                rootfs=rootfs,
+                deleted=deleted,
+            )
+            backend.import_layer(layer, image, labels=layout.image_labels(manifest))
     return cp, backend.inspect_image(image)
 
 
-def engine_kernel() -> str:
+def _kernel() -> str:
+    # as in a ctk archive's manifest: the engine's API reports no kernel (the local one here)
     import platform
 
     return platform.release()
