@@ -314,3 +314,29 @@ def test_hostile_image_refused_before_anything_is_created(
     assert result.returncode == 8, result.stderr
     assert "hooks" in result.stderr and "Traceback" not in result.stderr
     assert name not in {c.name for c in engine.containers(all=True)}
+
+
+def test_failed_import_puts_the_docker_container_back(
+    engines: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Docker's image is made in steps after the dump (fetch, layer, import): a failure in
+    any of them restores the container from the dump it just made. (Podman's is one libpod
+    call, which leaves the container running when it fails.)"""
+    from toolkit.checkpoint_images import create_image
+    from toolkit.errors import EngineError
+
+    docker, name = run_counter(engines, "docker")
+
+    def broken(*_args: object, **_kwargs: object) -> str:
+        raise EngineError("docker import failed: simulated")
+
+    monkeypatch.setattr(docker, "import_layer", broken)
+    before = last_count(docker, name)
+    since = int(time.time())
+    with pytest.raises(EngineError, match="simulated"):
+        create_image(docker, name, engines.image(docker), CheckpointOptions())
+
+    assert docker.inspect(name).running
+    wait_count_at_least(docker, name, before + 2)
+    # restored from the dump, not started afresh: no count=1 again
+    assert min(int(c) for c in _counts_since(docker, name, since)) >= before
