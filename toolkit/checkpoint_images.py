@@ -149,7 +149,9 @@ def _create_by_import(
         if info.auto_remove:
             # as on Podman, which refuses it: the stop would remove the checkpoint with it
             validation.refuse_auto_remove_in_place(name, {"HostConfig": {"AutoRemove": True}})
-        mounted = backend.mounts(name)
+        # the /run/.containerenv bind ctk adds to a container restored from Podman's images
+        # (see toolkit.migration.cross_runtime) is made again on any restore of these images
+        mounted = [m for m in backend.mounts(name) if m != cross_runtime.CONTAINERENV]
         if mounted:
             # as for a Docker archive: volume data and bind mounts are in neither CRIU's
             # images nor the rootfs changes; refused before anything is frozen
