@@ -218,6 +218,14 @@ def restore_image(backend: Backend, image: str, options: ImportOptions) -> Conta
         raise Unsupported(f"the {backend.kind} backend has no images")
     if options.name is not None:
         validate_ref(options.name, what="container")
+    if (options.tcp_established or options.file_locks) and not isinstance(
+        backend, StreamingCheckpoints
+    ):
+        # Docker starts from the images through its API, which has no such switches
+        raise Unsupported(
+            f"{backend.kind}'s API cannot pass --tcp-established/--file-locks to CRIU",
+            hint="restore the image on Podman instead (--engine podman)",
+        )
     found = backend.inspect_image(image)
     with tempfile.TemporaryDirectory(prefix="ctk-cpimage-") as tmp:
         work = Path(tmp)
@@ -296,11 +304,6 @@ def _restore_images(
     deleted = cross_runtime.without_mount_targets(deleted)
     source = checked.source_engine
     if isinstance(backend, ForeignImageRestore):
-        if options.tcp_established or options.file_locks:
-            raise Unsupported(
-                "Docker's API cannot pass --tcp-established/--file-locks to CRIU",
-                hint="restore the image on Podman instead (--engine podman)",
-            )
         _require_restorable(images, source, backend.kind)
         cross_runtime.prepare_images(images, source, backend.kind)
         return cross_runtime.restore_images_on_docker(

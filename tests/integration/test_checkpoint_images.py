@@ -340,3 +340,16 @@ def test_failed_import_puts_the_docker_container_back(
     wait_count_at_least(docker, name, before + 2)
     # restored from the dump, not started afresh: no count=1 again
     assert min(int(c) for c in _counts_since(docker, name, since)) >= before
+
+
+@pytest.mark.usefixtures("criu")
+def test_tcp_established_restore_on_docker_is_unsupported(engine: Backend) -> None:
+    """Docker's API has no CRIU switches: exit 6 before the image is even looked up. Podman
+    takes the switch (and so looks the image up: exit 4 for one that does not exist)."""
+    missing = f"ctk-test-none-{uuid.uuid4().hex[:8]}"
+
+    result = ctk("restore", "--image", missing, "--tcp-established", engine=engine.kind)
+
+    assert result.returncode == (6 if engine.kind == "docker" else 4), result.stderr
+    if engine.kind == "docker":
+        assert "--tcp-established" in result.stderr and "podman" in result.stderr
