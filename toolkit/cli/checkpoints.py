@@ -500,7 +500,9 @@ def render_images(images: CheckpointImages) -> None:
     help="With --import or --image: name of the new container (a clone).",
 )
 @click.option(
-    "--ignore-static-ip", is_flag=True, help="With --import: let the engine pick a new IP."
+    "--ignore-static-ip",
+    is_flag=True,
+    help="With --import or --image: let the engine pick a new IP.",
 )
 @click.option(
     "--verify",
@@ -517,20 +519,22 @@ def render_images(images: CheckpointImages) -> None:
     "publish",
     multiple=True,
     metavar="[IP:]HOST:CTR",
-    help="With --import: publish ports instead of the archived ones (repeatable).",
+    help="With --import or --image: publish ports instead of the archived ones (repeatable).",
 )
 @click.option(
     "--allow-mount",
     "allow_mounts",
     multiple=True,
     metavar="PATH|VOLUME",
-    help="With --import: let the archived container mount this host path or volume "
+    help="With --import or --image: let the archived container mount this host path or "
+    "volume "
     "(repeatable); archives are refused if they mount anything not named here.",
 )
 @click.option(
     "--allow-host-network",
     is_flag=True,
-    help="With --import: let an archived container of network=host share this host's network "
+    help="With --import or --image: let an archived container of network=host share this "
+    "host's network "
     "(refused otherwise).",
 )
 @click.option(
@@ -556,7 +560,8 @@ def restore(
     """Restore container NAME from a checkpoint; its processes continue where they were.
 
     With --import FILE, create the container from a checkpoint archive instead (on this or
-    another host); --name NEW makes a clone beside a still running original.
+    another host), with --image IMAGE from a checkpoint image (Podman's format, made by
+    either engine); --name NEW makes a clone beside a still running original.
     """
     if latest and (cp_name is not None or import_path is not None or image is not None):
         raise InvalidArgument("--latest does not go with --checkpoint, --import or --image")
