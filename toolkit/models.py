@@ -671,6 +671,57 @@ class CheckpointImages(_Model):
     """Mount points CRIU expects the restoring runtime to provide (runc's external mounts)."""
 
 
+@dataclass(frozen=True)
+class RegionDiff(_Model):
+    """How one memory region (VMA) of a process differs between two checkpoints, in pages.
+
+    ``changed`` pages are dumped in both with other contents; ``added``/``removed`` are dumped
+    in only the second/first. ``compared`` is False when the page contents were not available
+    (no pages-*.img), so only the page lists were compared.
+    """
+
+    pid: int
+    region: str
+    start: int
+    end: int
+    changed: int = 0
+    added: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    compared: bool = True
+
+
+@dataclass(frozen=True)
+class CheckpointDiff(_Model):
+    """What changed from checkpoint ``a`` to checkpoint ``b`` (``ctk checkpoint diff``).
+
+    Processes are matched by PID and command; ``same_tree`` says whether both trees have the
+    same shape (each process's command under its parent's command, counted). Memory totals are
+    in pages of ``page_size`` bytes; files and sockets as ``PID fd:target`` and socket lines.
+    """
+
+    a: str
+    b: str
+    page_size: int
+    same_tree: bool
+    processes_kept: tuple[ImageProcess, ...] = ()
+    processes_added: tuple[ImageProcess, ...] = ()
+    processes_removed: tuple[ImageProcess, ...] = ()
+    regions: tuple[RegionDiff, ...] = ()
+    pages_changed: int = 0
+    pages_added: int = 0
+    pages_removed: int = 0
+    pages_unchanged: int = 0
+    contents_compared: bool = True
+    files_added: tuple[str, ...] = ()
+    files_removed: tuple[str, ...] = ()
+    sockets_added: tuple[str, ...] = ()
+    sockets_removed: tuple[str, ...] = ()
+    bytes_changed: int = 0
+    bytes_added: int = 0
+    bytes_removed: int = 0
+
+
 # How a migration moves the processes: live (CRIU), cold (stop, start), auto (live if it can).
 MIGRATION_MODES = ("auto", "live", "cold", "postcopy")
 MIGRATION_PHASES = ("preflight", "image", "dump", "transfer", "restore", "verify")

@@ -210,3 +210,22 @@ def import_checkpoint(
         target = read_manifest(archive_path).container_name
     with locked_name(backend, target, operation="restore --import"):
         return backend.import_checkpoint(archive_path, options)
+
+
+@contextmanager
+def checkpointing(
+    backend: Backend, name: str, options: CheckpointOptions, *, operation: str
+) -> Iterator[ContainerInfo]:
+    """The lock of container ``name`` held for a checkpoint made in the block (named by
+    ``options.name``); if the block fails or is interrupted after the dump stopped the
+    container, it runs again from that dump. Yields the container as it was when locked.
+
+    Raises:
+        ContainerNotFound: no such container.
+        Conflict: another ctk works on it.
+    """
+    with (
+        locked(backend, name, operation=operation) as before,
+        _left_running(backend, before, options),
+    ):
+        yield before

@@ -126,3 +126,11 @@ def test_portability() -> None:
         unavailable("criu not ready")
     out = run_example("portability", "docker").stdout
     assert "OK portability[docker]" in out and "OK portability[podman]" in out
+
+
+def test_checkpoint_image(engine: Backend, criu: None) -> None:
+    # The counter starts on ``engine`` and its checkpoint image is restored on the other one.
+    other = "podman" if engine.kind == "docker" else "docker"
+    out = run_example("checkpoint-image", engine.kind).stdout
+    assert f"OK checkpoint-image[{engine.kind} -> {other}]" in out
+    assert "same tree" in out and "pages changed" in out

@@ -58,3 +58,29 @@ def test_bad_container_name() -> None:
     result = ctk("checkpoint", "../etc", engine=NOWHERE)
     assert result.returncode in (ExitCode.USAGE, ExitCode.ENGINE_UNAVAILABLE)
     assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_image_options_checked_before_any_engine() -> None:
+    # refused before connecting: the engine URL points nowhere, so exit 3 would mean it tried
+    cases = [
+        ("checkpoint", "web1", "--create-image", "Bad Name"),
+        ("checkpoint", "web1", "--create-image", "img:1", "--export", "f.ctk"),
+        ("restore", "web1", "--image", "img:1"),
+        ("restore", "--image", "img:1", "--import", "f.ctk"),
+        ("restore", "--image", "img:1", "--verify", "k.pub"),
+        ("checkpoint", "diff", "only-one"),
+        ("checkpoint", "diff", "web1", "cp1", "../x"),
+    ]
+    for args in cases:
+        result = ctk(*args, engine=NOWHERE)
+        assert result.returncode == ExitCode.USAGE, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_image_inspect_and_diff_usage() -> None:
+    for args in (
+        ("checkpoint", "inspect", "--image", "img:1", "cp1"),
+        ("checkpoint", "diff", "--image", "web1", "a", "b"),
+    ):
+        result = ctk(*args, engine=NOWHERE)
+        assert result.returncode == ExitCode.USAGE, (args, result.stderr)

@@ -445,32 +445,16 @@ def _read_json(source: IO[bytes] | None, size: int, name: str) -> Any:
         raise ArchiveError(f"the payload's {name} is not JSON: {exc}", hint=_HINT) from exc
 
 
-def check_podman_payload(
-    payload: Path,
-    manifest: ArchiveManifest,
-    *,
-    allow_mounts: Sequence[str] = (),
-    allow_host_network: bool = False,
-    criu_config_dirs: Iterable[str] | None = None,
-) -> None:
-    """Check libpod's export tar before libpod sees it, in one streamed pass.
+def read_podman_payload(payload: Path) -> dict[str, Any]:
+    """Stream libpod's export tar once: its members checked (names, links), the nested tars
+    libpod extracts into the container (``rootfs-diff.tar``, ``devshm-checkpoint.tar``) checked
+    as tars, and ``spec.dump``, ``config.dump`` and ``deleted.files`` parsed (bounded).
 
-    Its members (names, links), the nested tars libpod extracts into the container
-    (``rootfs-diff.tar``, ``devshm-checkpoint.tar``), ``deleted.files``, and ``spec.dump`` /
-    ``config.dump`` against the allow-list and the manifest (see the module's docstring).
+    Returns the parsed documents by name (``deleted.files`` already checked).
 
     Raises:
-        ArchiveError: anything hostile, malformed, or beyond what the user allowed.
+        ArchiveError: anything hostile or malformed, or no config.dump/spec.dump.
     """
-    if criu_config_dirs is None:
-        from toolkit import records
-
-        # where toolkit.migration.cross_runtime writes the per-container CRIU configs
-        criu_config_dirs = (str(records.state_dir() / "criu-config"),)
-    check_container_spec(manifest.spec, allow_host_network=allow_host_network)
-    policy = PayloadPolicy(
-        allow_mounts=tuple(allow_mounts), criu_config_dirs=tuple(criu_config_dirs)
-    )
     docs: dict[str, Any] = {}
     what = "podman checkpoint"
     try:
@@ -498,6 +482,59 @@ def check_podman_payload(
     for name in ("config.dump", "spec.dump"):
         if name not in docs:
             raise ArchiveError(f"the payload has no {name}", hint=_HINT)
+    if not isinstance(docs["config.dump"], dict):
+        raise _refuse("the payload's config.dump", "it is not an object")
+    return docs
+
+
+def check_podman_payload(
+    payload: Path,
+    manifest: ArchiveManifest,
+    *,
+    allow_mounts: Sequence[str] = (),
+    allow_host_network: bool = False,
+    criu_config_dirs: Iterable[str] | None = None,
+) -> None:
+    """Check libpod's export tar before libpod sees it, in one streamed pass.
+
+    Its members (names, links), the nested tars libpod extracts into the container
+    (``rootfs-diff.tar``, ``devshm-checkpoint.tar``), ``deleted.files``, and ``spec.dump`` /
+    ``config.dump`` against the allow-list and the manifest (see the module's docstring).
+
+    Raises:
+        ArchiveError: anything hostile, malformed, or beyond what the user allowed.
+    """
+    check_podman_docs(
+        read_podman_payload(payload),
+        manifest,
+        allow_mounts=allow_mounts,
+        allow_host_network=allow_host_network,
+        criu_config_dirs=criu_config_dirs,
+    )
+
+
+def check_podman_docs(
+    docs: Mapping[str, Any],
+    manifest: ArchiveManifest,
+    *,
+    allow_mounts: Sequence[str] = (),
+    allow_host_network: bool = False,
+    criu_config_dirs: Iterable[str] | None = None,
+) -> None:
+    """The documents :func:`read_podman_payload` parsed, against the allow-list and ``manifest``.
+
+    Raises:
+        ArchiveError: anything beyond an ordinary container and what the user allowed.
+    """
+    if criu_config_dirs is None:
+        from toolkit import records
+
+        # where toolkit.migration.cross_runtime writes the per-container CRIU configs
+        criu_config_dirs = (str(records.state_dir() / "criu-config"),)
+    check_container_spec(manifest.spec, allow_host_network=allow_host_network)
+    policy = PayloadPolicy(
+        allow_mounts=tuple(allow_mounts), criu_config_dirs=tuple(criu_config_dirs)
+    )
     config = docs["config.dump"]
     check_libpod_config(config, manifest=manifest, policy=policy)
     check_oci_spec(

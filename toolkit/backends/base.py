@@ -442,6 +442,26 @@ class ForeignImageRestore(Backend, Protocol):
 
 
 @runtime_checkable
+class NativeCheckpointImages(Protocol):
+    """The engine commits a checkpoint as a checkpoint image itself (libpod's createImage)."""
+
+    def checkpoint_image(self, name: str, image: str, options: CheckpointOptions) -> Checkpoint:
+        """Checkpoint ``name`` into the one-layer checkpoint image ``image``; the checkpoint
+        also stays in place. Raises Conflict (not running, --rm) or CheckpointError."""
+        ...
+
+
+@runtime_checkable
+class LayerImport(Protocol):
+    """A tar made into a one-layer image FROM scratch (``docker import``): how ctk makes a
+    checkpoint image where the engine has no such route (Docker)."""
+
+    def import_layer(self, layer: Path, reference: str, *, labels: Mapping[str, str]) -> str:
+        """The new image's ID, tagged ``reference``, carrying ``labels``."""
+        ...
+
+
+@runtime_checkable
 class Images(Protocol):
     """Images as a stack of read-only layers: list, build (no registry), inspect, history,
     remove, prune. Both engines offer it through their own API."""

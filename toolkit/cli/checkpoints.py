@@ -33,10 +33,12 @@ from toolkit.cli._common import (
 from toolkit.cli.schedule import run_scheduled
 from toolkit.errors import ContainerNotFound, CtkError, InvalidArgument, Unsupported
 from toolkit.models import (
+    CheckpointDiff,
     CheckpointImages,
     CheckpointOptions,
     ContainerInfo,
     ExportOptions,
+    ImageProcess,
     ImportOptions,
     PortMapping,
     RestoreOptions,
@@ -71,6 +73,13 @@ def checkpoint() -> None:
     "export_path",
     type=click.Path(dir_okay=False),
     help="Write the checkpoint to this ctk archive file (restore it with --import).",
+)
+@click.option(
+    "--create-image",
+    "create_image",
+    metavar="IMAGE",
+    help="Write the checkpoint as a checkpoint image (Podman's format; restore it with "
+    "restore --image IMAGE, or podman container restore IMAGE).",
 )
 @click.option(
     "-c",
@@ -108,6 +117,7 @@ def create(
     tcp_established: bool,
     file_locks: bool,
     export_path: str | None,
+    create_image: str | None,
     compression: str | None,
     sign_key: str | None,
     ignore_rootfs: bool,
@@ -134,12 +144,21 @@ def create(
     if all_ or labels:
         if not all_ or name is not None:
             raise click.UsageError("give the container NAME, or --all (with --label filters)")
-        if export_path or every or print_stats:
-            raise click.UsageError("--all does not go with --export, --every or --print-stats")
+        if export_path or every or print_stats or create_image is not None:
+            raise click.UsageError(
+                "--all does not go with --export, --every, --create-image or --print-stats"
+            )
         _checkpoint_all(options, labels)
         return
     if name is None:
         raise click.UsageError("give the container NAME, or --all")
+    if create_image is not None:
+        if every is not None or export_path is not None or compression or sign_key:
+            raise click.UsageError(
+                "--create-image does not go with --every, --export, --compress or --sign"
+            )
+        _create_image(name, create_image, options, print_stats)
+        return
     if every is not None:
         if cp_name is not None or export_path is not None or sign_key is not None:
             raise InvalidArgument(
@@ -288,6 +307,24 @@ def prune(name: str | None, keep: int, yes: bool) -> None:
             click.echo(f"{item.container} {item.name}")
 
 
+def _create_image(name: str, image: str, options: CheckpointOptions, print_stats: bool) -> None:
+    from toolkit.checkpoint_images import create_image, validate_reference
+
+    validate_reference(image)  # before connecting: a typo must not cost a checkpoint
+    started = time.monotonic()
+    backend = state().backend()
+    if not options.leave_running:
+        record_intended_stop(backend, name)  # not a crash for a running `ctk watch`
+    try:
+        made = create_image(backend, name, image, options)
+    except CtkError:
+        forget_intended_stop(backend, name)
+        raise
+    timings = {"checkpoint": round(time.monotonic() - started, 3)}
+    criu = _criu_stats(backend, name, "dump") if print_stats else {}
+    _render(made.to_dict(), made.image, timings if print_stats else None, criu)
+
+
 _MICROSECONDS = re.compile(r"_time$")
 
 
@@ -377,18 +414,28 @@ def rm(name: str, checkpoint_name: str) -> None:
 
 
 @checkpoint.command("inspect")
-@click.argument("target", metavar="FILE|NAME")
+@click.argument("target", metavar="FILE|NAME|IMAGE")
 @click.argument("checkpoint_name", metavar="[CHECKPOINT]", required=False)
+@click.option("--image", "is_image", is_flag=True, help="TARGET is a checkpoint image.")
 @json_option
-def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
+def inspect_cmd(target: str, checkpoint_name: str | None, is_image: bool) -> None:
     """Show what a checkpoint holds: processes, memory, files, sockets, namespaces.
 
-    Give an archive FILE (from --export), or a container NAME and one of its CHECKPOINTs.
+    Give an archive FILE (from --export), a container NAME and one of its CHECKPOINTs, or
+    --image and a checkpoint IMAGE.
     """
     from toolkit.criu.images import inspect_archive, inspect_checkpoint
 
     signature = None
-    if checkpoint_name is None:
+    if is_image:
+        if checkpoint_name is not None:
+            raise click.UsageError("--image takes the IMAGE alone")
+        from toolkit.checkpoint_images import unpacked
+        from toolkit.criu.images import read_images
+
+        with unpacked(state().backend(), target) as (directory, source_kind):
+            images = read_images(directory)
+    elif checkpoint_name is None:
         signature = signature_status(target)
         images = inspect_archive(target)
         source_kind = images.manifest.engine if images.manifest is not None else ""
@@ -413,6 +460,93 @@ def inspect_cmd(target: str, checkpoint_name: str | None) -> None:
     click.echo(
         f"\nrestore on {other or 'the other runtime'}: {'yes' if possible else 'no'} ({reason})"
     )
+
+
+@checkpoint.command("diff")
+@click.argument("targets", nargs=-1, required=True, metavar="NAME A B | FILE_A FILE_B")
+@click.option("--image", "images", is_flag=True, help="A and B are checkpoint images.")
+@json_option
+def diff_cmd(targets: tuple[str, ...], images: bool) -> None:
+    """Compare two checkpoints: processes, memory pages (by region), open files, sockets.
+
+    Give container NAME and two of its checkpoints A and B, two archive files, or --image and
+    two checkpoint images.
+    """
+    from contextlib import ExitStack
+
+    from toolkit.criu.diff import diff_directories, extracted, fetched
+
+    if len(targets) not in (2, 3) or (images and len(targets) != 2):
+        raise click.UsageError(
+            "give NAME A B (two checkpoints of a container), FILE_A FILE_B, or --image "
+            "IMAGE_A IMAGE_B"
+        )
+    with ExitStack() as stack:
+        if images:
+            from toolkit.checkpoint_images import unpacked
+
+            first, second = targets
+            backend = state().backend()
+            a = stack.enter_context(unpacked(backend, first))[0]
+            b = stack.enter_context(unpacked(backend, second))[0]
+        elif len(targets) == 3:
+            name, first, second = targets
+            for cp_name in (first, second):
+                validate_checkpoint_name(cp_name)  # before any lookup
+            backend = state().backend()
+            a = stack.enter_context(fetched(backend, name, first))
+            b = stack.enter_context(fetched(backend, name, second))
+        else:
+            first, second = targets
+            a = stack.enter_context(extracted(first))
+            b = stack.enter_context(extracted(second))
+        result = diff_directories(a, b, label_a=first, label_b=second)
+    if wants_json():
+        print_json(result.to_dict())
+        return
+    _render_diff(result)
+
+
+def _render_diff(result: CheckpointDiff) -> None:
+    def procs(items: tuple[ImageProcess, ...]) -> str:
+        return ", ".join(f"{p.pid} {p.comm}" for p in items) or "-"
+
+    tree = "same tree" if result.same_tree else "the tree changed"
+    click.echo(f"{result.a} -> {result.b}")
+    click.echo(f"processes: {tree}")
+    click.echo(f"  kept:    {procs(result.processes_kept)}")
+    click.echo(f"  added:   {procs(result.processes_added)}")
+    click.echo(f"  removed: {procs(result.processes_removed)}")
+    how = "contents compared" if result.contents_compared else "page lists only: no contents"
+    click.echo(
+        f"memory:    {result.pages_changed} pages changed ({result.bytes_changed} bytes), "
+        f"{result.pages_added} added, {result.pages_removed} removed, "
+        f"{result.pages_unchanged} unchanged ({how})"
+    )
+    if result.regions:
+        click.echo("")
+        print_table(
+            ["PID", "REGION", "ADDRESS", "CHANGED", "ADDED", "REMOVED"],
+            [
+                [
+                    str(r.pid),
+                    r.region,
+                    f"{r.start:x}-{r.end:x}",
+                    str(r.changed),
+                    str(r.added),
+                    str(r.removed),
+                ]
+                for r in result.regions
+            ],
+        )
+    click.echo("")
+    for label, items in (
+        ("files +", result.files_added),
+        ("files -", result.files_removed),
+        ("sockets +", result.sockets_added),
+        ("sockets -", result.sockets_removed),
+    ):
+        click.echo(f"{label:<10} {', '.join(items) or '-'}")
 
 
 def _signature_line(status: SignatureStatus) -> str:
@@ -516,10 +650,22 @@ def render_images(images: CheckpointImages) -> None:
     help="Create the container from this ctk archive (made by checkpoint --export).",
 )
 @click.option(
-    "-n", "--name", "new_name", help="With --import: name of the new container (a clone)."
+    "--image",
+    "image",
+    metavar="IMAGE",
+    help="Create the container from this checkpoint image (made by checkpoint "
+    "--create-image, or by podman container checkpoint --create-image).",
 )
 @click.option(
-    "--ignore-static-ip", is_flag=True, help="With --import: let the engine pick a new IP."
+    "-n",
+    "--name",
+    "new_name",
+    help="With --import or --image: name of the new container (a clone).",
+)
+@click.option(
+    "--ignore-static-ip",
+    is_flag=True,
+    help="With --import or --image: let the engine pick a new IP.",
 )
 @click.option(
     "--verify",
@@ -536,20 +682,22 @@ def render_images(images: CheckpointImages) -> None:
     "publish",
     multiple=True,
     metavar="[IP:]HOST:CTR",
-    help="With --import: publish ports instead of the archived ones (repeatable).",
+    help="With --import or --image: publish ports instead of the archived ones (repeatable).",
 )
 @click.option(
     "--allow-mount",
     "allow_mounts",
     multiple=True,
     metavar="PATH|VOLUME",
-    help="With --import: let the archived container mount this host path or volume "
+    help="With --import or --image: let the archived container mount this host path or "
+    "volume "
     "(repeatable); archives are refused if they mount anything not named here.",
 )
 @click.option(
     "--allow-host-network",
     is_flag=True,
-    help="With --import: let an archived container of network=host share this host's network "
+    help="With --import or --image: let an archived container of network=host share this "
+    "host's network "
     "(refused otherwise).",
 )
 @click.option(
@@ -567,6 +715,7 @@ def restore(
     ignore_rootfs: bool,
     file_locks: bool,
     import_path: str | None,
+    image: str | None,
     new_name: str | None,
     ignore_static_ip: bool,
     verify_keys: tuple[str, ...],
@@ -578,17 +727,25 @@ def restore(
     """Restore container NAME from a checkpoint; its processes continue where they were.
 
     With --import FILE, create the container from a checkpoint archive instead (on this or
-    another host); --name NEW makes a clone beside a still running original.
+    another host), with --image IMAGE from a checkpoint image (Podman's format, made by
+    either engine); --name NEW makes a clone beside a still running original.
     """
-    if latest and (cp_name is not None or import_path is not None):
-        raise InvalidArgument("--latest does not go with --checkpoint or --import")
+    if latest and (cp_name is not None or import_path is not None or image is not None):
+        raise InvalidArgument("--latest does not go with --checkpoint, --import or --image")
     if ignore_rootfs and import_path is None:
         raise click.UsageError("--ignore-rootfs needs --import FILE")
     if all_ or labels:
-        if not all_ or name is not None or import_path is not None or new_name or print_stats:
+        if (
+            not all_
+            or name is not None
+            or import_path is not None
+            or image is not None
+            or new_name
+            or print_stats
+        ):
             raise click.UsageError(
                 "give the container NAME, or --all (with --label filters); --all does not go "
-                "with --import, --name or --print-stats"
+                "with --import, --image, --name or --print-stats"
             )
         options = RestoreOptions(
             checkpoint=cp_name,
@@ -599,9 +756,31 @@ def restore(
         results = batch.restore_all(state().backend(), options, labels=parse_labels(labels))
         _render_batch(results, action="restore")
         return
+    if image is not None:
+        if import_path is not None or name is not None or cp_name is not None or verify_keys:
+            raise click.UsageError(
+                "--image does not go with NAME, --checkpoint, --import or --verify; name the "
+                "new container with --name NEW"
+            )
+        if tcp_close:
+            raise click.UsageError("--tcp-close goes with NAME or --import FILE, not --image")
+        _restore_image(
+            image,
+            ImportOptions(
+                name=new_name,
+                tcp_established=tcp_established,
+                file_locks=file_locks,
+                ignore_static_ip=ignore_static_ip,
+                ports=_ports(publish),
+                allow_mounts=allow_mounts,
+                allow_host_network=allow_host_network,
+            ),
+            print_stats,
+        )
+        return
     if import_path is None:
         if name is None:
-            raise click.UsageError("give the container NAME, or --import FILE")
+            raise click.UsageError("give the container NAME, --import FILE or --image IMAGE")
         if (
             new_name
             or ignore_static_ip
@@ -612,7 +791,7 @@ def restore(
         ):
             raise click.UsageError(
                 "--name, --ignore-static-ip, --publish, --verify, --allow-mount and "
-                "--allow-host-network need --import FILE"
+                "--allow-host-network need --import FILE (or --image IMAGE)"
             )
         options = RestoreOptions(
             checkpoint=cp_name,
@@ -629,10 +808,7 @@ def restore(
                 "with --import, name the new container with --name NEW (the archive holds "
                 "one checkpoint)"
             )
-        try:
-            ports = tuple(PortMapping.parse(p) for p in publish)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--publish") from exc
+        ports = _ports(publish)
         imported = ImportOptions(
             name=new_name,
             tcp_established=tcp_established,
@@ -655,4 +831,22 @@ def restore(
         phase = "import"
     timings = {phase: round(time.monotonic() - started, 3)}
     criu = _criu_stats(state().backend(), info.id, "restore") if print_stats else {}
+    _render(info.to_dict(), info.name, timings if print_stats else None, criu)
+
+
+def _ports(publish: tuple[str, ...]) -> tuple[PortMapping, ...]:
+    try:
+        return tuple(PortMapping.parse(p) for p in publish)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--publish") from exc
+
+
+def _restore_image(image: str, options: ImportOptions, print_stats: bool) -> None:
+    from toolkit.checkpoint_images import restore_image
+
+    started = time.monotonic()
+    backend = state().backend()
+    info = restore_image(backend, image, options)
+    timings = {"restore": round(time.monotonic() - started, 3)}
+    criu = _criu_stats(backend, info.id, "restore") if print_stats else {}
     _render(info.to_dict(), info.name, timings if print_stats else None, criu)

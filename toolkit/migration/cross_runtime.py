@@ -52,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -294,7 +293,9 @@ def live_cross_runtime(
                     dest, spec, template, images, rootfs, deleted, config, tcp_established
                 )
             elif isinstance(dest, ForeignImageRestore):
-                result = _restore_on_docker(dest, spec, info, images, rootfs, deleted, checkpoint)
+                result = _restore_on_docker(
+                    dest, spec, info.image_id, images, rootfs, deleted, checkpoint
+                )
             else:
                 raise Unsupported(f"cannot restore on {dest.kind}")
         except BaseException as exc:
@@ -413,61 +414,53 @@ def _freeze(
     tcp_established: bool,
 ) -> tuple[Path, Path | None, list[str]]:
     """Checkpoint the source: its CRIU images (flat directory), rootfs changes, deleted paths."""
-    from toolkit.criu.images import extract_images
+    from toolkit.archive.checkpoint_image import unpack_layer
 
-    images = work / "images"
-    images.mkdir()
-    rootfs = work / "rootfs.tar"
     if not isinstance(source, RawCheckpointArchives):
         # The checkpoint in place, its images and the rootfs changes fetched (Docker).
         source.checkpoint(name, CheckpointOptions(name=checkpoint, leave_running=keep_source))
         try:
-            source.fetch_checkpoint_images(name, checkpoint, images)
-            raw = work / "changes.tar"
-            deleted = source.fetch_changes(name, raw)
+            return fetch_in_place(source, name, checkpoint, work)
+        except BaseException:
+            if not keep_source:
+                source.restore(name, RestoreOptions(checkpoint=checkpoint))
+            raise
+    # The engine's own export holds the images and the rootfs changes (Podman).
+    export = work / "export.tar"
+    source.export_raw(
+        name,
+        export,
+        checkpoint=checkpoint,
+        leave_running=keep_source,
+        tcp_established=tcp_established,
+    )
+    try:
+        images, raw, deleted = unpack_layer(export, work)
+        rootfs = None
+        if raw is not None:
+            rootfs = work / "rootfs.tar"
             _filter_changes(raw, rootfs)
-        except BaseException:
-            if not keep_source:
-                source.restore(name, RestoreOptions(checkpoint=checkpoint))
-            raise
-        return images, rootfs, [d for d in deleted if not _mount_target(d)]
-    if isinstance(source, RawCheckpointArchives):
-        # The engine's own export holds the images and the rootfs changes (Podman).
-        export = work / "export.tar"
-        source.export_raw(
-            name,
-            export,
-            checkpoint=checkpoint,
-            leave_running=keep_source,
-            tcp_established=tcp_established,
-        )
-        try:
-            names = archive.check_nested_tar(export, what="podman checkpoint")
-            with tarfile.open(export) as tar:
-                checkpoint_only = work / "checkpoint.tar"
-                with tarfile.open(checkpoint_only, "w") as out:
-                    for member, clean in zip(tar.getmembers(), names, strict=True):
-                        if clean.startswith("checkpoint/") and member.isfile():
-                            out.addfile(member, tar.extractfile(member))
-                extract_images(checkpoint_only, images)
-                deleted = []
-                if "deleted.files" in names:
-                    handle = tar.extractfile("deleted.files")
-                    deleted = list(json.load(handle)) if handle is not None else []
-                if "rootfs-diff.tar" in names:
-                    inner = tar.extractfile("rootfs-diff.tar")
-                    if inner is not None:
-                        raw = work / "changes.tar"
-                        with raw.open("wb") as out_file:
-                            shutil.copyfileobj(inner, out_file)
-                        archive.check_nested_tar(raw, what="rootfs changes", allow_symlinks=True)
-                        _filter_changes(raw, rootfs)
-        except BaseException:
-            if not keep_source:
-                source.restore(name, RestoreOptions(checkpoint=checkpoint))
-            raise
-        return images, rootfs if rootfs.exists() else None, [str(d) for d in deleted]
-    raise Unsupported(f"cannot checkpoint on {source.kind} for a cross-runtime move")
+    except BaseException:
+        if not keep_source:
+            source.restore(name, RestoreOptions(checkpoint=checkpoint))
+        raise
+    return images, rootfs, deleted
+
+
+def fetch_in_place(
+    source: Backend, name: str, checkpoint: str, work: Path
+) -> tuple[Path, Path, list[str]]:
+    """A checkpoint the engine holds in place, fetched into ``work``: CRIU's images (flat in
+    ``work/images``), the container's rootfs changes as a tar and its deleted paths, without
+    the paths the runtime mounts over."""
+    images = work / "images"
+    images.mkdir()
+    source.fetch_checkpoint_images(name, checkpoint, images)
+    raw = work / "changes.tar"
+    deleted = source.fetch_changes(name, raw)
+    rootfs = work / "rootfs.tar"
+    _filter_changes(raw, rootfs)
+    return images, rootfs, [d for d in deleted if not _mount_target(d)]
 
 
 def _mount_target(path: str) -> bool:
@@ -586,10 +579,83 @@ def _bytes_io(data: bytes) -> Any:
     return io.BytesIO(data)
 
 
+def prepare_images(images: Path, source_kind: str, dest_kind: str) -> None:
+    """Adjust CRIU images dumped on ``source_kind`` for a restore on ``dest_kind`` (see the
+    module's docstring); nothing changes when the two are the same."""
+    if source_kind != dest_kind:
+        _prepare_images(images, source_kind, dest_kind)
+
+
+def filter_changes(raw: Path, out: Path) -> None:
+    """Copy a rootfs-changes tar without the paths the runtime mounts over."""
+    _filter_changes(raw, out)
+
+
+def without_mount_targets(deleted: list[str]) -> list[str]:
+    """Deleted paths without those the runtime mounts over."""
+    return [d for d in deleted if not _mount_target(d)]
+
+
+def restore_images_on_docker(
+    dest: ForeignImageRestore,
+    spec: ContainerSpec,
+    *,
+    image_id: str,
+    images: Path,
+    rootfs: Path | None,
+    deleted: list[str],
+    checkpoint: str,
+) -> ContainerInfo:
+    """Create a Docker container for CRIU ``images`` (prepared for Docker) and start it from
+    them; a failure leaves no container behind.
+
+    Raises:
+        Unsupported: the images need mounts Docker would not provide.
+        ImageNotFound: no image ``image_id`` here.
+        CheckpointError: CRIU failed to restore.
+    """
+    return _restore_on_docker(dest, spec, image_id, images, rootfs, deleted, checkpoint)
+
+
+def restore_images_on_podman(
+    dest: TemplateRestore,
+    spec: ContainerSpec,
+    *,
+    image_id: str,
+    images: Path,
+    rootfs: Path | None,
+    deleted: list[str],
+    tcp_established: bool = False,
+) -> ContainerInfo:
+    """Restore CRIU images from Docker (prepared for Podman) into a new Podman container,
+    through a template's libpod metadata (see the module's docstring).
+
+    Raises:
+        Unsupported: Podman's host does not see ctk's CRIU config directory.
+        ImageNotFound: no image ``image_id`` here.
+        CheckpointError: CRIU failed to restore (nothing left behind).
+    """
+    _require_shared_config_dir(dest, image_id)
+    image = dest.local_image(spec.image, image_id)
+    info = ContainerInfo(
+        id="", name=str(spec.name), image=image, image_id=image_id, status="", running=False
+    )
+    config = _new_config_file(str(spec.name))
+    try:
+        with tempfile.TemporaryDirectory(prefix="ctk-xr-") as tmp:
+            template = _podman_template(dest, spec, info, config, Path(tmp))
+            return _restore_on_podman(
+                dest, spec, template, images, rootfs, deleted, config, tcp_established
+            )
+    except BaseException:
+        config.unlink(missing_ok=True)
+        raise
+
+
 def _restore_on_docker(
     dest: ForeignImageRestore,
     spec: ContainerSpec,
-    info: ContainerInfo,
+    image_id: str,
     images: Path,
     rootfs: Path | None,
     deleted: list[str],
@@ -604,7 +670,7 @@ def _restore_on_docker(
         raise Unsupported(f"the checkpoint needs mounts Docker would not provide: {unknown}")
     binds = {"/dev/null": CONTAINERENV} if CONTAINERENV in needed else {}
     container_id = dest.create_for_images(
-        spec, image_id=info.image_id, shareable_ipc="/dev/shm" in needed, binds=binds
+        spec, image_id=image_id, shareable_ipc="/dev/shm" in needed, binds=binds
     )
     try:
         return dest.start_from_images(
@@ -623,6 +689,12 @@ __all__ = [
     "can_restore_on",
     "container_portable_to",
     "criu_config_dir",
+    "fetch_in_place",
+    "filter_changes",
     "live_cross_runtime",
+    "prepare_images",
     "remove_criu_config",
+    "restore_images_on_docker",
+    "restore_images_on_podman",
+    "without_mount_targets",
 ]

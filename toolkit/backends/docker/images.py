@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -57,6 +58,21 @@ class ImagesMixin(DockerClient):
             for line in self._api.load_image(data):
                 if isinstance(line, dict) and line.get("error"):
                     raise EngineError(f"docker load failed: {line['error']}")
+
+    def import_layer(self, layer: Path, reference: str, *, labels: Mapping[str, str]) -> str:
+        """A one-layer image FROM scratch holding the tar ``layer``, tagged ``reference``, with
+        ``labels`` (``docker import``); its ID.
+
+        Raises:
+            InvalidArgument: a bad reference.
+        """
+        repo, tag = building.split_reference(reference)
+        # docker import's --change: Dockerfile instructions; JSON strings quote safely there
+        changes = [f"LABEL {json.dumps(k)}={json.dumps(v)}" for k, v in sorted(labels.items())]
+        with self._errors():
+            self._api.import_image_from_file(str(layer), repository=repo, tag=tag, changes=changes)
+            found = self._api.inspect_image(reference)
+        return inspection.normalize_image_id(str(found["Id"]))
 
     def images(self, *, labels: Mapping[str, str] | None = None) -> list[ImageInfo]:
         """Local images (tagged or not, no intermediate layers), newest first."""

@@ -129,6 +129,32 @@ class CheckpointsMixin(FilesMixin):
             return True
         return all((static / item).is_file() for item in LIBPOD_CONFIG)
 
+    def checkpoint_image(self, name: str, image: str, options: CheckpointOptions) -> Checkpoint:
+        """Checkpoint ``name`` into checkpoint image ``image`` (libpod's ``createImage``).
+
+        libpod commits the export as a one-layer image with its checkpoint annotations
+        (``podman container checkpoint --create-image``); the checkpoint also stays in place.
+
+        Raises:
+            Conflict: the container is not running, or is an --rm container.
+            CheckpointError: CRIU failed; the container keeps running.
+        """
+        cp_name = options.name or records.new_checkpoint_name()
+        attrs = self._require_checkpointable(name, cp_name)
+        # libpod refuses --rm without --export: the stop would remove the checkpoint with it
+        validation.refuse_auto_remove_in_place(name, attrs)
+        params = _checkpoint_params(options, createImage=image)
+        log.debug("podman %s: checkpoint %s of %s into image %s", self.url, cp_name, name, image)
+        with interrupts.shielded():  # a signal waits for the dump (see _export_chunks)
+            interrupts.pause_at("dump")
+            try:
+                response = self._api.post(f"/containers/{attrs['Id']}/checkpoint", params=params)
+                response.raise_for_status()
+            except (podman.errors.APIError, requests.exceptions.RequestException) as exc:
+                raise self._checkpoint_failed(name, attrs, exc, _given(params)) from exc
+            record = self._record_checkpoint(attrs, cp_name)
+        return Checkpoint(name=cp_name, container=name, engine=self.kind, created=record.created)
+
     def _require_checkpointable(self, name: str, cp_name: str) -> dict[str, Any]:
         attrs = self._attrs(name)
         validation.validate_checkpoint_name(cp_name)
@@ -364,8 +390,14 @@ class CheckpointsMixin(FilesMixin):
 
         attrs = self._attrs(name)
         validation.validate_checkpoint_name(checkpoint)
-        if checkpoint not in {c.name for c in self.checkpoints(name)}:
-            raise CheckpointNotFound(f"no checkpoint {checkpoint} for container {name}")
+        held = [c.name for c in self.checkpoints(name)]
+        if checkpoint not in held:
+            raise CheckpointNotFound(
+                f"no checkpoint {checkpoint} for container {name}"
+                + (f" (Podman keeps only the latest in place: {held[-1]})" if held else ""),
+                hint=f"export checkpoints to keep several: ctk checkpoint {name} -R --export "
+                "FILE (inspect and diff take the files)",
+            )
         userdata = Path(str(attrs.get("StaticDir") or ""))
         if userdata.parts and not host_files._visible_here(userdata):
             with tempfile.TemporaryDirectory(prefix="ctk-images-") as tmp:
