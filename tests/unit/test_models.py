@@ -155,6 +155,10 @@ EXAMPLES: dict[type, Callable[[], Any]] = {
     ),
     models.BuildResult: lambda: models.BuildResult("sha256:ab", tags=["a:1"], log=["Step 1"]),
     models.FileChange: lambda: models.FileChange("A", "/new"),
+    models.RegionDiff: lambda: models.RegionDiff(1, "heap", 4096, 8192, changed=1),
+    models.CheckpointDiff: lambda: models.CheckpointDiff(
+        "cp-a", "cp-b", 4096, True, regions=[models.RegionDiff(1, "heap", 4096, 8192)]
+    ),
     models.VolumeInfo: lambda: models.VolumeInfo("v", labels={"ctk.test": "1"}),
     models.EngineEvent: lambda: models.EngineEvent(
         "container", "start", "abc", "1970-01-01T00:00:00Z", attributes={"name": "web1"}
