@@ -179,6 +179,27 @@ def test_live_migration_between_engine_versions(
     assert values[-1] > history[-1], (values, history)
 
 
+def test_podman_migration_over_ssh_from_4_3_to_5_4(
+    testbed: Testbed, testbed_trixie: TestbedHost, state: Path, made: Made
+) -> None:
+    # Both engines reached only through ssh (the testbed's key): h1's Podman to h3's.
+    src, dst = testbed.hosts[0], testbed_trixie
+    source, dest = src.backend("podman"), dst.backend("podman")
+    name = made.counter(source)
+    made.names.append((dest, name))
+    history = counts(source, name)
+    result = ctk(
+        "migrate", name, "--from", src.podman_ssh_url, "--to", dst.podman_ssh_url, "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "done" and report["mode"] == "live", report
+    wait_count_at_least(dest, name, history[-1] + 2)
+    assert counts(dest, name)[: len(history)] == history  # the import brings the old log
+    with pytest.raises(ContainerNotFound):
+        source.inspect(name)
+
+
 @pytest.mark.parametrize(
     ("src_kind", "dst_kind"),
     [("docker", "podman"), ("podman", "docker")],
