@@ -83,6 +83,15 @@ def _continued(after: list[int], before: int) -> None:
     assert after.count(1) <= 1 and after[-1] > before, (after, before)
 
 
+def test_status_names_h3_debian_13(testbed_trixie: TestbedHost) -> None:
+    proc = subprocess.run(
+        [TESTBED_SCRIPT, "status", str(TRIXIE_HOST)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(row for row in proc.stdout.splitlines() if row.startswith("h3 "))
+    assert line.split()[1:] == ["ctk-h3", "10.77.0.13", "up", "up", "up", "debian13"]
+
+
 @pytest.mark.parametrize("kind", ENGINES)
 def test_h3_runs_the_modern_engines(testbed_trixie: TestbedHost, kind: str) -> None:
     backend = testbed_trixie.backend(kind)
