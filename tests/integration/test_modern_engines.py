@@ -149,7 +149,7 @@ def _migrate(
     made.names.append((dest, name))
     history = counts(source, name)
     result = ctk("migrate", name, "--from", src.url(src_kind), "--to", dst.url(dst_kind), "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout), dest, name, history
 
 

@@ -300,6 +300,7 @@ def test_checkpoint_restore_in_place_on_a_testbed_host(
         ["criu"],
         ["criu", "3", "sideways"],
         ["criu", "1", "packaged"],  # h1 is a Debian 12 host
+        ["down", "abc"],
     ],
 )
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
