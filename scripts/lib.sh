@@ -181,3 +181,17 @@ ping_podman() {
   [ -S "$PODMAN_SOCK" ] &&
     curl -fsS --max-time 3 --unix-socket "$PODMAN_SOCK" http://d/_ping >/dev/null 2>&1
 }
+
+# debian_mirror: the URI of the machine's Debian archive (the first apt source
+# whose URI ends in /debian, not -security), or deb.debian.org.
+debian_mirror() {
+  local u=""
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    u="$(awk 'BEGIN{RS=""} /URIs:[^\n]*\/debian\/?(\n|$)/ {print; exit}' \
+      /etc/apt/sources.list.d/debian.sources | sed -n 's/^URIs: *//p' | head -n1)"
+  fi
+  if [ -z "$u" ] && [ -f /etc/apt/sources.list ]; then
+    u="$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list)"
+  fi
+  echo "${u:-http://deb.debian.org/debian}"
+}

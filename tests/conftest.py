@@ -302,3 +302,26 @@ def testbed() -> Iterator[Testbed]:
     finally:
         if ours:
             subprocess.run([TESTBED_SCRIPT, "down"], capture_output=True, timeout=600, check=False)
+
+
+# The Debian 13 host `scripts/testbed up 2 --trixie` adds: Podman 5.4 and Docker 26.1.
+TRIXIE_HOST = TESTBED_HOSTS + 1
+
+
+@pytest.fixture(scope="session")
+def testbed_trixie(testbed: Testbed) -> TestbedHost:
+    """The testbed's Debian 13 host h3, brought up beside h1 and h2 (and down with them).
+
+    Its root is built once into /var/cache/ctk/trixie (a few minutes: mmdebstrap and CRIU's
+    build) and reused by every later ``up``, which then takes seconds plus the image loads.
+    """
+    up = subprocess.run(
+        [TESTBED_SCRIPT, "up", str(TESTBED_HOSTS), "--trixie"],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    if up.returncode != 0:
+        unavailable(f"scripts/testbed up --trixie failed: {up.stderr[-1500:]}")
+    return testbed_host(TRIXIE_HOST)

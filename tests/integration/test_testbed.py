@@ -137,7 +137,7 @@ def test_status_reports_every_host_up(testbed: Testbed) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for host in testbed.hosts:
         line = next(row for row in proc.stdout.splitlines() if row.startswith(host.name + " "))
-        assert line.split()[1:] == [host.netns, host.address, "up", "up", "up"]
+        assert line.split()[1:] == [host.netns, host.address, "up", "up", "up", "debian12"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -289,7 +289,20 @@ def test_checkpoint_restore_in_place_on_a_testbed_host(
     assert after == sorted(after), after
 
 
-@pytest.mark.parametrize("argv", [["up", "abc"], ["up", "0"], ["status", "-1"], ["env"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["up", "abc"],
+        ["up", "0"],
+        ["up", "50", "--trixie"],
+        ["status", "-1"],
+        ["env"],
+        ["criu"],
+        ["criu", "3", "sideways"],
+        ["criu", "1", "packaged"],  # h1 is a Debian 12 host
+        ["down", "abc"],
+    ],
+)
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     proc = subprocess.run(
         [TESTBED_SCRIPT, *argv], capture_output=True, text=True, timeout=60, check=False

@@ -34,6 +34,7 @@ from toolkit.backends.podman.client import (
     _explanation,
     podman,
 )
+from toolkit.backends.podman.relocate import relocate_export
 from toolkit.criu import diagnosis
 from toolkit.errors import (
     CheckpointNotFound,
@@ -481,7 +482,8 @@ class ArchivesMixin(CheckpointsMixin):
             response = self._api.post(
                 "/containers/import/restore",
                 params=params,
-                data=body,
+                # The source's run-root paths out: this Podman's run root may be elsewhere.
+                data=relocate_export(body),
                 headers={"Content-Type": "application/x-tar"},
             )
             response.raise_for_status()
