@@ -541,6 +541,14 @@ class ExportOptions(_Model):
     ignore_rootfs: bool = False
     """Leave the container's rootfs changes out of the archive (``--ignore-rootfs``): an
     import then starts from the image's files, with the checkpoint's processes."""
+    ignore_volumes: bool = False
+    """Leave the data of the container's volumes out (``--ignore-volumes``): the archive lists
+    the volumes and says their data was left out; an import mounts volumes of those names
+    (empty ones when missing)."""
+    allow_mounts: tuple[str, ...] = ()
+    """Host paths the container bind-mounts that the archive may name (``--allow-mount``):
+    their content is not carried, the importing host must have it. Without this a bind mount
+    is refused before the container is frozen."""
 
 
 @dataclass(frozen=True)
@@ -561,10 +569,11 @@ class ImportOptions(_Model):
     _: KW_ONLY
     verify_keys: tuple[str, ...] = ()
     allow_mounts: tuple[str, ...] = ()
-    """Host paths (or volume names) the archive's container may mount: ``--allow-mount``.
+    """Host paths the archive's container may bind-mount (and what lies below): ``--allow-mount``.
 
     An archive's checksums (or a signature) say nothing about what its payload asks of this
-    host, so its volumes and bind mounts are refused unless the importing user names them."""
+    host, so its bind mounts are refused unless the importing user names them. Its volumes
+    need no such choice: ctk creates them new (a clash is a conflict)."""
     allow_host_network: bool = False
     """Let the archive's container share this host's network namespace (``network=host``):
     ``--allow-host-network``. Refused otherwise, whoever signed the archive."""
@@ -572,6 +581,13 @@ class ImportOptions(_Model):
     """Do not apply the archive's rootfs changes (``--ignore-rootfs``)."""
     tcp_close: bool = False
     """Restore established TCP connections closed (see :class:`RestoreOptions`)."""
+    ignore_volumes: bool = False
+    """Do not restore the archive's volume data (``--ignore-volumes``): the container mounts
+    the volumes of those names that exist here, and new empty ones for the others."""
+    reuse_volumes: bool = False
+    """Mount the volumes of the archive's names (anonymous ones too) that exist here as they
+    are, and restore only the missing ones from the archive: how a failed migration brings its
+    source back from its own archive, beside its own volumes."""
 
 
 @dataclass(frozen=True)
@@ -605,6 +621,9 @@ class ArchiveManifest(_Model):
     members: tuple[ArchiveMember, ...] = ()
     engine_data: Mapping[str, Any] = field(default_factory=frozen_dict)
     kernel: str = ""
+    volumes_ignored: bool = False
+    """The export left the volumes' data out (``--ignore-volumes``): ``spec.volumes`` lists
+    them, no member holds their data."""
 
     @property
     def payload_size(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -286,29 +287,30 @@ def test_clashing_member_names_are_exit_8(
 def test_bind_mount_needs_allow_mount(
     engine: Backend, containers: Containers, criu: None, tmp_path: Path
 ) -> None:
-    """A bind mount in the payload is the host's directory: imported only when the user names it.
+    """A bind mount is the host's directory: exported and imported only when the user names it.
 
-    Docker's archives carry no mounts at all: exporting such a container is refused before
-    anything is frozen (exit 6), the container left running.
+    Without --allow-mount the export is refused before anything is frozen (exit 6), the
+    container left running; with it the archive names the path (its content is not carried)
+    and the import asks for the same choice.
     """
     from toolkit.models import Mount
 
     data = tmp_path / "data"
     data.mkdir()
+    (data / "kept").write_text("host file\n")
     info = containers.run(volumes=(Mount(target="/data", source=str(data), type="bind"),))
     wait_count_at_least(engine, info.name, 1)
     path = tmp_path / "bind.ctk"
-    if engine.kind == "docker":
-        # Docker's archives carry no mounts: refused before anything is frozen (exit 6)
-        result = ctk("checkpoint", info.name, "--export", str(path), engine=engine.kind)
-        assert result.returncode == ExitCode.UNSUPPORTED, result.stderr
-        assert "volumes or bind mounts" in result.stderr
-        assert engine.inspect(info.name).running
-        assert not path.exists()
-        return
-    engine.export_checkpoint(
-        info.name, path, ExportOptions(checkpoint=CheckpointOptions(leave_running=True))
-    )
+    result = ctk("checkpoint", info.name, "--export", str(path), engine=engine.kind)
+    assert result.returncode == ExitCode.UNSUPPORTED, result.stderr
+    assert f"bind-mounts the host's {data} at /data" in result.stderr
+    assert f"--allow-mount {data}" in result.stderr
+    assert engine.inspect(info.name).running
+    assert not path.exists()
+    ctk(
+        "checkpoint", info.name, "--export", str(path), "--leave-running",
+        "--allow-mount", str(data), engine=engine.kind, check=True,
+    )  # fmt: skip
     clone = containers.name("bind")
     stderr = _import_refused(engine, path, clone)
     assert f"--allow-mount {data}" in stderr
@@ -318,3 +320,7 @@ def test_bind_mount_needs_allow_mount(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert engine.inspect(clone).running
+    shown = subprocess.run(
+        [engine.kind, "exec", clone, "cat", "/data/kept"], capture_output=True, text=True
+    )
+    assert shown.stdout == "host file\n"

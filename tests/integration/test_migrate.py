@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,9 @@ from tests.conftest import (
     wait_for,
 )
 from toolkit import ContainerSpec, PortMapping
-from toolkit.backends.base import Backend
+from toolkit.backends.base import Backend, VolumeData
 from toolkit.errors import Conflict, ContainerNotFound, CtkError, MigrationError
+from toolkit.models import Mount
 
 pytestmark = pytest.mark.testbed
 
@@ -718,19 +719,172 @@ def test_cold_move_with_deletions_to_podman_rolls_back(testbed: Testbed, state: 
             hosts.dst.inspect(name)
 
 
-def test_volumes_are_refused_in_preflight(same: Hosts) -> None:
-    name = same.name("vol")
-    cli = _engine_cli(same.src_kind, same.src_url)
-    # the engines' own CLIs: ContainerSpec has no volumes (refused before any checkpoint, so
-    # Podman's default runtime does not matter here)
-    subprocess.run(
-        [*cli, "run", "-d", "--name", name, "-l", "ctk.test=1", "-v", "/data", COUNTER_IMAGE],
-        check=True,
-        capture_output=True,
+def _volume_names(backend: Backend, name: str) -> dict[str, str]:
+    assert isinstance(backend, VolumeData)
+    return {m.target: m.name for m in backend.container_volumes(name) if m.type == "volume"}
+
+
+def _remove_volumes(backend: Backend, names: Iterable[str]) -> None:
+    assert isinstance(backend, VolumeData)
+    for volume in names:
+        with contextlib.suppress(CtkError):
+            backend.remove_volume(volume, force=True)
+
+
+def _cat(backend: Backend, name: str, *paths: str) -> list[str]:
+    result = backend.exec(name, ["cat", *paths])
+    assert result.exit_code == 0, result.stderr
+    return result.stdout.split()
+
+
+def _run_with_volumes(hosts: Hosts, named: str) -> str:
+    """A counter on the source with a named volume at /named, an anonymous one at /anon."""
+    name = hosts.name("vol")
+    hosts.src.run(
+        ContainerSpec(
+            image=COUNTER_IMAGE,
+            name=name,
+            labels=dict(TEST_LABEL),
+            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
+        )
     )
+    wait_count_at_least(hosts.src, name, 2)
+    written = hosts.src.exec(
+        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
+    )
+    assert written.exit_code == 0, written.stderr
+    return name
+
+
+def test_volumes_move_with_their_data(same: Hosts) -> None:
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_with_volumes(same, named)
+    source_volumes = _volume_names(same.src, name)
+    moved: dict[str, str] = {}
+    try:
+        before = last_count(same.src, name)
+        report = toolkit.migrate(name, source=same.src, dest=same.dst)
+        assert report.status == "done" and report.mode == "live"
+        moved = _volume_names(same.dst, name)
+        wait_count_at_least(same.dst, name, before + 2)
+        assert _cat(same.dst, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+        assert moved["/named"] == named
+        with pytest.raises(ContainerNotFound):
+            same.src.inspect(name)
+    finally:
+        for backend in (same.src, same.dst):
+            with contextlib.suppress(CtkError):
+                backend.remove(name, force=True)
+        _remove_volumes(same.src, source_volumes.values())
+        _remove_volumes(same.dst, [named, *moved.values()])
+
+
+def test_volume_clash_on_the_destination_is_refused_before_freezing(
+    same: Hosts, state: Path
+) -> None:
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_with_volumes(same, named)
+    source_volumes = _volume_names(same.src, name)
+    assert isinstance(same.dst, VolumeData)
+    same.dst.create_volume(named)
+    try:
+        before = same.src.inspect(name)
+        result = ctk("migrate", name, "--from", same.src_url, "--to", same.dst_url)
+        assert result.returncode == toolkit.ExitCode.CONFLICT, result.stderr
+        assert f"a volume named {named} exists on the destination" in result.stderr
+        after = same.src.inspect(name)
+        assert after.running and after.id == before.id and not after.checkpoints
+        assert not (state / "migrations").exists()
+        with pytest.raises(ContainerNotFound):
+            same.dst.inspect(name)
+    finally:
+        with contextlib.suppress(CtkError):
+            same.src.remove(name, force=True)
+        _remove_volumes(same.src, source_volumes.values())
+        _remove_volumes(same.dst, [named])
+
+
+def test_bind_mount_is_refused_before_freezing(same: Hosts) -> None:
+    name = same.name("bind")
+    same.src.run(
+        ContainerSpec(
+            image=COUNTER_IMAGE,
+            name=name,
+            labels=dict(TEST_LABEL),
+            volumes=(Mount(target="/data", source="/tmp", type="bind"),),
+        )
+    )
+    wait_count_at_least(same.src, name, 1)
     result = ctk("migrate", name, "--from", same.src_url, "--to", same.dst_url)
     assert result.returncode == toolkit.ExitCode.UNSUPPORTED, result.stderr
-    assert "volumes or bind mounts (/data)" in result.stderr
-    assert same.src.inspect(name).running
+    assert "bind-mounts the host's /tmp at /data" in result.stderr
+    assert "--allow-mount /tmp" in result.stderr
+    assert same.src.inspect(name).running and not same.src.inspect(name).checkpoints
     with pytest.raises(ContainerNotFound):
         same.dst.inspect(name)
+
+
+def test_failed_move_of_rm_container_brings_it_back_beside_its_volumes(
+    same: Hosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An --rm source is gone with its dump: the rollback imports it again from the archive,
+    mounting its named volume as it is and its anonymous one (gone with it) from the archive."""
+    from toolkit.errors import CheckpointError
+
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = same.name("rmvol")
+    same.src.run(
+        ContainerSpec(
+            image=COUNTER_IMAGE,
+            name=name,
+            labels=dict(TEST_LABEL),
+            auto_remove=True,
+            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
+        )
+    )
+    wait_count_at_least(same.src, name, 2)
+    written = same.src.exec(
+        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
+    )
+    assert written.exit_code == 0, written.stderr
+    old = _volume_names(same.src, name)
+
+    def failing_import(*_args: object, **_kwargs: object) -> None:
+        raise CheckpointError("restore failed on the destination (injected)")
+
+    monkeypatch.setattr(same.dst, "import_checkpoint", failing_import)
+    back: dict[str, str] = {}
+    try:
+        with pytest.raises(MigrationError) as caught:
+            toolkit.migrate(name, source=same.src, dest=same.dst)
+        report = caught.value.report
+        assert isinstance(report, toolkit.MigrationReport)
+        assert report.status == "rolled_back", report.rolled_back
+        assert any("re-imported" in line for line in report.rolled_back), report.rolled_back
+        assert same.src.inspect(name).running
+        back = _volume_names(same.src, name)
+        assert back["/named"] == named
+        assert _cat(same.src, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+    finally:
+        with contextlib.suppress(CtkError):
+            same.src.remove(name, force=True)
+        _remove_volumes(same.src, {*old.values(), *back.values()})
+
+
+def test_volumes_across_runtimes_are_refused_before_freezing(cross: Hosts, state: Path) -> None:
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_with_volumes(cross, named)
+    old = _volume_names(cross.src, name)
+    try:
+        result = ctk("migrate", name, "--from", cross.src_url, "--to", cross.dst_url)
+        assert result.returncode == toolkit.ExitCode.UNSUPPORTED, result.stderr
+        assert "moves them only live between engines of the same kind" in result.stderr
+        after = cross.src.inspect(name)
+        assert after.running and not after.checkpoints
+        assert not (state / "migrations").exists()
+        with pytest.raises(ContainerNotFound):
+            cross.dst.inspect(name)
+    finally:
+        with contextlib.suppress(CtkError):
+            cross.src.remove(name, force=True)
+        _remove_volumes(cross.src, old.values())

@@ -30,6 +30,7 @@ from toolkit.models import (
     CheckpointOptions,
     ExportOptions,
     ImportOptions,
+    Mount,
     PortMapping,
     RestoreOptions,
 )
@@ -284,6 +285,61 @@ def test_postgres_export_import_clone_new_port(
     _psql(engine, clone, f"INSERT INTO ctk_rows VALUES ({PG_ROWS + 1}, 'clone only')")
     assert _pg_state_from_host(clone_port).rows == PG_ROWS + 1
     assert _pg_state_from_host(_host_port(engine, name, 5432)) == before
+
+
+def test_postgres_with_its_data_on_a_named_volume_export_import(
+    engine: Backend, containers: Containers, criu: None, tmp_path: Path
+) -> None:
+    """The cluster's data directory on a named volume: exported with the checkpoint, imported
+    on a clean engine (container and volume gone), the same postmaster over the same rows,
+    owned by postgres as before, and writing on."""
+    import contextlib
+    import uuid
+
+    from toolkit.backends.base import VolumeData
+    from toolkit.errors import CtkError
+
+    assert isinstance(engine, VolumeData)
+    volume = f"ctk-test-pgdata-{uuid.uuid4().hex[:8]}"
+    pgdata = "/var/lib/postgresql/15/main"
+    info = containers.run(
+        POSTGRES_IMAGE,
+        ports=_loopback_port(5432),
+        volumes=(Mount(target=pgdata, source=volume, name=volume),),
+    )
+    try:
+        wait_for(lambda: _pg_ready(engine, info.name), timeout=60, what="pg_isready")
+        _psql(
+            engine, info.name,
+            "CREATE TABLE ctk_rows (id int PRIMARY KEY, v text NOT NULL); "
+            f"INSERT INTO ctk_rows SELECT g, md5(g::text) FROM generate_series(1, {PG_ROWS}) g",
+        )  # fmt: skip
+        before = _pg_state(engine, info.name)
+        path = tmp_path / "pgdata.ctk"
+        started = time.monotonic()
+        result = engine.export_checkpoint(info.name, path, ExportOptions())
+        _record(
+            engine, "postgres-volume", op="export", seconds=round(time.monotonic() - started, 2),
+            archive_bytes=path.stat().st_size,
+            volume_bytes=sum(m.size for m in result.manifest.members if m.name.startswith("volumes/")),
+        )  # fmt: skip
+        assert f"volumes/{volume}.tar" in {m.name for m in result.manifest.members}
+        engine.remove(info.name, force=True, volumes=True)
+        engine.remove_volume(volume)
+        imported = engine.import_checkpoint(path, ImportOptions(ports=_loopback_port(5432)))
+        assert imported.running
+        wait_for(lambda: _pg_ready(engine, info.name), timeout=60, what="pg_isready after import")
+        assert _pg_state(engine, info.name) == before  # the same postmaster, the same rows
+        owner = engine.exec(info.name, ("stat", "-c", "%U %a", pgdata))
+        assert owner.stdout.strip() == "postgres 700", owner
+        _psql(engine, info.name, f"INSERT INTO ctk_rows VALUES ({PG_ROWS + 1}, 'after import')")
+        _psql(engine, info.name, "CHECKPOINT")  # the write reaches the volume's files
+        from_host = _pg_state_from_host(_host_port(engine, info.name, 5432))
+        assert from_host.rows == PG_ROWS + 1 and from_host.started == before.started
+    finally:
+        containers.cleanup()
+        with contextlib.suppress(CtkError):
+            engine.remove_volume(volume, force=True)
 
 
 # -- the web apps: Python (http.server) and Java (com.sun.net.httpserver) ------------------------

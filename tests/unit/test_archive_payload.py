@@ -224,6 +224,28 @@ def test_network_must_agree_with_manifest() -> None:
     _refused("joins", check_libpod_config, config, manifest=_manifest(), policy=POLICY)
 
 
+def test_volumes_only_the_manifests() -> None:
+    """libpod's named volumes must be the manifest's (ctk creates those new); the bind mounts
+    at their targets pass whatever their source: ctk points them at the new volumes."""
+    volumes = PayloadPolicy(criu_config_dirs=POLICY.criu_config_dirs, volumes={"data": "/data"})
+    config = _config()
+    config["namedVolumes"] = [{"volumeName": "data", "dest": "/data", "options": ["rbind"]}]
+    config["spec"]["mounts"].append(
+        {"destination": "/data", "type": "bind", "source": "/anywhere/data/_data"}
+    )
+    check_libpod_config(config, manifest=_manifest(), policy=volumes)
+    _refused(
+        "not in the manifest", check_libpod_config, config, manifest=_manifest(), policy=POLICY
+    )
+    config["namedVolumes"][0]["dest"] = "/elsewhere"
+    _refused(
+        "not in the manifest", check_libpod_config, config, manifest=_manifest(), policy=volumes
+    )
+    spec = _spec()
+    spec["mounts"].append({"destination": "/etc", "type": "bind", "source": "/etc"})
+    _refused("bind-mounts", _check_spec, spec, policy=volumes)
+
+
 def test_bind_mounts_need_allow() -> None:
     spec = _spec()
     spec["mounts"].append(

@@ -59,3 +59,27 @@ def test_allow_mount_needs_import() -> None:
     assert result.returncode == ExitCode.USAGE
     assert "--allow-host-network need --import" in result.stderr
     assert "--allow-mount" in result.stderr
+
+
+def test_volume_options_need_export_or_import(tmp_path: Path) -> None:
+    for args in (("--ignore-volumes",), ("--allow-mount", "/srv")):
+        result = ctk("checkpoint", "web1", *args, engine=NOWHERE)
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert "need --export FILE" in result.stderr
+    result = ctk("restore", "web1", "--ignore-volumes", engine=NOWHERE)
+    assert result.returncode == ExitCode.USAGE
+    assert "--ignore-volumes" in result.stderr
+
+
+def test_allow_mount_takes_an_absolute_host_path(tmp_path: Path) -> None:
+    path = tmp_path / "x.ctk"
+    for value in ("data", "srv/data", "/srv/../etc"):
+        result = ctk(
+            "checkpoint", "web1", "--export", str(path), "--allow-mount", value, engine=NOWHERE
+        )
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert "not an absolute host path" in result.stderr
+        result = ctk("restore", "--import", str(path), "--allow-mount", value, engine=NOWHERE)
+        assert result.returncode == ExitCode.USAGE, result.stderr
+    result = ctk("migrate", "web1", "--to", NOWHERE, "--allow-mount", "data", engine=NOWHERE)
+    assert result.returncode == ExitCode.USAGE, result.stderr

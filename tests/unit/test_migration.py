@@ -17,9 +17,10 @@ from toolkit.errors import (
     InvalidArgument,
     NotFound,
     Unsupported,
+    VolumeNotFound,
 )
 from toolkit.migration import journal, plan
-from toolkit.models import ContainerInfo, EngineInfo, PortMapping
+from toolkit.models import ContainerInfo, EngineInfo, Mount, PortMapping, VolumeInfo
 
 NOWHERE = "docker+unix:///nonexistent/docker.sock"
 
@@ -81,6 +82,28 @@ class FakeEngine:
 
     def mounts(self, name: str) -> tuple[str, ...]:
         return ("/data",) if name in self.mounted else ()
+
+    # toolkit.backends.base.VolumeData: the container's mounts, the engine's volumes
+    bound: set[str] = field(default_factory=set)
+    volume_names: set[str] = field(default_factory=set)
+
+    def container_volumes(self, name: str) -> tuple[Mount, ...]:
+        if name in self.bound:
+            return (Mount(target="/data", source="/srv/data", type="bind"),)
+        if name in self.mounted:
+            return (Mount(target="/data", source="data", name="data"),)
+        return ()
+
+    def inspect_volume(self, name: str) -> VolumeInfo:
+        if name not in self.volume_names:
+            raise VolumeNotFound(f"no such volume: {name}")
+        return VolumeInfo(name=name, engine=self.kind)
+
+    def volumes(self, **_: object) -> list[VolumeInfo]:
+        raise NotImplementedError
+
+    create_volume = remove_volume = prune_volumes = volumes
+    volume_access = read_volume = write_volume = volumes
 
 
 def _container(name: str, *ports: PortMapping, running: bool = True) -> ContainerInfo:
@@ -158,9 +181,19 @@ def test_refusals(criu_ok: None) -> None:
         _preflight(src, dst, verify="http://")  # a URL with no host
     with pytest.raises(Conflict, match="same engine"):
         _preflight(src, src)
-    src.mounted = {"web1"}
-    with pytest.raises(Unsupported, match="volumes or bind mounts"):
+    src.bound = {"web1"}
+    with pytest.raises(Unsupported, match="bind-mounts the host's /srv/data") as refused:
         _preflight(src, dst)
+    assert refused.value.hint and "--allow-mount /srv/data" in refused.value.hint
+    _preflight(src, dst, allow_mounts=("/srv",))
+    src.bound = set()
+    src.mounted = {"web1"}
+    with pytest.raises(Unsupported, match="cold move does not carry them"):
+        _preflight(src, dst, mode="cold")
+    dst.volume_names = {"data"}
+    with pytest.raises(Conflict, match="volume named data exists on the destination"):
+        _preflight(src, dst)
+    dst.volume_names = set()
     src.mounted = set()
     src.held = {"web1": _container("web1", running=False)}
     with pytest.raises(Conflict, match="not running"):

@@ -23,6 +23,8 @@ from toolkit.archive.payload import (
     check_container_spec,
     check_deleted_paths,
     check_podman_payload,
+    rewrite_podman_volumes,
+    split_podman_volumes,
 )
 from toolkit.archive.reader import (
     VerifiedArchive,
@@ -75,8 +77,10 @@ __all__ = [
     "no_space",
     "open_archive",
     "read_manifest",
+    "rewrite_podman_volumes",
     "signature_status",
     "spec_from_dict",
+    "split_podman_volumes",
     "staging_dir",
     "validate_compression",
     "write_archive",

@@ -7,9 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from toolkit.errors import ArchiveError
-from toolkit.models import ArchiveManifest, ArchiveMember, ContainerSpec, PortMapping
+from toolkit.models import ArchiveManifest, ArchiveMember, ContainerSpec, Mount, PortMapping
 
-FORMAT_VERSION = 1
+# Version 2: the container's volumes, listed in the spec, their data in ``volumes/NAME.tar``
+# members. Archives without volumes are still written as version 1, which every ctk reads;
+# an older ctk refuses a version-2 archive instead of restoring it without its volume data.
+FORMAT_VERSION = 2
 MANIFEST_NAME = "ctk-manifest.json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
@@ -72,6 +75,7 @@ def manifest_from_dict(data: Any) -> ArchiveManifest:
         members=tuple(members),
         engine_data=engine_data,
         kernel=_text(data, "kernel"),
+        volumes_ignored=data.get("volumes_ignored") is True,
     )
 
 
@@ -90,6 +94,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> ContainerSpec:
             working_dir=data.get("working_dir"),
             user=data.get("user"),
             runtime=data.get("runtime"),
+            volumes=tuple(Mount(**m) for m in data.get("volumes") or ()),
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ArchiveError(f"manifest container spec is malformed: {exc}") from exc

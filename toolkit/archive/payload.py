@@ -11,8 +11,8 @@ what an ordinary container has (an allow-list) and to what the manifest says the
 - private pid, ipc, uts and mount namespaces, none joined by path (``/proc/1/ns/...`` is the
   host's); a network namespace exactly when the manifest's network is not ``host``;
 - mounts: the engine's own (proc, sysfs, tmpfs, devpts, mqueue, cgroup read-only, and binds of
-  the container's own ``userdata`` files) plus volumes and bind mounts the user names with
-  ``--allow-mount``; sysctls only from a short namespaced list;
+  the container's own ``userdata`` files) plus the volumes ctk created for the import and the
+  bind mounts the user names with ``--allow-mount``; sysctls only from a short namespaced list;
 - libpod's host paths (log, pid files, static dir) inside the container's own directory, no
   host rootfs, no secrets, no runtime given as a path;
 - every deleted path confined to the container's root.
@@ -23,6 +23,8 @@ The functions here are pure (parsed dicts in, :class:`ArchiveError` out) except
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import re
 import tarfile
@@ -105,13 +107,17 @@ _CONFIG_EMPTY = (
 class PayloadPolicy:
     """What the importing user allows beyond an ordinary container.
 
-    ``allow_mounts`` holds host paths (and named volumes) the user named with
-    ``--allow-mount``; ``criu_config_dirs`` the directories where an ``org.criu.config``
-    annotation may point (ctk's own, see :mod:`toolkit.migration.cross_runtime`).
+    ``allow_mounts`` holds the host paths the user named with ``--allow-mount``;
+    ``criu_config_dirs`` the directories where an ``org.criu.config`` annotation may point
+    (ctk's own, see :mod:`toolkit.migration.cross_runtime`); ``volumes`` the manifest's volumes
+    as {name: target}: libpod's named volumes must be these, and the bind mounts at their
+    targets are allowed whatever their source, which ctk points at the volumes it creates
+    before libpod sees the payload (:func:`rewrite_podman_volumes`).
     """
 
     allow_mounts: tuple[str, ...] = ()
     criu_config_dirs: tuple[str, ...] = ()
+    volumes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _refuse(what: str, problem: str) -> ArchiveError:
@@ -208,9 +214,6 @@ def _allowed_mount(source: str, policy: PayloadPolicy) -> bool:
             return True
         if path is not None and _under(path, allowed):
             return True
-        # a named volume: libpod's source is <graph root>/volumes/<name>/_data
-        if path is not None and path.name == "_data" and path.parent.name == allowed:
-            return True
     return False
 
 
@@ -234,6 +237,8 @@ def _check_mounts(mounts: Any, what: str, policy: PayloadPolicy, container_id: s
             continue
         if kind == "bind" or "bind" in options or "rbind" in options:
             if _own_userdata(source, container_id):
+                continue
+            if dest in policy.volumes.values():  # rewritten to ctk's new volume
                 continue
             if _allowed_mount(source, policy):
                 continue
@@ -350,6 +355,13 @@ def check_libpod_config(config: Any, *, manifest: ArchiveManifest, policy: Paylo
     for value in _names(config.get("mounts"), what, "mounts"):
         if not _own_userdata(value, container_id):
             raise _refuse(what, f"it mounts {value}, outside the container's own directory")
+    named = config.get("namedVolumes") or []
+    if not isinstance(named, list) or not all(isinstance(v, dict) for v in named):
+        raise _refuse(what, "namedVolumes is malformed")
+    for volume in named:
+        name, dest = volume.get("volumeName"), volume.get("dest")
+        if name not in policy.volumes or policy.volumes[name] != dest:
+            raise _refuse(what, f"it mounts the volume {name!r} at {dest!r}, not in the manifest")
     runtime = str(config.get("runtime") or "")
     if runtime and not _RUNTIME_NAME.match(runtime):
         raise _refuse(what, f"its runtime {runtime!r} is a path, not a runtime's name")
@@ -494,12 +506,14 @@ def check_podman_payload(
     allow_mounts: Sequence[str] = (),
     allow_host_network: bool = False,
     criu_config_dirs: Iterable[str] | None = None,
+    volumes: Mapping[str, str] | None = None,
 ) -> None:
     """Check libpod's export tar before libpod sees it, in one streamed pass.
 
     Its members (names, links), the nested tars libpod extracts into the container
     (``rootfs-diff.tar``, ``devshm-checkpoint.tar``), ``deleted.files``, and ``spec.dump`` /
     ``config.dump`` against the allow-list and the manifest (see the module's docstring).
+    ``volumes`` ({name: target}) are the manifest's volumes, which ctk creates new.
 
     Raises:
         ArchiveError: anything hostile, malformed, or beyond what the user allowed.
@@ -510,6 +524,7 @@ def check_podman_payload(
         allow_mounts=allow_mounts,
         allow_host_network=allow_host_network,
         criu_config_dirs=criu_config_dirs,
+        volumes=volumes,
     )
 
 
@@ -520,8 +535,10 @@ def check_podman_docs(
     allow_mounts: Sequence[str] = (),
     allow_host_network: bool = False,
     criu_config_dirs: Iterable[str] | None = None,
+    volumes: Mapping[str, str] | None = None,
 ) -> None:
-    """The documents :func:`read_podman_payload` parsed, against the allow-list and ``manifest``.
+    """The documents :func:`read_podman_payload` parsed, against the allow-list and ``manifest``
+    (``volumes``: as :func:`check_podman_payload` takes them).
 
     Raises:
         ArchiveError: anything beyond an ordinary container and what the user allowed.
@@ -533,7 +550,9 @@ def check_podman_docs(
         criu_config_dirs = (str(records.state_dir() / "criu-config"),)
     check_container_spec(manifest.spec, allow_host_network=allow_host_network)
     policy = PayloadPolicy(
-        allow_mounts=tuple(allow_mounts), criu_config_dirs=tuple(criu_config_dirs)
+        allow_mounts=tuple(allow_mounts),
+        criu_config_dirs=tuple(criu_config_dirs),
+        volumes=dict(volumes or {}),
     )
     config = docs["config.dump"]
     check_libpod_config(config, manifest=manifest, policy=policy)
@@ -544,3 +563,125 @@ def check_podman_docs(
         policy=policy,
         container_id=str(config.get("id") or ""),
     )
+
+
+def _retarget(spec: Any, targets: Mapping[str, str]) -> None:
+    """Point the spec's mounts at ``targets`` (destination -> host path) to those paths."""
+    mounts = spec.get("mounts") if isinstance(spec, dict) else None
+    for mount in mounts if isinstance(mounts, list) else ():
+        if isinstance(mount, dict) and mount.get("destination") in targets:
+            mount["source"] = targets[mount["destination"]]
+
+
+def rewrite_podman_volumes(
+    payload: Path, out: Path, volumes: Mapping[str, tuple[str, str]]
+) -> None:
+    """Copy libpod's export tar to ``out`` with its volumes made this host's.
+
+    ``volumes`` maps each volume name the archive lists to (its name here, its mount point
+    here): libpod restores the container with ``config.dump``'s named volumes and runs it with
+    ``spec.dump``'s mounts, whose sources are the source host's paths (another storage root on
+    another host, another name for a new anonymous volume). Check the copy, not the original:
+    it is what libpod gets.
+
+    Raises:
+        ArchiveError: ``config.dump`` names a volume the manifest does not list, or the
+            payload is malformed.
+    """
+    targets: dict[str, str] = {}
+    seen: list[str] = []
+
+    def config_dump(data: Any) -> Any:
+        named = data.get("namedVolumes") if isinstance(data, dict) else None
+        for item in named if isinstance(named, list) else ():
+            old = item.get("volumeName") if isinstance(item, dict) else None
+            if not isinstance(old, str) or old not in volumes:
+                raise _refuse(
+                    "the payload's config.dump",
+                    f"it mounts the volume {old!r}, not in the manifest",
+                )
+            item["volumeName"] = volumes[old][0]
+            targets[str(item.get("dest"))] = volumes[old][1]
+        _retarget(data.get("spec"), targets)
+        return data
+
+    try:
+        with (
+            tarfile.open(payload, mode="r|*") as src,
+            tarfile.open(out, mode="w|", format=tarfile.PAX_FORMAT) as dst,
+        ):
+            # libpod writes config.dump before spec.dump (checked: it is the order of its
+            # export); a payload in another order is refused rather than half-rewritten.
+            for info in src:
+                name = info.name.removeprefix("./")
+                source = src.extractfile(info) if info.isfile() else None
+                if name in ("config.dump", "spec.dump"):
+                    data = _read_json(source, info.size, name)
+                    seen.append(name)
+                    if name == "config.dump":
+                        data = config_dump(data)
+                    elif "config.dump" not in seen:
+                        raise _refuse("the payload", "its spec.dump comes before config.dump")
+                    else:
+                        _retarget(data, targets)
+                    body = json.dumps(data).encode()
+                    info.size = len(body)
+                    dst.addfile(info, io.BytesIO(body))
+                else:
+                    dst.addfile(info, source)
+                src.members = []  # type: ignore[attr-defined]  # streamed: forget what passed
+    except _decode_errors() as exc:
+        raise ArchiveError(f"podman checkpoint is truncated or corrupt: {exc}", hint=_HINT) from exc
+
+
+def _under_volume_root(name: str) -> str:
+    # libpod names a volume tar's entries "./" and "./d/f": ctk's are "volume" and "volume/d/f"
+    rest = name.removeprefix("./").removeprefix(".").strip("/")
+    return f"volume/{rest}" if rest else "volume"
+
+
+def split_podman_volumes(
+    payload: Path, out: Path, stage: Path, volumes: Sequence[str]
+) -> list[tuple[str, Path]]:
+    """Copy libpod's export tar to ``out`` without its ``volumes/NAME.tar`` members, and write
+    those of ``volumes`` into ``stage`` as ctk's volume tars (entries under ``volume/``).
+
+    libpod's own volume tars keep files' owners; its archive route does not (it hands every
+    file out as the container's user), so on Podman ctk takes a volume's data from the export.
+
+    Returns:
+        (member name, file) pairs: ``volumes/NAME.tar`` and its staged tar, in ``volumes``'
+        order.
+
+    Raises:
+        ArchiveError: the export holds no data for one of ``volumes``.
+    """
+    wanted = {f"volumes/{name}.tar": name for name in volumes}
+    found: dict[str, Path] = {}
+    with (
+        tarfile.open(payload, mode="r|*") as src,
+        tarfile.open(out, mode="w|", format=tarfile.PAX_FORMAT) as dst,
+    ):
+        for info in src:
+            name = info.name.removeprefix("./")
+            source = src.extractfile(info) if info.isfile() else None
+            if name in wanted and source is not None:
+                staged = stage / f"volume-{len(found)}.tar"
+                with (
+                    tarfile.open(fileobj=source, mode="r|") as nested,
+                    tarfile.open(staged, mode="w", format=tarfile.PAX_FORMAT) as volume,
+                ):
+                    for entry in nested:
+                        entry.name = _under_volume_root(entry.name)
+                        if entry.islnk():
+                            entry.linkname = _under_volume_root(entry.linkname)
+                        volume.addfile(entry, nested.extractfile(entry) if entry.isfile() else None)
+                        nested.members = []  # type: ignore[attr-defined]
+                found[wanted[name]] = staged
+            elif not name.startswith("volumes/"):
+                dst.addfile(info, source)
+            src.members = []  # type: ignore[attr-defined]  # streamed: forget what passed
+    missing = [v for v in volumes if v not in found]
+    if missing:
+        raise ArchiveError(f"podman's export holds no data for volume(s) {', '.join(missing)}")
+    return [(f"volumes/{name}.tar", found[name]) for name in volumes]

@@ -223,7 +223,9 @@ def write_archive(
         for name, path in payload
     )
     hashed = time.monotonic()
-    manifest = dataclasses.replace(manifest, format_version=FORMAT_VERSION, members=members)
+    # version 1 unless the archive needs 2 (volumes): older ctk versions keep reading the rest
+    version = FORMAT_VERSION if manifest.spec.get("volumes") else 1
+    manifest = dataclasses.replace(manifest, format_version=version, members=members)
     manifest_bytes = manifest_to_json(manifest)
     now = time.time()
     fd, tmp_name = tempfile.mkstemp(

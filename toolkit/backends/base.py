@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
@@ -28,6 +29,7 @@ from toolkit.models import (
     ImageInfo,
     ImageLayer,
     ImportOptions,
+    Mount,
     NetworkInfo,
     NetworkSpec,
     PortMapping,
@@ -182,7 +184,9 @@ class Backend(Protocol):
 
         ``dest`` appears only complete (temp file, fsync, rename). Unknown compression or an
         unusable destination is refused before the container is touched; a failed checkpoint
-        leaves it running.
+        leaves it running. Named and anonymous volumes travel as ``volumes/NAME.tar`` members
+        (not with ``options.ignore_volumes``); a bind mount is refused before anything is
+        frozen unless ``options.allow_mounts`` names it (Unsupported).
         """
         ...
 
@@ -202,7 +206,9 @@ class Backend(Protocol):
         """Create and restore a container from a ctk archive (a clone when given a new name).
 
         The archive is verified completely before anything is created; a failed import
-        leaves no container behind.
+        leaves no container behind, nor a volume it created. The archive's volumes are created
+        new and filled before the restore; a named one that exists is a Conflict (unless
+        ``options.ignore_volumes``: then it is mounted as it is).
         """
         ...
 
@@ -585,6 +591,50 @@ class Volumes(Protocol):
     def prune_volumes(self, *, labels: Mapping[str, str] | None = None) -> list[str]:
         """Remove unused volumes; their names."""
         ...
+
+
+@runtime_checkable
+class VolumeData(Volumes, Protocol):
+    """The contents of volumes, read and written through the engine itself.
+
+    A helper container (created, never started, labelled ``ctk.helper``) mounts the volume at
+    :data:`VOLUME_PATH`, and the engine's archive routes stream its tar: nothing assumes that
+    ctk shares the engine's filesystem, so a remote engine (ssh, tcp) works the same.
+    """
+
+    kind: str
+
+    def container_volumes(self, name: str) -> tuple[Mount, ...]:
+        """The container's volumes and bind mounts, by target.
+
+        A volume has ``type`` ``volume``, ``name`` the engine's volume name and ``source`` the
+        same, or ``""`` when the volume is anonymous; a bind mount ``type`` ``bind`` and the
+        host path as ``source``; anything else keeps the engine's type.
+
+        Raises:
+            ContainerNotFound: no such container.
+        """
+        ...
+
+    def volume_access(self, volume: str, *, image: str) -> AbstractContextManager[str]:
+        """A helper container mounting ``volume`` at :data:`VOLUME_PATH`; its ID.
+
+        Made from ``image`` (any local image: its command never runs), removed on exit. While it
+        exists, the engine will not remove the volume.
+        """
+        ...
+
+    def read_volume(self, helper: str, out: Path) -> None:
+        """The volume mounted in ``helper`` as a tar into ``out`` (top directory ``volume``)."""
+        ...
+
+    def write_volume(self, helper: str, data: Path) -> None:
+        """Unpack ``data`` (a tar as :meth:`read_volume` writes it) into the volume."""
+        ...
+
+
+VOLUME_PATH = "/ctk/volume"
+"""Where a volume helper mounts the volume; its archive tars name entries ``volume/...``."""
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@ Raw engine JSON ends here: what leaves the backends is a model from toolkit.mode
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -422,3 +422,27 @@ def event_from_api(raw: Mapping[str, Any]) -> EngineEvent:
         name=attributes.get("name", ""),
         attributes=attributes,
     )
+
+
+def volume_mounts(
+    rows: Sequence[Mapping[str, Any]] | None, *, named: Callable[[str], bool]
+) -> tuple[Mount, ...]:
+    """A container's volumes and bind mounts from its inspect ``Mounts``, by target.
+
+    ``named`` tells a named volume from an anonymous one (each engine says it elsewhere): an
+    anonymous volume's ``source`` is empty, as in ``-v /data``, and ``name`` holds the name
+    the engine gave it.
+    """
+    result = []
+    for row in rows or ():
+        kind = str(row.get("Type") or "")
+        target = str(row.get("Destination") or "")
+        read_only = not row.get("RW", True)
+        if kind == "volume":
+            name = str(row.get("Name") or "")
+            source = name if named(name) else ""
+            result.append(Mount(target=target, source=source, read_only=read_only, name=name))
+        else:
+            source = str(row.get("Source") or "")
+            result.append(Mount(target=target, source=source, type=kind, read_only=read_only))
+    return tuple(sorted(result, key=lambda m: m.target))

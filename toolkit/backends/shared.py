@@ -28,6 +28,7 @@ from toolkit.models import (
     ContainerSpec,
     EngineInfo,
     ExitStatus,
+    Mount,
     NetworkInfo,
     RuntimeConfig,
 )
@@ -99,11 +100,17 @@ def archive_manifest(
     info: ContainerInfo,
     checkpoint: str,
     engine_data: Mapping[str, Any],
+    mounts: Sequence[Mount] = (),
+    volumes_ignored: bool = False,
 ) -> ArchiveManifest:
-    """The manifest of an archive being written (members are filled in by the writer)."""
+    """The manifest of an archive being written (members are filled in by the writer).
+
+    ``mounts``: the container's volumes and bind mounts (``spec.volumes``); ``volumes_ignored``
+    says that the volumes' data was left out.
+    """
     from toolkit.criu.probe import probe_criu
 
-    spec = spec_from_inspect(attrs, image=info.image)
+    spec = dataclasses.replace(spec_from_inspect(attrs, image=info.image), volumes=tuple(mounts))
     return ArchiveManifest(
         format_version=1,
         engine=engine.kind,
@@ -118,6 +125,7 @@ def archive_manifest(
         spec=spec.to_dict(),
         engine_data=dict(engine_data),
         kernel=platform.release(),
+        volumes_ignored=volumes_ignored and any(m.type == "volume" for m in mounts),
     )
 
 

@@ -211,3 +211,16 @@ def complete_containers(
     except Exception:  # completion must never print a traceback into the shell
         return []
     return [CompletionItem(name) for name in sorted(names) if name.startswith(incomplete)]
+
+
+def absolute_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """``--allow-mount`` values: host paths, absolute, made normal (no trailing slash)."""
+    result = []
+    for path in paths:
+        if not path.startswith("/") or "\x00" in path or ".." in path.split("/"):
+            raise click.BadParameter(
+                f"{path!r} is not an absolute host path (volumes need no --allow-mount)",
+                param_hint="--allow-mount",
+            )
+        result.append("/" + "/".join(p for p in path.split("/") if p not in ("", ".")))
+    return tuple(result)

@@ -22,6 +22,7 @@ from toolkit.archive.signing import (
 from toolkit.backends.base import Backend
 from toolkit.cli._common import (
     DefaultGroup,
+    absolute_paths,
     confirm_prune,
     json_option,
     parse_labels,
@@ -101,6 +102,20 @@ def checkpoint() -> None:
     help="With --export: leave the container's file changes out of the archive.",
 )
 @click.option(
+    "--ignore-volumes",
+    is_flag=True,
+    help="With --export: leave the volumes' data out of the archive (it says so); an import "
+    "mounts volumes of the same names, empty ones where missing.",
+)
+@click.option(
+    "--allow-mount",
+    "allow_mounts",
+    multiple=True,
+    metavar="PATH",
+    help="With --export: let the archive name this bind-mounted host path (repeatable); its "
+    "content is not carried. Without it a bind mount is refused before anything is frozen.",
+)
+@click.option(
     "--print-stats", is_flag=True, help="Show CRIU's statistics and ctk's time per phase."
 )
 @click.option("--every", help="Checkpoint every DURATION (30s, 10m, 1h) until Ctrl-C.")
@@ -121,6 +136,8 @@ def create(
     compression: str | None,
     sign_key: str | None,
     ignore_rootfs: bool,
+    ignore_volumes: bool,
+    allow_mounts: tuple[str, ...],
     print_stats: bool,
     every: str | None,
     keep: int | None,
@@ -174,8 +191,10 @@ def create(
             "--keep, --count and --export-dir need --every", hint="e.g. --every 10m --keep 3"
         )
     if export_path is None:
-        if compression is not None or sign_key is not None:
-            raise click.UsageError("--compress and --sign need --export FILE")
+        if compression is not None or sign_key is not None or ignore_volumes or allow_mounts:
+            raise click.UsageError(
+                "--compress, --sign, --ignore-volumes and --allow-mount need --export FILE"
+            )
         started = time.monotonic()
         backend = state().backend()
         if not leave_running:
@@ -199,6 +218,8 @@ def create(
         compression=compression or "zstd",
         sign_key=sign_key,
         ignore_rootfs=ignore_rootfs,
+        ignore_volumes=ignore_volumes,
+        allow_mounts=absolute_paths(allow_mounts),
     )
     started = time.monotonic()
     info = operations.export_checkpoint(state().backend(), name, export_path, export)
@@ -571,6 +592,14 @@ def _other_runtime(images: CheckpointImages, source_kind: str) -> tuple[str, boo
     return other, possible, reason
 
 
+def _mount_line(mount: Mapping[str, Any]) -> str:
+    target = mount.get("target")
+    if mount.get("type") == "bind":
+        return f"{target} (bind {mount.get('source')})"
+    kind = "volume" if mount.get("source") else "anonymous volume"
+    return f"{target} ({kind} {mount.get('name')})"
+
+
 def render_images(images: CheckpointImages) -> None:
     """The human view of ``ctk checkpoint inspect``."""
     manifest = images.manifest
@@ -584,6 +613,11 @@ def render_images(images: CheckpointImages) -> None:
         click.echo(f"checkpoint: {manifest.checkpoint}")
         members = ", ".join(f"{m.name} ({m.size} B)" for m in manifest.members)
         click.echo(f"members:    {members}")
+        mounts = manifest.spec.get("volumes") or []
+        if mounts:
+            shown = ", ".join(_mount_line(m) for m in mounts if isinstance(m, dict))
+            left_out = " (data left out: --ignore-volumes)" if manifest.volumes_ignored else ""
+            click.echo(f"mounts:     {shown}{left_out}")
     click.echo(f"CRIU:       {images.criu_version or 'unknown'}   kernel: {images.kernel or '-'}")
     click.echo(f"hostname:   {images.hostname or '-'}")
     namespaces = " ".join(f"{k}:{v}" for k, v in sorted(images.namespaces.items()))
@@ -688,10 +722,16 @@ def render_images(images: CheckpointImages) -> None:
     "--allow-mount",
     "allow_mounts",
     multiple=True,
-    metavar="PATH|VOLUME",
-    help="With --import or --image: let the archived container mount this host path or "
-    "volume "
-    "(repeatable); archives are refused if they mount anything not named here.",
+    metavar="PATH",
+    help="With --import or --image: let the archived container bind-mount this host path "
+    "(repeatable); archives are refused if they bind-mount anything not named here. The "
+    "archive's volumes need no such choice: ctk creates them new.",
+)
+@click.option(
+    "--ignore-volumes",
+    is_flag=True,
+    help="With --import: do not restore the archive's volume data; the container mounts the "
+    "volumes of those names that exist here, new empty ones for the others.",
 )
 @click.option(
     "--allow-host-network",
@@ -721,6 +761,7 @@ def restore(
     verify_keys: tuple[str, ...],
     publish: tuple[str, ...],
     allow_mounts: tuple[str, ...],
+    ignore_volumes: bool,
     allow_host_network: bool,
     print_stats: bool,
 ) -> None:
@@ -762,8 +803,10 @@ def restore(
                 "--image does not go with NAME, --checkpoint, --import or --verify; name the "
                 "new container with --name NEW"
             )
-        if tcp_close:
-            raise click.UsageError("--tcp-close goes with NAME or --import FILE, not --image")
+        if tcp_close or ignore_volumes:
+            raise click.UsageError(
+                "--tcp-close and --ignore-volumes go with NAME or --import FILE, not --image"
+            )
         _restore_image(
             image,
             ImportOptions(
@@ -788,10 +831,11 @@ def restore(
             or verify_keys
             or allow_mounts
             or allow_host_network
+            or ignore_volumes
         ):
             raise click.UsageError(
-                "--name, --ignore-static-ip, --publish, --verify, --allow-mount and "
-                "--allow-host-network need --import FILE (or --image IMAGE)"
+                "--name, --ignore-static-ip, --publish, --verify, --allow-mount, "
+                "--ignore-volumes and --allow-host-network need --import FILE (or --image IMAGE)"
             )
         options = RestoreOptions(
             checkpoint=cp_name,
@@ -816,10 +860,11 @@ def restore(
             ignore_static_ip=ignore_static_ip,
             ports=ports,
             verify_keys=verify_keys,
-            allow_mounts=allow_mounts,
+            allow_mounts=absolute_paths(allow_mounts),
             allow_host_network=allow_host_network,
             ignore_rootfs=ignore_rootfs,
             tcp_close=tcp_close,
+            ignore_volumes=ignore_volumes,
         )
         # Refuse an unsigned or untrusted archive before any engine is contacted (the
         # reader checks the signature again while it extracts).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from toolkit.cli._common import (
+    absolute_paths,
     console,
     err,
     human_bytes,
@@ -104,6 +105,14 @@ def render_report(report: MigrationReport) -> None:
     help="An http(s) URL that must answer afterwards, or a command (sh -c) run in the container.",
 )
 @click.option(
+    "--allow-mount",
+    "allow_mounts",
+    multiple=True,
+    metavar="PATH",
+    help="Let a bind mount of this host path move along (repeatable): the destination must "
+    "have the path, its content does not move. Volumes move with their data without it.",
+)
+@click.option(
     "--recover",
     "recover_",
     is_flag=True,
@@ -121,6 +130,7 @@ def migrate(
     ignore_static_ip: bool,
     compress: str,
     verify: str | None,
+    allow_mounts: tuple[str, ...],
     recover_: bool,
 ) -> None:
     """Move running container NAME to another engine or host, live or cold.
@@ -142,6 +152,7 @@ def migrate(
         return
     if not name or not to:
         raise click.UsageError("ctk migrate NAME --to ENGINE (or ctk migrate --recover [ID])")
+    mounts = absolute_paths(allow_mounts)  # bad input before any engine is asked
     # --to and --from name engines as --engine does (a configured name keeps its TLS)
     source = get_backend(from_) if from_ else state().backend()
     dest = get_backend(to)
@@ -161,6 +172,7 @@ def migrate(
                 compress=compress,
                 verify=verify,
                 progress=lambda n: bar.advance(task, n),
+                allow_mounts=mounts,
             )
     except MigrationError as exc:
         if isinstance(exc.report, MigrationReport):

@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from toolkit.backends.base import Backend, StreamingCheckpoints
@@ -227,6 +227,7 @@ def migrate(
     compress: str = "zstd",
     verify: str | None = None,
     progress: Progress | None = None,
+    allow_mounts: Sequence[str] = (),
 ) -> MigrationReport:
     """Move the running container ``name`` from ``source`` to ``dest``.
 
@@ -237,7 +238,9 @@ def migrate(
     leave-running, or its rootfs copied while it runs): the destination gets a copy.
     ``verify`` is an http(s) URL that must answer once the destination runs, or a command run
     with ``sh -c`` in the new container that must exit 0. ``progress``
-    is called with the byte count of each image chunk copied.
+    is called with the byte count of each image chunk copied. Named and anonymous volumes move
+    with their data (live, same kind of engine); a bind mount only when its host path is in
+    ``allow_mounts`` (its content does not move).
 
     Returns:
         The report (``status == "done"``).
@@ -258,6 +261,7 @@ def migrate(
         compress=compress,
         verify=verify,
         cross_runtime_available=cross is not None,
+        allow_mounts=allow_mounts,
     )
     pc_source = None
     if plan.mode == "postcopy":
@@ -265,6 +269,9 @@ def migrate(
 
         # exit 6 here, before anything is frozen, where post-copy cannot work
         pc_source = postcopy.check(source, dest, name, keep_source=keep_source)
+    elif mode == "auto" and plan.mode == "live" and plan.mounts:
+        # post-copy carries no volume data: the archive path does
+        plan = dataclasses.replace(plan, reason=f"{plan.reason}; live: its volumes move with it")
     elif mode == "auto" and plan.mode == "live" and not plan.cross_runtime:
         plan, pc_source = _auto_postcopy(plan, source, dest, keep_source=keep_source)
     journal = Journal(
@@ -279,6 +286,8 @@ def migrate(
     )
     strategy = _choose(plan, source, dest)
     journal.extra["strategy"] = strategy.name
+    # the bind mounts the user allowed: a rollback's re-import of the source needs them too
+    journal.extra["allow_mounts"] = list(allow_mounts)
     log.debug("migrate %s: %s (%s)", name, strategy.name, plan.reason)
     options = _Options(
         cross=cross,
@@ -451,8 +460,9 @@ def _choose(plan: Plan, source: Backend, dest: Backend) -> Strategy:
     if plan.cross_runtime:
         return STRATEGIES["cross-runtime"]
     # An --rm source is gone once its export is sent, and a stream keeps no copy to
-    # bring it back from if the destination fails: it goes through an archive.
-    if _streams(source, dest) and not plan.source_info.auto_remove:
+    # bring it back from if the destination fails: it goes through an archive. Volumes do
+    # too: their data travels as the archive's members.
+    if _streams(source, dest) and not plan.source_info.auto_remove and not plan.mounts:
         return STRATEGIES["stream"]
     return STRATEGIES["archive"]
 
@@ -570,6 +580,7 @@ def _live(
                 leave_running=journal.keep_source,
             ),
             compression=compress,
+            allow_mounts=_allowed_mounts(journal),
         ),
     )
     elapsed = time.monotonic() - started
@@ -593,6 +604,7 @@ def _live(
                 verify_keys=key.verify_keys,
                 # signed by this migration's key: the network is the source's own
                 allow_host_network=True,
+                allow_mounts=_allowed_mounts(journal),
             ),
         )
     run.downtime = time.monotonic() - run.frozen_at
@@ -826,16 +838,29 @@ def _reimport_removed(run: _Run, *, patience: float = 15.0) -> None:
     deadline = time.monotonic() + patience
     while True:
         try:
-            source.import_checkpoint(
-                journal.archive,
-                ImportOptions(verify_keys=sealing.recorded_keys(journal), allow_host_network=True),
-            )
+            source.import_checkpoint(journal.archive, _source_import(journal))
             return
         except Conflict:
             if time.monotonic() > deadline:
                 raise
             log.debug("%s: the name is still taken, importing again", journal.container)
             time.sleep(0.25)
+
+
+def _allowed_mounts(journal: Journal) -> tuple[str, ...]:
+    return tuple(str(p) for p in journal.extra.get("allow_mounts") or ())
+
+
+def _source_import(journal: Journal) -> ImportOptions:
+    """How a rollback imports the source again from the migration's own archive."""
+    return ImportOptions(
+        # verified with the key recorded for it: its network and bind mounts are its own
+        verify_keys=sealing.recorded_keys(journal),
+        allow_host_network=True,
+        allow_mounts=_allowed_mounts(journal),
+        # beside its own volumes, which still hold its data; missing ones from the archive
+        reuse_volumes=True,
+    )
 
 
 def _restart_source(run: _Run) -> None:
@@ -871,11 +896,7 @@ def _restart_source(run: _Run) -> None:
     # (an --rm source may be removed by its engine meanwhile: that is no failure)
     with contextlib.suppress(ContainerNotFound):
         source.remove(journal.container, force=True)
-    source.import_checkpoint(
-        journal.archive,
-        # the source's own archive, verified with the key recorded for it: its network too
-        ImportOptions(verify_keys=sealing.recorded_keys(journal), allow_host_network=True),
-    )
+    source.import_checkpoint(journal.archive, _source_import(journal))
     run.rolled_back.append(f"re-imported the source {journal.container} from the archive ({first})")
 
 

@@ -6,13 +6,20 @@ that will be used and why, whether the image must be copied, and the source's st
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from toolkit import archive
-from toolkit.backends.base import Backend
-from toolkit.errors import Conflict, ContainerNotFound, InvalidArgument, Unsupported
-from toolkit.models import MIGRATION_MODES, ContainerInfo, PortMapping
+from toolkit.backends.base import Backend, VolumeData, Volumes
+from toolkit.errors import (
+    Conflict,
+    ContainerNotFound,
+    InvalidArgument,
+    Unsupported,
+    VolumeNotFound,
+)
+from toolkit.models import MIGRATION_MODES, ContainerInfo, Mount, PortMapping
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,8 @@ class Plan:
     cross_runtime: bool
     needs_image: bool
     criu_version: str
+    mounts: tuple[Mount, ...] = ()
+    """The container's volumes and allowed bind mounts: they move through an archive."""
 
 
 def engine_label(backend: Backend) -> str:
@@ -76,6 +85,7 @@ def preflight(
     compress: str,
     verify: str | None,
     cross_runtime_available: bool,
+    allow_mounts: Sequence[str] = (),
 ) -> Plan:
     """Check that the migration can run; change nothing.
 
@@ -101,17 +111,7 @@ def preflight(
             f"container {name} is not running; ctk migrates running containers",
             hint=f"start it first, or recreate it on the destination by hand: {info.image}",
         )
-    # /run/.containerenv is Podman's marker file, and the /dev/null bind ctk adds there when a
-    # container moves Podman -> Docker (cross_runtime): no data lives in it.
-    mounted = tuple(m for m in source.mounts(name) if m != "/run/.containerenv")
-    if mounted:
-        # Neither the archives nor a cold move carry volume or bind-mount data: moving the
-        # container without it would lose what it stored there.
-        raise Unsupported(
-            f"container {name} has volumes or bind mounts ({', '.join(mounted)}); ctk does "
-            "not move their data",
-            hint="copy the volume data to the destination and recreate the container there",
-        )
+    mounts = _mounts(name, source, dest, mode=mode, allow_mounts=allow_mounts)
     target = new_name or info.name
     if same_engine(source, dest) and target == info.name:
         raise Conflict(
@@ -160,6 +160,16 @@ def preflight(
         )
     if mode in ("live", "postcopy") and not can_checkpoint:
         raise Unsupported(f"cannot migrate {name} {mode}: {why_not}", hint="use --mode cold")
+    if mounts and (cross or not can_checkpoint):
+        # The volumes' data moves in the live path's archive only (same kind of engine).
+        raise Unsupported(
+            f"container {name} has volumes or bind mounts "
+            f"({', '.join(m.target for m in mounts)}); ctk moves them only live between "
+            f"engines of the same kind"
+            + (f", and {why_not}" if not can_checkpoint else f", not {source.kind} -> {dest.kind}"),
+            hint=f"export it (ctk checkpoint {name} --export FILE) and import it on a "
+            f"{source.kind} engine, or copy the volume data by hand",
+        )
     if mode == "postcopy":
         # toolkit.migration.postcopy.check says what else it needs, before the journal
         chosen, reason = "postcopy", "asked for postcopy (lazy pages)"
@@ -180,4 +190,53 @@ def preflight(
         cross_runtime=cross,
         needs_image=not dest.has_image(info.image_id),
         criu_version=criu.version_text,
+        mounts=mounts,
     )
+
+
+def _mounts(
+    name: str, source: Backend, dest: Backend, *, mode: str, allow_mounts: Sequence[str]
+) -> tuple[Mount, ...]:
+    """The container's volumes and bind mounts, checked before anything is frozen.
+
+    Named and anonymous volumes move with their data; a bind mount only with the user's
+    ``--allow-mount`` (the destination must have the path: its content does not move); a named
+    volume that exists on the destination is a conflict, as on import.
+
+    Raises:
+        Unsupported: a bind mount not allowed, a mount of another kind, post-copy or cold.
+        Conflict: a named volume of the container exists on the destination.
+    """
+    from toolkit.archive.volumes import harmless_bind
+    from toolkit.backends.volume_data import allowed
+
+    if not isinstance(source, VolumeData):
+        return ()
+    mounts = tuple(m for m in source.container_volumes(name) if not harmless_bind(m))
+    for mount in mounts:
+        if mount.type == "bind" and not allowed(mount.source, allow_mounts):
+            raise Unsupported(
+                f"container {name} bind-mounts the host's {mount.source} at {mount.target}; "
+                "ctk moves volumes, not host directories",
+                hint="if the destination has that directory too: --allow-mount "
+                f"{mount.source} (its content does not move)",
+            )
+        if mount.type not in ("bind", "volume"):
+            raise Unsupported(f"container {name} has a {mount.type} mount at {mount.target}")
+    if mounts and mode in ("postcopy", "cold"):
+        raise Unsupported(
+            f"container {name} has volumes or bind mounts; a {mode} move does not carry them",
+            hint="migrate it with --mode live",
+        )
+    named = [m.source for m in mounts if m.type == "volume" and m.source]
+    if named and isinstance(dest, Volumes):
+        for volume in named:
+            try:
+                dest.inspect_volume(volume)
+            except VolumeNotFound:
+                continue
+            raise Conflict(
+                f"a volume named {volume} exists on the destination {engine_label(dest)}",
+                hint="remove it there (ctk volume rm), or move the container's data by hand",
+            )
+    return mounts

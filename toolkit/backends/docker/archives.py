@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import archive, interrupts, records
-from toolkit.backends import inspection, shared, validation
+from toolkit.archive.volumes import member_name
+from toolkit.backends import inspection, shared, validation, volume_data
 from toolkit.backends.docker.checkpoints import CheckpointsMixin, refuse_tcp_close
 from toolkit.backends.docker.client import _explanation, docker, requests
 from toolkit.backends.docker.files import (
@@ -21,6 +22,7 @@ from toolkit.backends.docker.files import (
     engine_driver,
 )
 from toolkit.backends.docker.images import ImagesMixin
+from toolkit.backends.docker.volumes import VolumesMixin
 from toolkit.criu import diagnosis
 from toolkit.errors import CheckpointNotFound, Conflict, Unsupported
 from toolkit.models import (
@@ -29,6 +31,7 @@ from toolkit.models import (
     EngineInfo,
     ExportOptions,
     ImportOptions,
+    Mount,
     RestoreOptions,
 )
 
@@ -41,7 +44,7 @@ DOCKER_CHECKPOINT = "docker-checkpoint.tar"
 DOCKER_ROOTFS = "docker-rootfs.tar"
 
 
-class ArchivesMixin(CheckpointsMixin, ImagesMixin):
+class ArchivesMixin(VolumesMixin, CheckpointsMixin, ImagesMixin):
     """Checkpoints into ctk archives and back."""
 
     def export_checkpoint(
@@ -61,17 +64,8 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
         signer = archive.export_signer(options.sign_key)
         path = archive.check_destination(dest)
         attrs = self._attrs(name)
-        mounted = [str(m.get("Destination", "")) for m in attrs.get("Mounts") or ()]
-        if mounted:
-            # Docker's archive is made from the container's create spec, its CRIU images and
-            # its rootfs changes: volume data and bind mounts are in none of them, and CRIU's
-            # restore of the files open there fails. Refused before anything is frozen.
-            raise Unsupported(
-                f"container {name} has volumes or bind mounts ({', '.join(mounted)}), which "
-                "Docker checkpoint archives do not carry",
-                hint=f"checkpoint it in place (ctk checkpoint {name}), or run it on Podman, "
-                "whose archives do (imported with --allow-mount)",
-            )
+        # Before anything is frozen: a bind mount the user did not name is refused.
+        mounts = volume_data.export_mounts(self, name, options)
         engine = self.info()
         timings: dict[str, float] = {}
         # dockerd removes an --rm container, and the checkpoint in it, as soon as a dump stops
@@ -88,7 +82,12 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             cp_options = dataclasses.replace(cp_options, leave_running=True)
             with self._errors(container=attrs["Id"]):  # LifecycleMixin.pause, by ID
                 self._api.pause(attrs["Id"])
-        with archive.staging_dir(path) as stage:
+        with (
+            archive.staging_dir(path) as stage,
+            volume_data.volume_readers(
+                self, mounts, image=attrs["Image"], ignore=options.ignore_volumes
+            ) as readers,
+        ):
             started = time.monotonic()
             try:
                 cp = self._checkpoint(name, cp_options, in_place=False, paused=auto_remove)
@@ -100,8 +99,9 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             try:
                 interrupts.pause_at("export-write")
                 result = self._write_held(
-                    engine, attrs, cp.name, path, stage, options, signer, timings
-                )
+                    engine, attrs, cp.name, path, stage, options, signer, timings,
+                    mounts=mounts, readers=readers,
+                )  # fmt: skip
             except BaseException:
                 if auto_remove:
                     self._unpause_after_failure(attrs["Id"])
@@ -135,10 +135,14 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
         options: ExportOptions,
         signer: Any,
         timings: dict[str, float],
+        *,
+        mounts: tuple[Mount, ...] = (),
+        readers: dict[str, str] | None = None,
     ) -> ArchiveInfo:
         """The ctk archive at ``path`` of checkpoint ``checkpoint`` that dockerd holds: its
         directory fetched through a helper container, the rootfs changes (none with
-        ``ignore_rootfs``: an empty tar), the create spec."""
+        ``ignore_rootfs``: an empty tar; never the ``mounts``), the create spec, and the data
+        of the volumes ``readers`` hold (:func:`toolkit.backends.volume_data.volume_readers`)."""
         started = time.monotonic()
         cp_tar = stage / DOCKER_CHECKPOINT
         source = f"{engine.root_dir}/containers/{attrs['Id']}"
@@ -150,7 +154,10 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
             with tarfile.open(rootfs_tar, mode="w", format=tarfile.PAX_FORMAT):
                 pass
         else:
-            deleted = self._fetch_changes(attrs["Id"], rootfs_tar, stage)
+            deleted = self._fetch_changes(
+                attrs["Id"], rootfs_tar, stage, exclude=[m.target for m in mounts]
+            )
+        volumes = volume_data.read_volumes(self, readers or {}, stage)
         timings["fetch"] = round(time.monotonic() - started, 3)
         manifest = shared.archive_manifest(
             engine=engine,
@@ -162,11 +169,13 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
                 "storage_driver": engine_driver(self),
                 "ignore_rootfs": options.ignore_rootfs,
             },
+            mounts=mounts,
+            volumes_ignored=options.ignore_volumes,
         )
         return archive.write_archive(
             path,
             manifest,
-            [(DOCKER_CHECKPOINT, cp_tar), (DOCKER_ROOTFS, rootfs_tar)],
+            [(DOCKER_CHECKPOINT, cp_tar), (DOCKER_ROOTFS, rootfs_tar), *volumes],
             compression=options.compression,
             signing_key=signer,
         )
@@ -201,6 +210,26 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
                 engine, attrs, checkpoint, path, stage, options, signer, timings
             )
         return dataclasses.replace(result, timings={**timings, **result.timings})
+
+    def _anonymous_placed(
+        self,
+        container_id: str,
+        verified: archive.VerifiedArchive,
+        mounts: list[Mount],
+        options: ImportOptions,
+    ) -> list[volume_data.PlacedVolume]:
+        """The anonymous volumes Docker made with the new container, each with its data."""
+        restore = not (options.ignore_volumes or verified.manifest.volumes_ignored)
+        made = {m.target: m for m in self.container_volumes(container_id)}
+        placed = []
+        for mount in mounts:
+            if mount.type == "volume" and not mount.source and mount.target in made:
+                data = verified.member(member_name(mount.name)) if restore else None
+                # not "created": removing the container (v=True) removes it
+                placed.append(
+                    volume_data.PlacedVolume(mount, made[mount.target].name, "", False, data)
+                )
+        return placed
 
     def _unpause_after_failure(self, container_id: str) -> None:
         # Logged, not raised: the error being raised is the one that says what failed.
@@ -271,10 +300,31 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
                     f"a container named {spec.name} exists already",
                     hint="import under another name: ctk restore --import FILE --name NEW",
                 )
+            mounts = volume_data.import_mounts(self, verified, options)
             placed = verified.directory / "placed.tar"
             _rename_checkpoint(cp_tar, placed, cp_names, manifest.checkpoint)
-            new_id = self._create_stopped(spec, image)
+            # named volumes first (new, or kept with --ignore-volumes); Docker makes a new
+            # anonymous volume for each anonymous mount as it creates the container
+            volumes = volume_data.place_volumes(self, verified, mounts, options, anonymous=False)
+            # an anonymous volume kept as it is (a rolled-back migration's source) by its name
+            kept = {v.mount.target: v.volume for v in volumes}
+            spec = dataclasses.replace(
+                spec,
+                volumes=tuple(
+                    dataclasses.replace(m, source=kept[m.target]) if m.target in kept else m
+                    for m in mounts
+                ),
+            )
             try:
+                new_id = self._create_stopped(spec, image)
+            except BaseException:
+                volume_data.remove_created(self, volumes)
+                raise
+            try:
+                volumes += self._anonymous_placed(
+                    new_id, verified, [m for m in mounts if m.target not in kept], options
+                )
+                volume_data.fill_volumes(self, volumes, image=image)
                 if not options.ignore_rootfs:
                     with self._errors(container=new_id), rootfs_tar.open("rb") as data:
                         self._api.put_archive(new_id, "/", data)
@@ -297,8 +347,10 @@ class ArchivesMixin(CheckpointsMixin, ImagesMixin):
                 except requests.exceptions.ConnectionError as exc:
                     raise shared.unavailable(self.kind, self.url) from exc
             except BaseException:
-                # Nothing half-made: the container this import created goes again.
+                # Nothing half-made: the container this import created goes again, with the
+                # volumes it created.
                 self._remove_half_made(new_id)
+                volume_data.remove_created(self, volumes)
                 raise
         records.record_checkpoint(self.kind, self.url, new_id, manifest.checkpoint)
         return self.inspect(new_id)

@@ -9,6 +9,7 @@ from toolkit.backends.base import (
     ForeignImageRestore,
     Images,
     RuntimeInspection,
+    VolumeData,
     Volumes,
 )
 from toolkit.backends.docker.archives import ArchivesMixin
@@ -17,7 +18,6 @@ from toolkit.backends.docker.layers import LayersMixin
 from toolkit.backends.docker.lifecycle import LifecycleMixin
 from toolkit.backends.docker.migration import MigrationMixin
 from toolkit.backends.docker.networks import NetworksMixin
-from toolkit.backends.docker.volumes import VolumesMixin
 
 
 class DockerBackend(
@@ -26,7 +26,6 @@ class DockerBackend(
     ArchivesMixin,
     MigrationMixin,
     LayersMixin,
-    VolumesMixin,
     EventsMixin,
 ):
     """Docker Engine through the docker SDK.
@@ -41,7 +40,14 @@ class DockerBackend(
 def _conforms(
     backend: DockerBackend,
 ) -> tuple[
-    Backend, ForeignImageRestore, RuntimeInspection, Images, ContainerLayers, Volumes, Events
+    Backend,
+    ForeignImageRestore,
+    RuntimeInspection,
+    Images,
+    ContainerLayers,
+    Volumes,
+    VolumeData,
+    Events,
 ]:
     """mypy's proof that DockerBackend offers what base.py declares (never called)."""
-    return backend, backend, backend, backend, backend, backend, backend
+    return backend, backend, backend, backend, backend, backend, backend, backend

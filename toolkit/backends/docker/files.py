@@ -11,7 +11,7 @@ import logging
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -171,7 +171,9 @@ class FilesMixin(DockerClient):
             log.warning("docker: %s on %s is not readable: %s", path, self.url, exc.message)
             return None
 
-    def _fetch_changes(self, container_id: str, out: Path, stage: Path) -> list[str]:
+    def _fetch_changes(
+        self, container_id: str, out: Path, stage: Path, *, exclude: Sequence[str] = ()
+    ) -> list[str]:
         """The container's rootfs changes: changed and added files into ``out``; deleted paths.
 
         Only leaves are fetched (a changed directory's listed children come on their own), so an
@@ -180,7 +182,11 @@ class FilesMixin(DockerClient):
         with self._errors(container=container_id):
             changes = self._api.diff(container_id) or []
         return write_changes(
-            changes, lambda path, part: self._fetch(container_id, path, part), out, stage
+            changes,
+            lambda path, part: self._fetch(container_id, path, part),
+            out,
+            stage,
+            exclude=exclude,
         )
 
     def _create_stopped(
@@ -193,7 +199,7 @@ class FilesMixin(DockerClient):
     ) -> str:
         """Create (never start) ``spec`` from ``image``; the new ID.
 
-        ``binds`` is ``{host path: container path}``.
+        ``binds`` is ``{host path: container path}``; ``spec.volumes`` are mounted as well.
         """
         ports = sdk_ports(spec.ports)
         host_config = self._api.create_host_config(
@@ -202,6 +208,17 @@ class FilesMixin(DockerClient):
             runtime=spec.runtime or None,
             ipc_mode=ipc_mode,
             binds=[f"{src}:{dst}" for src, dst in (binds or {}).items()] or None,
+            # an anonymous volume's empty source makes Docker create a new one
+            mounts=[
+                docker.types.Mount(
+                    m.target,
+                    m.source or None,
+                    type="bind" if m.type == "bind" else "volume",
+                    read_only=m.read_only,
+                )
+                for m in spec.volumes
+            ]
+            or None,
         )
         with self._errors(image=image):
             created = self._api.create_container(

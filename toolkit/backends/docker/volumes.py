@@ -4,15 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 from toolkit.backends import building, inspection
-from toolkit.backends.docker.client import DockerClient, docker
+from toolkit.backends.base import VOLUME_PATH
+from toolkit.backends.docker.client import docker
+from toolkit.backends.docker.files import FilesMixin
 from toolkit.errors import VolumeNotFound
-from toolkit.models import VolumeInfo
+from toolkit.models import Mount, VolumeInfo
 
 
-class VolumesMixin(DockerClient):
-    """Named volumes."""
+class VolumesMixin(FilesMixin):
+    """Named volumes, and their contents through helper containers."""
+
+    def container_volumes(self, name: str) -> tuple[Mount, ...]:
+        attrs = self._attrs(name)
+        host = attrs.get("HostConfig") or {}
+        # Docker's inspect does not say which volume is anonymous: a named one is named in
+        # the create request (-v NAME:/path in Binds, --mount source=NAME in Mounts).
+        named = {
+            str(b).split(":", 1)[0] for b in host.get("Binds") or () if not str(b).startswith("/")
+        }
+        named |= {
+            str(m.get("Source"))
+            for m in host.get("Mounts") or ()
+            if m.get("Type", "volume") == "volume" and m.get("Source")
+        }
+        return inspection.volume_mounts(attrs.get("Mounts"), named=named.__contains__)
+
+    @contextmanager
+    def volume_access(self, volume: str, *, image: str) -> Iterator[str]:
+        with self._helper(image, {volume: VOLUME_PATH}) as helper:
+            yield helper
+
+    def read_volume(self, helper: str, out: Path) -> None:
+        self._fetch(helper, VOLUME_PATH, out)
+
+    def write_volume(self, helper: str, data: Path) -> None:
+        parent = VOLUME_PATH.rsplit("/", 1)[0]
+        with self._errors(container=helper), data.open("rb") as body:
+            self._api.put_archive(helper, parent, body)
 
     @contextmanager
     def _volume_errors(self, name: str) -> Iterator[None]:

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from toolkit import archive, interrupts, records
 from toolkit.archive.changes import write_changes
-from toolkit.backends import inspection, shared, validation
+from toolkit.backends import inspection, shared, validation, volume_data
 from toolkit.backends.options import publish_arg
 from toolkit.backends.podman import files as host_files
 from toolkit.backends.podman.checkpoints import (
@@ -35,6 +35,7 @@ from toolkit.backends.podman.client import (
     podman,
 )
 from toolkit.backends.podman.relocate import relocate_export
+from toolkit.backends.podman.volumes import VolumesMixin
 from toolkit.criu import diagnosis
 from toolkit.errors import (
     CheckpointNotFound,
@@ -50,6 +51,7 @@ from toolkit.models import (
     EngineInfo,
     ExportOptions,
     ImportOptions,
+    Mount,
 )
 
 log = logging.getLogger(__name__)
@@ -102,13 +104,15 @@ def _import_params(options: ImportOptions) -> dict[str, Any]:
         "ignoreStaticIP": options.ignore_static_ip,
         "ignoreStaticMAC": options.ignore_static_ip,
         "ignoreRootFS": options.ignore_rootfs,
+        # ctk restores the volumes itself (toolkit.backends.volume_data), before libpod runs
+        "ignoreVolumes": True,
     }
     if options.ports:
         params["publishPorts"] = [publish_arg(p) for p in options.ports]
     return params
 
 
-class ArchivesMixin(CheckpointsMixin):
+class ArchivesMixin(VolumesMixin, CheckpointsMixin):
     """Checkpoints into ctk archives and back; libpod export tars in."""
 
     def export_checkpoint(
@@ -126,14 +130,23 @@ class ArchivesMixin(CheckpointsMixin):
         cp_options = options.checkpoint
         cp_name = cp_options.name or records.new_checkpoint_name()
         attrs = self._require_checkpointable(name, cp_name)
+        # Before anything is frozen: a bind mount the user did not name is refused.
+        mounts = volume_data.export_mounts(self, name, options)
         engine = self.info()
         timings: dict[str, float] = {}
+        auto_removed = not cp_options.leave_running and validation.auto_removed(attrs)
+        carried = [] if options.ignore_volumes else [m.name for m in mounts if m.type == "volume"]
         with archive.staging_dir(path) as stage:
             payload = stage / PODMAN_PAYLOAD
             started = time.monotonic()
-            # printStats: CRIU's stats-dump goes into the export, for inspect and --print-stats
+            # printStats: CRIU's stats-dump goes into the export, for inspect and --print-stats;
+            # the volumes' data too, taken out of it below (libpod's tars keep the owners)
             params = _checkpoint_params(
-                cp_options, export=True, printStats=True, ignoreRootFS=options.ignore_rootfs
+                cp_options,
+                export=True,
+                printStats=True,
+                ignoreRootFS=options.ignore_rootfs,
+                ignoreVolumes=not carried,
             )
             chunks = self._export_chunks(name, attrs, cp_name, params)
             try:
@@ -143,11 +156,18 @@ class ArchivesMixin(CheckpointsMixin):
                     archive.write_stream(chunks, payload)
                 timings["checkpoint"] = round(time.monotonic() - started, 3)
                 interrupts.pause_at("export-write")
+                volumes: list[tuple[str, Path]] = []
+                if carried:
+                    whole = stage / "export-with-volumes.tar"
+                    payload.rename(whole)
+                    volumes = archive.split_podman_volumes(whole, payload, stage, carried)
+                    whole.unlink()
                 result = self._write_payload_archive(
-                    engine, attrs, cp_name, payload, path, options, signer
-                )
+                    engine, attrs, cp_name, payload, path, options, signer,
+                    mounts=mounts, volumes=volumes,
+                )  # fmt: skip
             except BaseException:  # signals too (toolkit.interrupts)
-                if not cp_options.leave_running and validation.auto_removed(attrs):
+                if auto_removed:
                     # libpod removed the --rm container after its export: back from the export
                     self._reimport_after_failed_export(payload, cp_options, attrs["Id"])
                 elif not cp_options.leave_running:
@@ -156,7 +176,7 @@ class ArchivesMixin(CheckpointsMixin):
             from toolkit.criu.images import stats_from_tar
 
             stats = stats_from_tar(payload)
-        if not cp_options.leave_running and validation.auto_removed(attrs):
+        if auto_removed:
             # gone, as its stop would have left it, before ctk says so: an import of the
             # archive right after must not find the name still taken
             self._wait_removed(attrs["Id"])
@@ -171,8 +191,12 @@ class ArchivesMixin(CheckpointsMixin):
         path: Path,
         options: ExportOptions,
         signer: Any,
+        *,
+        mounts: tuple[Mount, ...] = (),
+        volumes: list[tuple[str, Path]] | None = None,
     ) -> ArchiveInfo:
-        """The ctk archive at ``path`` around libpod's export tar ``payload``."""
+        """The ctk archive at ``path`` around libpod's export tar ``payload``, with the
+        container's ``mounts`` in its spec and the ``volumes``' data members."""
         archive.check_nested_tar(payload, what="podman checkpoint")
         manifest = shared.archive_manifest(
             engine=engine,
@@ -180,11 +204,13 @@ class ArchivesMixin(CheckpointsMixin):
             info=inspection.info_from_inspect(attrs, self.kind),
             checkpoint=cp_name,
             engine_data={"payload": PODMAN_PAYLOAD, "ignore_rootfs": options.ignore_rootfs},
+            mounts=mounts,
+            volumes_ignored=options.ignore_volumes,
         )
         return archive.write_archive(
             path,
             manifest,
-            [(PODMAN_PAYLOAD, payload)],
+            [(PODMAN_PAYLOAD, payload), *(volumes or [])],
             compression=options.compression,
             signing_key=signer,
         )
@@ -366,11 +392,15 @@ class ArchivesMixin(CheckpointsMixin):
             manifest = verified.manifest
             validation.require_archive_engine(manifest, self.kind, str(archive_path))
             payload = verified.member(PODMAN_PAYLOAD)
+            mounts = volume_data.import_mounts(self, verified, options)
+            # before anything is created; its volumes are then created new and the payload
+            # pointed at them (_placed_payload)
             archive.check_podman_payload(
                 payload,
                 manifest,
                 allow_mounts=options.allow_mounts,
                 allow_host_network=options.allow_host_network,
+                volumes={m.name: m.target for m in mounts if m.type == "volume"},
             )
             with self._errors():
                 found = self._api.get(f"/images/{manifest.image_id}/exists")
@@ -390,17 +420,42 @@ class ArchivesMixin(CheckpointsMixin):
             if options.name:
                 params["name"] = options.name
             criu_options = ["tcp-close"] if options.tcp_close else []
-            with (
-                self._criu_options(
-                    payload, verified.directory, target, manifest.image_id, criu_options
-                ) as sent,
-                sent.open("rb") as body,
-            ):
-                new_id = self._import_restore(body, params, target, action="import")
+            placed: list[volume_data.PlacedVolume] = []
+            try:
+                if any(m.type == "volume" for m in mounts):
+                    placed = volume_data.place_volumes(
+                        self, verified, mounts, options, anonymous=True
+                    )
+                    payload = self._placed_payload(verified, payload, placed)
+                    volume_data.fill_volumes(self, placed, image=manifest.image_id)
+                with (
+                    self._criu_options(
+                        payload, verified.directory, target, manifest.image_id, criu_options
+                    ) as sent,
+                    sent.open("rb") as body,
+                ):
+                    new_id = self._import_restore(body, params, target, action="import")
+            except BaseException:
+                volume_data.remove_created(self, placed)
+                raise
         # libpod keeps the imported checkpoint in place (keep): ctk lists, restores and frees
         # it like one it took, as on Docker
         records.record_checkpoint(self.kind, self.url, new_id, manifest.checkpoint)
         return self.inspect(new_id)
+
+    def _placed_payload(
+        self,
+        verified: archive.VerifiedArchive,
+        payload: Path,
+        placed: list[volume_data.PlacedVolume],
+    ) -> Path:
+        """The checked payload with its volumes made this engine's: the names and mount
+        points of the volumes ctk placed, nothing else changed."""
+        out = verified.directory / "restore-payload.tar"
+        archive.rewrite_podman_volumes(
+            payload, out, {p.mount.name: (p.volume, p.mountpoint) for p in placed}
+        )
+        return out
 
     @contextlib.contextmanager
     def _criu_options(

@@ -12,6 +12,7 @@ from toolkit.backends.base import (
     SharedFilesystem,
     StreamingCheckpoints,
     TemplateRestore,
+    VolumeData,
     Volumes,
 )
 from toolkit.backends.podman.events import EventsMixin
@@ -43,7 +44,8 @@ def _conforms(
     Images,
     ContainerLayers,
     Volumes,
+    VolumeData,
     Events,
 ]:
     """mypy's proof that PodmanBackend offers what base.py declares (never called)."""
-    return backend, backend, backend, backend, backend, backend, backend, backend, backend, backend
+    return (backend,) * 11

@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -35,17 +35,20 @@ def _visible_here(directory: Path) -> bool:
 class FilesMixin(PodmanClient):
     """A file of a container's StaticDir, here or through a helper container."""
 
-    @contextmanager
-    def _helper(self, image: str, source: str) -> Iterator[str]:
+    def _helper(self, image: str, source: str) -> AbstractContextManager[str]:
         """A created, never started container bind-mounting ``source`` read-only at /ctk-helper."""
+        mount = {"destination": _MOUNT, "source": source, "type": "bind", "options": ["ro"]}
+        return self._helper_with(image, {"mounts": [mount]})
+
+    @contextmanager
+    def _helper_with(self, image: str, mounts: dict[str, Any]) -> Iterator[str]:
+        """A created, never started container with ``mounts`` (libpod's create-body keys)."""
         body = {
             "image": image,
             "name": f"ctk-helper-{uuid.uuid4().hex[:12]}",
             "labels": {"ctk.helper": "1"},
             "command": ["/ctk-helper-never-started"],
-            "mounts": [
-                {"destination": _MOUNT, "source": source, "type": "bind", "options": ["ro"]}
-            ],
+            **mounts,
             "netns": {"nsmode": "none"},
         }
         with self._errors(image=image):

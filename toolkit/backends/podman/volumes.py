@@ -3,17 +3,121 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+import tarfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from toolkit import archive
+from toolkit.archive.volumes import VOLUME_ROOT
 from toolkit.backends import building, inspection
-from toolkit.backends.podman.client import PodmanClient, podman
-from toolkit.errors import VolumeNotFound
-from toolkit.models import VolumeInfo
+from toolkit.backends.base import VOLUME_PATH
+from toolkit.backends.podman.client import podman
+from toolkit.backends.podman.files import FilesMixin
+from toolkit.errors import EngineError, VolumeNotFound
+from toolkit.models import Mount, VolumeInfo
+
+_CHUNK = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
-class VolumesMixin(PodmanClient):
-    """Named volumes."""
+def _rebased(name: str) -> str:
+    # Podman 4.3 names a mount point's entries "" and "/a", "/d/b" (Docker: "volume",
+    # "volume/a"): the same tar on both engines, so that archives move between them.
+    if name == "" or name.startswith("/"):
+        rest = name.strip("/")
+        return f"{VOLUME_ROOT}/{rest}" if rest else VOLUME_ROOT
+    return name
+
+
+def _relative(name: str) -> str:
+    # "volume" -> ".", "volume/a" -> "./a": entries relative to the mount point
+    return "." + name[len(VOLUME_ROOT) :] if name.split("/", 1)[0] == VOLUME_ROOT else name
+
+
+def _rebase(source: Path, out: Path, rename: Callable[[str], str] = _rebased) -> None:
+    """Copy the tar ``source`` to ``out`` with its entries renamed by ``rename``."""
+    with (
+        tarfile.open(source, mode="r|") as src,
+        tarfile.open(out, mode="w|", format=tarfile.PAX_FORMAT) as dst,
+    ):
+        for info in src:
+            info.name = rename(info.name)
+            if info.islnk():
+                info.linkname = rename(info.linkname)
+            dst.addfile(info, src.extractfile(info) if info.isfile() else None)
+            src.members = []  # type: ignore[attr-defined]  # streamed: forget what passed
+
+
+class VolumesMixin(FilesMixin):
+    """Named volumes, and their contents through helper containers."""
+
+    def container_volumes(self, name: str) -> tuple[Mount, ...]:
+        attrs = self._attrs(name)
+
+        def named(volume: str) -> bool:
+            # libpod marks anonymous volumes (-v /path) in the volume itself
+            raw = self._volume("get", volume, f"/volumes/{volume}/json") or {}
+            return not raw.get("Anonymous")
+
+        return inspection.volume_mounts(attrs.get("Mounts"), named=named)
+
+    @contextmanager
+    def volume_access(self, volume: str, *, image: str) -> Iterator[str]:
+        with self._helper_with(image, {"volumes": [{"Name": volume, "Dest": VOLUME_PATH}]}) as h:
+            yield h
+
+    def read_volume(self, helper: str, out: Path) -> None:
+        """The volume's tar; Podman 4.3's archive route hands every file out as owned by the
+        container's user, so archives take Podman's volume data from libpod's export instead
+        (:func:`toolkit.archive.split_podman_volumes`)."""
+        with self._errors(container=helper):
+            response = self._api.get(
+                f"/containers/{helper}/archive", params={"path": VOLUME_PATH}, stream=True
+            )
+            try:
+                response.raise_for_status()
+                raw = out.with_name(out.name + ".raw")
+                archive.write_stream(response.iter_content(_CHUNK), raw)
+            finally:
+                response.close()
+        try:
+            _rebase(raw, out)
+        finally:
+            raw.unlink(missing_ok=True)
+
+    def write_volume(self, helper: str, data: Path) -> None:
+        # Podman 4.3 writes "volume/..." put at /ctk into the helper's own root, past the
+        # volume mounted there; "./..." put at the mount point lands in the volume.
+        # copyUIDGID=false keeps the tar's owners (libpod's default makes them the container's).
+        relative = data.with_name(data.name + ".put")
+        try:
+            _rebase(data, relative, _relative)
+            for attempt in (1, 2):
+                try:
+                    self._put_volume(helper, relative)
+                    return
+                except EngineError as exc:
+                    # Podman 4.3's copier now and then loses its helper process under load
+                    # ("passing bulk input to subprocess: write |1: broken pipe", seen in the
+                    # testbed's podman logs with and without ctk's volumes): the volume is new
+                    # and the tar overwrites what a first try wrote, so once more is safe.
+                    if attempt == 2:
+                        raise
+                    log.warning("podman: writing the volume failed (%s); once more", exc)
+        finally:
+            relative.unlink(missing_ok=True)
+
+    def _put_volume(self, helper: str, data: Path) -> None:
+        with self._errors(container=helper), data.open("rb") as body:
+            self._api.put(
+                f"/containers/{helper}/archive",
+                params={"path": VOLUME_PATH, "copyUIDGID": False},
+                data=body,
+                headers={"Content-Type": "application/x-tar"},
+            ).raise_for_status()
 
     def _volume(self, method: str, name: str, path: str, **params: Any) -> Any:
         with self._errors():
