@@ -59,6 +59,11 @@ class Volumes:
 def volumes(engine: Backend, containers: Containers) -> Iterator[Volumes]:
     made = Volumes(engine)
     yield made
+    # Every volume the test's containers mount goes too: on Podman an imported anonymous volume
+    # comes back as a volume with a generated name, which removing the container leaves.
+    for name in containers.names:
+        with contextlib.suppress(CtkError):
+            made.of(name)
     containers.cleanup()  # the containers first: a volume in use is not removed
     made.cleanup()
 
