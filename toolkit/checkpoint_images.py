@@ -33,7 +33,6 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from toolkit import operations
@@ -47,10 +46,10 @@ from toolkit.backends.base import (
     StreamingCheckpoints,
     TemplateRestore,
 )
+from toolkit.backends.shared import new_manifest
 from toolkit.backends.validation import validate_ref
 from toolkit.errors import Conflict, ContainerNotFound, InvalidArgument, Unsupported
 from toolkit.models import (
-    ArchiveManifest,
     Checkpoint,
     CheckpointOptions,
     ContainerInfo,
@@ -139,7 +138,6 @@ def _create_by_import(
     backend: Backend, name: str, image: str, options: CheckpointOptions
 ) -> tuple[Checkpoint, ImageInfo]:
     from toolkit.backends import validation
-    from toolkit.criu.probe import probe_criu
     from toolkit.migration import cross_runtime
 
     assert isinstance(backend, LayerImport) and isinstance(backend, Images)
@@ -165,22 +163,13 @@ def _create_by_import(
         with tempfile.TemporaryDirectory(prefix="ctk-cpimage-") as tmp:
             work = Path(tmp)
             images, rootfs, deleted = cross_runtime.fetch_in_place(backend, name, cp.name, work)
-            engine = backend.info()
             spec = backend.container_spec(name)
-            manifest = ArchiveManifest(
-                format_version=1,
-                engine=backend.kind,
-                engine_version=engine.version,
-                criu_version=probe_criu(run_check=False).version_text,
-                container_id=info.id,
-                container_name=info.name,
-                image=info.image,
-                image_id=info.image_id,
+            manifest = new_manifest(
+                engine=backend.info(),
+                info=info,
                 checkpoint=cp.name,
-                created=datetime.now(UTC).isoformat(timespec="seconds"),
-                spec=dataclasses.replace(spec, name=info.name).to_dict(),
+                spec=dataclasses.replace(spec, name=info.name),
                 engine_data={"layout": "checkpoint-image"},
-                kernel=_kernel(),
             )
             layer = work / "layer.tar"
             layout.write_ctk_layer(
@@ -192,13 +181,6 @@ def _create_by_import(
             )
             backend.import_layer(layer, image, labels=layout.image_labels(manifest))
     return cp, backend.inspect_image(image)
-
-
-def _kernel() -> str:
-    # as in a ctk archive's manifest: the engine's API reports no kernel (the local one here)
-    import platform
-
-    return platform.release()
 
 
 def restore_image(backend: Backend, image: str, options: ImportOptions) -> ContainerInfo:

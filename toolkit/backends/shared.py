@@ -108,9 +108,30 @@ def archive_manifest(
     ``mounts``: the container's volumes and bind mounts (``spec.volumes``); ``volumes_ignored``
     says that the volumes' data was left out.
     """
+    spec = dataclasses.replace(spec_from_inspect(attrs, image=info.image), volumes=tuple(mounts))
+    return new_manifest(
+        engine=engine,
+        info=info,
+        checkpoint=checkpoint,
+        spec=spec,
+        engine_data=engine_data,
+        volumes_ignored=volumes_ignored and any(m.type == "volume" for m in mounts),
+    )
+
+
+def new_manifest(
+    *,
+    engine: EngineInfo,
+    info: ContainerInfo,
+    checkpoint: str,
+    spec: ContainerSpec,
+    engine_data: Mapping[str, Any],
+    volumes_ignored: bool = False,
+) -> ArchiveManifest:
+    """A manifest for container ``info``'s checkpoint, dated now, with this machine's CRIU and
+    kernel (the engines' APIs report neither): archives and checkpoint images alike."""
     from toolkit.criu.probe import probe_criu
 
-    spec = dataclasses.replace(spec_from_inspect(attrs, image=info.image), volumes=tuple(mounts))
     return ArchiveManifest(
         format_version=1,
         engine=engine.kind,
@@ -125,7 +146,7 @@ def archive_manifest(
         spec=spec.to_dict(),
         engine_data=dict(engine_data),
         kernel=platform.release(),
-        volumes_ignored=volumes_ignored and any(m.type == "volume" for m in mounts),
+        volumes_ignored=volumes_ignored,
     )
 
 

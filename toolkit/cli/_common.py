@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,14 +71,14 @@ def with_progress(
             yield chunk
 
 
-def inspect_each(names: Sequence[str], inspect: Callable[[str], Any]) -> None:
-    """``ctk image/volume inspect NAME...``: a JSON array of what ``inspect(name).to_dict()``
-    found; each name not found is reported on stderr and the last one's error is raised (its
-    exit code), after the array, as docker does."""
+def inspect_each(names: Sequence[str], inspect: Callable[[str], Mapping[str, Any]]) -> None:
+    """``ctk inspect/image inspect/volume inspect NAME...``: a JSON array of what ``inspect``
+    found for each name; each name not found is reported on stderr and the last one's error is
+    raised (its exit code), after the array, as docker does."""
     found, failures = [], []
     for name in names:
         try:
-            found.append(inspect(name).to_dict())
+            found.append(inspect(name))
         except CtkError as exc:
             failures.append(exc)
     print_json(found)

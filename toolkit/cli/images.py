@@ -145,7 +145,8 @@ def build(**options: Any) -> None:
 @click.argument("names", nargs=-1, required=True)
 def inspect_image(names: tuple[str, ...]) -> None:
     """Details of images as a JSON array, with their layer stacks (``layers``, base first)."""
-    inspect_each(names, _images().inspect_image)
+    backend = _images()
+    inspect_each(names, lambda name: backend.inspect_image(name).to_dict())
 
 
 @image.command("history")

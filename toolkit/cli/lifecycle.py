@@ -12,6 +12,7 @@ import click
 from toolkit.backends.base import Backend, ContainerLayers, Images
 from toolkit.cli._common import (
     complete_containers,
+    inspect_each,
     json_option,
     print_json,
     print_table,
@@ -19,7 +20,7 @@ from toolkit.cli._common import (
     wants_json,
 )
 from toolkit.cli.containers import _each, _parse_env, build_spec, spec_options
-from toolkit.errors import Conflict, ContainerNotFound, CtkError, ImageNotFound
+from toolkit.errors import Conflict, ContainerNotFound, ImageNotFound
 from toolkit.models import ContainerInfo, ContainerStats
 
 
@@ -120,18 +121,7 @@ def exec_(
 def inspect(names: tuple[str, ...]) -> None:
     """Details of one or more containers, as a JSON array (like docker inspect)."""
     backend = state().backend()
-    found: list[dict[str, Any]] = []
-    failures: list[CtkError] = []
-    for name in names:
-        try:
-            found.append(_with_layers(backend, backend.inspect(name)))
-        except CtkError as exc:
-            failures.append(exc)
-    print_json(found)
-    if failures:
-        for failure in failures[:-1]:
-            click.echo(f"Error: {failure.message}", err=True)
-        raise failures[-1]
+    inspect_each(names, lambda name: _with_layers(backend, backend.inspect(name)))
 
 
 def _with_layers(backend: Backend, info: ContainerInfo) -> dict[str, Any]:

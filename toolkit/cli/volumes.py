@@ -64,7 +64,8 @@ def create(name: str, label: tuple[str, ...]) -> None:
 @click.argument("names", nargs=-1, required=True)
 def inspect(names: tuple[str, ...]) -> None:
     """Details of volumes, as a JSON array."""
-    inspect_each(names, _volumes().inspect_volume)
+    backend = _volumes()
+    inspect_each(names, lambda name: backend.inspect_volume(name).to_dict())
 
 
 @volume.command("rm")
