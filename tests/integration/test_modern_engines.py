@@ -30,7 +30,7 @@ from tests.conftest import (
     wait_count_at_least,
 )
 from toolkit import ContainerSpec
-from toolkit.backends.base import Backend
+from toolkit.backends.base import Backend, Volumes
 from toolkit.errors import ContainerNotFound, CtkError, ExitCode
 
 pytestmark = pytest.mark.testbed
@@ -241,6 +241,33 @@ def test_live_migration_across_runtimes_and_versions(
     assert values == sorted(values) and values.count(1) <= 1, values
     with pytest.raises(ContainerNotFound):
         testbed_trixie.backend(src_kind).inspect(name)
+
+
+@pytest.mark.parametrize("src", [1, TRIXIE_HOST], ids=["docker-20.10", "docker-26"])
+def test_live_move_into_podman_5_writes_the_criu_config_through_the_engine(
+    testbed: Testbed, testbed_trixie: TestbedHost, state: Path, made: Made, src: int
+) -> None:
+    # h3's runc reads the per-container CRIU config on h3, whose filesystem is not this
+    # machine's: ctk puts it there through Podman (a volume and a helper container), so the
+    # move stays live, and leaves neither behind.
+    from toolkit.migration.criu_config import VOLUME_LABEL
+
+    hosts = {1: testbed.hosts[0], TRIXIE_HOST: testbed_trixie}
+    report, dest, name, history = _migrate(made, hosts[src], "docker", testbed_trixie, "podman")
+    assert report["status"] == "done" and report["mode"] == "live", report
+    assert dest.info().version.startswith(MODERN["podman"])
+    wait_count_at_least(dest, name, history[-1] + 2)
+    values = counts(dest, name)
+    assert values == sorted(values) and values.count(1) <= 1, values  # counting on, no restart
+    assert isinstance(dest, Volumes)
+    assert dest.volumes(labels={VOLUME_LABEL: name}) == []
+    assert dest.containers(all=True, filters={"label": [f"{VOLUME_LABEL}={name}"]}) == []
+    # Its annotation names a file that is gone: CRIU ignores it, a plain C/R works there.
+    url = testbed_trixie.url("podman")
+    ctk("checkpoint", name, "--name", "after", engine=url, check=True)
+    frozen = last_count(dest, name)
+    ctk("restore", name, "--checkpoint", "after", engine=url, check=True)
+    wait_count_at_least(dest, name, frozen + 2)
 
 
 @pytest.mark.parametrize("kind", ENGINES)

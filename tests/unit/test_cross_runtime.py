@@ -162,12 +162,30 @@ def test_cross_runtime_into_podman_needs_proof_of_a_shared_directory(
 ) -> None:
     from toolkit.errors import ExitCode, Unsupported
     from toolkit.migration import cross_runtime
+    from toolkit.migration.criu_config import LocalCriuConfig, criu_config
 
     monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path))
     local = _Podman(True)
-    cross_runtime._require_shared_config_dir(local, "sha256:abc")  # type: ignore[arg-type]
+    with criu_config(local, target="web", image="sha256:abc") as config:  # type: ignore[arg-type]
+        assert isinstance(config, LocalCriuConfig)
+        assert Path(config.path).parent == cross_runtime.criu_config_dir()
+        config.write(["skip-file-rwx-check"])
+        assert Path(config.path).read_text() == "skip-file-rwx-check\n"
+        assert config.labels == {cross_runtime.CONFIG_LABEL: config.path}
     assert local.asked == [(cross_runtime.criu_config_dir(), "sha256:abc")]
-    with pytest.raises(Unsupported) as excinfo:
-        cross_runtime._require_shared_config_dir(_Podman(False), "sha256:abc")  # type: ignore[arg-type]
+    # kept (the container names it) after a success, gone after a failure
+    assert Path(config.path).exists()
+    with (
+        pytest.raises(RuntimeError),
+        criu_config(local, target="web", image="sha256:abc") as failed,  # type: ignore[arg-type]
+    ):
+        raise RuntimeError("restore failed")
+    assert not Path(failed.path).exists()
+    # Not proved shared, and no volumes or archive routes to write it through the engine.
+    with (
+        pytest.raises(Unsupported) as excinfo,
+        criu_config(_Podman(False), target="web", image="sha256:abc"),  # type: ignore[arg-type]
+    ):
+        pass
     assert excinfo.value.exit_code == ExitCode.UNSUPPORTED == 6
     assert "does not see" in excinfo.value.message and "--mode cold" in excinfo.value.hint

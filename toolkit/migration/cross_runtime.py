@@ -22,9 +22,11 @@ Docker -> Podman (``_restore_on_podman``):
    sharing ... criu-root") and ``skip-file-rwx-check`` (Podman's rootfs root is 0555, Docker's
    0755: "File . has bad mode"). They go into a per-container CRIU config file named by the
    ``org.criu.config`` annotation (set on the template, so the imported container carries it),
-   written just before the restore and emptied right after: runc reads the same file on every
-   later dump, and ``mntns-compat-mode`` makes dumps fail. Never /etc/criu/runc.conf, which
-   every container on the host reads.
+   written just before the restore and emptied (or removed) right after: runc reads the same
+   file on every later dump, and ``mntns-compat-mode`` makes dumps fail. Never
+   /etc/criu/runc.conf, which every container on the host reads. The file is written where
+   the destination's runc reads it: directly when Podman's host is proved to see ctk's
+   directory, else through the engine (:mod:`toolkit.migration.criu_config`).
 
 Podman -> Docker (``_restore_on_docker``), first failing in CRIU restore, each step found from
 CRIU's restore log (containerd deletes it; it was copied out of the shim's work directory
@@ -66,11 +68,11 @@ from toolkit.backends.base import (
     ForeignImageRestore,
     RawCheckpointArchives,
     RuntimeInspection,
-    SharedFilesystem,
     TemplateRestore,
 )
 from toolkit.criu import diagnosis
 from toolkit.errors import CheckpointError, Conflict, ContainerNotFound, ImageNotFound, Unsupported
+from toolkit.migration.criu_config import CriuConfig, EngineCriuConfig, criu_config
 from toolkit.models import (
     CheckpointImages,
     CheckpointOptions,
@@ -235,8 +237,6 @@ def live_cross_runtime(
             f"no image {info.image_id} ({info.image}) on {dest.kind}",
             hint=shared.image_missing_hint(info.image, info.image_id, dest.kind),
         )
-    if dest.kind == "podman":
-        _require_shared_config_dir(dest, info.image_id)
     try:
         dest.inspect(target)
     except ContainerNotFound:
@@ -263,26 +263,18 @@ def live_cross_runtime(
         hostname=runtime.hostname or None,
     )
     checkpoint = f"ctk-xr-{uuid.uuid4().hex[:10]}"
-    with tempfile.TemporaryDirectory(prefix="ctk-xr-") as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ctk-xr-")))
         template: Path | None = None
-        config: Path | None = None
+        config: CriuConfig | None = None
         if isinstance(dest, TemplateRestore):
-            # Made before the source is frozen: the template costs no downtime.
-            config = _new_config_file(target)
-            try:
-                template = _podman_template(dest, spec, info, config, work)
-            except BaseException:
-                config.unlink(missing_ok=True)
-                raise
-        try:
-            images, rootfs, deleted = _freeze(
-                source, name, checkpoint, work, keep_source, tcp_established
-            )
-        except BaseException:
-            if config is not None:
-                config.unlink(missing_ok=True)
-            raise
+            # Made before the source is frozen: the config and template cost no downtime. The
+            # config goes (or is emptied) however what follows ends.
+            config = stack.enter_context(criu_config(dest, target=target, image=info.image_id))
+            template = _podman_template(dest, spec, info, config, work)
+        images, rootfs, deleted = _freeze(
+            source, name, checkpoint, work, keep_source, tcp_established
+        )
         try:
             if on_frozen is not None:
                 on_frozen()
@@ -299,8 +291,6 @@ def live_cross_runtime(
             else:
                 raise Unsupported(f"cannot restore on {dest.kind}")
         except BaseException as exc:
-            if config is not None:
-                config.unlink(missing_ok=True)
             if not keep_source:
                 # Nothing lost: the source comes back from the checkpoint it just made.
                 source.restore(name, RestoreOptions(checkpoint=checkpoint))
@@ -345,38 +335,12 @@ def _any_host_port(port: PortMapping) -> PortMapping:
     return PortMapping(port.container_port, 0, port.host_ip, port.protocol)
 
 
-def _require_shared_config_dir(dest: Backend, image: str) -> None:
-    """Refuse unless Podman's host is proved to see ctk's CRIU config directory.
-
-    The per-container CRIU config file is written here and named in an annotation that the
-    destination's runc reads on its own host; a ``unix://`` URL proves nothing (a socket can be
-    forwarded from another host or mount namespace), so ask the engine to read a file back.
-
-    Raises:
-        Unsupported: the engine's host does not see the directory.
-    """
-    directory = criu_config_dir()
-    if isinstance(dest, SharedFilesystem) and dest.shares_directory(directory, image=image):
-        return
-    raise Unsupported(
-        "live migration into Podman writes a per-container CRIU config file that the "
-        f"destination's runc reads; Podman at {dest.url} does not see {directory} of this "
-        "machine (a file ctk wrote there did not read back through the engine)",
-        hint="run ctk on the destination's host, or migrate cold (--mode cold)",
-    )
-
-
-def _new_config_file(target: str) -> Path:
-    directory = criu_config_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{target}-{uuid.uuid4().hex[:8]}.conf"
-    # Empty until the restore: runc reads it for the template's dump too.
-    path.write_text("")
-    return path
-
-
 def _podman_template(
-    dest: TemplateRestore, spec: ContainerSpec, info: ContainerInfo, config: Path, work: Path
+    dest: TemplateRestore,
+    spec: ContainerSpec,
+    info: ContainerInfo,
+    config: CriuConfig,
+    work: Path,
 ) -> Path:
     """libpod's export of an equal container, for its metadata (see the module docstring)."""
     image = dest.local_image(info.image, info.image_id)
@@ -387,13 +351,13 @@ def _podman_template(
         env=spec.env,
         # any free host port: the source still holds its own
         ports=tuple(_any_host_port(p) for p in spec.ports),
-        labels={**spec.labels, CONFIG_LABEL: str(config)},
+        labels={**spec.labels, **config.labels},
         working_dir=spec.working_dir,
         user=spec.user,
         hostname=spec.hostname,
         runtime="runc",
     )
-    template_id = dest.start_template(template_spec, annotations={"org.criu.config": str(config)})
+    template_id = dest.start_template(template_spec, annotations={"org.criu.config": config.path})
     path = work / "template.tar"
     try:
         dest.export_raw(template_id, path, checkpoint="ctk-template")
@@ -518,7 +482,7 @@ def _restore_on_podman(
     images: Path,
     rootfs: Path | None,
     deleted: list[str],
-    config: Path,
+    config: CriuConfig,
     tcp_established: bool,
 ) -> ContainerInfo:
     """The template's libpod metadata around the source's images, imported under its name."""
@@ -547,30 +511,35 @@ def _restore_on_podman(
             info = tarfile.TarInfo("deleted.files")
             info.size, info.mode = len(data), 0o600
             out.addfile(info, _bytes_io(data))
-    log_path = config.with_suffix(".restore.log")
-    options = [*PODMAN_RESTORE_OPTIONS, f"log-file {log_path}"]
+    options = [*PODMAN_RESTORE_OPTIONS, f"log-file {config.log_path}"]
+    through_engine = isinstance(config, EngineCriuConfig)
     try:
         with _restore_only(config, options):
-            result = dest.import_raw(
+            return dest.import_raw(
                 tar_path,
                 name=str(spec.name),
                 ports=spec.ports,
                 tcp_established=tcp_established,
-                criu_log=log_path,
+                # a path of the engine's host is read here only when proved to be the same
+                criu_log=None if through_engine else Path(config.log_path),
             )
-    finally:
-        log_path.unlink(missing_ok=True)
-    return result
+    except CheckpointError as exc:
+        if exc.log_tail or not through_engine:
+            raise
+        log_text = config.restore_log()
+        if not log_text:
+            raise
+        raise diagnosis.criu_error("restore", str(spec.name), exc.message, log_text) from exc
 
 
 @contextlib.contextmanager
-def _restore_only(config: Path, options: list[str]) -> Iterator[None]:
+def _restore_only(config: CriuConfig, options: list[str]) -> Iterator[None]:
     """CRIU options in the per-container config for one restore; emptied whatever happens."""
-    config.write_text("".join(f"{o}\n" for o in options))
+    config.write(options)
     try:
         yield
     finally:
-        config.write_text("")
+        config.write(())
 
 
 def _bytes_io(data: bytes) -> Any:
@@ -631,25 +600,23 @@ def restore_images_on_podman(
     through a template's libpod metadata (see the module's docstring).
 
     Raises:
-        Unsupported: Podman's host does not see ctk's CRIU config directory.
+        Unsupported: Podman's host neither sees ctk's CRIU config directory nor lets ctk
+            write one through the engine.
         ImageNotFound: no image ``image_id`` here.
         CheckpointError: CRIU failed to restore (nothing left behind).
     """
-    _require_shared_config_dir(dest, image_id)
     image = dest.local_image(spec.image, image_id)
     info = ContainerInfo(
         id="", name=str(spec.name), image=image, image_id=image_id, status="", running=False
     )
-    config = _new_config_file(str(spec.name))
-    try:
-        with tempfile.TemporaryDirectory(prefix="ctk-xr-") as tmp:
-            template = _podman_template(dest, spec, info, config, Path(tmp))
-            return _restore_on_podman(
-                dest, spec, template, images, rootfs, deleted, config, tcp_established
-            )
-    except BaseException:
-        config.unlink(missing_ok=True)
-        raise
+    with (
+        criu_config(dest, target=str(spec.name), image=image_id) as config,
+        tempfile.TemporaryDirectory(prefix="ctk-xr-") as tmp,
+    ):
+        template = _podman_template(dest, spec, info, config, Path(tmp))
+        return _restore_on_podman(
+            dest, spec, template, images, rootfs, deleted, config, tcp_established
+        )
 
 
 def _restore_on_docker(

@@ -423,7 +423,8 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
         EngineError: the pages did not all arrive in time.
     """
     from toolkit.backends.base import LazyCheckpoints
-    from toolkit.migration.cross_runtime import _new_config_file, _podman_template
+    from toolkit.migration.criu_config import LocalCriuConfig
+    from toolkit.migration.cross_runtime import _podman_template
     from toolkit.migration.execute import _pause_hook, _restored
 
     journal, source, dest = run.journal, run.source, run.dest
@@ -436,9 +437,11 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     # Before the freeze: the destination's template export (libpod's metadata).
     spec = source.container_spec(journal.container)
     spec = dataclasses.replace(spec, name=journal.target)
-    dest_config = _new_config_file(journal.target)
+    # Post-copy runs CRIU's lazy-pages daemon here, so the destination is this machine's.
+    dest_criu = LocalCriuConfig(journal.target)
+    dest_config = Path(dest_criu.path)
     with run.phase("prepare"):
-        template = _podman_template(dest, spec, run.plan.source_info, dest_config, work)
+        template = _podman_template(dest, spec, run.plan.source_info, dest_criu, work)
     lazy_dir = work / "lazy"
     lazy_dir.mkdir()
     daemon: subprocess.Popen[bytes] | None = None
