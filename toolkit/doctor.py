@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,18 +67,35 @@ def engine_checks(ref: EngineRef, info: EngineInfo | None, error: str = "") -> l
             )
         )
     else:
-        runc = shutil.which("runc")
-        checks.append(
-            Check(
-                "podman checkpoint runtime",
-                runc is not None,
-                f"runc at {runc} (ctk creates containers with runc)"
-                if runc
-                else "runc not installed: crun here cannot checkpoint",
-                "" if runc else "apt-get install runc (or scripts/setup)",
-            )
-        )
+        checks.append(podman_runtime_check(info))
     return checks
+
+
+# The runtime ctk creates Podman's containers with (toolkit.backends.podman.CHECKPOINT_RUNTIME;
+# not imported: doctor runs without the SDKs): bookworm's crun cannot checkpoint.
+_CHECKPOINT_RUNTIME = "runc"
+
+
+def podman_runtime_check(info: EngineInfo) -> Check:
+    """The OCI runtime Podman's host has, as the engine reports it (not ctk's machine's runc).
+
+    libpod's info names only the default runtime: when it is not runc, whether the host has
+    runc too is left to the probe (ctk creates containers with runc whatever the default).
+    """
+    name = "podman checkpoint runtime"
+    runtime = info.default_runtime
+    found = " ".join(part for part in (runtime, info.runtime_version) if part)
+    if info.runtime_path:
+        found += f" at {info.runtime_path}"
+    if runtime == _CHECKPOINT_RUNTIME:
+        return Check(name, True, f"{found} on the engine's host (ctk creates containers with runc)")
+    default = f"the engine's default is {found}" if runtime else "the engine names no runtime"
+    return Check(
+        name,
+        True,
+        f"{default}; ctk creates containers with runc, which the engine's info does not list "
+        "(the probe shows whether its host has it)",
+    )
 
 
 def criu_checks(status: CriuStatus) -> list[Check]:
@@ -332,15 +348,11 @@ def run_doctor(engines: Sequence[EngineRef], *, quick: bool = False) -> list[Che
     return checks
 
 
-def _shares_config_dir(backend: SharedFilesystem) -> bool:
+def _shares_config_dir(backend: Backend) -> bool:
     """Whether Podman's host sees ctk's per-container CRIU config directory (a real proof)."""
-    from toolkit.migration.cross_runtime import criu_config_dir
+    from toolkit.migration.criu_config import shares_config_dir
 
-    try:
-        return backend.shares_directory(criu_config_dir(), image=PROBE_IMAGE)
-    except OSError as exc:  # the directory cannot even be written here
-        log.warning("doctor: cannot write into %s: %s", criu_config_dir(), exc)
-        return False
+    return shares_config_dir(backend, PROBE_IMAGE)
 
 
 def cross_runtime_check(
@@ -348,29 +360,27 @@ def cross_runtime_check(
 ) -> Check:
     """Whether checkpoints can move live between Docker and Podman on this machine, and why not.
 
-    Podman's host must see ctk's CRIU config directory (``podman_shares``: proved by reading a
-    file back through the engine; None: not probed, ``--quick``) and Docker be able to
-    checkpoint; containers must run on runc, not crun, and have no volumes (per container:
-    ``ctk checkpoint inspect`` says).
+    Docker must be able to checkpoint; containers must run on runc, not crun, and have no
+    volumes (per container: ``ctk checkpoint inspect`` says). ``podman_shares`` says where the
+    per-container CRIU config goes: True, ctk's directory (proved by reading a file back
+    through the engine); False, through the engine (a volume on Podman's host); None, not
+    probed (``--quick``).
     """
     name = "cross-runtime"
     if docker is None or podman is None:
         return Check(name, False, "needs both Docker and Podman answering", FIX_ENGINES)
     if not docker.checkpoint_capable:
         return Check(name, False, "Docker cannot checkpoint (experimental mode off)", FIX_SETUP)
-    if podman_shares is False:
-        return Check(
-            name,
-            False,
-            f"Podman at {podman.url} does not see ctk's CRIU config directory (not this machine)",
-            "run ctk on Podman's host for live moves into Podman; cold moves work from here",
-        )
     note = (
         f" (Podman's default runtime is {podman.default_runtime}: ctk creates containers on runc)"
         if podman.default_runtime and podman.default_runtime != "runc"
         else ""
     )
-    proved = " (not proved: --quick)" if podman_shares is None else ""
+    where = {
+        True: "",
+        False: "; CRIU's config for Podman written through the engine (its host is not this one)",
+        None: " (not proved: --quick)",
+    }[podman_shares]
     return Check(
-        name, True, f"live docker <-> podman for runc containers without volumes{note}{proved}"
+        name, True, f"live docker <-> podman for runc containers without volumes{note}{where}"
     )

@@ -441,6 +441,8 @@ class EngineInfo(_Model):
     root_dir: str = ""
     runtime_version: str = ""
     """The default runtime's version as the engine's host reports it ("" when it does not)."""
+    runtime_path: str = ""
+    """The default runtime's program on the engine's host, as the engine names it ("" unknown)."""
 
 
 @dataclass(frozen=True)

@@ -289,6 +289,17 @@ def test_doctor_on_h3_is_ready_with_the_engines_versions(
         assert "CRIU 4.1.1 (the engine's host)" in runtime, runtime
 
 
+def test_doctor_reports_h3_s_runc_not_this_machine_s(testbed_trixie: TestbedHost) -> None:
+    # h3's runc is Debian 13's 1.1.15 (this machine's is 1.1.5): the line is the engine host's.
+    result = ctk("doctor", testbed_trixie.url("podman"), "--quick", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    runtime = checks["podman checkpoint runtime"]
+    assert runtime["ok"], runtime
+    assert runtime["detail"].startswith("runc 1.1.15"), runtime
+    assert "at /usr/bin/runc on the engine's host" in runtime["detail"], runtime
+
+
 @contextlib.contextmanager
 def packaged_criu() -> Iterator[None]:
     """h3's engines run Debian 13's own CRIU 4.1.1, without scripts/criu-patches."""

@@ -20,6 +20,28 @@ def test_experimental_off() -> None:
     assert not checks[1].ok and "experimental" in checks[1].fix
 
 
+def test_podman_runtime_is_the_engine_host_s() -> None:
+    from toolkit.doctor import podman_runtime_check
+
+    podman = EngineRef("podman", "unix:///run/ctk-testbed/h3/podman.sock")
+    info = EngineInfo(
+        kind="podman",
+        url=podman.url,
+        version="5.4.2",
+        default_runtime="runc",
+        runtime_version="1.1.15+ds1",
+        runtime_path="/usr/bin/runc",
+    )
+    [engine, runtime] = engine_checks(podman, info)
+    assert engine.ok and runtime == podman_runtime_check(info)
+    assert runtime.ok and runtime.name == "podman checkpoint runtime"
+    assert runtime.detail.startswith("runc 1.1.15+ds1 at /usr/bin/runc on the engine's host")
+    crun = podman_runtime_check(
+        EngineInfo(kind="podman", url=podman.url, version="5.4.2", default_runtime="crun")
+    )
+    assert crun.ok and "default is crun;" in crun.detail and "probe" in crun.detail
+
+
 def test_old_criu() -> None:
     status = CriuStatus(
         "/usr/sbin/criu", (3, 17), False, "Error: vdso: Unexpected rt vDSO area bounds"

@@ -146,6 +146,10 @@ class DockerClient(BackendBase):
             root_dir=str(data.get("DockerRootDir", "")),
             # Docker names runc's build (RuncCommit), not CRIU: only a checkpoint proves CRIU.
             runtime_version=str((data.get("RuncCommit") or {}).get("ID", "")),
+            runtime_path=str(
+                ((data.get("Runtimes") or {}).get(data.get("DefaultRuntime")) or {}).get("path")
+                or ""
+            ),
         )
 
     def _attrs(self, name: str) -> dict[str, Any]:

@@ -117,6 +117,7 @@ class PodmanClient(BackendBase):
             checkpoint_capable=True,
             root_dir=str(store.get("graphRoot", "")),
             runtime_version=runtime_version[0].removeprefix(f"{runtimes} version ").strip(),
+            runtime_path=str(runtime.get("path") or ""),
         )
 
     @contextmanager
