@@ -300,6 +300,26 @@ def test_doctor_reports_h3_s_runc_not_this_machine_s(testbed_trixie: TestbedHost
     assert "at /usr/bin/runc on the engine's host" in runtime["detail"], runtime
 
 
+def test_postcopy_into_h3_is_refused_as_its_host_does_not_see_ctk_s_files(
+    testbed: Testbed, testbed_trixie: TestbedHost, state: Path, made: Made
+) -> None:
+    # Post-copy's destination reads a CRIU config and talks to a lazy-pages daemon on ctk's
+    # machine: h3's Podman does not see them, proved through the engine, not guessed.
+    from toolkit.errors import Unsupported
+    from toolkit.migration import postcopy
+
+    source, dest = testbed.hosts[0].backend("podman"), testbed_trixie.backend("podman")
+    name = made.name(source, "pc")
+    postcopy.create_ready(
+        source, ContainerSpec(image=COUNTER_IMAGE, name=name, labels=dict(TEST_LABEL))
+    )
+    with pytest.raises(Unsupported) as excinfo:
+        postcopy.check(source, dest, name)
+    assert "does not see" in excinfo.value.message, excinfo.value.message
+    assert excinfo.value.exit_code == ExitCode.UNSUPPORTED
+    dest.close()
+
+
 @contextlib.contextmanager
 def packaged_criu() -> Iterator[None]:
     """h3's engines run Debian 13's own CRIU 4.1.1, without scripts/criu-patches."""

@@ -189,6 +189,7 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
             f"container {name}'s CRIU config and storage are not on this machine",
             hint="post-copy runs ctk on the source engine's machine (local or testbed socket)",
         )
+    _require_dest_here(dest, source.inspect(name).image_id)
     _require_uffd()
     upper = found.upper_dir
     address = os.environ.get(ADDRESS_ENV, "127.0.0.1")
@@ -226,6 +227,23 @@ def create_ready(
         spec, runtime="runc", labels={**spec.labels, CONFIG_LABEL: str(config)}
     )
     return backend.start_template(ready, annotations={ANNOTATION: str(config)})
+
+
+def _require_dest_here(dest: Backend, image_id: str) -> None:
+    """Refuse unless the destination's host is proved to see ctk's CRIU config directory.
+
+    Its restore reads a per-container CRIU config ctk writes here and talks to a lazy-pages
+    daemon ctk runs here: a volume written through the engine (as live moves do) would not do.
+    A destination without the image is left to the image check that follows.
+    """
+    from toolkit.migration.criu_config import shares_config_dir
+
+    if dest.has_image(image_id) and not shares_config_dir(dest, image_id):
+        raise Unsupported(
+            f"post-copy restores on {dest.kind} at {dest.url} with CRIU files of this machine, "
+            "which that engine's host does not see (a file ctk wrote did not read back through it)",
+            hint="run ctk on the destination engine's machine, or use --mode live",
+        )
 
 
 def _require_uffd() -> None:
