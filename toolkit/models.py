@@ -284,6 +284,13 @@ class ContainerSpec(_Model):
     ulimits: tuple[Ulimit, ...] = ()
     auto_remove: bool = False
     """The engine removes the container when it exits (``--rm``)."""
+    tty: bool = False
+    """Give the main process a pseudo-terminal (``-t``)."""
+    stdin_open: bool = False
+    """Keep the main process's stdin open for an attached client (``-i``)."""
+    stdin_once: bool = False
+    """Close that stdin when the first attached client's input ends (``docker run -i``
+    attached: ``echo hi | ctk run -i IMAGE cat`` ends when echo does)."""
 
 
 @dataclass(frozen=True)
@@ -319,6 +326,8 @@ class ContainerInfo(_Model):
     cpus: float = 0.0
     """CPU limit in CPUs; 0 for none."""
     auto_remove: bool = False
+    tty: bool = False
+    """The main process has a pseudo-terminal (``-t``)."""
     checkpoints: tuple[str, ...] = ()
     """Checkpoints ctk made of this container that it still records, oldest first."""
 

@@ -7,6 +7,7 @@ What only some engines offer is a small capability Protocol below :class:`Backen
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -649,4 +650,53 @@ class Events(Protocol):
         filters: Mapping[str, Sequence[str]] | None = None,
     ) -> Iterator[EngineEvent]:
         """Events from ``since`` until ``until`` (epoch seconds); for ever without ``until``."""
+        ...
+
+
+@runtime_checkable
+class Terminals(Protocol):
+    """Interactive streams: attach to a container's main process, exec with stdin or a TTY.
+
+    Each returns the hijacked socket; :func:`toolkit.terminal.stream` pumps it.
+    """
+
+    engine_detaches: bool
+    """The engine ends an attach on its detach keys itself (Docker); else ctk must (Podman
+    passes them on to the process)."""
+
+    def attach_socket(self, name: str, *, stdin: bool, detach_keys: str) -> socket.socket:
+        """Attach to the main process's stdin (when ``stdin``), stdout and stderr.
+
+        Works on a created container too, so that nothing it prints first is lost.
+        """
+        ...
+
+    def resize(self, name: str, *, height: int, width: int) -> None:
+        """Set the size of the container's pseudo-terminal."""
+        ...
+
+    def exec_create(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        tty: bool,
+        stdin: bool,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
+        """Prepare ``command`` in running container ``name``; the exec's ID."""
+        ...
+
+    def exec_socket(self, exec_id: str, *, tty: bool) -> socket.socket:
+        """Start a prepared exec and attach to it."""
+        ...
+
+    def resize_exec(self, exec_id: str, *, height: int, width: int) -> None:
+        """Set the size of an exec's pseudo-terminal."""
+        ...
+
+    def exec_exit_code(self, exec_id: str) -> int:
+        """The exit code of an exec whose stream has ended."""
         ...

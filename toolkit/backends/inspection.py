@@ -164,6 +164,7 @@ def lifecycle_fields(attrs: Mapping[str, Any]) -> dict[str, Any]:
         "memory": int(host.get("Memory") or 0),
         "cpus": cpus_of(host),
         "auto_remove": bool(host.get("AutoRemove")),
+        "tty": bool(config.get("Tty")),
     }
 
 

@@ -21,6 +21,7 @@ from toolkit.cli.images import build, history, image, images, load, rmi, save, t
 from toolkit.cli.keys import key
 from toolkit.cli.layers import commit, cp, diff
 from toolkit.cli.lifecycle import (
+    attach,
     create,
     exec_,
     inspect,
@@ -81,7 +82,20 @@ def cli(
 for command in (run, ps, logs, stop, rm, checkpoint, restore, doctor, migrate, drain):
     cli.add_command(command)
 cli.add_command(watch)
-for command in (create, start, restart, pause, unpause, kill, exec_, inspect, wait, top, stats):
+for command in (
+    create,
+    start,
+    restart,
+    pause,
+    unpause,
+    kill,
+    exec_,
+    attach,
+    inspect,
+    wait,
+    top,
+    stats,
+):
     cli.add_command(command)
 cli.add_command(engine_group)
 cli.add_command(completion)

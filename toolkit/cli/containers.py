@@ -24,6 +24,7 @@ from toolkit.cli._common import (
 from toolkit.cli.parsing import parse_memory, parse_since
 from toolkit.errors import CtkError, InvalidArgument
 from toolkit.models import ContainerInfo, ContainerSpec, Mount, PortMapping, Ulimit
+from toolkit.terminal import run_interactive
 from toolkit.watch import record_intended_stop
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,6 +96,8 @@ _SPEC_OPTIONS = (
     click.option("--ulimit", multiple=True, help="Resource limit NAME=SOFT[:HARD]."),
     click.option("--runtime", help="OCI runtime (Podman defaults to runc, which can checkpoint)."),
     click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits."),
+    click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (attach it with run)."),
+    click.option("-t", "--tty", is_flag=True, help="Give the container a pseudo-terminal."),
 )
 
 
@@ -127,6 +130,8 @@ def build_spec(image: str, command: tuple[str, ...], options: dict[str, Any]) ->
         cpus=options.get("cpus"),
         ulimits=_parse_ulimits(options.get("ulimit", ())),
         auto_remove=bool(options.get("auto_remove")),
+        tty=bool(options.get("tty")),
+        stdin_open=bool(options.get("interactive")),
     )
 
 
@@ -137,9 +142,18 @@ def build_spec(image: str, command: tuple[str, ...], options: dict[str, Any]) ->
 @click.argument("command", nargs=-1)
 @json_option
 def run(detach: bool, image: str, command: tuple[str, ...], **options: Any) -> None:
-    """Create and start a container from IMAGE."""
+    """Create and start a container from IMAGE.
+
+    With -i and/or -t (and no -d) the local terminal is attached like docker's: ctrl-p ctrl-q
+    detaches and leaves the container running.
+    """
     spec = build_spec(image, command, options)
     attached = not detach and not wants_json()
+    if attached and (spec.tty or spec.stdin_open):
+        # docker run -i attached: the container's stdin closes when the local one ends.
+        spec = dataclasses.replace(spec, auto_remove=False, stdin_once=spec.stdin_open)
+        code = run_interactive(state().backend(), spec, remove=bool(options.get("auto_remove")))
+        sys.exit(0 if code is None else code)
     if attached and spec.auto_remove:
         # Attached --rm removes the container here, after reading its exit code: the engine
         # removing it itself could race the wait and lose the code.

@@ -22,6 +22,8 @@ from toolkit.cli._common import (
 from toolkit.cli.containers import _each, _parse_env, build_spec, spec_options
 from toolkit.errors import Conflict, ContainerNotFound, ImageNotFound
 from toolkit.models import ContainerInfo, ContainerStats
+from toolkit.terminal import DETACH_KEYS, exec_interactive
+from toolkit.terminal import attach as attach_to
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -88,6 +90,8 @@ def kill(signal: str | None, names: tuple[str, ...]) -> None:
 
 
 @click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-i", "--interactive", is_flag=True, help="Pass the local stdin to the command.")
+@click.option("-t", "--tty", is_flag=True, help="Give the command a pseudo-terminal.")
 @click.option("-u", "--user", help="User to run the command as.")
 @click.option("-w", "--workdir", help="Working directory for the command.")
 @click.option("-e", "--env", multiple=True, help="Set an environment variable KEY=VALUE.")
@@ -95,13 +99,30 @@ def kill(signal: str | None, names: tuple[str, ...]) -> None:
 @click.argument("command", nargs=-1, required=True)
 @json_option
 def exec_(
+    interactive: bool,
+    tty: bool,
     user: str | None,
     workdir: str | None,
     env: tuple[str, ...],
     name: str,
     command: tuple[str, ...],
 ) -> None:
-    """Run COMMAND in running container NAME; exits with the command's exit code."""
+    """Run COMMAND in running container NAME; exits with the command's exit code.
+
+    -i passes the local stdin, -t gives it a terminal (the local one goes raw while attached).
+    """
+    if (interactive or tty) and not wants_json():
+        code = exec_interactive(
+            state().backend(),
+            name,
+            command,
+            tty=tty,
+            stdin=interactive,
+            user=user,
+            workdir=workdir,
+            env=_parse_env(env) or None,
+        )
+        sys.exit(0 if code is None else code)
     result = (
         state()
         .backend()
@@ -113,6 +134,26 @@ def exec_(
         click.echo(result.stdout, nl=False)
         click.echo(result.stderr, nl=False, err=True)
     sys.exit(result.exit_code)
+
+
+@click.command()
+@click.option("--no-stdin", is_flag=True, help="Do not attach stdin.")
+@click.option(
+    "--detach-keys",
+    default=DETACH_KEYS,
+    show_default=True,
+    help="The keys that detach and leave the container running.",
+)
+@click.argument("name", shell_complete=complete_containers)
+def attach(no_stdin: bool, detach_keys: str, name: str) -> None:
+    """Attach the local stdin, stdout and stderr to running container NAME's main process.
+
+    Exits with its exit code when it ends; the detach keys leave it running.
+    """
+    code = attach_to(state().backend(), name, stdin=not no_stdin, detach_keys=detach_keys)
+    if code is None:
+        click.echo(f"detached from {name}; it is still running", err=True)
+    sys.exit(0 if code is None else code)
 
 
 @click.command()

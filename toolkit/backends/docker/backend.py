@@ -9,6 +9,7 @@ from toolkit.backends.base import (
     ForeignImageRestore,
     Images,
     RuntimeInspection,
+    Terminals,
     VolumeData,
     Volumes,
 )
@@ -18,6 +19,7 @@ from toolkit.backends.docker.layers import LayersMixin
 from toolkit.backends.docker.lifecycle import LifecycleMixin
 from toolkit.backends.docker.migration import MigrationMixin
 from toolkit.backends.docker.networks import NetworksMixin
+from toolkit.backends.docker.terminals import TerminalsMixin
 
 
 class DockerBackend(
@@ -27,6 +29,7 @@ class DockerBackend(
     MigrationMixin,
     LayersMixin,
     EventsMixin,
+    TerminalsMixin,
 ):
     """Docker Engine through the docker SDK.
 
@@ -48,6 +51,8 @@ def _conforms(
     Volumes,
     VolumeData,
     Events,
+    Terminals,
 ]:
     """mypy's proof that DockerBackend offers what base.py declares (never called)."""
-    return backend, backend, backend, backend, backend, backend, backend, backend
+    b = backend
+    return b, b, b, b, b, b, b, b, b

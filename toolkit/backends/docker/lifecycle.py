@@ -73,6 +73,12 @@ class LifecycleMixin(DockerClient):
             ]
         if spec.auto_remove:
             kwargs["auto_remove"] = True
+        if spec.tty:
+            kwargs["tty"] = True
+        if spec.stdin_open:
+            kwargs["stdin_open"] = True
+            # The SDK sets StdinOnce (and the Attach* flags) only for a non-detached create.
+            kwargs["detach"] = not spec.stdin_once
         # create + start rather than containers.run: run pulls a missing image from a
         # registry, which is unreachable here and would turn "no such image" into a timeout.
         with self._errors(image=spec.image):

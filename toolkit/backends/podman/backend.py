@@ -12,6 +12,7 @@ from toolkit.backends.base import (
     SharedFilesystem,
     StreamingCheckpoints,
     TemplateRestore,
+    Terminals,
     VolumeData,
     Volumes,
 )
@@ -19,10 +20,13 @@ from toolkit.backends.podman.events import EventsMixin
 from toolkit.backends.podman.layers import LayersMixin
 from toolkit.backends.podman.migration import MigrationMixin
 from toolkit.backends.podman.networks import NetworksMixin
+from toolkit.backends.podman.terminals import TerminalsMixin
 from toolkit.backends.podman.volumes import VolumesMixin
 
 
-class PodmanBackend(MigrationMixin, NetworksMixin, LayersMixin, VolumesMixin, EventsMixin):
+class PodmanBackend(
+    MigrationMixin, NetworksMixin, LayersMixin, VolumesMixin, EventsMixin, TerminalsMixin
+):
     """Podman through its REST service and the podman SDK.
 
     Each concern is a mixin in its own module (lifecycle, checkpoints, archives, images,
@@ -46,6 +50,8 @@ def _conforms(
     Volumes,
     VolumeData,
     Events,
+    Terminals,
 ]:
     """mypy's proof that PodmanBackend offers what base.py declares (never called)."""
-    return (backend,) * 11
+    b = backend
+    return b, b, b, b, b, b, b, b, b, b, b, b

@@ -93,6 +93,10 @@ class LifecycleMixin(PodmanClient):
                 )
         if spec.auto_remove:
             payload["remove"] = True
+        if spec.tty:
+            payload["terminal"] = True
+        if spec.stdin_open:
+            payload["stdin"] = True
         with self._errors(image=spec.image):
             response = self._api.post(
                 "/containers/create",
