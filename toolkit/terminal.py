@@ -47,7 +47,7 @@ def require_terminal(tty: bool) -> None:
 def window_size(fd: int) -> tuple[int, int] | None:
     """(rows, columns) of the terminal on ``fd``, or None when it is not one."""
     try:
-        rows, columns = os.get_terminal_size(fd)
+        columns, rows = os.get_terminal_size(fd)
     except OSError:
         return None
     return (rows, columns) if rows and columns else None

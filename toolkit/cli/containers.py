@@ -153,6 +153,8 @@ def run(detach: bool, image: str, command: tuple[str, ...], **options: Any) -> N
         # docker run -i attached: the container's stdin closes when the local one ends.
         spec = dataclasses.replace(spec, auto_remove=False, stdin_once=spec.stdin_open)
         code = run_interactive(state().backend(), spec, remove=bool(options.get("auto_remove")))
+        if code is None:
+            click.echo("detached; the container is still running", err=True)
         sys.exit(0 if code is None else code)
     if attached and spec.auto_remove:
         # Attached --rm removes the container here, after reading its exit code: the engine
