@@ -184,6 +184,16 @@ def test_exec_i_passes_piped_stdin_and_exit_code(engine: Backend, containers: Co
         check=False,
     )
     assert (done.returncode, done.stdout, done.stderr) == (4, b"piped\n", b"oops\n")
+    # run -i attached: the end of the pipe closes the container's stdin, so cat ends.
+    name = containers.name("runi")
+    done = subprocess.run(
+        [*argv, "run", "-i", "--rm", "--name", name, *_label(), BUSYBOX_IMAGE, "cat"],
+        input=b"through run\n",
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, b"through run\n"), done.stderr
 
 
 def test_attach_reads_output_and_detach_keys_leave_it_running(
