@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
 
+from toolkit.archive import progress
 from toolkit.archive.compression import decompressing
 from toolkit.archive.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, manifest_from_dict
 from toolkit.archive.signing import MAX_SIGNATURE_BYTES, SIGNATURE_NAME, SignatureGate, TrustPolicy
@@ -260,6 +261,7 @@ def _extract_member(
                         hint=_HOSTILE_HINT,
                     )
                 out.write(chunk)
+                progress.advance(len(chunk))
     except _decode_errors():
         raise  # gzip's errors are OSErrors too: the caller reports them as corruption
     except OSError as exc:
@@ -310,6 +312,7 @@ def _extract_verified(
                     + sum(_MEMBER_OVERHEAD + -(-m.size // 512) * 512 for m in manifest.members)
                 )
                 _check_space(directory, total)
+                progress.start(f"read {path.name}", total)
                 seen: set[str] = set()
                 while (info := tar.next()) is not None:
                     _forget_members(tar)

@@ -16,7 +16,9 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
+from toolkit.archive import progress
 from toolkit.archive.compression import compressing, validate_compression
 from toolkit.archive.manifest import FORMAT_VERSION, MANIFEST_NAME, manifest_to_json
 from toolkit.archive.signing import SIGNATURE_NAME, SigningKey
@@ -190,6 +192,18 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class _Reported:
+    """A file read by tarfile, each read reported to the progress hook."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        progress.advance(len(data))
+        return data
+
+
 def write_archive(
     dest: Path,
     manifest: ArchiveManifest,
@@ -246,11 +260,12 @@ def write_archive(
                     info = tarfile.TarInfo(SIGNATURE_NAME)
                     info.size, info.mtime, info.mode = len(signed), int(now), 0o644
                     tar.addfile(info, io.BytesIO(signed))
+                progress.start(f"write {dest.name}", sum(m.size for m in members))
                 for name, path in payload:
                     info = tarfile.TarInfo(name)
                     info.size, info.mtime, info.mode = path.stat().st_size, int(now), 0o600
                     with path.open("rb") as handle:
-                        tar.addfile(info, handle)
+                        tar.addfile(info, _Reported(handle))
             raw.flush()
             os.fsync(raw.fileno())
         # The archive holds the container's memory: readable by its owner only (mkstemp's 0600).

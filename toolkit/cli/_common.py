@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +18,7 @@ from toolkit.errors import CtkError, InvalidArgument
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +70,29 @@ def with_progress(
         for chunk in chunks:
             bar.advance(task, len(chunk))
             yield chunk
+
+
+@contextmanager
+def archive_progress() -> Iterator[None]:
+    """:func:`transfer_progress`'s bar for the archive written or read inside the block (the
+    archive layer reports its payload bytes through :mod:`toolkit.archive.progress`)."""
+    from toolkit.archive import progress
+
+    bar = transfer_progress()
+    if bar.disable:
+        yield
+        return
+    tasks: list[TaskID] = []
+
+    def start(description: str, total: int) -> None:
+        tasks.append(bar.add_task(description, total=total))
+
+    def advance(size: int) -> None:
+        if tasks:
+            bar.advance(tasks[-1], size)
+
+    with bar, progress.reporting(progress.Reporter(start=start, advance=advance)):
+        yield
 
 
 def inspect_each(names: Sequence[str], inspect: Callable[[str], Mapping[str, Any]]) -> None:

@@ -23,6 +23,7 @@ from toolkit.backends.base import Backend
 from toolkit.cli._common import (
     DefaultGroup,
     absolute_paths,
+    archive_progress,
     confirm_prune,
     json_option,
     parse_labels,
@@ -222,7 +223,8 @@ def create(
         allow_mounts=absolute_paths(allow_mounts),
     )
     started = time.monotonic()
-    info = operations.export_checkpoint(state().backend(), name, export_path, export)
+    with archive_progress():
+        info = operations.export_checkpoint(state().backend(), name, export_path, export)
     timings = {**info.timings, "total": round(time.monotonic() - started, 3)}
     _render(info.to_dict(), info.path, timings if print_stats else None, info.criu_stats)
 
@@ -303,7 +305,8 @@ def export_cmd(
     export = ExportOptions(
         compression=compression or "zstd", sign_key=sign_key, ignore_rootfs=ignore_rootfs
     )
-    info = operations.export_held(state().backend(), name, checkpoint_name, file, export)
+    with archive_progress():
+        info = operations.export_held(state().backend(), name, checkpoint_name, file, export)
     _render(info.to_dict(), info.path, None, {})
 
 
@@ -872,7 +875,8 @@ def restore(
         if trust.required:
             check_head(import_path, trust)
         started = time.monotonic()
-        info = operations.import_checkpoint(state().backend(), import_path, imported)
+        with archive_progress():
+            info = operations.import_checkpoint(state().backend(), import_path, imported)
         phase = "import"
     timings = {phase: round(time.monotonic() - started, 3)}
     criu = _criu_stats(state().backend(), info.id, "restore") if print_stats else {}
