@@ -53,7 +53,10 @@ def window_size(fd: int) -> tuple[int, int] | None:
     return (rows, columns) if rows and columns else None
 
 
-class _Hangup(Exception):
+class _Hangup(BaseException):
+    """SIGTERM or SIGHUP while attached. A BaseException: no ``except Exception`` on the way
+    (a resize in flight) may swallow it."""
+
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
