@@ -284,6 +284,7 @@ def terminals(backend: Backend) -> Terminals:
     """
     if not isinstance(backend, Terminals):
         raise Unsupported(f"{backend.kind} has no interactive streams in ctk")
+    backend.require_streams()
     return backend
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pty
 import struct
+import subprocess
+import sys
 import termios
 
 import pytest
@@ -84,3 +86,35 @@ def test_raw_mode_is_restored_when_the_block_raises() -> None:
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_docker_over_ssh_is_unsupported() -> None:
+    pytest.importorskip("docker")
+    from toolkit.backends.docker.backend import DockerBackend
+
+    # Not connected: the SDK would reach for the host; the check needs the URL only.
+    backend = DockerBackend.__new__(DockerBackend)
+    backend.url = "ssh://root@10.0.0.1"
+    with pytest.raises(Unsupported) as caught:
+        terminal.terminals(backend)
+    assert caught.value.exit_code == ExitCode.UNSUPPORTED
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("attach", "c1"), ("exec", "-it", "c1", "sh"), ("run", "-it", "--rm", "busybox", "sh")],
+)
+def test_cli_terminals_over_podman_tcp_exit_6(args: tuple[str, ...]) -> None:
+    pytest.importorskip("podman")
+    # Nothing listens there: the refusal comes before any request.
+    done = subprocess.run(
+        [sys.executable, "-m", "toolkit", "--engine", "podman+tcp://127.0.0.1:9", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == ExitCode.UNSUPPORTED, done.stderr
+    assert "only over a unix socket" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -664,6 +664,11 @@ class Terminals(Protocol):
     """The engine ends an attach on its detach keys itself (Docker); else ctk must (Podman
     passes them on to the process)."""
 
+    def require_streams(self) -> None:
+        """Raises Unsupported when the connection to this engine cannot carry a hijacked
+        stream (checked before anything is created)."""
+        ...
+
     def attach_socket(self, name: str, *, stdin: bool, detach_keys: str) -> socket.socket:
         """Attach to the main process's stdin (when ``stdin``), stdout and stderr.
 

@@ -35,6 +35,14 @@ class TerminalsMixin(DockerClient):
     # container (and its StdinOnce stdin) alone.
     engine_detaches = True
 
+    def require_streams(self) -> None:
+        if self.url.startswith("ssh://"):
+            # The SDK carries ssh:// through the ssh command or paramiko: no socket to select on.
+            raise Unsupported(
+                "ctk cannot attach to Docker over ssh://",
+                hint="run ctk on the engine's host, or reach its socket over tcp://",
+            )
+
     def attach_socket(self, name: str, *, stdin: bool, detach_keys: str) -> socket.socket:
         validation.validate_ref(name, what="container")
         params = {

@@ -18,11 +18,17 @@ _EXIT_CODE_WAIT = 5.0
 class TerminalsMixin(PodmanClient):
     """The podman SDK cannot hijack: ctk speaks those two requests over the unix socket itself."""
 
-    def _hijack(self, target: str, *, body: object | None, container: str) -> socket.socket:
+    def _socket_path(self) -> str:
         # A temporary service or an ssh tunnel is a private unix socket (see PodmanClient);
         # tcp:// is refused as Unsupported.
         address = self._service.url if self._service is not None else self.url
-        path = hijack.unix_socket_path(address, engine="Podman")
+        return hijack.unix_socket_path(address, engine="Podman")
+
+    def require_streams(self) -> None:
+        self._socket_path()
+
+    def _hijack(self, target: str, *, body: object | None, container: str) -> socket.socket:
+        path = self._socket_path()
         return hijack.upgrade(
             path, f"/v{API_VERSION}/libpod{target}", body=body, container=container
         )
