@@ -38,9 +38,12 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert "status" in p2 or all(r["downtime_s"] > 0 for r in p2["ratios"])
     if "status" not in p2:
         assert (tmp_path / "p2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        # ctk's migration against the manual Podman way, in the same repetitions
+        # ctk's live migration against the manual Podman way and post-copy, in the same
+        # repetitions
         podman = [s for s in p2["samples"] if s["engine"] == "podman"]
-        assert {s["method"] for s in podman} == {"ctk", "manual"}
+        assert {s["method"] for s in podman} == {"ctk", "manual", "postcopy"}
+        lazy = [r for r in p2["ratios"] if r["engine"] == "podman"]
+        assert all(r["postcopy_s"] > 0 and r["all_pages_s"] >= r["postcopy_s"] for r in lazy)
     # P3: ctk export, the by-hand tar | compressor and ctk import, per engine and compression
     p3 = data["p3"]
     for method in ("ctk", "hand", "import"):
