@@ -51,3 +51,27 @@ def test_workload_images_cached_and_identical() -> None:
         assert isinstance(config, dict)
         assert config["User"] == user
         assert config["Labels"]["ctk.build-hash"]
+
+
+def test_dockerfile_images_are_ctk_builds_on_the_busybox_base() -> None:
+    """ctk-demo/counter and memhog come from images/NAME/Dockerfile through `ctk build`: one
+    layer on ctk-demo/busybox, the same ID in both engines, and a second run builds nothing."""
+    names = ["counter", "memhog"]
+    proc = subprocess.run(
+        [str(SCRIPT), *names], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    again = subprocess.run(
+        [str(SCRIPT), *names], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert again.returncode == 0 and "building" not in again.stderr, again.stderr
+    base = _inspect("docker", "ctk-demo/busybox")
+    base_layers = base["RootFS"]["Layers"]  # type: ignore[index]
+    for name in names:
+        docker = _inspect("docker", f"ctk-demo/{name}")
+        podman = _inspect("podman", f"ctk-demo/{name}")
+        assert str(docker["Id"]).removeprefix("sha256:") == podman["Id"], name
+        layers = docker["RootFS"]["Layers"]  # type: ignore[index]
+        assert layers[: len(base_layers)] == base_layers, name  # built on the base
+        assert len(layers) == len(base_layers) + 1, name  # COPY: one layer more
+        assert docker["Config"]["Labels"]["ctk.build-hash"], name  # type: ignore[index]
