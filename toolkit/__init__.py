@@ -33,6 +33,7 @@ from toolkit.errors import (
     InvalidArgument,
     MigrationError,
     NotFound,
+    RegistryUnavailable,
     Unsupported,
 )
 from toolkit.models import (
@@ -96,6 +97,7 @@ __all__ = [
     "NotFound",
     "PortMapping",
     "ProcessList",
+    "RegistryUnavailable",
     "RestoreOptions",
     "TLSOptions",
     "Ulimit",

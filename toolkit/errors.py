@@ -53,6 +53,13 @@ class EngineUnavailable(CtkError):
     default_hint = "start the engines with: scripts/engines start"
 
 
+class RegistryUnavailable(EngineUnavailable):
+    """The registry a pull or push names does not answer (or speaks plain HTTP to a TLS
+    client); exit code 3 like an engine that does not answer."""
+
+    default_hint = "check the registry address and that it runs (HOST:PORT/NAME:TAG)"
+
+
 class NotFound(CtkError):
     """Something named by the caller does not exist."""
 

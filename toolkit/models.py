@@ -874,6 +874,16 @@ class ImageInfo(_Model):
 
 
 @dataclass(frozen=True)
+class PushResult(_Model):
+    """What ``ctk push`` sent: the reference, the local image ID and the registry's
+    manifest digest (empty when the engine does not report it)."""
+
+    reference: str
+    id: str
+    digest: str = ""
+
+
+@dataclass(frozen=True)
 class BuildResult(_Model):
     """What ``ctk build`` made: the image's ID, its tags and the builder's output lines."""
 

@@ -154,6 +154,7 @@ EXAMPLES: dict[type, Callable[[], Any]] = {
         "sha256:ab", tags=["a:1"], labels={"k": "v"}, layers=["sha256:1", "sha256:2"]
     ),
     models.BuildResult: lambda: models.BuildResult("sha256:ab", tags=["a:1"], log=["Step 1"]),
+    models.PushResult: lambda: models.PushResult("127.0.0.1:5000/a:1", "sha256:ab", "sha256:cd"),
     models.FileChange: lambda: models.FileChange("A", "/new"),
     models.RegionDiff: lambda: models.RegionDiff(1, "heap", 4096, 8192, changed=1),
     models.CheckpointDiff: lambda: models.CheckpointDiff(

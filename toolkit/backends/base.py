@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
@@ -35,6 +35,7 @@ from toolkit.models import (
     NetworkSpec,
     PortMapping,
     ProcessList,
+    PushResult,
     RestoreOptions,
     RuntimeConfig,
     VolumeInfo,
@@ -523,6 +524,38 @@ class Images(Protocol):
 
     def load_image(self, data: Iterable[bytes]) -> None:
         """Load a docker-archive tar stream; image IDs are kept."""
+        ...
+
+    def pull_image(
+        self,
+        reference: str,
+        *,
+        tls_verify: bool | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
+        """Pull ``reference`` from its registry; the image now held. ``tls_verify`` None:
+        verify, except for a registry on a loopback address; ``progress`` gets status lines.
+
+        Raises:
+            ImageNotFound: the registry lacks the name or tag.
+            RegistryUnavailable: the registry does not answer (or speaks plain HTTP).
+            Unsupported: docker asked not to verify a non-loopback registry.
+        """
+        ...
+
+    def push_image(
+        self,
+        reference: str,
+        *,
+        tls_verify: bool | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> PushResult:
+        """Push the local image ``reference`` to the registry it names (as pull_image).
+
+        Raises:
+            ImageNotFound: no local image of that name.
+            RegistryUnavailable: the registry does not answer (or speaks plain HTTP).
+        """
         ...
 
 

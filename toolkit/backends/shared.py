@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import platform
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,7 +21,9 @@ from toolkit.errors import (
     CtkError,
     EngineError,
     EngineUnavailable,
+    ImageNotFound,
     NetworkNotFound,
+    RegistryUnavailable,
 )
 from toolkit.models import (
     ArchiveManifest,
@@ -233,3 +236,75 @@ class BackendBase:
         attrs = self._attrs(name)
         info = info_from_inspect(attrs, self.kind)
         return spec_from_inspect(attrs, image=info.image)
+
+
+# What engines say when the registry itself is unreachable or speaks another protocol;
+# matched in the engine's message because both engines report it as a plain 500.
+_REGISTRY_DOWN = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "server gave http response to https client",
+    "connection reset",
+    "no route to host",
+    "network is unreachable",
+)
+# ... and when the registry answers but lacks the repository, tag or manifest.
+_REGISTRY_MISSING = (
+    "manifest unknown",
+    "name unknown",
+    "not found",
+    "does not exist",
+    "no such image",
+    "repository does not exist",
+)
+
+
+def registry_host(reference: str) -> str:
+    """The registry part of an image reference (``docker.io`` when it names none)."""
+    first, sep, _ = reference.partition("/")
+    # docker's rule: the first component names a registry when it has a dot, a port or is
+    # localhost; otherwise the reference is a Docker Hub name.
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def is_loopback_registry(reference: str) -> bool:
+    """True when the reference's registry is on this host (localhost, 127.0.0.0/8, ::1):
+    Docker treats those as insecure by itself, so ctk does the same on Podman."""
+    host = registry_host(reference)
+    if host.startswith("["):
+        host = host[1 : host.find("]")]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def registry_error(kind: str, action: str, reference: str, message: str) -> CtkError:
+    """The ctk error for a failed pull or push, from the engine's one-line message."""
+    text = " ".join(message.split())
+    lowered = text.lower()
+    host = registry_host(reference)
+    if any(m in lowered for m in _REGISTRY_DOWN):
+        hint = f"is a registry running at {host}? check the address and port"
+        if "server gave http response" in lowered:
+            hint = (
+                f"{host} speaks plain HTTP: use --no-tls-verify (podman), or list it in "
+                "dockerd's insecure-registries (docker)"
+            )
+        return RegistryUnavailable(
+            f"{kind} {action} {reference}: registry {host}: {text}", hint=hint
+        )
+    if any(m in lowered for m in _REGISTRY_MISSING):
+        where = f"on {host}" if action == "pull" else "locally"
+        hint = f"check the name and tag {where}" + (
+            " (ctk images lists the local ones)" if action == "push" else ""
+        )
+        return ImageNotFound(f"{kind} {action} {reference}: {text}", hint=hint)
+    return EngineError(f"{kind} {action} {reference}: {text}")

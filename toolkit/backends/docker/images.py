@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from toolkit.backends import building, inspection, shared
 from toolkit.backends.docker.client import DockerClient, docker
-from toolkit.errors import EngineError, ImageNotFound
-from toolkit.models import BuildResult, ImageInfo, ImageLayer
+from toolkit.errors import EngineError, ImageNotFound, InvalidArgument, Unsupported
+from toolkit.models import BuildResult, ImageInfo, ImageLayer, PushResult
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,94 @@ class ImagesMixin(DockerClient):
         with self._errors(image=image):
             self._api.tag(image, repo, tag)
 
+    def _registry_tls(self, reference: str, tls_verify: bool | None) -> None:
+        # dockerd decides TLS per registry itself (insecure-registries, and 127.0.0.0/8
+        # always insecure): no request can turn verification off.
+        if tls_verify is False and not shared.is_loopback_registry(reference):
+            raise Unsupported(
+                f"docker cannot skip TLS verification per request ({reference})",
+                hint=f"list {shared.registry_host(reference)} in dockerd's insecure-registries",
+            )
+
+    def _registry_stream(
+        self,
+        action: str,
+        reference: str,
+        start: Callable[[], Iterable[Any]],
+        progress: Callable[[str], None] | None,
+    ) -> dict[str, Any]:
+        """Run a pull or push stream to its end: its status lines to ``progress``, its error
+        line into ctk's tree; the last ``aux`` object (push: Tag, Digest, Size)."""
+        aux: dict[str, Any] = {}
+        # The outer guard maps a dockerd that does not answer; the inner one the registry's
+        # failures dockerd reports (a 404 or 500 before the stream, an error line in it).
+        with self._errors(image=reference):
+            try:
+                for event in start():
+                    if not isinstance(event, dict):
+                        continue
+                    if event.get("error"):
+                        raise shared.registry_error(
+                            self.kind, action, reference, str(event["error"])
+                        )
+                    if isinstance(event.get("aux"), dict):
+                        aux = event["aux"]
+                    if progress is not None and event.get("status"):
+                        layer = f"{event['id']}: " if event.get("id") else ""
+                        progress(f"{layer}{event['status']} {event.get('progress') or ''}".rstrip())
+            except docker.errors.APIError as exc:
+                if exc.status_code == 400:
+                    raise InvalidArgument(
+                        f"docker {action} {reference}: {exc.explanation}"
+                    ) from exc
+                raise shared.registry_error(
+                    self.kind, action, reference, str(exc.explanation or exc)
+                ) from exc
+        return aux
+
+    def pull_image(
+        self,
+        reference: str,
+        *,
+        tls_verify: bool | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
+        """``POST /images/create`` (docker pull); the image pulled (see Images.pull_image)."""
+        self._registry_tls(reference, tls_verify)
+        self._registry_stream(
+            "pull",
+            reference,
+            lambda: self._api.pull(reference, stream=True, decode=True),
+            progress,
+        )
+        with self._errors(image=reference):
+            raw = self._api.inspect_image(_with_tag(reference))
+        return inspection.image_from_inspect(raw, engine=self.kind)
+
+    def push_image(
+        self,
+        reference: str,
+        *,
+        tls_verify: bool | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> PushResult:
+        """``POST /images/{name}/push`` (docker push); what was pushed (see
+        Images.push_image)."""
+        self._registry_tls(reference, tls_verify)
+        with self._errors(image=reference):
+            raw = self._api.inspect_image(_with_tag(reference))
+        aux = self._registry_stream(
+            "push",
+            reference,
+            lambda: self._api.push(reference, stream=True, decode=True),
+            progress,
+        )
+        return PushResult(
+            reference=reference,
+            id=inspection.normalize_image_id(str(raw["Id"])),
+            digest=str(aux.get("Digest") or ""),
+        )
+
     def remove_image(self, image: str, *, force: bool = False) -> list[str]:
         """Untag or delete ``image``; the lines docker prints (``Untagged: ...``, ``Deleted: ...``).
 
@@ -164,6 +252,13 @@ class ImagesMixin(DockerClient):
             result = self._api.prune_images(filters=filters)
         rows = result.get("ImagesDeleted") or []
         return [str(r["Deleted"]) for r in rows if r.get("Deleted")]
+
+
+def _with_tag(reference: str) -> str:
+    """``reference`` with ``:latest`` when it names neither a tag nor a digest (what a
+    pull or push of it means)."""
+    last = reference.rpartition("/")[2]
+    return reference if ":" in last or "@" in last else f"{reference}:latest"
 
 
 def _removal_lines(rows: Iterable[Mapping[str, Any]] | None) -> list[str]:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from toolkit.backends import building, inspection, shared
 from toolkit.backends.podman.client import PodmanClient, podman
-from toolkit.errors import ImageNotFound
-from toolkit.models import BuildResult, ImageInfo, ImageLayer
+from toolkit.errors import ImageNotFound, InvalidArgument
+from toolkit.models import BuildResult, ImageInfo, ImageLayer, PushResult
 
+# A pull or push answers only when a layer moves; a big one over a slow link may be slow.
+_TRANSFER_TIMEOUT = 3600
 # A build's timeout: the builder answers only when a step prints, and a RUN may be slow.
 _BUILD_TIMEOUT = 3600
 
@@ -146,6 +148,84 @@ class ImagesMixin(PodmanClient):
             response = self._api.post(f"/images/{image}/tag", params={"repo": repo, "tag": tag})
             response.raise_for_status(not_found=podman.errors.ImageNotFound)
 
+    def _registry_stream(
+        self,
+        action: str,
+        reference: str,
+        path: str,
+        params: Mapping[str, Any],
+        progress: Callable[[str], None] | None,
+    ) -> dict[str, Any]:
+        """POST a libpod pull or push and read its JSON lines to the end: ``stream`` lines to
+        ``progress``, an ``error`` line into ctk's tree; every other key merged (pull:
+        ``id``, ``images``; push: ``manifestdigest`` where podman reports it)."""
+        result: dict[str, Any] = {}
+        with self._errors(image=reference):
+            response = self._api.post(
+                path, params=dict(params), stream=True, timeout=_TRANSFER_TIMEOUT
+            )
+            if response.status_code >= 400:
+                try:
+                    message = str(response.json().get("message") or response.text)
+                except ValueError:
+                    message = response.text
+                if response.status_code == 400:
+                    raise InvalidArgument(f"podman {action} {reference}: {message.strip()}")
+                raise shared.registry_error(self.kind, action, reference, message)
+            for event in building.json_lines(response.iter_content(chunk_size=None)):
+                if event.get("error"):
+                    raise shared.registry_error(self.kind, action, reference, str(event["error"]))
+                line = str(event.pop("stream", "") or "").strip()
+                if progress is not None and line:
+                    progress(line)
+                result.update({k: v for k, v in event.items() if v})
+        return result
+
+    def pull_image(
+        self,
+        reference: str,
+        *,
+        tls_verify: bool | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
+        """libpod's ``POST /images/pull`` (podman pull); the image pulled (see
+        Images.pull_image)."""
+        verify = _tls_verify(reference, tls_verify)
+        result = self._registry_stream(
+            "pull",
+            reference,
+            "/images/pull",
+            {"reference": reference, "tlsVerify": verify, "quiet": False, "policy": "always"},
+            progress,
+        )
+        image = str(result.get("id") or reference)
+        raw = self._image_json(f"/images/{image}/json", reference)
+        return inspection.image_from_inspect(raw, engine=self.kind)
+
+    def push_image(
+        self,
+        reference: str,
+        *,
+        tls_verify: bool | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> PushResult:
+        """libpod's ``POST /images/{name}/push`` (podman push); what was pushed (see
+        Images.push_image)."""
+        verify = _tls_verify(reference, tls_verify)
+        raw = self._image_json(f"/images/{reference}/json", reference)
+        result = self._registry_stream(
+            "push",
+            reference,
+            f"/images/{reference}/push",
+            {"destination": reference, "tlsVerify": verify, "quiet": False},
+            progress,
+        )
+        return PushResult(
+            reference=reference,
+            id=inspection.normalize_image_id(str(raw.get("Id", ""))),
+            digest=str(result.get("manifestdigest") or ""),
+        )
+
     def remove_image(self, image: str, *, force: bool = False) -> list[str]:
         """Untag or delete ``image``; ``Untagged: ...`` and ``Deleted: ...`` lines.
 
@@ -177,3 +257,11 @@ class ImagesMixin(PodmanClient):
             response.raise_for_status()
             rows = response.json() or []
         return [inspection.normalize_image_id(str(r["Id"])) for r in rows if r.get("Id")]
+
+
+def _tls_verify(reference: str, tls_verify: bool | None) -> bool:
+    """Podman verifies every registry unless told not to; ctk's default follows Docker:
+    verify, except for a registry on a loopback address (plain HTTP there is local)."""
+    if tls_verify is not None:
+        return tls_verify
+    return not shared.is_loopback_registry(reference)
