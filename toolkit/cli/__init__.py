@@ -17,7 +17,18 @@ from toolkit.cli.doctor import doctor
 from toolkit.cli.engines import engine as engine_group
 from toolkit.cli.engines import tls_options
 from toolkit.cli.events import events
-from toolkit.cli.images import build, history, image, images, load, rmi, save, tag_command
+from toolkit.cli.images import (
+    build,
+    history,
+    image,
+    images,
+    load,
+    pull,
+    push,
+    rmi,
+    save,
+    tag_command,
+)
 from toolkit.cli.keys import key
 from toolkit.cli.layers import commit, cp, diff
 from toolkit.cli.lifecycle import (
@@ -106,7 +117,7 @@ for command in (network, port):
 for command in (image, images, build, tag_command, rmi, diff, commit, cp, volume, events):
     cli.add_command(command)
 # docker's top-level habits for these image verbs: the same click commands as under `image`
-for command in (history, save, load):
+for command in (history, save, load, pull, push):
     cli.add_command(command)
 
 

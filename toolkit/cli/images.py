@@ -1,5 +1,6 @@
-"""Image commands: ``ctk image ls|build|load|save|tag|rm|history|inspect|prune``, and the
-docker habits ``ctk images``, ``ctk build``, ``ctk tag`` and ``ctk rmi``."""
+"""Image commands: ``ctk image ls|build|load|save|tag|rm|history|inspect|prune|pull|push``,
+and the docker habits ``ctk images``, ``ctk build``, ``ctk tag``, ``ctk rmi``, ``ctk pull``
+and ``ctk push``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +295,93 @@ def load(source: Path | None) -> None:
         raise InvalidArgument("no tar on stdin", hint="use -i FILE or pipe one in")
     total = source.stat().st_size if source is not None else None
     _images().load_image(with_progress(_read(source), "load", total=total))
+
+
+@contextmanager
+def _status(description: str) -> Iterator[Callable[[str], None] | None]:
+    """A transient status line on stderr showing the engine's latest progress line (both
+    engines stream lines per layer, not byte counts for the whole transfer); None when
+    stderr is no terminal or the output is --json."""
+    if wants_json() or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(description) as shown:
+        yield lambda line: shown.update(f"{description}: {line[:100]}")
+
+
+def _tls_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--tls-verify/--no-tls-verify",
+        default=None,
+        help="Verify the registry's TLS certificate (default: yes, except for a registry on "
+        "a loopback address, which may speak plain HTTP). Docker decides per registry itself "
+        "(insecure-registries): --no-tls-verify there only for loopback registries.",
+    )(func)
+
+
+def _pull(reference: str, tls_verify: bool | None, quiet: bool) -> None:
+    with _status(f"pull {reference}") as progress:
+        info = _images().pull_image(reference, tls_verify=tls_verify, progress=progress)
+    if wants_json():
+        print_json({"reference": reference, "id": info.id, "tags": list(info.tags)})
+        return
+    if not quiet:
+        click.echo(f"pulled {reference}", err=True)
+    click.echo(info.id)
+
+
+def _push(reference: str, tls_verify: bool | None, quiet: bool) -> None:
+    with _status(f"push {reference}") as progress:
+        result = _images().push_image(reference, tls_verify=tls_verify, progress=progress)
+    if wants_json():
+        print_json(result.to_dict())
+        return
+    if not quiet:
+        click.echo(f"pushed {reference} {result.digest}".rstrip(), err=True)
+    click.echo(result.id)
+
+
+_quiet = click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
+
+
+@image.command("pull")
+@click.argument("reference")
+@_tls_option
+@_quiet
+@json_option
+def pull_image(reference: str, tls_verify: bool | None, quiet: bool) -> None:
+    """Pull image REFERENCE ([HOST[:PORT]/]NAME[:TAG]) from its registry; prints its ID."""
+    _pull(reference, tls_verify, quiet)
+
+
+@click.command("pull")
+@click.argument("reference")
+@_tls_option
+@_quiet
+@json_option
+def pull(reference: str, tls_verify: bool | None, quiet: bool) -> None:
+    """Pull an image from its registry (ctk image pull)."""
+    _pull(reference, tls_verify, quiet)
+
+
+@image.command("push")
+@click.argument("reference")
+@_tls_option
+@_quiet
+@json_option
+def push_image(reference: str, tls_verify: bool | None, quiet: bool) -> None:
+    """Push local image REFERENCE (HOST[:PORT]/NAME[:TAG], see ctk tag) to the registry it
+    names; prints its ID."""
+    _push(reference, tls_verify, quiet)
+
+
+@click.command("push")
+@click.argument("reference")
+@_tls_option
+@_quiet
+@json_option
+def push(reference: str, tls_verify: bool | None, quiet: bool) -> None:
+    """Push a local image to its registry (ctk image push)."""
+    _push(reference, tls_verify, quiet)
