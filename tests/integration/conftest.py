@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import subprocess
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUSYBOX_IMAGE, TEST_LABEL, Containers
+from tests.conftest import BUSYBOX_IMAGE, TEST_LABEL, Containers, unavailable, wait_for
 from toolkit.backends.base import Backend
 from toolkit.errors import CtkError
 from toolkit.models import NetworkInfo, NetworkSpec
@@ -123,3 +127,58 @@ def counter_command(port: int, host: str = "") -> tuple[str, ...]:
     """The counter image's script with httpd moved to ``host:port`` (for host networking)."""
     bind = f"{host}:{port}" if host else str(port)
     return ("sh", "-c", f"sed 's/-p 8080/-p {bind}/' /counter.sh >/c.sh && exec sh /c.sh")
+
+
+@dataclass
+class Registry:
+    """A plain-HTTP registry on the host's loopback: ``address`` is ``127.0.0.1:PORT``."""
+
+    address: str
+
+
+def _registry_answers(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Debian's docker-registry (distribution 2.8) in its own process on 127.0.0.1, its
+    config and storage in a temporary directory; never the system service."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        unavailable("docker-registry is not installed (scripts/setup installs it)")
+        raise AssertionError("unreachable")
+    root = tmp_path_factory.mktemp("registry")
+    address = f"127.0.0.1:{free_port()}"
+    config = Path(root, "config.yml")
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: {address}\n"
+    )
+    with Path(root, "registry.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, cwd=root
+        )
+    try:
+        wait_for(
+            lambda: proc.poll() is not None or _registry_answers(address),
+            timeout=30,
+            what=f"docker-registry on {address}",
+        )
+        assert proc.poll() is None, Path(root, "registry.log").read_text()
+        yield Registry(address)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
