@@ -7,9 +7,10 @@ client. Every other module of this package takes the SDK from here.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +26,8 @@ from toolkit.errors import Conflict, ContainerNotFound, EngineError, ImageNotFou
 from toolkit.models import EngineInfo
 
 DEFAULT_URL = DEFAULT_URLS["podman"]
+
+log = logging.getLogger(__name__)
 
 
 # bookworm's crun has no CRIU support; runc has. Containers ctk creates use runc unless the
@@ -70,6 +73,23 @@ def _cause(exc: BaseException | None) -> str:
 def _explanation(exc: podman.errors.APIError) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return str(text).strip()
+
+
+COPIER_LOST = "passing bulk input to subprocess"
+"""Podman 4.3's copier now and then loses its helper process under load ("passing bulk input to
+subprocess: write |1: broken pipe", seen in the testbed's podman logs with and without ctk):
+putting the same tar once more is safe, as it overwrites what a first try wrote."""
+
+
+def once_more_if_copier_lost(put: Callable[[], None], what: str) -> None:
+    """``put()`` (a tar put into a container), and once more if Podman's copier lost it."""
+    try:
+        put()
+    except EngineError as exc:
+        if COPIER_LOST not in str(exc):
+            raise
+        log.warning("podman: %s failed (%s); once more", what, exc)
+        put()
 
 
 class PodmanClient(BackendBase):

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from toolkit.backends import building, inspection
-from toolkit.backends.podman.client import PodmanClient, podman
+from toolkit.backends.podman.client import PodmanClient, once_more_if_copier_lost, podman
 from toolkit.models import FileChange
 
 
@@ -107,11 +107,18 @@ class LayersMixin(PodmanClient):
             EngineError: ``path`` is not a directory there.
         """
         self._attrs(name)
-        with self._errors(container=name):
-            response = self._api.put(
-                f"/containers/{name}/archive",
-                params={"path": path},
-                data=data,
-                headers={"Content-Type": "application/x-tar"},
-            )
-            response.raise_for_status(not_found=podman.errors.NotFound)
+
+        def put() -> None:
+            with self._errors(container=name):
+                response = self._api.put(
+                    f"/containers/{name}/archive",
+                    params={"path": path},
+                    data=data,
+                    headers={"Content-Type": "application/x-tar"},
+                )
+                response.raise_for_status(not_found=podman.errors.NotFound)
+
+        if isinstance(data, bytes):
+            once_more_if_copier_lost(put, f"putting a tar into {name}")
+        else:
+            put()  # a stream is read once

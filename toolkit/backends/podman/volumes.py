@@ -14,9 +14,9 @@ from toolkit import archive
 from toolkit.archive.volumes import VOLUME_ROOT
 from toolkit.backends import building, inspection
 from toolkit.backends.base import VOLUME_PATH
-from toolkit.backends.podman.client import podman
+from toolkit.backends.podman.client import once_more_if_copier_lost, podman
 from toolkit.backends.podman.files import FilesMixin
-from toolkit.errors import EngineError, VolumeNotFound
+from toolkit.errors import VolumeNotFound
 from toolkit.models import Mount, VolumeInfo
 
 _CHUNK = 1024 * 1024
@@ -95,18 +95,10 @@ class VolumesMixin(FilesMixin):
         relative = data.with_name(data.name + ".put")
         try:
             _rebase(data, relative, _relative)
-            for attempt in (1, 2):
-                try:
-                    self._put_volume(helper, relative)
-                    return
-                except EngineError as exc:
-                    # Podman 4.3's copier now and then loses its helper process under load
-                    # ("passing bulk input to subprocess: write |1: broken pipe", seen in the
-                    # testbed's podman logs with and without ctk's volumes): the volume is new
-                    # and the tar overwrites what a first try wrote, so once more is safe.
-                    if attempt == 2:
-                        raise
-                    log.warning("podman: writing the volume failed (%s); once more", exc)
+            # the volume is new: the tar overwrites what a first try wrote
+            once_more_if_copier_lost(
+                lambda: self._put_volume(helper, relative), f"writing volume data via {helper}"
+            )
         finally:
             relative.unlink(missing_ok=True)
 
