@@ -112,6 +112,28 @@ def inspect_each(names: Sequence[str], inspect: Callable[[str], Mapping[str, Any
         raise failures[-1]
 
 
+def remove_each(names: Sequence[str], remove: Callable[[str], Sequence[str]]) -> None:
+    """``ctk rmi/image rm/volume rm NAME...``: what ``remove(name)`` removed, a line each (or
+    ``{"removed", "errors"}`` with --json); the others go on past a failure, whose messages
+    go to stderr, and the last one's error is raised (its exit code), as docker does."""
+    failures: list[CtkError] = []
+    done: list[str] = []
+    for name in names:
+        try:
+            done.extend(remove(name))
+        except CtkError as exc:
+            failures.append(exc)
+    if wants_json():
+        print_json({"removed": done, "errors": [f.message for f in failures]})
+    else:
+        for line in done:
+            click.echo(line)
+    if failures:
+        for failure in failures[:-1]:
+            click.echo(f"Error: {failure.message}", err=True)
+        raise failures[-1]
+
+
 def parse_labels(values: tuple[str, ...], *, option: str = "--label") -> dict[str, str]:
     """``KEY=VALUE`` options (``--label``, ``--filter label=``) as a dict; a bare KEY is
     ``KEY=""``."""

@@ -24,11 +24,12 @@ from toolkit.cli._common import (
     print_json,
     print_removed,
     print_table,
+    remove_each,
     state,
     wants_json,
     with_progress,
 )
-from toolkit.errors import CtkError, InvalidArgument, Unsupported
+from toolkit.errors import InvalidArgument, Unsupported
 from toolkit.models import ImageInfo
 
 _CHUNK = 1024 * 1024
@@ -189,22 +190,7 @@ def tag_command(source: str, target: str) -> None:
 
 def _remove(names: tuple[str, ...], force: bool) -> None:
     backend = _images()
-    failures: list[CtkError] = []
-    done: list[str] = []
-    for name in names:
-        try:
-            done.extend(backend.remove_image(name, force=force))
-        except CtkError as exc:
-            failures.append(exc)
-    if wants_json():
-        print_json({"removed": done, "errors": [f.message for f in failures]})
-    else:
-        for line in done:
-            click.echo(line)
-    if failures:
-        for failure in failures[:-1]:
-            click.echo(f"Error: {failure.message}", err=True)
-        raise failures[-1]
+    remove_each(names, lambda name: backend.remove_image(name, force=force))
 
 
 @image.command("rm")

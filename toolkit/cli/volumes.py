@@ -13,10 +13,11 @@ from toolkit.cli._common import (
     print_json,
     print_removed,
     print_table,
+    remove_each,
     state,
     wants_json,
 )
-from toolkit.errors import CtkError, Unsupported
+from toolkit.errors import Unsupported
 
 
 def _volumes() -> Volumes:
@@ -75,23 +76,12 @@ def inspect(names: tuple[str, ...]) -> None:
 def rm(names: tuple[str, ...], force: bool) -> None:
     """Remove volumes."""
     backend = _volumes()
-    failures: list[CtkError] = []
-    done: list[str] = []
-    for name in names:
-        try:
-            backend.remove_volume(name, force=force)
-            done.append(name)
-        except CtkError as exc:
-            failures.append(exc)
-    if wants_json():
-        print_json({"removed": done, "errors": [f.message for f in failures]})
-    else:
-        for name in done:
-            click.echo(name)
-    if failures:
-        for failure in failures[:-1]:
-            click.echo(f"Error: {failure.message}", err=True)
-        raise failures[-1]
+
+    def remove(name: str) -> list[str]:
+        backend.remove_volume(name, force=force)
+        return [name]
+
+    remove_each(names, remove)
 
 
 @volume.command("prune")
