@@ -33,8 +33,14 @@ from tests.conftest import (
 )
 from toolkit import ContainerSpec, PortMapping
 from toolkit.backends.base import Backend, VolumeData
-from toolkit.errors import Conflict, ContainerNotFound, CtkError, MigrationError
-from toolkit.models import Mount
+from toolkit.errors import (
+    Conflict,
+    ContainerNotFound,
+    CtkError,
+    MigrationError,
+    VolumeNotFound,
+)
+from toolkit.models import Mount, VolumeInfo
 
 pytestmark = pytest.mark.testbed
 
@@ -871,16 +877,86 @@ def test_failed_move_of_rm_container_brings_it_back_beside_its_volumes(
         _remove_volumes(same.src, {*old.values(), *back.values()})
 
 
-def test_volumes_across_runtimes_are_refused_before_freezing(cross: Hosts, state: Path) -> None:
+# Holds /named/log open (fd 3) and appends its in-memory count to it: after a restore the
+# lines go on where they were; a fresh start would write 1 again.
+_APPENDER = (
+    "trap 'exit 0' TERM INT; exec 3>>/named/log; n=1; "
+    'while :; do echo "count=$n"; echo "$n" >&3; n=$((n + 1)); sleep 0.3 & wait $!; done'
+)
+
+
+def _run_appender(hosts: Hosts, named: str) -> str:
+    """A shell on the source with a named volume at /named (holding its open log) and an
+    anonymous one at /anon, each with a file written before the move."""
+    name = hosts.name("xvol")
+    hosts.src.run(
+        ContainerSpec(
+            image=COUNTER_IMAGE,
+            name=name,
+            command=("sh", "-c", _APPENDER),
+            labels=dict(TEST_LABEL),
+            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
+        )
+    )
+    wait_count_at_least(hosts.src, name, 3)
+    written = hosts.src.exec(
+        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
+    )
+    assert written.exit_code == 0, written.stderr
+    return name
+
+
+def _log_lines(backend: Backend, name: str) -> list[int]:
+    result = backend.exec(name, ["cat", "/named/log"])
+    assert result.exit_code == 0, result.stderr
+    return [int(line) for line in result.stdout.split()]
+
+
+def test_volumes_move_live_across_runtimes(cross: Hosts) -> None:
+    """Docker <-> Podman: the named volume arrives under its name, the anonymous one as a new
+    volume, both with their data; the process goes on appending to the file it holds open."""
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_appender(cross, named)
+    old = _volume_names(cross.src, name)
+    moved: dict[str, str] = {}
+    try:
+        report = toolkit.migrate(name, source=cross.src, dest=cross.dst, mode="live")
+        assert report.status == "done" and report.mode == "live", report
+        moved = _volume_names(cross.dst, name)
+        assert moved["/named"] == named and moved["/anon"] != old["/anon"]
+        assert _cat(cross.dst, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+        first = _log_lines(cross.dst, name)
+        wait_for(lambda: len(_log_lines(cross.dst, name)) > len(first) + 2, what="appending")
+        lines = _log_lines(cross.dst, name)
+        # one process wrote them all, from its memory: 1, 2, 3, ... with no restart
+        assert lines == list(range(1, len(lines) + 1)), lines
+        with pytest.raises(ContainerNotFound):
+            cross.src.inspect(name)
+        # its anonymous volume went with it; the named one stays (the user's)
+        assert isinstance(cross.src, VolumeData)
+        with pytest.raises(VolumeNotFound):
+            cross.src.inspect_volume(old["/anon"])
+    finally:
+        for backend in (cross.src, cross.dst):
+            with contextlib.suppress(CtkError):
+                backend.remove(name, force=True)
+        _remove_volumes(cross.src, old.values())
+        _remove_volumes(cross.dst, [named, *moved.values()])
+
+
+def test_volume_clash_across_runtimes_is_refused_before_freezing(cross: Hosts, state: Path) -> None:
     named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
     name = _run_with_volumes(cross, named)
     old = _volume_names(cross.src, name)
+    assert isinstance(cross.dst, VolumeData)
+    cross.dst.create_volume(named)
     try:
+        before = cross.src.inspect(name)
         result = ctk("migrate", name, "--from", cross.src_url, "--to", cross.dst_url)
-        assert result.returncode == toolkit.ExitCode.UNSUPPORTED, result.stderr
-        assert "moves them only live between engines of the same kind" in result.stderr
+        assert result.returncode == toolkit.ExitCode.CONFLICT, result.stderr
+        assert f"a volume named {named} exists on the destination" in result.stderr
         after = cross.src.inspect(name)
-        assert after.running and not after.checkpoints
+        assert after.running and after.id == before.id and not after.checkpoints
         assert not (state / "migrations").exists()
         with pytest.raises(ContainerNotFound):
             cross.dst.inspect(name)
@@ -888,3 +964,55 @@ def test_volumes_across_runtimes_are_refused_before_freezing(cross: Hosts, state
         with contextlib.suppress(CtkError):
             cross.src.remove(name, force=True)
         _remove_volumes(cross.src, old.values())
+        _remove_volumes(cross.dst, [named])
+
+
+def test_failed_restore_across_runtimes_removes_the_volumes_it_made(
+    cross: Hosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The destination's restore fails after the data was copied: the volumes made there go,
+    the source runs again from its checkpoint with its own volumes and data."""
+    from toolkit.errors import CheckpointError
+
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_appender(cross, named)
+    old = _volume_names(cross.src, name)
+    assert isinstance(cross.dst, VolumeData)
+    # other test sessions share the hosts: the volumes this move made, by name
+    made: list[str] = []
+    create_volume = cross.dst.create_volume
+
+    def recording(*args: Any, **kwargs: Any) -> VolumeInfo:
+        info = create_volume(*args, **kwargs)
+        made.append(info.name)
+        return info
+
+    monkeypatch.setattr(cross.dst, "create_volume", recording)
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise CheckpointError("restore failed on the destination (injected)")
+
+    hook = "import_raw" if cross.dst_kind == "podman" else "start_from_images"
+    monkeypatch.setattr(cross.dst, hook, failing)
+    try:
+        with pytest.raises(MigrationError) as caught:
+            toolkit.migrate(name, source=cross.src, dest=cross.dst, mode="live")
+        report = caught.value.report
+        assert isinstance(report, toolkit.MigrationReport)
+        assert report.status == "rolled_back" and report.failed_phase == "restore", report
+        assert cross.src.inspect(name).running
+        assert _volume_names(cross.src, name) == old
+        assert _cat(cross.src, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+        lines = _log_lines(cross.src, name)
+        assert lines == list(range(1, len(lines) + 1)), lines
+        with pytest.raises(ContainerNotFound):
+            cross.dst.inspect(name)
+        assert named in made and len(made) >= 2, made  # the named one and the anonymous one
+        for volume in made:
+            with pytest.raises(VolumeNotFound):
+                cross.dst.inspect_volume(volume)
+    finally:
+        with contextlib.suppress(CtkError):
+            cross.src.remove(name, force=True)
+        _remove_volumes(cross.src, old.values())
+        _remove_volumes(cross.dst, [named])

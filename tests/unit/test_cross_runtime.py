@@ -9,7 +9,7 @@ import pytest
 
 from toolkit.backends.inspection import runtime_config_from_inspect
 from toolkit.migration.cross_runtime import can_restore_on, container_portable_to
-from toolkit.models import CheckpointImages, RuntimeConfig
+from toolkit.models import CheckpointImages, Mount, RuntimeConfig
 
 STANDARD = ("/dev/null", "/dev/shm", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
 
@@ -28,7 +28,14 @@ def test_standard_mounts_move_either_way(source: str, dest: str) -> None:
 
 def test_volume_blocks_the_move_and_is_named() -> None:
     ok, reason = can_restore_on(images(*STANDARD, "/data"), "podman", source_kind="docker")
-    assert not ok and "/data" in reason
+    assert not ok and "/data" in reason and "ctk migrate" in reason
+
+
+def test_volume_the_move_recreates_does_not_block_it() -> None:
+    ok, _ = can_restore_on(
+        images(*STANDARD, "/data"), "podman", source_kind="docker", carried=("/data",)
+    )
+    assert ok
 
 
 def test_same_runtime_and_unknown_runtime() -> None:
@@ -50,13 +57,47 @@ class FakeBackend:
     ("attrs", "needle"),
     [
         ({"OCIRuntime": "crun"}, "crun"),
-        ({"Mounts": [{"Type": "volume", "Destination": "/data"}]}, "/data"),
         ({"HostConfig": {"NetworkMode": "backend-net"}}, "backend-net"),
     ],
 )
 def test_container_refusals_say_why(attrs: dict[str, Any], needle: str) -> None:
     ok, reason = container_portable_to(FakeBackend("podman", attrs), "web1", "docker")  # type: ignore[arg-type]
     assert not ok and needle in reason
+
+
+class FakeVolumeBackend(FakeBackend):
+    """A source that reads volumes (VolumeData): its mounts are the inspect's."""
+
+    def container_volumes(self, name: str) -> tuple[Mount, ...]:
+        return self.runtime_config(name).mounts
+
+    def _unused(self, *_args: object, **_kwargs: object) -> None:
+        raise NotImplementedError
+
+    volumes = create_volume = inspect_volume = remove_volume = prune_volumes = _unused
+    volume_access = read_volume = write_volume = _unused
+
+
+BIND = {"Type": "bind", "Source": "/srv/data", "Destination": "/data"}
+VOLUME = {"Type": "volume", "Name": "db", "Source": "/v/db/_data", "Destination": "/db"}
+
+
+def test_volumes_move_across_runtimes() -> None:
+    source = FakeVolumeBackend("docker", {"Mounts": [VOLUME]})
+    assert container_portable_to(source, "web1", "podman")[0]  # type: ignore[arg-type]
+
+
+def test_bind_mount_moves_only_when_allowed() -> None:
+    source = FakeVolumeBackend("podman", {"Mounts": [VOLUME, BIND]})
+    ok, reason = container_portable_to(source, "web1", "docker")  # type: ignore[arg-type]
+    assert not ok and "--allow-mount /srv/data" in reason
+    allowed = container_portable_to(source, "web1", "docker", allow_mounts=["/srv"])  # type: ignore[arg-type]
+    assert allowed[0]
+
+
+def test_volumes_need_a_backend_that_reads_them() -> None:
+    ok, reason = container_portable_to(FakeBackend("podman", {"Mounts": [VOLUME]}), "w", "docker")  # type: ignore[arg-type]
+    assert not ok and "cannot read volumes" in reason
 
 
 def test_container_with_ctk_containerenv_bind_is_portable() -> None:

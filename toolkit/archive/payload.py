@@ -23,6 +23,7 @@ The functions here are pure (parsed dicts in, :class:`ArchiveError` out) except
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -641,10 +642,12 @@ def _under_volume_root(name: str) -> str:
 
 
 def split_podman_volumes(
-    payload: Path, out: Path, stage: Path, volumes: Sequence[str]
+    payload: Path, out: Path | None, stage: Path, volumes: Sequence[str]
 ) -> list[tuple[str, Path]]:
     """Copy libpod's export tar to ``out`` without its ``volumes/NAME.tar`` members, and write
     those of ``volumes`` into ``stage`` as ctk's volume tars (entries under ``volume/``).
+    With ``out`` None only the volumes are written (the cross-runtime move reads the rest
+    from the export itself).
 
     libpod's own volume tars keep files' owners; its archive route does not (it hands every
     file out as the container's user), so on Podman ctk takes a volume's data from the export.
@@ -658,10 +661,13 @@ def split_podman_volumes(
     """
     wanted = {f"volumes/{name}.tar": name for name in volumes}
     found: dict[str, Path] = {}
-    with (
-        tarfile.open(payload, mode="r|*") as src,
-        tarfile.open(out, mode="w|", format=tarfile.PAX_FORMAT) as dst,
-    ):
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(tarfile.open(payload, mode="r|*"))
+        dst = (
+            stack.enter_context(tarfile.open(out, mode="w|", format=tarfile.PAX_FORMAT))
+            if out is not None
+            else None
+        )
         for info in src:
             name = info.name.removeprefix("./")
             source = src.extractfile(info) if info.isfile() else None
@@ -678,7 +684,7 @@ def split_podman_volumes(
                         volume.addfile(entry, nested.extractfile(entry) if entry.isfile() else None)
                         nested.members = []  # type: ignore[attr-defined]
                 found[wanted[name]] = staged
-            elif not name.startswith("volumes/"):
+            elif dst is not None and not name.startswith("volumes/"):
                 dst.addfile(info, source)
             src.members = []  # type: ignore[attr-defined]  # streamed: forget what passed
     missing = [v for v in volumes if v not in found]

@@ -52,32 +52,44 @@ works: no restore-only option is left behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import stat
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit import archive, records
+from toolkit.archive.volumes import harmless_bind
 from toolkit.backends import shared, validation
 from toolkit.backends.base import (
     ForeignImageRestore,
     RawCheckpointArchives,
     RuntimeInspection,
     TemplateRestore,
+    VolumeData,
 )
 from toolkit.criu import diagnosis
-from toolkit.errors import CheckpointError, Conflict, ContainerNotFound, ImageNotFound, Unsupported
+from toolkit.errors import (
+    CheckpointError,
+    Conflict,
+    ContainerNotFound,
+    CtkError,
+    ImageNotFound,
+    Unsupported,
+)
 from toolkit.migration.criu_config import CriuConfig, EngineCriuConfig, criu_config
+from toolkit.migration.volume_transfer import VolumeTransfer, carried_mounts, volume_transfer
 from toolkit.models import (
     CheckpointImages,
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    Mount,
     PortMapping,
     RestoreOptions,
     RuntimeConfig,
@@ -114,6 +126,9 @@ _MOUNT_TARGETS = ("run/.containerenv", "etc/hosts", "etc/hostname", "etc/resolv.
 # Label naming a migrated Podman container's per-container CRIU config (for cleanup).
 CONFIG_LABEL = "ctk.criu-config"
 
+# Label of the volumes a Podman template mounts in place of the real ones (removed with it).
+TEMPLATE_VOLUME_LABEL = "ctk.template-volume"
+
 
 def criu_config_dir() -> Path:
     """Where ctk writes per-container CRIU config files (on the Podman host: this machine)."""
@@ -125,29 +140,40 @@ def _provided(key: str) -> bool:
 
 
 def can_restore_on(
-    images: CheckpointImages, dest_kind: str, *, source_kind: str
+    images: CheckpointImages,
+    dest_kind: str,
+    *,
+    source_kind: str,
+    carried: Collection[str] = (),
 ) -> tuple[bool, str]:
     """Whether a checkpoint made on ``source_kind`` can be restored on ``dest_kind``, and why.
 
     Looks at what the images need from the restoring runtime: external mounts other than the
-    ones both engines provide (volumes, bind mounts) have no counterpart there.
+    ones both engines provide and the targets in ``carried`` (the volumes and bind mounts a
+    live move recreates there) have no counterpart there.
     """
     if dest_kind not in KINDS or source_kind not in KINDS:
         return False, f"ctk moves checkpoints between docker and podman, not {source_kind}"
     if dest_kind == source_kind:
         return True, f"same runtime ({dest_kind})"
-    foreign = [key for key in images.external_mounts if not _provided(key)]
+    foreign = [key for key in images.external_mounts if not _provided(key) and key not in carried]
     if foreign:
         return False, (
             f"the checkpoint needs mounts that {dest_kind} would not provide: "
             + ", ".join(foreign)
-            + " (volumes and bind mounts are not carried across runtimes)"
+            + " (a checkpoint's images do not carry volumes to the other runtime; "
+            "ctk migrate moves a running container's volumes with it)"
         )
     return True, f"live: {source_kind} -> {dest_kind} (ctk translates the metadata)"
 
 
-def container_portable_to(source: Backend, name: str, dest_kind: str) -> tuple[bool, str]:
+def container_portable_to(
+    source: Backend, name: str, dest_kind: str, *, allow_mounts: Sequence[str] = ()
+) -> tuple[bool, str]:
     """Whether running container ``name`` can be migrated live to ``dest_kind``, and why not.
+
+    Its volumes move with it (:mod:`toolkit.migration.volume_transfer`); a bind mount only
+    when ``allow_mounts`` names its host path.
 
     Raises:
         ContainerNotFound: no such container.
@@ -161,15 +187,10 @@ def container_portable_to(source: Backend, name: str, dest_kind: str) -> tuple[b
             f"{name} runs on the {runtime} runtime; only runc checkpoints here "
             "(bookworm's crun has no CRIU support)"
         )
-    for mount in config.mounts:
-        target = mount.target
-        if target == CONTAINERENV and mount.source == "/dev/null":
-            continue  # the bind ctk itself adds on Docker (see the module's docstring)
-        kind = mount.type
-        return False, (
-            f"{name} has a {kind} mounted at {target}, which does not exist on {dest_kind} "
-            "(volumes and bind mounts are not carried across runtimes)"
-        )
+    if any(not harmless_bind(m) for m in config.mounts):
+        _mounts, why = carried_mounts(source, name, allow_mounts=allow_mounts)
+        if why:
+            return False, why
     if config.auto_remove:
         # Its engine removes an --rm container once the dump stops it (and libpod's export
         # does so at once): a failed restore on the other side would leave nothing to go
@@ -199,22 +220,28 @@ def live_cross_runtime(
     keep_source: bool = False,
     tcp_established: bool = False,
     on_frozen: Callable[[], None] | None = None,
+    allow_mounts: Sequence[str] = (),
 ) -> ContainerInfo:
     """Checkpoint ``name`` on ``source`` and resume it, memory intact, on ``dest``.
 
     ``source`` and ``dest`` are one Docker and one Podman backend, either way round. With
     ``keep_source`` the source is checkpointed with leave-running and stays (a clone);
-    otherwise it is removed once the destination runs. ``on_frozen`` is called once the
-    source's dump is done (what fails after it fails in the restore).
+    otherwise it is removed (with its anonymous volumes) once the destination runs.
+    ``on_frozen`` is called once the source's dump is done (what fails after it fails in the
+    restore). Named and anonymous volumes move with their data, copied while the source is
+    frozen (:mod:`toolkit.migration.volume_transfer`); a bind mount only when
+    ``allow_mounts`` names its host path (its content does not move).
 
     Raises:
         Unsupported: the container or engines cannot do it (the message says why).
         ImageNotFound: the destination lacks the image with the same ID.
-        Conflict: the container is not running, or the new name is taken on ``dest``.
+        Conflict: the container is not running, or the new name or one of its named volumes
+            is taken on ``dest``.
         CheckpointError: CRIU failed; when the destination's restore failed, the source was
-            restored from its checkpoint and left running.
+            restored from its checkpoint and left running, and the volumes made on ``dest``
+            were removed.
     """
-    ok, reason = container_portable_to(source, name, dest.kind)
+    ok, reason = container_portable_to(source, name, dest.kind, allow_mounts=allow_mounts)
     if not ok:
         raise Unsupported(f"cannot move {name} live to {dest.kind}: {reason}")
     if tcp_established and "docker" in (source.kind, dest.kind):
@@ -262,9 +289,20 @@ def live_cross_runtime(
         # CRIU brings the source's UTS namespace back; /etc/hostname should agree with it
         hostname=runtime.hostname or None,
     )
+    mounts, _why = carried_mounts(source, name, allow_mounts=allow_mounts)
     checkpoint = f"ctk-xr-{uuid.uuid4().hex[:10]}"
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ctk-xr-")))
+        # Before anything is frozen: a named volume taken there is a conflict; the volumes
+        # made there go again however the move fails (entered first, left last: after the
+        # failed restore removed its container, the volumes are free).
+        transfer = (
+            stack.enter_context(volume_transfer(source, dest, mounts, image=info.image_id))
+            if mounts
+            else None
+        )
+        if transfer is not None:
+            spec = dataclasses.replace(spec, volumes=transfer.dest_mounts())
         template: Path | None = None
         config: CriuConfig | None = None
         if isinstance(dest, TemplateRestore):
@@ -272,17 +310,31 @@ def live_cross_runtime(
             # config goes (or is emptied) however what follows ends.
             config = stack.enter_context(criu_config(dest, target=target, image=info.image_id))
             template = _podman_template(dest, spec, info, config, work)
+            if transfer is not None and transfer.counterparts:
+                template = _with_volumes(template, transfer)
         images, rootfs, deleted = _freeze(
             source, name, checkpoint, work, keep_source, tcp_established
         )
         try:
             if on_frozen is not None:
                 on_frozen()
+            if transfer is not None:
+                # while the source is frozen: CRIU checks the size of every file the
+                # restored processes hold open, in the volumes too
+                export = work / "export.tar"
+                transfer.copy(work, export=export if export.exists() else None)
             _prepare_images(images, source.kind, dest.kind)
             if isinstance(dest, TemplateRestore):
                 assert template is not None and config is not None
                 result = _restore_on_podman(
-                    dest, spec, template, images, rootfs, deleted, config, tcp_established
+                    dest,
+                    spec,
+                    template,
+                    images,
+                    rootfs,
+                    deleted,
+                    config,
+                    tcp_established,
                 )
             elif isinstance(dest, ForeignImageRestore):
                 result = _restore_on_docker(
@@ -309,7 +361,8 @@ def live_cross_runtime(
             # The copy runs; only the source's checkpoint stays behind.
             log.warning("could not remove checkpoint %s of %s: %s", checkpoint, name, exc)
     else:
-        source.remove(name, force=True)
+        # its anonymous volumes too: their data lives on in the destination's copies
+        source.remove(name, force=True, volumes=True)
         remove_criu_config(info)
     return result
 
@@ -342,8 +395,50 @@ def _podman_template(
     config: CriuConfig,
     work: Path,
 ) -> Path:
-    """libpod's export of an equal container, for its metadata (see the module docstring)."""
+    """libpod's export of an equal container, for its metadata (see the module docstring).
+
+    The template mounts volumes of its own at the targets of ``spec``'s volumes (it runs the
+    container's command, which must not write into the real ones); the restore names the
+    real ones in the template's metadata instead (:func:`_restore_on_podman`).
+    """
     image = dest.local_image(info.image, info.image_id)
+    with _template_volumes(dest, spec.volumes) as volumes:
+        return _export_template(dest, spec, image, config, work, volumes)
+
+
+@contextlib.contextmanager
+def _template_volumes(dest: Backend, mounts: tuple[Mount, ...]) -> Iterator[tuple[Mount, ...]]:
+    """``mounts`` with each volume replaced by a new one, removed on exit."""
+    if not any(m.type == "volume" for m in mounts):
+        yield mounts
+        return
+    if not isinstance(dest, VolumeData):
+        raise Unsupported(f"ctk cannot make volumes on {dest.kind}")
+    made: list[str] = []
+    try:
+        result: list[Mount] = []
+        for mount in mounts:
+            if mount.type == "volume":
+                made.append(dest.create_volume("", labels={TEMPLATE_VOLUME_LABEL: "1"}).name)
+                mount = dataclasses.replace(mount, source=made[-1], name=made[-1])
+            result.append(mount)
+        yield tuple(result)
+    finally:
+        for volume in made:
+            try:
+                dest.remove_volume(volume, force=True)
+            except CtkError as exc:
+                log.warning("could not remove the template's volume %s: %s", volume, exc)
+
+
+def _export_template(
+    dest: TemplateRestore,
+    spec: ContainerSpec,
+    image: str,
+    config: CriuConfig,
+    work: Path,
+    volumes: tuple[Mount, ...],
+) -> Path:
     template_spec = ContainerSpec(
         image=image,
         command=spec.command,
@@ -356,6 +451,7 @@ def _podman_template(
         user=spec.user,
         hostname=spec.hostname,
         runtime="runc",
+        volumes=volumes,
     )
     template_id = dest.start_template(template_spec, annotations={"org.criu.config": config.path})
     path = work / "template.tar"
@@ -497,6 +593,8 @@ def _restore_on_podman(
         for member, clean in zip(src.getmembers(), names, strict=True):
             if clean == "checkpoint" or clean.startswith("checkpoint/") or clean in replaced:
                 continue
+            if clean == "volumes" or clean.startswith("volumes/"):
+                continue  # the template's (empty) volumes: the import ignores them anyway
             out.addfile(member, src.extractfile(member) if member.isfile() else None)
         top = tarfile.TarInfo("checkpoint")
         top.type, top.mode = tarfile.DIRTYPE, 0o700
@@ -530,6 +628,24 @@ def _restore_on_podman(
         if not log_text:
             raise
         raise diagnosis.criu_error("restore", str(spec.name), exc.message, log_text) from exc
+
+
+def _with_volumes(tar_path: Path, volumes: VolumeTransfer) -> Path:
+    """The template's export with its volumes renamed to the move's, by target (done before
+    the source is frozen: it costs no downtime)."""
+    from toolkit.archive.payload import read_podman_payload
+
+    by_target = {c.mount.target: (c.volume, c.mountpoint) for c in volumes.counterparts}
+    config = read_podman_payload(tar_path)["config.dump"]
+    renames: dict[str, tuple[str, str]] = {}
+    for item in config.get("namedVolumes") or ():
+        target = str(item.get("dest"))
+        if target not in by_target:
+            raise Unsupported(f"the podman template mounts a volume at {target}, unexpected")
+        renames[str(item.get("volumeName"))] = by_target[target]
+    out = tar_path.with_name("template-volumes.tar")
+    archive.rewrite_podman_volumes(tar_path, out, renames)
+    return out
 
 
 @contextlib.contextmanager
@@ -632,7 +748,9 @@ def _restore_on_docker(
     from toolkit.criu.images import external_mounts
 
     needed = set(external_mounts(images))
-    unknown = sorted(k for k in needed if not _provided(k))
+    # the volumes (and allowed bind mounts) the move made: the container mounts them
+    carried = {m.target for m in spec.volumes}
+    unknown = sorted(k for k in needed if not _provided(k) and k not in carried)
     if unknown:
         raise Unsupported(f"the checkpoint needs mounts Docker would not provide: {unknown}")
     binds = {"/dev/null": CONTAINERENV} if CONTAINERENV in needed else {}

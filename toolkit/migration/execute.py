@@ -544,8 +544,12 @@ def _live_cross(
             keep_source=journal.keep_source,
             tcp_established=tcp_established,
             on_frozen=on_frozen,
+            allow_mounts=_allowed_mounts(journal),
         )
     except Unsupported as exc:
+        if run.plan is not None and run.plan.mounts:
+            # a cold move would not carry the volumes' data: say why rather than lose it
+            raise
         run.reason += f"; live cross-runtime refused ({exc}): cold move instead"
         journal.extra["cross_runtime"] = False
         return None

@@ -160,13 +160,11 @@ def preflight(
         )
     if mode in ("live", "postcopy") and not can_checkpoint:
         raise Unsupported(f"cannot migrate {name} {mode}: {why_not}", hint="use --mode cold")
-    if mounts and (cross or not can_checkpoint):
-        # The volumes' data moves in the live path's archive only (same kind of engine).
+    if mounts and not can_checkpoint:
+        # The volumes' data moves in the live paths only (the archive, or cross-runtime's copy).
         raise Unsupported(
             f"container {name} has volumes or bind mounts "
-            f"({', '.join(m.target for m in mounts)}); ctk moves them only live between "
-            f"engines of the same kind"
-            + (f", and {why_not}" if not can_checkpoint else f", not {source.kind} -> {dest.kind}"),
+            f"({', '.join(m.target for m in mounts)}); ctk moves them only live, and {why_not}",
             hint=f"export it (ctk checkpoint {name} --export FILE) and import it on a "
             f"{source.kind} engine, or copy the volume data by hand",
         )
