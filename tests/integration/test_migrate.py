@@ -1077,3 +1077,36 @@ def test_postgres_with_its_data_volume_moves_live_across_runtimes(
                 backend.remove(name, force=True)
         _remove_volumes(cross.src, [volume])
         _remove_volumes(cross.dst, [volume])
+
+
+def test_killed_across_runtimes_with_volumes_then_recover_removes_them(cross: Hosts) -> None:
+    """ctk killed with the source frozen: --recover restores the source and removes the volumes
+    the move had made on the destination (the journal lists them), so a retry finds no clash."""
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_appender(cross, named)
+    old = _volume_names(cross.src, name)
+    made: list[str] = []
+    try:
+        migration = _killed_at(cross, name, "dump")
+        journal = Path(os.environ["CTK_STATE_DIR"]) / "migrations" / f"{migration}.json"
+        made = list(json.loads(journal.read_text())["extra"]["cross_volumes"])
+        assert named in made and len(made) == 2, made
+        result = ctk("migrate", "--recover", migration, "--json")
+        assert result.returncode == 0, result.stderr
+        (report,) = json.loads(result.stdout)
+        assert report["status"] == "rolled_back", report
+        assert any(f"removed volume {named}" in line for line in report["rolled_back"]), report
+        assert cross.src.inspect(name).running
+        assert _cat(cross.src, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+        assert isinstance(cross.dst, VolumeData)
+        for volume in made:
+            with pytest.raises(VolumeNotFound):
+                cross.dst.inspect_volume(volume)
+        with pytest.raises(ContainerNotFound):
+            cross.dst.inspect(name)
+    finally:
+        for backend in (cross.src, cross.dst):
+            with contextlib.suppress(CtkError):
+                backend.remove(name, force=True)
+        _remove_volumes(cross.src, old.values())
+        _remove_volumes(cross.dst, made)

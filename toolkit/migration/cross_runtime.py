@@ -221,6 +221,7 @@ def live_cross_runtime(
     tcp_established: bool = False,
     on_frozen: Callable[[], None] | None = None,
     allow_mounts: Sequence[str] = (),
+    on_volumes: Callable[[Sequence[str]], None] | None = None,
 ) -> ContainerInfo:
     """Checkpoint ``name`` on ``source`` and resume it, memory intact, on ``dest``.
 
@@ -230,7 +231,9 @@ def live_cross_runtime(
     ``on_frozen`` is called once the source's dump is done (what fails after it fails in the
     restore). Named and anonymous volumes move with their data, copied while the source is
     frozen (:mod:`toolkit.migration.volume_transfer`); a bind mount only when
-    ``allow_mounts`` names its host path (its content does not move).
+    ``allow_mounts`` names its host path (its content does not move). ``on_volumes`` gets the
+    names of the volumes made on ``dest`` before anything is frozen (to journal them: a ctk
+    killed from here on leaves them for ``--recover`` to remove).
 
     Raises:
         Unsupported: the container or engines cannot do it (the message says why).
@@ -303,6 +306,8 @@ def live_cross_runtime(
         )
         if transfer is not None:
             spec = dataclasses.replace(spec, volumes=transfer.dest_mounts())
+            if on_volumes is not None:
+                on_volumes([c.volume for c in transfer.counterparts])
         template: Path | None = None
         config: CriuConfig | None = None
         if isinstance(dest, TemplateRestore):

@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from toolkit.backends.base import Backend, StreamingCheckpoints
+from toolkit.backends.base import Backend, StreamingCheckpoints, Volumes
 from toolkit.config import engine_record, open_recorded
 from toolkit.errors import (
     Conflict,
@@ -37,6 +37,7 @@ from toolkit.errors import (
     EngineError,
     MigrationError,
     Unsupported,
+    VolumeNotFound,
 )
 from toolkit.locks import container_lock, migration_lock
 from toolkit.migration import journal as journal_mod
@@ -534,6 +535,12 @@ def _live_cross(
         dumped.append(time.monotonic())
         run.timings["dump"] = round(dumped[0] - started, 3)
         journal.step("cross-runtime-dumped")
+        _pause_hook("dump")
+
+    def on_volumes(names: Sequence[str]) -> None:
+        # what --recover removes from the destination if this ctk dies before the restore
+        journal.extra["cross_volumes"] = list(names)
+        journal.write()
 
     try:
         result = cross(
@@ -545,6 +552,7 @@ def _live_cross(
             tcp_established=tcp_established,
             on_frozen=on_frozen,
             allow_mounts=_allowed_mounts(journal),
+            on_volumes=on_volumes,
         )
     except Unsupported as exc:
         if run.plan is not None and run.plan.mounts:
@@ -803,6 +811,8 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
             run.rolled_back.append(f"removed {journal.target} from the destination")
         except CtkError as exc:
             run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
+    if cross:
+        _remove_cross_volumes(run)
     try:
         if cross:
             strategy.restart_source(run)
@@ -814,6 +824,22 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
         journal.step("rollback-failed", state="failed")
         return
     journal.step("rolled-back", state="rolled_back")
+
+
+def _remove_cross_volumes(run: _Run) -> None:
+    """The volumes a killed cross-runtime move made on the destination (its journal lists
+    them): their data is the source's, which still has it."""
+    for volume in run.journal.extra.get("cross_volumes") or ():
+        if not isinstance(run.dest, Volumes):
+            break
+        try:
+            run.dest.remove_volume(str(volume), force=True)
+        except VolumeNotFound:
+            continue
+        except CtkError as exc:
+            run.rolled_back.append(f"could not remove volume {volume} there: {exc}")
+            continue
+        run.rolled_back.append(f"removed volume {volume} from the destination")
 
 
 def _running(backend: Backend, name: str) -> bool:
