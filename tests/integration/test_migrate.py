@@ -1110,3 +1110,35 @@ def test_killed_across_runtimes_with_volumes_then_recover_removes_them(cross: Ho
                 backend.remove(name, force=True)
         _remove_volumes(cross.src, old.values())
         _remove_volumes(cross.dst, made)
+
+
+def test_bind_mount_across_runtimes_only_when_allowed(cross: Hosts, tmp_path: Path) -> None:
+    """Refused before freezing without --allow-mount; with it, the container moves live and
+    mounts the same host directory there (the testbed's hosts share this machine's files)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "file").write_text("host-data\n")
+    name = cross.name("xbind")
+    cross.src.run(
+        ContainerSpec(
+            image=COUNTER_IMAGE,
+            name=name,
+            labels=dict(TEST_LABEL),
+            volumes=(Mount(target="/data", source=str(shared), type="bind"),),
+        )
+    )
+    wait_count_at_least(cross.src, name, 2)
+    refused = ctk("migrate", name, "--from", cross.src_url, "--to", cross.dst_url)
+    assert refused.returncode == toolkit.ExitCode.UNSUPPORTED, refused.stderr
+    assert f"--allow-mount {shared}" in refused.stderr
+    assert cross.src.inspect(name).running and not cross.src.inspect(name).checkpoints
+    before = last_count(cross.src, name)
+    moved = ctk(
+        "migrate", name, "--from", cross.src_url, "--to", cross.dst_url,
+        "--mode", "live", "--allow-mount", str(shared),
+    )  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    wait_count_at_least(cross.dst, name, before + 2)
+    assert _cat(cross.dst, name, "/data/file") == ["host-data"]
+    with pytest.raises(ContainerNotFound):
+        cross.src.inspect(name)
