@@ -44,6 +44,15 @@ while the restore ran):
 4. Podman's images mark the network namespace external (``extRootNetNS``) but Docker's runc
    offers no such fd: ctk drops ``netns-<id>.img``, as Docker's own dumps have none, and
    libnetwork's prestart hook sets up eth0 in the new namespace as on any Docker restore.
+5. ``Can't open file dev/shm/PostgreSQL.NNN on restore: No such file or directory``: Podman's
+   /dev/shm is a bind mount, so CRIU leaves its files to libpod's export
+   (``devshm-checkpoint.tar``); Docker's shareable /dev/shm is a tmpfs mounted as the container
+   starts, empty and too late to fill. When there are files, ctk mounts an anonymous volume at
+   /dev/shm instead (a bind mount too, under the same key) and fills it before the restore.
+
+Volumes move in both directions (:mod:`toolkit.migration.volume_transfer`): the destination's
+container mounts a counterpart of each at the same target, so runc offers CRIU the same
+external mount keys, and the data is copied while the source is frozen.
 
 After either direction a plain checkpoint/restore of the migrated container on its new engine
 works: no restore-only option is left behind.
