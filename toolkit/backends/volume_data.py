@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path, PurePosixPath
 
@@ -27,7 +27,7 @@ from toolkit.archive.volumes import (
     harmless_bind,
     member_name,
 )
-from toolkit.backends.base import VolumeData
+from toolkit.backends.base import VolumeData, Volumes
 from toolkit.errors import ArchiveError, Conflict, CtkError, Unsupported, VolumeNotFound
 from toolkit.models import ExportOptions, ImportOptions, Mount
 
@@ -212,10 +212,14 @@ def fill_volumes(backend: VolumeData, placed: Sequence[PlacedVolume], *, image: 
 
 def remove_created(backend: VolumeData, placed: Sequence[PlacedVolume]) -> None:
     """Remove the volumes an import created, after it failed; failures are logged."""
-    for item in placed:
-        if not item.created:
-            continue
+    remove_volumes(backend, [p.volume for p in placed if p.created], why="the failed import")
+
+
+def remove_volumes(backend: Volumes, names: Iterable[str], *, why: str) -> None:
+    """Remove volumes ctk made for ``why`` (e.g. "the failed import"), even if in use; a
+    failure is logged, not raised: it runs while something else is being undone."""
+    for volume in names:
         try:
-            backend.remove_volume(item.volume, force=True)
+            backend.remove_volume(volume, force=True)
         except CtkError as exc:
-            log.warning("could not remove volume %s after the failed import: %s", item.volume, exc)
+            log.warning("could not remove volume %s of %s: %s", volume, why, exc)

@@ -82,12 +82,12 @@ from toolkit.backends.base import (
     TemplateRestore,
     VolumeData,
 )
+from toolkit.backends.volume_data import remove_volumes
 from toolkit.criu import diagnosis
 from toolkit.errors import (
     CheckpointError,
     Conflict,
     ContainerNotFound,
-    CtkError,
     ImageNotFound,
     Unsupported,
 )
@@ -449,11 +449,7 @@ def _template_volumes(dest: Backend, mounts: tuple[Mount, ...]) -> Iterator[tupl
             result.append(mount)
         yield tuple(result)
     finally:
-        for volume in made:
-            try:
-                dest.remove_volume(volume, force=True)
-            except CtkError as exc:
-                log.warning("could not remove the template's volume %s: %s", volume, exc)
+        remove_volumes(dest, made, why="the podman template")
 
 
 def _export_template(

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from toolkit.archive.volumes import harmless_bind, volume_digest
 from toolkit.backends.base import Backend, RawCheckpointArchives, VolumeData
-from toolkit.backends.volume_data import allowed, read_volumes, volume_readers
-from toolkit.errors import ArchiveError, Conflict, CtkError, Unsupported, VolumeNotFound
+from toolkit.backends.volume_data import allowed, read_volumes, remove_volumes, volume_readers
+from toolkit.errors import ArchiveError, Conflict, Unsupported, VolumeNotFound
 from toolkit.models import Mount
 
 log = logging.getLogger(__name__)
@@ -140,11 +140,7 @@ class VolumeTransfer:
 
     def remove_created(self) -> None:
         """Remove the counterparts (the move failed); failures are logged."""
-        for twin in self.counterparts:
-            try:
-                self.dest.remove_volume(twin.volume, force=True)
-            except CtkError as exc:
-                log.warning("could not remove volume %s of the failed move: %s", twin.volume, exc)
+        remove_volumes(self.dest, [c.volume for c in self.counterparts], why="the failed move")
 
 
 @contextmanager
