@@ -23,7 +23,6 @@ from toolkit.archive.payload import (
     check_container_spec,
     check_deleted_paths,
     check_podman_payload,
-    podman_devshm,
     rewrite_podman_volumes,
     split_podman_volumes,
 )
@@ -77,7 +76,6 @@ __all__ = [
     "manifest_to_json",
     "no_space",
     "open_archive",
-    "podman_devshm",
     "read_manifest",
     "rewrite_podman_volumes",
     "signature_status",

@@ -641,43 +641,6 @@ def _under_volume_root(name: str) -> str:
     return f"volume/{rest}" if rest else "volume"
 
 
-def _as_volume_tar(source: IO[bytes], out: Path) -> int:
-    """libpod's tar of a directory (``.``, ``./a``) as ctk's volume tar at ``out`` (``volume``,
-    ``volume/a``); the number of entries that are not the top directory."""
-    count = 0
-    with (
-        tarfile.open(fileobj=source, mode="r|") as nested,
-        tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as volume,
-    ):
-        for entry in nested:
-            entry.name = _under_volume_root(entry.name)
-            if entry.islnk():
-                entry.linkname = _under_volume_root(entry.linkname)
-            count += entry.name != "volume"
-            volume.addfile(entry, nested.extractfile(entry) if entry.isfile() else None)
-            nested.members = []  # type: ignore[attr-defined]
-    return count
-
-
-def podman_devshm(payload: Path, out: Path) -> bool:
-    """The container's /dev/shm as libpod's export holds it (``devshm-checkpoint.tar``: Podman
-    bind-mounts /dev/shm, so CRIU leaves its files to libpod), written to ``out`` as a volume
-    tar; False (nothing written) when the export has none or it is empty."""
-    try:
-        with tarfile.open(payload, mode="r|*") as src:
-            for info in src:
-                if info.name.removeprefix("./") == "devshm-checkpoint.tar" and info.isfile():
-                    body = src.extractfile(info)
-                    if body is None or not _as_volume_tar(body, out):
-                        out.unlink(missing_ok=True)
-                        return False
-                    return True
-                src.members = []  # type: ignore[attr-defined]  # streamed: forget what passed
-    except _decode_errors() as exc:
-        raise ArchiveError(f"podman checkpoint is truncated or corrupt: {exc}", hint=_HINT) from exc
-    return False
-
-
 def split_podman_volumes(
     payload: Path, out: Path | None, stage: Path, volumes: Sequence[str]
 ) -> list[tuple[str, Path]]:
@@ -710,7 +673,16 @@ def split_podman_volumes(
             source = src.extractfile(info) if info.isfile() else None
             if name in wanted and source is not None:
                 staged = stage / f"volume-{len(found)}.tar"
-                _as_volume_tar(source, staged)
+                with (
+                    tarfile.open(fileobj=source, mode="r|") as nested,
+                    tarfile.open(staged, mode="w", format=tarfile.PAX_FORMAT) as volume,
+                ):
+                    for entry in nested:
+                        entry.name = _under_volume_root(entry.name)
+                        if entry.islnk():
+                            entry.linkname = _under_volume_root(entry.linkname)
+                        volume.addfile(entry, nested.extractfile(entry) if entry.isfile() else None)
+                        nested.members = []  # type: ignore[attr-defined]
                 found[wanted[name]] = staged
             elif dst is not None and not name.startswith("volumes/"):
                 dst.addfile(info, source)

@@ -138,8 +138,6 @@ CONFIG_LABEL = "ctk.criu-config"
 # Label of the volumes a Podman template mounts in place of the real ones (removed with it).
 TEMPLATE_VOLUME_LABEL = "ctk.template-volume"
 
-SHM = "/dev/shm"
-
 
 def criu_config_dir() -> Path:
     """Where ctk writes per-container CRIU config files (on the Podman host: this machine)."""
@@ -353,17 +351,8 @@ def live_cross_runtime(
                     tcp_established,
                 )
             elif isinstance(dest, ForeignImageRestore):
-                shm = work / "devshm.tar"
-                export = work / "export.tar"
                 result = _restore_on_docker(
-                    dest,
-                    spec,
-                    info.image_id,
-                    images,
-                    rootfs,
-                    deleted,
-                    checkpoint,
-                    shm=shm if export.exists() and archive.podman_devshm(export, shm) else None,
+                    dest, spec, info.image_id, images, rootfs, deleted, checkpoint
                 )
             else:
                 raise Unsupported(f"cannot restore on {dest.kind}")
@@ -764,15 +753,8 @@ def _restore_on_docker(
     rootfs: Path | None,
     deleted: list[str],
     checkpoint: str,
-    *,
-    shm: Path | None = None,
 ) -> ContainerInfo:
-    """A Docker container shaped for the images, the images placed, started from them.
-
-    ``shm``: the files of Podman's /dev/shm (a volume tar), which CRIU left out of its images
-    because Podman bind-mounts /dev/shm; they go into a volume that the container mounts
-    there (see :func:`_shm_volume`).
-    """
+    """A Docker container shaped for the images, the images placed, started from them."""
     from toolkit.criu.images import external_mounts
 
     needed = set(external_mounts(images))
@@ -782,44 +764,19 @@ def _restore_on_docker(
     if unknown:
         raise Unsupported(f"the checkpoint needs mounts Docker would not provide: {unknown}")
     binds = {"/dev/null": CONTAINERENV} if CONTAINERENV in needed else {}
-    shareable = SHM in needed
-    if shm is not None and shareable:
-        if not isinstance(dest, VolumeData):
-            raise Unsupported(f"the container's /dev/shm files need a volume on {dest.kind}")
-        # an anonymous volume at /dev/shm (see _fill_shm), the bind mount CRIU expects there
-        spec = dataclasses.replace(spec, volumes=(*spec.volumes, Mount(target=SHM)))
-        shareable = False
     container_id = dest.create_for_images(
-        spec, image_id=image_id, shareable_ipc=shareable, binds=binds
+        spec, image_id=image_id, shareable_ipc="/dev/shm" in needed, binds=binds
     )
     try:
-        if shm is not None and not shareable:
-            _fill_shm(dest, container_id, image_id, shm)
         return dest.start_from_images(
             container_id, images, checkpoint=checkpoint, rootfs=rootfs, deleted=deleted
         )
     except BaseException:
         try:
-            # its anonymous volumes too: the /dev/shm one (the move's own are named)
-            dest.remove(container_id, force=True, volumes=True)
+            dest.remove(container_id, force=True)
         except Exception as exc:
             log.warning("could not remove the half-restored %s: %s", container_id, exc)
         raise
-
-
-def _fill_shm(dest: Backend, container_id: str, image_id: str, shm: Path) -> None:
-    """Podman's /dev/shm files into the new Docker container's anonymous /dev/shm volume.
-
-    Podman's /dev/shm is a bind mount, so CRIU leaves its files (PostgreSQL's dynamic shared
-    memory segments, say) to libpod's export; without them the restore fails ("Can't open file
-    dev/shm/PostgreSQL.NNN on restore: No such file or directory"). Docker's own /dev/shm is a
-    tmpfs it mounts as the container starts, too late to fill; with a volume at /dev/shm it
-    makes none. The volume is disk-backed, and goes with the container (``rm -v``).
-    """
-    assert isinstance(dest, VolumeData)
-    (volume,) = [m.name for m in dest.container_volumes(container_id) if m.target == SHM]
-    with dest.volume_access(volume, image=image_id) as helper:
-        dest.write_volume(helper, shm)
 
 
 __all__ = [
