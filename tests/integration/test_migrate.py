@@ -878,7 +878,7 @@ def test_volumes_across_runtimes_are_refused_before_freezing(cross: Hosts, state
     try:
         result = ctk("migrate", name, "--from", cross.src_url, "--to", cross.dst_url)
         assert result.returncode == toolkit.ExitCode.UNSUPPORTED, result.stderr
-        assert "moves them only live between engines of the same kind" in result.stderr
+        assert "moves them only between engines of the same kind" in result.stderr
         after = cross.src.inspect(name)
         assert after.running and not after.checkpoints
         assert not (state / "migrations").exists()
@@ -888,3 +888,106 @@ def test_volumes_across_runtimes_are_refused_before_freezing(cross: Hosts, state
         with contextlib.suppress(CtkError):
             cross.src.remove(name, force=True)
         _remove_volumes(cross.src, old.values())
+
+
+def test_cold_move_carries_volume_data(same: Hosts) -> None:
+    """Cold: the named volume under its name, the anonymous one as a new volume, data in both."""
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_with_volumes(same, named)
+    source_volumes = _volume_names(same.src, name)
+    moved: dict[str, str] = {}
+    try:
+        report = toolkit.migrate(name, source=same.src, dest=same.dst, mode="cold")
+        assert report.status == "done" and report.mode == "cold"
+        moved = _volume_names(same.dst, name)
+        assert moved["/named"] == named
+        assert moved["/anon"] and moved["/anon"] != named
+        wait_count_at_least(same.dst, name, 2)
+        assert _cat(same.dst, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+        with pytest.raises(ContainerNotFound):
+            same.src.inspect(name)
+    finally:
+        for backend in (same.src, same.dst):
+            with contextlib.suppress(CtkError):
+                backend.remove(name, force=True)
+        _remove_volumes(same.src, source_volumes.values())
+        _remove_volumes(same.dst, [named, *moved.values()])
+
+
+def test_cold_move_clash_on_a_volume_is_refused_before_stopping(same: Hosts, state: Path) -> None:
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_with_volumes(same, named)
+    source_volumes = _volume_names(same.src, name)
+    assert isinstance(same.dst, VolumeData)
+    same.dst.create_volume(named)
+    try:
+        before = same.src.inspect(name)
+        result = ctk(
+            "migrate", name, "--from", same.src_url, "--to", same.dst_url, "--mode", "cold"
+        )
+        assert result.returncode == toolkit.ExitCode.CONFLICT, result.stderr
+        assert f"a volume named {named} exists on the destination" in result.stderr
+        after = same.src.inspect(name)
+        assert after.running and after.id == before.id
+        assert not (state / "migrations").exists()
+        with pytest.raises(ContainerNotFound):
+            same.dst.inspect(name)
+    finally:
+        with contextlib.suppress(CtkError):
+            same.src.remove(name, force=True)
+        _remove_volumes(same.src, source_volumes.values())
+        _remove_volumes(same.dst, [named])
+
+
+def test_failed_cold_move_removes_the_volumes_it_made(same: Hosts) -> None:
+    """The destination cannot start it (its host port is taken there): the rollback removes the
+    container and the volumes the move made; the source runs again with its volumes."""
+    from toolkit.errors import VolumeNotFound
+
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    name = same.name("vol")
+    same.src.run(
+        ContainerSpec(
+            image=COUNTER_IMAGE,
+            name=name,
+            labels=dict(TEST_LABEL),
+            ports=(PortMapping(container_port=8080, host_port=port),),
+            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
+        )
+    )
+    wait_count_at_least(same.src, name, 2)
+    written = same.src.exec(
+        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
+    )
+    assert written.exit_code == 0, written.stderr
+    source_volumes = _volume_names(same.src, name)
+    made: list[str] = []
+    try:
+        with (
+            port_taken_in(same.testbed.hosts[1].netns, port),
+            pytest.raises(MigrationError) as caught,
+        ):
+            toolkit.migrate(name, source=same.src, dest=same.dst, mode="cold")
+        report = caught.value.report
+        assert isinstance(report, toolkit.MigrationReport)
+        assert report.status == "rolled_back", report.rolled_back
+        made = [
+            line.split()[2] for line in report.rolled_back if line.startswith("removed volume ")
+        ]
+        assert named in made and len(made) == 2, report.rolled_back
+        assert isinstance(same.dst, VolumeData)
+        for volume in made:
+            with pytest.raises(VolumeNotFound):
+                same.dst.inspect_volume(volume)
+        with pytest.raises(ContainerNotFound):
+            same.dst.inspect(name)
+        wait_for(lambda: same.src.inspect(name).running, what="source running")
+        assert _volume_names(same.src, name) == source_volumes
+        assert _cat(same.src, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+    finally:
+        for backend in (same.src, same.dst):
+            with contextlib.suppress(CtkError):
+                backend.remove(name, force=True)
+        _remove_volumes(same.src, source_volumes.values())
+        _remove_volumes(same.dst, [named, *made])

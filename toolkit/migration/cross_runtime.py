@@ -78,6 +78,7 @@ from toolkit.models import (
     CheckpointOptions,
     ContainerInfo,
     ContainerSpec,
+    Mount,
     PortMapping,
     RestoreOptions,
     RuntimeConfig,
@@ -341,8 +342,13 @@ def _podman_template(
     info: ContainerInfo,
     config: CriuConfig,
     work: Path,
+    *,
+    volumes: tuple[Mount, ...] = (),
 ) -> Path:
-    """libpod's export of an equal container, for its metadata (see the module docstring)."""
+    """libpod's export of an equal container, for its metadata (see the module docstring).
+
+    ``volumes``: the mounts the restored container will have (post-copy: its volumes, made on
+    the destination beforehand), so that libpod's config names them."""
     image = dest.local_image(info.image, info.image_id)
     template_spec = ContainerSpec(
         image=image,
@@ -356,6 +362,7 @@ def _podman_template(
         user=spec.user,
         hostname=spec.hostname,
         runtime="runc",
+        volumes=volumes,
     )
     template_id = dest.start_template(template_spec, annotations={"org.criu.config": config.path})
     path = work / "template.tar"

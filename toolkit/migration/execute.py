@@ -40,7 +40,7 @@ from toolkit.errors import (
 )
 from toolkit.locks import container_lock, migration_lock
 from toolkit.migration import journal as journal_mod
-from toolkit.migration import sealing
+from toolkit.migration import sealing, volumes
 from toolkit.migration.journal import Journal, JournalTaken
 from toolkit.migration.plan import Plan, engine_label, preflight, verify_is_url
 from toolkit.models import (
@@ -239,8 +239,9 @@ def migrate(
     ``verify`` is an http(s) URL that must answer once the destination runs, or a command run
     with ``sh -c`` in the new container that must exit 0. ``progress``
     is called with the byte count of each image chunk copied. Named and anonymous volumes move
-    with their data (live, same kind of engine); a bind mount only when its host path is in
-    ``allow_mounts`` (its content does not move).
+    with their data between engines of the same kind (live: in the archive; cold and
+    post-copy: copied once the source is stopped or frozen, :mod:`toolkit.migration.volumes`);
+    a bind mount only when its host path is in ``allow_mounts`` (its content does not move).
 
     Returns:
         The report (``status == "done"``).
@@ -269,9 +270,6 @@ def migrate(
 
         # exit 6 here, before anything is frozen, where post-copy cannot work
         pc_source = postcopy.check(source, dest, name, keep_source=keep_source)
-    elif mode == "auto" and plan.mode == "live" and plan.mounts:
-        # post-copy carries no volume data: the archive path does
-        plan = dataclasses.replace(plan, reason=f"{plan.reason}; live: its volumes move with it")
     elif mode == "auto" and plan.mode == "live" and not plan.cross_runtime:
         plan, pc_source = _auto_postcopy(plan, source, dest, keep_source=keep_source)
     journal = Journal(
@@ -707,6 +705,7 @@ def _cold(run: _Run, *, verify: str | None) -> None:
     if dest.kind == "docker" and spec.image.startswith("localhost/"):
         # Podman qualifies local images as localhost/NAME; Docker knows them as NAME.
         spec = dataclasses.replace(spec, image=spec.image.removeprefix("localhost/"))
+    image_id = run.plan.source_info.image_id
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
     with run.phase("dump"):
@@ -718,16 +717,26 @@ def _cold(run: _Run, *, verify: str | None) -> None:
             source.stop(journal.container)
     with run.phase("transfer"):
         changes = source.fetch_changes(journal.container, _path(journal.archive))
-    run.archive_bytes = _path(journal.archive).stat().st_size
+        # read once nothing writes to them (a kept source: a copy while it runs, as the rootfs)
+        staged = volumes.read_through_engine(
+            source, run.plan.mounts, image=image_id, work=journal.workdir
+        )
+    run.archive_bytes = _path(journal.archive).stat().st_size + sum(
+        s.data.stat().st_size for s in staged
+    )
     journal.extra["deleted"] = changes
     journal.step("dump")
     journal.step("transfer")
     _pause_hook("dump")
     journal.check_unchanged()
     with run.phase("restore"):
+        names = volumes.create(dest, run.plan.mounts, journal)
+        volumes.fill(dest, staged, names, image=image_id)
+        if run.plan.mounts:
+            spec = dataclasses.replace(spec, volumes=volumes.dest_mounts(run.plan.mounts, names))
         dest.create_with_changes(
             spec,
-            image_id=run.plan.source_info.image_id,
+            image_id=image_id,
             changes=_path(journal.archive),
             deleted=changes,
         )
@@ -781,6 +790,8 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
         run.rolled_back.append("the cross-runtime path undid its own changes")
         return
     if not cross and not journal.done("dump-started"):
+        # post-copy makes the destination's volumes before it freezes the source
+        run.rolled_back.extend(volumes.remove_created(dest, journal))
         journal.step("aborted", state="aborted")
         run.rolled_back.append("nothing to roll back: the source was not touched")
         return
@@ -799,6 +810,8 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
             run.rolled_back.append(f"removed {journal.target} from the destination")
         except CtkError as exc:
             run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
+    # cold and post-copy moves: the volumes they made there, once no container uses them
+    run.rolled_back.extend(volumes.remove_created(dest, journal))
     try:
         if cross:
             strategy.restart_source(run)
