@@ -894,11 +894,16 @@ def test_cold_move_carries_volume_data(same: Hosts) -> None:
     """Cold: the named volume under its name, the anonymous one as a new volume, data in both."""
     named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
     name = _run_with_volumes(same, named)
+    big = same.src.exec(name, ["dd", "if=/dev/urandom", "of=/named/big", "bs=1M", "count=4"])
+    assert big.exit_code == 0, big.stderr
     source_volumes = _volume_names(same.src, name)
     moved: dict[str, str] = {}
     try:
         report = toolkit.migrate(name, source=same.src, dest=same.dst, mode="cold")
         assert report.status == "done" and report.mode == "cold"
+        # the volume's data moved once: not again as rootfs changes (the archive routes read
+        # through the mount)
+        assert 4 << 20 < report.archive_bytes < 6 << 20, report.archive_bytes
         moved = _volume_names(same.dst, name)
         assert moved["/named"] == named
         assert moved["/anon"] and moved["/anon"] != named

@@ -446,6 +446,9 @@ def _auto_postcopy(
     chosen, why = postcopy.auto_choice(used, threshold, problem)
     if not chosen:
         return dataclasses.replace(plan, reason=f"{plan.reason}; {why}"), None
+    if plan.mounts:
+        # volumes do not keep it from post-copy: their data moves while the source is frozen
+        why += "; its volumes' data is copied while it is frozen (part of the downtime)"
     return dataclasses.replace(plan, mode="postcopy", reason=why), found
 
 
@@ -716,7 +719,12 @@ def _cold(run: _Run, *, verify: str | None) -> None:
         elif not journal.keep_source:
             source.stop(journal.container)
     with run.phase("transfer"):
-        changes = source.fetch_changes(journal.container, _path(journal.archive))
+        # the volumes' data moves on its own: the archive routes would read it as rootfs
+        changes = source.fetch_changes(
+            journal.container,
+            _path(journal.archive),
+            exclude=[m.target for m in run.plan.mounts],
+        )
         # read once nothing writes to them (a kept source: a copy while it runs, as the rootfs)
         staged = volumes.read_through_engine(
             source, run.plan.mounts, image=image_id, work=journal.workdir

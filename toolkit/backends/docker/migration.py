@@ -8,6 +8,7 @@ import io
 import logging
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from toolkit import records
@@ -27,11 +28,11 @@ log = logging.getLogger(__name__)
 class MigrationMixin(CheckpointsMixin, ImagesMixin):
     """Cold and cross-runtime migration."""
 
-    def fetch_changes(self, name: str, out: Path) -> list[str]:
+    def fetch_changes(self, name: str, out: Path, *, exclude: Sequence[str] = ()) -> list[str]:
         """The container's rootfs changes as a tar at ``out``; the deleted paths."""
         attrs = self._attrs(name)
         with tempfile.TemporaryDirectory() as stage:
-            return self._fetch_changes(attrs["Id"], out, Path(stage))
+            return self._fetch_changes(attrs["Id"], out, Path(stage), exclude=exclude)
 
     def create_with_changes(
         self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
