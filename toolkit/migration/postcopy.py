@@ -473,6 +473,9 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
             work,
             volumes=volumes.dest_mounts(mounts, names),
         )
+        # The template ran the source's command on those volumes: what it wrote there must
+        # not survive beside the source's data (ctk made these volumes for this move alone).
+        volumes.empty_local(volumes.mountpoints(dest, volumes.dest_mounts(mounts, names)))
     lazy_dir = work / "lazy"
     lazy_dir.mkdir()
     daemon: subprocess.Popen[bytes] | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import shutil
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,16 @@ def mountpoints(source: Backend, mounts: Sequence[Mount]) -> dict[str, Path]:
             )
         found[mount.name] = path
     return found
+
+
+def empty_local(where: dict[str, Path]) -> None:
+    """Remove everything inside each volume directory (volumes this move created itself)."""
+    for path in where.values():
+        for child in path.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
 
 def read_local(
