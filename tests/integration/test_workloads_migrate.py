@@ -156,6 +156,14 @@ def _pg_seen(route: Route, engine: Backend, name: str) -> object:
 
 def _pg_write(route: Route, engine: Backend, name: str) -> None:
     psql(engine, name, "INSERT INTO ctk_rows SELECT max(id) + 1, 'moved' FROM ctk_rows")
+    # A parallel scan makes a new dynamic shared memory segment in /dev/shm as user postgres:
+    # after Podman -> Docker that is the volume ctk put there, which must let it.
+    counted = psql(
+        engine, name,
+        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; "
+        "SET min_parallel_table_scan_size = 0; SELECT count(*) FROM ctk_rows",
+    )  # fmt: skip
+    assert int(counted.splitlines()[-1]) == pg_state(engine, name).rows
 
 
 def _web_seen(route: Route, engine: Backend, name: str) -> object:
