@@ -66,6 +66,7 @@ import logging
 import stat
 import tarfile
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -209,14 +210,15 @@ def live_cross_runtime(
     new_name: str | None = None,
     keep_source: bool = False,
     tcp_established: bool = False,
-    on_frozen: Callable[[], None] | None = None,
+    on_frozen: Callable[[float, int], None] | None = None,
 ) -> ContainerInfo:
     """Checkpoint ``name`` on ``source`` and resume it, memory intact, on ``dest``.
 
     ``source`` and ``dest`` are one Docker and one Podman backend, either way round. With
     ``keep_source`` the source is checkpointed with leave-running and stays (a clone);
     otherwise it is removed once the destination runs. ``on_frozen`` is called once the
-    source's dump is done (what fails after it fails in the restore).
+    source's dump is done (what fails after it fails in the restore), with the seconds since
+    the freeze began and the bytes that move (CRIU's images, rootfs changes, /dev/shm files).
 
     Raises:
         Unsupported: the container or engines cannot do it (the message says why).
@@ -283,12 +285,15 @@ def live_cross_runtime(
             # config goes (or is emptied) however what follows ends.
             config = stack.enter_context(criu_config(dest, target=target, image=info.image_id))
             template = _podman_template(dest, spec, info, config, work)
+        # the template above is made while the source still runs: the freeze starts here
+        freezing = time.monotonic()
         images, rootfs, deleted, shm = _freeze(
             source, name, checkpoint, work, keep_source, tcp_established
         )
         try:
             if on_frozen is not None:
-                on_frozen()
+                moved = [*images.iterdir(), *(p for p in (rootfs, shm) if p is not None)]
+                on_frozen(time.monotonic() - freezing, sum(p.stat().st_size for p in moved))
             _prepare_images(images, source.kind, dest.kind)
             if isinstance(dest, TemplateRestore):
                 assert template is not None and config is not None
