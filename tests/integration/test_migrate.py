@@ -141,13 +141,6 @@ def _hosts(testbed: Testbed, src_kind: str, dst_kind: str) -> Iterator[Hosts]:
         hosts.cleanup()
 
 
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private ctk state dir (journals, kept archives), also for ctk subprocesses."""
-    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
-
-
 @pytest.fixture(params=ENGINES)
 def same(request: pytest.FixtureRequest, testbed: Testbed, state: Path) -> Iterator[Hosts]:
     """h1 -> h2 on the same engine kind (live)."""

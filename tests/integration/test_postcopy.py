@@ -99,12 +99,6 @@ class Pair:
 
 
 @pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
-
-
-@pytest.fixture
 def local(testbed: Testbed, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
     """One Podman to itself under a new name: testbed host h1's, not this machine's own.
 

@@ -447,8 +447,10 @@ class ForeignImageRestore(Backend, Protocol):
         checkpoint: str,
         rootfs: Path | None = None,
         deleted: list[str] | None = None,
+        shm: Path | None = None,
     ) -> ContainerInfo:
-        """Place CRIU images (a flat directory) as ``checkpoint`` and start from them."""
+        """Place CRIU images (a flat directory) as ``checkpoint`` and start from them;
+        ``shm`` (a tar) fills the container's /dev/shm volume first."""
         ...
 
 

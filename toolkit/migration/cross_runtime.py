@@ -44,6 +44,14 @@ while the restore ran):
 4. Podman's images mark the network namespace external (``extRootNetNS``) but Docker's runc
    offers no such fd: ctk drops ``netns-<id>.img``, as Docker's own dumps have none, and
    libnetwork's prestart hook sets up eth0 in the new namespace as on any Docker restore.
+5. ``Can't open file dev/shm/PostgreSQL.451778290 on restore: No such file or directory``
+   (PostgreSQL's dynamic shared memory, a file it maps from /dev/shm): /dev/shm being an
+   external mount, CRIU does not dump its files; Podman's export carries them beside the
+   images (``devshm-checkpoint.tar``), but the tmpfs Docker mounts there at start comes up
+   empty. When the source's /dev/shm holds files, ctk gives the Docker container an anonymous
+   volume at /dev/shm (a bind mount to runc, like Podman's), fills it before the restore, and
+   Docker then mounts no tmpfs of its own there. The container keeps that volume: its /dev/shm
+   is on disk, not in memory, from then on.
 
 After either direction a plain checkpoint/restore of the migrated container on its new engine
 works: no restore-only option is left behind.
@@ -52,11 +60,13 @@ works: no restore-only option is left behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import stat
 import tarfile
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,6 +109,7 @@ _PROVIDED = frozenset(
     | {"/run/.containerenv"}
 )
 CONTAINERENV = "/run/.containerenv"
+SHM = "/dev/shm"
 
 # The key runc gives the container's network namespace when the engine made it (Podman).
 NETNS_KEY = "extRootNetNS"
@@ -199,14 +210,15 @@ def live_cross_runtime(
     new_name: str | None = None,
     keep_source: bool = False,
     tcp_established: bool = False,
-    on_frozen: Callable[[], None] | None = None,
+    on_frozen: Callable[[float, int], None] | None = None,
 ) -> ContainerInfo:
     """Checkpoint ``name`` on ``source`` and resume it, memory intact, on ``dest``.
 
     ``source`` and ``dest`` are one Docker and one Podman backend, either way round. With
     ``keep_source`` the source is checkpointed with leave-running and stays (a clone);
     otherwise it is removed once the destination runs. ``on_frozen`` is called once the
-    source's dump is done (what fails after it fails in the restore).
+    source's dump is done (what fails after it fails in the restore), with the seconds since
+    the freeze began and the bytes that move (CRIU's images, rootfs changes, /dev/shm files).
 
     Raises:
         Unsupported: the container or engines cannot do it (the message says why).
@@ -273,12 +285,15 @@ def live_cross_runtime(
             # config goes (or is emptied) however what follows ends.
             config = stack.enter_context(criu_config(dest, target=target, image=info.image_id))
             template = _podman_template(dest, spec, info, config, work)
-        images, rootfs, deleted = _freeze(
+        # the template above is made while the source still runs: the freeze starts here
+        freezing = time.monotonic()
+        images, rootfs, deleted, shm = _freeze(
             source, name, checkpoint, work, keep_source, tcp_established
         )
         try:
             if on_frozen is not None:
-                on_frozen()
+                moved = [*images.iterdir(), *(p for p in (rootfs, shm) if p is not None)]
+                on_frozen(time.monotonic() - freezing, sum(p.stat().st_size for p in moved))
             _prepare_images(images, source.kind, dest.kind)
             if isinstance(dest, TemplateRestore):
                 assert template is not None and config is not None
@@ -287,7 +302,7 @@ def live_cross_runtime(
                 )
             elif isinstance(dest, ForeignImageRestore):
                 result = _restore_on_docker(
-                    dest, spec, info.image_id, images, rootfs, deleted, checkpoint
+                    dest, spec, info.image_id, images, rootfs, deleted, checkpoint, shm=shm
                 )
             else:
                 raise Unsupported(f"cannot restore on {dest.kind}")
@@ -383,15 +398,16 @@ def _freeze(
     work: Path,
     keep_source: bool,
     tcp_established: bool,
-) -> tuple[Path, Path | None, list[str]]:
-    """Checkpoint the source: its CRIU images (flat directory), rootfs changes, deleted paths."""
+) -> tuple[Path, Path | None, list[str], Path | None]:
+    """Checkpoint the source: its CRIU images (flat directory), rootfs changes, deleted paths,
+    and the files of its /dev/shm as a tar (Podman's export carries them; None if none)."""
     from toolkit.archive.checkpoint_image import unpack_layer
 
     if not isinstance(source, RawCheckpointArchives):
         # The checkpoint in place, its images and the rootfs changes fetched (Docker).
         source.checkpoint(name, CheckpointOptions(name=checkpoint, leave_running=keep_source))
         try:
-            return fetch_in_place(source, name, checkpoint, work)
+            return (*fetch_in_place(source, name, checkpoint, work), None)
         except BaseException:
             if not keep_source:
                 source.restore(name, RestoreOptions(checkpoint=checkpoint))
@@ -407,6 +423,7 @@ def _freeze(
     )
     try:
         images, raw, deleted = unpack_layer(export, work)
+        shm = _devshm(export, work)
         rootfs = None
         if raw is not None:
             rootfs = work / "rootfs.tar"
@@ -415,7 +432,32 @@ def _freeze(
         if not keep_source:
             source.restore(name, RestoreOptions(checkpoint=checkpoint))
         raise
-    return images, rootfs, deleted
+    return images, rootfs, deleted, shm
+
+
+# libpod's export member with the files of the container's /dev/shm (metadata.DevShmCheckpointTar)
+_DEVSHM_TAR = "devshm-checkpoint.tar"
+
+
+def _devshm(export: Path, work: Path) -> Path | None:
+    """The export's tar of /dev/shm's files at ``work/devshm.tar``, or None when it has none."""
+    with tarfile.open(export) as outer:
+        try:
+            member = outer.getmember(_DEVSHM_TAR)
+        except KeyError:
+            return None
+        source = outer.extractfile(member)
+        if source is None:
+            return None
+        out = work / "devshm.tar"
+        with out.open("wb") as sink:
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+    with tarfile.open(out) as shm:
+        # only its root ("./") in it: nothing to carry
+        if all(m.isdir() and m.name.strip("./") == "" for m in shm.getmembers()):
+            return None
+    return out
 
 
 def fetch_in_place(
@@ -634,8 +676,13 @@ def _restore_on_docker(
     rootfs: Path | None,
     deleted: list[str],
     checkpoint: str,
+    *,
+    shm: Path | None = None,
 ) -> ContainerInfo:
-    """A Docker container shaped for the images, the images placed, started from them."""
+    """A Docker container shaped for the images, the images placed, started from them.
+
+    ``shm``: a tar of the source's /dev/shm files (step 5 of the module's docstring).
+    """
     from toolkit.criu.images import external_mounts
 
     needed = set(external_mounts(images))
@@ -643,12 +690,14 @@ def _restore_on_docker(
     if unknown:
         raise Unsupported(f"the checkpoint needs mounts Docker would not provide: {unknown}")
     binds = {"/dev/null": CONTAINERENV} if CONTAINERENV in needed else {}
+    if shm is not None:
+        spec = dataclasses.replace(spec, volumes=(*spec.volumes, Mount(target=SHM)))
     container_id = dest.create_for_images(
-        spec, image_id=image_id, shareable_ipc="/dev/shm" in needed, binds=binds
+        spec, image_id=image_id, shareable_ipc=SHM in needed, binds=binds
     )
     try:
         return dest.start_from_images(
-            container_id, images, checkpoint=checkpoint, rootfs=rootfs, deleted=deleted
+            container_id, images, checkpoint=checkpoint, rootfs=rootfs, deleted=deleted, shm=shm
         )
     except BaseException:
         try:

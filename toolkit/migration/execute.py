@@ -530,10 +530,13 @@ def _live_cross(
     journal.step("cross-runtime-started")
     dumped: list[float] = []
 
-    def on_frozen() -> None:
+    def on_frozen(seconds: float, size: int) -> None:
         # From here a failure is the restore's, not the dump's (the report names the phase).
         dumped.append(time.monotonic())
-        run.timings["dump"] = round(dumped[0] - started, 3)
+        # the rest before the freeze: the destination's template, made while the source ran
+        run.timings["prepare"] = round(dumped[0] - seconds - started, 3)
+        run.timings["dump"] = round(seconds, 3)
+        run.archive_bytes = size
         journal.step("cross-runtime-dumped")
 
     try:
@@ -553,7 +556,8 @@ def _live_cross(
     finally:
         if dumped:
             run.timings["restore"] = round(time.monotonic() - dumped[0], 3)
-    run.downtime = time.monotonic() - started
+    # frozen -> running there (the template was made before the freeze)
+    run.downtime = time.monotonic() - (dumped[0] - run.timings["dump"] if dumped else started)
     return result
 
 
