@@ -182,3 +182,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
             proc.kill()
             proc.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private ctk state dir (journals, records, locks, kept archives), also for the ctk
+    subprocesses."""
+    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"

@@ -28,13 +28,6 @@ from toolkit.interrupts import PAUSE_ENV
 pytestmark = [pytest.mark.integration, pytest.mark.criu]
 
 
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private ctk state dir (checkpoint records, locks), shared with the ctk subprocesses."""
-    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
-
-
 @dataclass
 class Paused:
     """A ``ctk`` process stopped at a phase; ``release()`` lets it go on."""

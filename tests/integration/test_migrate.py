@@ -147,13 +147,6 @@ def _hosts(testbed: Testbed, src_kind: str, dst_kind: str) -> Iterator[Hosts]:
         hosts.cleanup()
 
 
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private ctk state dir (journals, kept archives), also for ctk subprocesses."""
-    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
-
-
 @pytest.fixture(params=ENGINES)
 def same(request: pytest.FixtureRequest, testbed: Testbed, state: Path) -> Iterator[Hosts]:
     """h1 -> h2 on the same engine kind (live)."""
@@ -1018,25 +1011,17 @@ def test_failed_restore_across_runtimes_removes_the_volumes_it_made(
         _remove_volumes(cross.dst, [named])
 
 
-def test_postgres_with_its_data_volume_moves_live_across_runtimes(
-    cross: Hosts, request: pytest.FixtureRequest
-) -> None:
+def test_postgres_with_its_data_volume_moves_live_across_runtimes(cross: Hosts) -> None:
     """PostgreSQL as user postgres, its cluster on a named volume: Docker <-> Podman with the
-    same postmaster over the same rows, the data directory still postgres's, writing on."""
-    if cross.src_kind == "podman":
-        # Not the volume: PostgreSQL maps its dynamic shared memory from /dev/shm, which on
-        # Podman is a bind mount whose content travels beside CRIU's images (libpod's
-        # devshm-checkpoint.tar); Docker's shareable /dev/shm starts empty, so CRIU fails:
-        # "Can't open file dev/shm/PostgreSQL.NNN on restore: No such file or directory".
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="Podman's /dev/shm content is not carried")
-        )
-    from tests.integration.test_workloads import (
+    same postmaster over the same rows, the data directory still postgres's, writing on.
+    Podman -> Docker also carries /dev/shm's files (PostgreSQL's dynamic shared memory)."""
+    from tests.integration.workloads import (
         PG_ROWS,
         POSTGRES_IMAGE,
-        _pg_ready,
-        _pg_state,
-        _psql,
+        fill_postgres,
+        pg_ready,
+        pg_state,
+        psql,
     )
 
     volume = f"ctk-test-pgdata-{uuid.uuid4().hex[:8]}"
@@ -1051,30 +1036,35 @@ def test_postgres_with_its_data_volume_moves_live_across_runtimes(
         )
     )
     try:
-        wait_for(lambda: _pg_ready(cross.src, name), timeout=60, what="pg_isready")
-        _psql(
-            cross.src,
-            name,
-            "CREATE TABLE ctk_rows (id int PRIMARY KEY, v text NOT NULL); "
-            f"INSERT INTO ctk_rows SELECT g, md5(g::text) FROM generate_series(1, {PG_ROWS}) g",
-        )
-        before = _pg_state(cross.src, name)
+        fill_postgres(cross.src, name)
+        before = pg_state(cross.src, name)
         report = toolkit.migrate(name, source=cross.src, dest=cross.dst, mode="live")
         assert report.status == "done" and report.mode == "live", report
-        assert _volume_names(cross.dst, name) == {pgdata: volume}
-        wait_for(lambda: _pg_ready(cross.dst, name), timeout=60, what="pg_isready after")
-        assert _pg_state(cross.dst, name) == before  # the same postmaster, the same rows
+        assert _volume_names(cross.dst, name)[pgdata] == volume
+        wait_for(lambda: pg_ready(cross.dst, name), timeout=60, what="pg_isready after")
+        assert pg_state(cross.dst, name) == before  # the same postmaster, the same rows
         owner = cross.dst.exec(name, ("stat", "-c", "%U %a", pgdata))
         assert owner.stdout.strip() == "postgres 700", owner
-        _psql(cross.dst, name, f"INSERT INTO ctk_rows VALUES ({PG_ROWS + 1}, 'after the move')")
-        _psql(cross.dst, name, "CHECKPOINT")  # the write reaches the volume's files
-        assert _pg_state(cross.dst, name).rows == PG_ROWS + 1
+        shm = cross.dst.exec(name, ("sh", "-c", "stat -c %a /dev/shm && ls /dev/shm"))
+        assert shm.exit_code == 0 and shm.stdout.split()[0] == "1777", shm
+        assert "PostgreSQL." in shm.stdout, shm  # its segments, mapped by the postmaster
+        # a new segment: a parallel query (dynamic shared memory in /dev/shm)
+        psql(
+            cross.dst,
+            name,
+            "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; "
+            "SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; "
+            "SELECT count(*) FROM ctk_rows",
+        )
+        psql(cross.dst, name, f"INSERT INTO ctk_rows VALUES ({PG_ROWS + 1}, 'after the move')")
+        psql(cross.dst, name, "CHECKPOINT")  # the write reaches the volume's files
+        assert pg_state(cross.dst, name).rows == PG_ROWS + 1
         with pytest.raises(ContainerNotFound):
             cross.src.inspect(name)
     finally:
         for backend in (cross.src, cross.dst):
             with contextlib.suppress(CtkError):
-                backend.remove(name, force=True)
+                backend.remove(name, force=True, volumes=True)
         _remove_volumes(cross.src, [volume])
         _remove_volumes(cross.dst, [volume])
 
@@ -1089,7 +1079,7 @@ def test_killed_across_runtimes_with_volumes_then_recover_removes_them(cross: Ho
     try:
         migration = _killed_at(cross, name, "dump")
         journal = Path(os.environ["CTK_STATE_DIR"]) / "migrations" / f"{migration}.json"
-        made = list(json.loads(journal.read_text())["extra"]["cross_volumes"])
+        made = list(json.loads(journal.read_text())["extra"]["dest_volumes"])
         assert named in made and len(made) == 2, made
         result = ctk("migrate", "--recover", migration, "--json")
         assert result.returncode == 0, result.stderr
@@ -1142,3 +1132,111 @@ def test_bind_mount_across_runtimes_only_when_allowed(cross: Hosts, tmp_path: Pa
     assert _cat(cross.dst, name, "/data/file") == ["host-data"]
     with pytest.raises(ContainerNotFound):
         cross.src.inspect(name)
+
+
+def test_cold_move_carries_volume_data(same: Hosts) -> None:
+    """Cold: the named volume under its name, the anonymous one as a new volume, data in both."""
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_with_volumes(same, named)
+    big = same.src.exec(name, ["dd", "if=/dev/urandom", "of=/named/big", "bs=1M", "count=4"])
+    assert big.exit_code == 0, big.stderr
+    source_volumes = _volume_names(same.src, name)
+    moved: dict[str, str] = {}
+    try:
+        report = toolkit.migrate(name, source=same.src, dest=same.dst, mode="cold")
+        assert report.status == "done" and report.mode == "cold"
+        # the volume's data moved once: not again as rootfs changes (the archive routes read
+        # through the mount)
+        assert 4 << 20 < report.archive_bytes < 6 << 20, report.archive_bytes
+        moved = _volume_names(same.dst, name)
+        assert moved["/named"] == named
+        assert moved["/anon"] and moved["/anon"] != named
+        wait_count_at_least(same.dst, name, 2)
+        assert _cat(same.dst, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+        with pytest.raises(ContainerNotFound):
+            same.src.inspect(name)
+    finally:
+        for backend in (same.src, same.dst):
+            with contextlib.suppress(CtkError):
+                backend.remove(name, force=True)
+        _remove_volumes(same.src, source_volumes.values())
+        _remove_volumes(same.dst, [named, *moved.values()])
+
+
+def test_cold_move_clash_on_a_volume_is_refused_before_stopping(same: Hosts, state: Path) -> None:
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    name = _run_with_volumes(same, named)
+    source_volumes = _volume_names(same.src, name)
+    assert isinstance(same.dst, VolumeData)
+    same.dst.create_volume(named)
+    try:
+        before = same.src.inspect(name)
+        result = ctk(
+            "migrate", name, "--from", same.src_url, "--to", same.dst_url, "--mode", "cold"
+        )
+        assert result.returncode == toolkit.ExitCode.CONFLICT, result.stderr
+        assert f"a volume named {named} exists on the destination" in result.stderr
+        after = same.src.inspect(name)
+        assert after.running and after.id == before.id
+        assert not (state / "migrations").exists()
+        with pytest.raises(ContainerNotFound):
+            same.dst.inspect(name)
+    finally:
+        with contextlib.suppress(CtkError):
+            same.src.remove(name, force=True)
+        _remove_volumes(same.src, source_volumes.values())
+        _remove_volumes(same.dst, [named])
+
+
+def test_failed_cold_move_removes_the_volumes_it_made(same: Hosts) -> None:
+    """The destination cannot start it (its host port is taken there): the rollback removes the
+    container and the volumes the move made; the source runs again with its volumes."""
+    from toolkit.errors import VolumeNotFound
+
+    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    name = same.name("vol")
+    same.src.run(
+        ContainerSpec(
+            image=COUNTER_IMAGE,
+            name=name,
+            labels=dict(TEST_LABEL),
+            ports=(PortMapping(container_port=8080, host_port=port),),
+            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
+        )
+    )
+    wait_count_at_least(same.src, name, 2)
+    written = same.src.exec(
+        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
+    )
+    assert written.exit_code == 0, written.stderr
+    source_volumes = _volume_names(same.src, name)
+    made: list[str] = []
+    try:
+        with (
+            port_taken_in(same.testbed.hosts[1].netns, port),
+            pytest.raises(MigrationError) as caught,
+        ):
+            toolkit.migrate(name, source=same.src, dest=same.dst, mode="cold")
+        report = caught.value.report
+        assert isinstance(report, toolkit.MigrationReport)
+        assert report.status == "rolled_back", report.rolled_back
+        made = [
+            line.split()[2] for line in report.rolled_back if line.startswith("removed volume ")
+        ]
+        assert named in made and len(made) == 2, report.rolled_back
+        assert isinstance(same.dst, VolumeData)
+        for volume in made:
+            with pytest.raises(VolumeNotFound):
+                same.dst.inspect_volume(volume)
+        with pytest.raises(ContainerNotFound):
+            same.dst.inspect(name)
+        wait_for(lambda: same.src.inspect(name).running, what="source running")
+        assert _volume_names(same.src, name) == source_volumes
+        assert _cat(same.src, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+    finally:
+        for backend in (same.src, same.dst):
+            with contextlib.suppress(CtkError):
+                backend.remove(name, force=True)
+        _remove_volumes(same.src, source_volumes.values())
+        _remove_volumes(same.dst, [named, *made])

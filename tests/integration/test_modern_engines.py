@@ -70,13 +70,6 @@ def made() -> Iterator[Made]:
         backend.close()
 
 
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private ctk state dir (journals, records), also for ctk subprocesses."""
-    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
-
-
 def _continued(after: list[int], before: int) -> None:
     """The count went on from ``before``: never back to the start."""
     assert after == sorted(after), f"the count went back: {after}"

@@ -99,12 +99,6 @@ class Pair:
 
 
 @pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CTK_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
-
-
-@pytest.fixture
 def local(testbed: Testbed, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
     """One Podman to itself under a new name: testbed host h1's, not this machine's own.
 
@@ -375,3 +369,121 @@ def test_ctk_killed_mid_way_is_recovered(
             local.src.inspect(name)
     assert any(note.startswith("post-copy: ") for note in report["notes"]), report
     wait_for(lambda: criu_left() == [], timeout=30, what="no lazy-pages CRIU left")
+
+
+def _with_volumes(pair: Pair, named: str) -> str:
+    """A post-copy-ready container appending 1, 2, 3, ... to /named/log through a descriptor it
+    keeps open, with an anonymous volume at /anon holding a file."""
+    from tests.conftest import COUNTER_IMAGE
+    from toolkit.models import Mount
+
+    name = pair.name()
+    spec = ContainerSpec(
+        image=COUNTER_IMAGE,
+        name=name,
+        labels=dict(TEST_LABEL),
+        command=(
+            "sh",
+            "-c",
+            "exec 3>>/named/log; i=0; while :; do i=$((i+1)); echo $i >&3; sleep 0.1; done",
+        ),
+        volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
+    )
+    postcopy.create_ready(pair.src, spec)
+    wait_for(lambda: len(_log(pair.src, name)) >= 3, timeout=60, what=f"{name} writing")
+    written = pair.src.exec(name, ["sh", "-c", "echo anon-data >/anon/file"])
+    assert written.exit_code == 0, written.stderr
+    return name
+
+
+def _log(backend: Backend, name: str) -> list[int]:
+    return [int(n) for n in _read(backend, name, "/named/log").split()]
+
+
+def _volumes(backend: Backend, name: str) -> dict[str, str]:
+    from toolkit.backends.base import VolumeData
+
+    assert isinstance(backend, VolumeData)
+    return {m.target: m.name for m in backend.container_volumes(name) if m.type == "volume"}
+
+
+def _drop_volumes(backend: PodmanBackend, names: list[str]) -> None:
+    for volume in names:
+        with contextlib.suppress(CtkError):
+            backend.remove_volume(volume, force=True)
+
+
+@pytest.mark.testbed
+def test_postcopy_carries_volume_data_and_open_files(hosts: Pair) -> None:
+    """The data of both volumes arrives, and the process goes on writing through the descriptor
+    it had open in the named one: the log stays 1..N with no gap and no restart."""
+    named = f"ctk-test-pcvol-{uuid.uuid4().hex[:8]}"
+    name = _with_volumes(hosts, named)
+    old = _volumes(hosts.src, name)
+    moved: dict[str, str] = {}
+    try:
+        before = _log(hosts.src, name)[-1]
+        report = toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode="postcopy")
+        assert report.status == "done" and report.mode == "postcopy", report
+        moved = _volumes(hosts.dst, name)
+        assert moved["/named"] == named and moved["/anon"] not in (named, "")
+        assert _read(hosts.dst, name, "/anon/file") == "anon-data"
+        wait_for(lambda: _log(hosts.dst, name)[-1] > before + 3, timeout=20, what="log goes on")
+        log = _log(hosts.dst, name)
+        assert log == list(range(1, len(log) + 1)), log
+        fd = hosts.dst.exec(name, ["readlink", "/proc/1/fd/3"])
+        assert fd.stdout.strip() == "/named/log", fd
+        with pytest.raises(ContainerNotFound):
+            hosts.src.inspect(name)
+        assert criu_left() == []
+    finally:
+        _drop_volumes(hosts.src, list(old.values()))
+        for backend in (hosts.src, hosts.dst):
+            with contextlib.suppress(CtkError):
+                backend.remove(name, force=True)
+        _drop_volumes(hosts.dst, [named, *moved.values()])
+
+
+@pytest.mark.testbed
+def test_failed_postcopy_removes_the_volumes_it_made(
+    hosts: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The destination's restore fails after the volumes were filled: the source thaws and
+    writes on into its own volumes; the destination keeps no volume of the move."""
+    from toolkit.errors import CheckpointError, VolumeNotFound
+
+    named = f"ctk-test-pcvol-{uuid.uuid4().hex[:8]}"
+    name = _with_volumes(hosts, named)
+    old = _volumes(hosts.src, name)
+
+    def failing_import(*_args: object, **_kwargs: object) -> None:
+        raise CheckpointError("restore failed on the destination (injected)")
+
+    monkeypatch.setattr(hosts.dst, "import_raw", failing_import)
+    made: list[str] = []
+    try:
+        with pytest.raises(MigrationError) as caught:
+            toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode="postcopy")
+        report = caught.value.report
+        assert report is not None and report.status == "rolled_back", report
+        made = [
+            line.split()[2] for line in report.rolled_back if line.startswith("removed volume ")
+        ]
+        assert named in made and len(made) == 2, report.rolled_back
+        for volume in made:
+            with pytest.raises(VolumeNotFound):
+                hosts.dst.inspect_volume(volume)
+        wait_for(lambda: hosts.src.inspect(name).running, timeout=60, what="source thawed")
+        assert _volumes(hosts.src, name) == old
+        seen = _log(hosts.src, name)[-1]
+        wait_for(lambda: _log(hosts.src, name)[-1] > seen, timeout=20, what="source writes on")
+        log = _log(hosts.src, name)
+        assert log == list(range(1, len(log) + 1)), log
+        assert _read(hosts.src, name, "/anon/file") == "anon-data"
+        wait_for(lambda: criu_left() == [], timeout=30, what="no lazy-pages CRIU left")
+    finally:
+        for backend in (hosts.src, hosts.dst):
+            with contextlib.suppress(CtkError):
+                backend.remove(name, force=True)
+        _drop_volumes(hosts.src, list(old.values()))
+        _drop_volumes(hosts.dst, [named, *made])

@@ -231,3 +231,50 @@ def test_cross_runtime_into_podman_needs_proof_of_a_shared_directory(
         pass
     assert excinfo.value.exit_code == ExitCode.UNSUPPORTED == 6
     assert "does not see" in excinfo.value.message and "--mode cold" in excinfo.value.hint
+
+
+def _tar(path: Path, members: dict[str, bytes | None]) -> Path:
+    """A tar at ``path``: each name a file with its bytes, or a directory (None)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o1777
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_podman_dev_shm_files_are_taken_from_the_export_only_when_there_are_some(
+    tmp_path: Path,
+) -> None:
+    from toolkit.backends.docker.migration import _root_as
+    from toolkit.migration.cross_runtime import _devshm
+
+    shm = _tar(tmp_path / "shm.tar", {"./": None, "./PostgreSQL.1": b"segment"})
+    export = _tar(tmp_path / "export.tar", {"devshm-checkpoint.tar": shm.read_bytes()})
+    (tmp_path / "a").mkdir()
+    carried = _devshm(export, tmp_path / "a")
+    assert carried is not None and carried.read_bytes() == shm.read_bytes()
+    # the volume's root gets the mode of the tar's root (1777, as /dev/shm)
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(_root_as(carried, "shm"))) as root:
+        [entry] = root.getmembers()
+    assert entry.name == "shm" and entry.isdir() and entry.mode == 0o1777
+    empty = _tar(tmp_path / "empty.tar", {"./": None})
+    (tmp_path / "b").mkdir()
+    assert (
+        _devshm(
+            _tar(tmp_path / "e2.tar", {"devshm-checkpoint.tar": empty.read_bytes()}), tmp_path / "b"
+        )
+        is None
+    )
+    (tmp_path / "c").mkdir()
+    assert _devshm(_tar(tmp_path / "e3.tar", {"config.dump": b"{}"}), tmp_path / "c") is None

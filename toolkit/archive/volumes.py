@@ -109,38 +109,3 @@ def check_volume_tar(path: Path, *, volume: str) -> None:
                     raise ArchiveError(f"{what} holds {relative}, outside the volume", hint=_HINT)
     except _decode_errors() as exc:
         raise ArchiveError(f"{what} is truncated or corrupt: {exc}", hint=_HINT) from exc
-
-
-def volume_digest(path: Path) -> str:
-    """A digest of a volume tar's content: each entry's name, kind, size, data and link target,
-    in name order.
-
-    Owners, modes and times are left out: the engines' archive routes differ there (Podman 4.3
-    hands every file out as the container's user) while the content is the same, so two tars
-    of the same volume read on different engines have the same digest.
-
-    Raises:
-        ArchiveError: the tar is corrupt.
-    """
-    import hashlib
-
-    entries: list[tuple[str, bytes]] = []
-    try:
-        with tarfile.open(path, mode="r|") as tar:
-            for info in tar:
-                name = info.name.removeprefix("./").rstrip("/")
-                digest = hashlib.sha256()
-                kind = "f" if info.isfile() else "d" if info.isdir() else repr(info.type)
-                digest.update(f"{kind}:{info.size if info.isfile() else 0}:".encode())
-                digest.update(info.linkname.removeprefix("./").encode())
-                body = tar.extractfile(info) if info.isfile() else None
-                while body is not None and (chunk := body.read(1 << 20)):
-                    digest.update(chunk)
-                entries.append((name, digest.digest()))
-                tar.members = []  # type: ignore[attr-defined]  # streamed: forget what passed
-    except _decode_errors() as exc:
-        raise ArchiveError(f"a volume's data is truncated or corrupt: {exc}") from exc
-    total = hashlib.sha256()
-    for name, entry in sorted(entries):
-        total.update(name.encode() + b"\0" + entry)
-    return total.hexdigest()

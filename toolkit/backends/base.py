@@ -246,8 +246,11 @@ class Backend(Protocol):
         """The engine-neutral spec to make this container again elsewhere."""
         ...
 
-    def fetch_changes(self, name: str, out: Path) -> list[str]:
-        """The container's rootfs changes as a tar at ``out``; returns the deleted paths."""
+    def fetch_changes(self, name: str, out: Path, *, exclude: Sequence[str] = ()) -> list[str]:
+        """The container's rootfs changes as a tar at ``out``; returns the deleted paths.
+
+        Paths at or below ``exclude`` (its mount targets: the engines' archive routes read
+        through a mount) are left out."""
         ...
 
     def create_with_changes(
@@ -444,8 +447,10 @@ class ForeignImageRestore(Backend, Protocol):
         checkpoint: str,
         rootfs: Path | None = None,
         deleted: list[str] | None = None,
+        shm: Path | None = None,
     ) -> ContainerInfo:
-        """Place CRIU images (a flat directory) as ``checkpoint`` and start from them."""
+        """Place CRIU images (a flat directory) as ``checkpoint`` and start from them;
+        ``shm`` (a tar) fills the container's /dev/shm volume first."""
         ...
 
 

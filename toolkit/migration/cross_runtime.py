@@ -44,11 +44,14 @@ while the restore ran):
 4. Podman's images mark the network namespace external (``extRootNetNS``) but Docker's runc
    offers no such fd: ctk drops ``netns-<id>.img``, as Docker's own dumps have none, and
    libnetwork's prestart hook sets up eth0 in the new namespace as on any Docker restore.
-5. ``Can't open file dev/shm/PostgreSQL.NNN on restore: No such file or directory``: Podman's
-   /dev/shm is a bind mount, so CRIU leaves its files to libpod's export
-   (``devshm-checkpoint.tar``); Docker's shareable /dev/shm is a tmpfs mounted as the container
-   starts, empty and too late to fill. When there are files, ctk mounts an anonymous volume at
-   /dev/shm instead (a bind mount too, under the same key) and fills it before the restore.
+5. ``Can't open file dev/shm/PostgreSQL.451778290 on restore: No such file or directory``
+   (PostgreSQL's dynamic shared memory, a file it maps from /dev/shm): /dev/shm being an
+   external mount, CRIU does not dump its files; Podman's export carries them beside the
+   images (``devshm-checkpoint.tar``), but the tmpfs Docker mounts there at start comes up
+   empty. When the source's /dev/shm holds files, ctk gives the Docker container an anonymous
+   volume at /dev/shm (a bind mount to runc, like Podman's), fills it before the restore, and
+   Docker then mounts no tmpfs of its own there. The container keeps that volume: its /dev/shm
+   is on disk, not in memory, from then on.
 
 Volumes move in both directions (:mod:`toolkit.migration.volume_transfer`): the destination's
 container mounts a counterpart of each at the same target, so runc offers CRIU the same
@@ -67,6 +70,7 @@ import logging
 import stat
 import tarfile
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
@@ -119,6 +123,7 @@ _PROVIDED = frozenset(
     | {"/run/.containerenv"}
 )
 CONTAINERENV = "/run/.containerenv"
+SHM = "/dev/shm"
 
 # The key runc gives the container's network namespace when the engine made it (Podman).
 NETNS_KEY = "extRootNetNS"
@@ -228,9 +233,9 @@ def live_cross_runtime(
     new_name: str | None = None,
     keep_source: bool = False,
     tcp_established: bool = False,
-    on_frozen: Callable[[], None] | None = None,
+    on_frozen: Callable[[float, int], None] | None = None,
     allow_mounts: Sequence[str] = (),
-    on_volumes: Callable[[Sequence[str]], None] | None = None,
+    on_volume: Callable[[str], None] | None = None,
 ) -> ContainerInfo:
     """Checkpoint ``name`` on ``source`` and resume it, memory intact, on ``dest``.
 
@@ -238,11 +243,12 @@ def live_cross_runtime(
     ``keep_source`` the source is checkpointed with leave-running and stays (a clone);
     otherwise it is removed (with its anonymous volumes) once the destination runs.
     ``on_frozen`` is called once the source's dump is done (what fails after it fails in the
-    restore). Named and anonymous volumes move with their data, copied while the source is
-    frozen (:mod:`toolkit.migration.volume_transfer`); a bind mount only when
-    ``allow_mounts`` names its host path (its content does not move). ``on_volumes`` gets the
-    names of the volumes made on ``dest`` before anything is frozen (to journal them: a ctk
-    killed from here on leaves them for ``--recover`` to remove).
+    restore), with the seconds since the freeze began and the bytes that move (CRIU's images,
+    rootfs changes, /dev/shm files, volume data). Named and anonymous volumes move with their
+    data, copied while the source is frozen (:mod:`toolkit.migration.volume_transfer`); a bind
+    mount only when ``allow_mounts`` names its host path (its content does not move).
+    ``on_volume`` gets the name of each volume made on ``dest`` as soon as it exists (to
+    journal it: a ctk killed from then on leaves it for ``--recover`` to remove).
 
     Raises:
         Unsupported: the container or engines cannot do it (the message says why).
@@ -309,34 +315,40 @@ def live_cross_runtime(
         # made there go again however the move fails (entered first, left last: after the
         # failed restore removed its container, the volumes are free).
         transfer = (
-            stack.enter_context(volume_transfer(source, dest, mounts, image=info.image_id))
+            stack.enter_context(
+                volume_transfer(source, dest, mounts, image=info.image_id, record=on_volume)
+            )
             if mounts
             else None
         )
         if transfer is not None:
             spec = dataclasses.replace(spec, volumes=transfer.dest_mounts())
-            if on_volumes is not None:
-                on_volumes([c.volume for c in transfer.counterparts])
         template: Path | None = None
         config: CriuConfig | None = None
         if isinstance(dest, TemplateRestore):
             # Made before the source is frozen: the config and template cost no downtime. The
             # config goes (or is emptied) however what follows ends.
             config = stack.enter_context(criu_config(dest, target=target, image=info.image_id))
-            template = _podman_template(dest, spec, info, config, work)
-            if transfer is not None and transfer.counterparts:
+            with _template_volumes(dest, spec.volumes) as stand_ins:
+                template = _podman_template(dest, spec, info, config, work, volumes=stand_ins)
+            if transfer is not None and transfer.names:
                 template = _with_volumes(template, transfer)
-        images, rootfs, deleted = _freeze(
+        # the template above is made while the source still runs: the freeze starts here
+        freezing = time.monotonic()
+        images, rootfs, deleted, shm = _freeze(
             source, name, checkpoint, work, keep_source, tcp_established
         )
         try:
-            if on_frozen is not None:
-                on_frozen()
+            copied = 0
             if transfer is not None:
                 # while the source is frozen: CRIU checks the size of every file the
                 # restored processes hold open, in the volumes too
                 export = work / "export.tar"
-                transfer.copy(work, export=export if export.exists() else None)
+                copied = transfer.copy(work, export=export if export.exists() else None)
+            if on_frozen is not None:
+                moved = [*images.iterdir(), *(p for p in (rootfs, shm) if p is not None)]
+                size = sum(p.stat().st_size for p in moved) + copied
+                on_frozen(time.monotonic() - freezing, size)
             _prepare_images(images, source.kind, dest.kind)
             if isinstance(dest, TemplateRestore):
                 assert template is not None and config is not None
@@ -352,7 +364,7 @@ def live_cross_runtime(
                 )
             elif isinstance(dest, ForeignImageRestore):
                 result = _restore_on_docker(
-                    dest, spec, info.image_id, images, rootfs, deleted, checkpoint
+                    dest, spec, info.image_id, images, rootfs, deleted, checkpoint, shm=shm
                 )
             else:
                 raise Unsupported(f"cannot restore on {dest.kind}")
@@ -408,47 +420,17 @@ def _podman_template(
     info: ContainerInfo,
     config: CriuConfig,
     work: Path,
+    *,
+    volumes: tuple[Mount, ...] = (),
 ) -> Path:
     """libpod's export of an equal container, for its metadata (see the module docstring).
 
-    The template mounts volumes of its own at the targets of ``spec``'s volumes (it runs the
-    container's command, which must not write into the real ones); the restore names the
-    real ones in the template's metadata instead (:func:`_restore_on_podman`).
-    """
+    ``volumes``: the mounts the template has. Post-copy: the volumes made on the destination
+    beforehand, so that libpod's config names them; cross-runtime: stand-ins at the same
+    targets (:func:`_template_volumes`), renamed to the real ones afterwards
+    (:func:`_with_volumes`), as the template runs the container's command, which must not
+    write into them."""
     image = dest.local_image(info.image, info.image_id)
-    with _template_volumes(dest, spec.volumes) as volumes:
-        return _export_template(dest, spec, image, config, work, volumes)
-
-
-@contextlib.contextmanager
-def _template_volumes(dest: Backend, mounts: tuple[Mount, ...]) -> Iterator[tuple[Mount, ...]]:
-    """``mounts`` with each volume replaced by a new one, removed on exit."""
-    if not any(m.type == "volume" for m in mounts):
-        yield mounts
-        return
-    if not isinstance(dest, VolumeData):
-        raise Unsupported(f"ctk cannot make volumes on {dest.kind}")
-    made: list[str] = []
-    try:
-        result: list[Mount] = []
-        for mount in mounts:
-            if mount.type == "volume":
-                made.append(dest.create_volume("", labels={TEMPLATE_VOLUME_LABEL: "1"}).name)
-                mount = dataclasses.replace(mount, source=made[-1], name=made[-1])
-            result.append(mount)
-        yield tuple(result)
-    finally:
-        remove_volumes(dest, made, why="the podman template")
-
-
-def _export_template(
-    dest: TemplateRestore,
-    spec: ContainerSpec,
-    image: str,
-    config: CriuConfig,
-    work: Path,
-    volumes: tuple[Mount, ...],
-) -> Path:
     template_spec = ContainerSpec(
         image=image,
         command=spec.command,
@@ -475,6 +457,27 @@ def _export_template(
     return path
 
 
+@contextlib.contextmanager
+def _template_volumes(dest: Backend, mounts: tuple[Mount, ...]) -> Iterator[tuple[Mount, ...]]:
+    """``mounts`` with each volume replaced by a new one, removed on exit."""
+    if not any(m.type == "volume" for m in mounts):
+        yield mounts
+        return
+    if not isinstance(dest, VolumeData):
+        raise Unsupported(f"ctk cannot make volumes on {dest.kind}")
+    made: list[str] = []
+    try:
+        result: list[Mount] = []
+        for mount in mounts:
+            if mount.type == "volume":
+                made.append(dest.create_volume("", labels={TEMPLATE_VOLUME_LABEL: "1"}).name)
+                mount = dataclasses.replace(mount, source=made[-1], name=made[-1])
+            result.append(mount)
+        yield tuple(result)
+    finally:
+        remove_volumes(dest, made, why="the podman template")
+
+
 def _freeze(
     source: Backend,
     name: str,
@@ -482,15 +485,16 @@ def _freeze(
     work: Path,
     keep_source: bool,
     tcp_established: bool,
-) -> tuple[Path, Path | None, list[str]]:
-    """Checkpoint the source: its CRIU images (flat directory), rootfs changes, deleted paths."""
+) -> tuple[Path, Path | None, list[str], Path | None]:
+    """Checkpoint the source: its CRIU images (flat directory), rootfs changes, deleted paths,
+    and the files of its /dev/shm as a tar (Podman's export carries them; None if none)."""
     from toolkit.archive.checkpoint_image import unpack_layer
 
     if not isinstance(source, RawCheckpointArchives):
         # The checkpoint in place, its images and the rootfs changes fetched (Docker).
         source.checkpoint(name, CheckpointOptions(name=checkpoint, leave_running=keep_source))
         try:
-            return fetch_in_place(source, name, checkpoint, work)
+            return (*fetch_in_place(source, name, checkpoint, work), None)
         except BaseException:
             if not keep_source:
                 source.restore(name, RestoreOptions(checkpoint=checkpoint))
@@ -506,6 +510,7 @@ def _freeze(
     )
     try:
         images, raw, deleted = unpack_layer(export, work)
+        shm = _devshm(export, work)
         rootfs = None
         if raw is not None:
             rootfs = work / "rootfs.tar"
@@ -514,7 +519,32 @@ def _freeze(
         if not keep_source:
             source.restore(name, RestoreOptions(checkpoint=checkpoint))
         raise
-    return images, rootfs, deleted
+    return images, rootfs, deleted, shm
+
+
+# libpod's export member with the files of the container's /dev/shm (metadata.DevShmCheckpointTar)
+_DEVSHM_TAR = "devshm-checkpoint.tar"
+
+
+def _devshm(export: Path, work: Path) -> Path | None:
+    """The export's tar of /dev/shm's files at ``work/devshm.tar``, or None when it has none."""
+    with tarfile.open(export) as outer:
+        try:
+            member = outer.getmember(_DEVSHM_TAR)
+        except KeyError:
+            return None
+        source = outer.extractfile(member)
+        if source is None:
+            return None
+        out = work / "devshm.tar"
+        with out.open("wb") as sink:
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+    with tarfile.open(out) as shm:
+        # only its root ("./") in it: nothing to carry
+        if all(m.isdir() and m.name.strip("./") == "" for m in shm.getmembers()):
+            return None
+    return out
 
 
 def fetch_in_place(
@@ -645,14 +675,13 @@ def _with_volumes(tar_path: Path, volumes: VolumeTransfer) -> Path:
     the source is frozen: it costs no downtime)."""
     from toolkit.archive.payload import read_podman_payload
 
-    by_target = {c.mount.target: (c.volume, c.mountpoint) for c in volumes.counterparts}
     config = read_podman_payload(tar_path)["config.dump"]
     renames: dict[str, tuple[str, str]] = {}
     for item in config.get("namedVolumes") or ():
         target = str(item.get("dest"))
-        if target not in by_target:
+        if target not in volumes.names:
             raise Unsupported(f"the podman template mounts a volume at {target}, unexpected")
-        renames[str(item.get("volumeName"))] = by_target[target]
+        renames[str(item.get("volumeName"))] = (volumes.names[target], volumes.mountpoint(target))
     out = tar_path.with_name("template-volumes.tar")
     archive.rewrite_podman_volumes(tar_path, out, renames)
     return out
@@ -753,8 +782,13 @@ def _restore_on_docker(
     rootfs: Path | None,
     deleted: list[str],
     checkpoint: str,
+    *,
+    shm: Path | None = None,
 ) -> ContainerInfo:
-    """A Docker container shaped for the images, the images placed, started from them."""
+    """A Docker container shaped for the images, the images placed, started from them.
+
+    ``shm``: a tar of the source's /dev/shm files (step 5 of the module's docstring).
+    """
     from toolkit.criu.images import external_mounts
 
     needed = set(external_mounts(images))
@@ -764,12 +798,14 @@ def _restore_on_docker(
     if unknown:
         raise Unsupported(f"the checkpoint needs mounts Docker would not provide: {unknown}")
     binds = {"/dev/null": CONTAINERENV} if CONTAINERENV in needed else {}
+    if shm is not None:
+        spec = dataclasses.replace(spec, volumes=(*spec.volumes, Mount(target=SHM)))
     container_id = dest.create_for_images(
-        spec, image_id=image_id, shareable_ipc="/dev/shm" in needed, binds=binds
+        spec, image_id=image_id, shareable_ipc=SHM in needed, binds=binds
     )
     try:
         return dest.start_from_images(
-            container_id, images, checkpoint=checkpoint, rootfs=rootfs, deleted=deleted
+            container_id, images, checkpoint=checkpoint, rootfs=rootfs, deleted=deleted, shm=shm
         )
     except BaseException:
         try:

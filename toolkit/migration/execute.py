@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from toolkit.backends.base import Backend, StreamingCheckpoints, Volumes
+from toolkit.backends.base import Backend, StreamingCheckpoints
 from toolkit.config import engine_record, open_recorded
 from toolkit.errors import (
     Conflict,
@@ -37,11 +37,10 @@ from toolkit.errors import (
     EngineError,
     MigrationError,
     Unsupported,
-    VolumeNotFound,
 )
 from toolkit.locks import container_lock, migration_lock
 from toolkit.migration import journal as journal_mod
-from toolkit.migration import sealing
+from toolkit.migration import sealing, volumes
 from toolkit.migration.journal import Journal, JournalTaken
 from toolkit.migration.plan import Plan, engine_label, preflight, verify_is_url
 from toolkit.models import (
@@ -240,8 +239,9 @@ def migrate(
     ``verify`` is an http(s) URL that must answer once the destination runs, or a command run
     with ``sh -c`` in the new container that must exit 0. ``progress``
     is called with the byte count of each image chunk copied. Named and anonymous volumes move
-    with their data (live, same kind of engine); a bind mount only when its host path is in
-    ``allow_mounts`` (its content does not move).
+    with their data between engines of the same kind (live: in the archive; cold and
+    post-copy: copied once the source is stopped or frozen, :mod:`toolkit.migration.volumes`);
+    a bind mount only when its host path is in ``allow_mounts`` (its content does not move).
 
     Returns:
         The report (``status == "done"``).
@@ -270,9 +270,6 @@ def migrate(
 
         # exit 6 here, before anything is frozen, where post-copy cannot work
         pc_source = postcopy.check(source, dest, name, keep_source=keep_source)
-    elif mode == "auto" and plan.mode == "live" and plan.mounts:
-        # post-copy carries no volume data: the archive path does
-        plan = dataclasses.replace(plan, reason=f"{plan.reason}; live: its volumes move with it")
     elif mode == "auto" and plan.mode == "live" and not plan.cross_runtime:
         plan, pc_source = _auto_postcopy(plan, source, dest, keep_source=keep_source)
     journal = Journal(
@@ -449,6 +446,9 @@ def _auto_postcopy(
     chosen, why = postcopy.auto_choice(used, threshold, problem)
     if not chosen:
         return dataclasses.replace(plan, reason=f"{plan.reason}; {why}"), None
+    if plan.mounts:
+        # volumes do not keep it from post-copy: their data moves while the source is frozen
+        why += "; its volumes' data is copied while it is frozen (part of the downtime)"
     return dataclasses.replace(plan, mode="postcopy", reason=why), found
 
 
@@ -530,17 +530,15 @@ def _live_cross(
     journal.step("cross-runtime-started")
     dumped: list[float] = []
 
-    def on_frozen() -> None:
+    def on_frozen(seconds: float, size: int) -> None:
         # From here a failure is the restore's, not the dump's (the report names the phase).
         dumped.append(time.monotonic())
-        run.timings["dump"] = round(dumped[0] - started, 3)
+        # the rest before the freeze: the destination's template, made while the source ran
+        run.timings["prepare"] = round(dumped[0] - seconds - started, 3)
+        run.timings["dump"] = round(seconds, 3)
+        run.archive_bytes = size
         journal.step("cross-runtime-dumped")
         _pause_hook("dump")
-
-    def on_volumes(names: Sequence[str]) -> None:
-        # what --recover removes from the destination if this ctk dies before the restore
-        journal.extra["cross_volumes"] = list(names)
-        journal.write()
 
     try:
         result = cross(
@@ -552,19 +550,18 @@ def _live_cross(
             tcp_established=tcp_established,
             on_frozen=on_frozen,
             allow_mounts=_allowed_mounts(journal),
-            on_volumes=on_volumes,
+            # what a rollback (--recover) removes from the destination if this ctk dies
+            on_volume=volumes.recorder(journal),
         )
     except Unsupported as exc:
-        if run.plan is not None and run.plan.mounts:
-            # a cold move would not carry the volumes' data: say why rather than lose it
-            raise
         run.reason += f"; live cross-runtime refused ({exc}): cold move instead"
         journal.extra["cross_runtime"] = False
         return None
     finally:
         if dumped:
             run.timings["restore"] = round(time.monotonic() - dumped[0], 3)
-    run.downtime = time.monotonic() - started
+    # frozen -> running there (the template was made before the freeze)
+    run.downtime = time.monotonic() - (dumped[0] - run.timings["dump"] if dumped else started)
     return result
 
 
@@ -719,6 +716,7 @@ def _cold(run: _Run, *, verify: str | None) -> None:
     if dest.kind == "docker" and spec.image.startswith("localhost/"):
         # Podman qualifies local images as localhost/NAME; Docker knows them as NAME.
         spec = dataclasses.replace(spec, image=spec.image.removeprefix("localhost/"))
+    image_id = run.plan.source_info.image_id
     journal.step("dump-started")
     run.frozen_at = time.monotonic()
     with run.phase("dump"):
@@ -729,17 +727,32 @@ def _cold(run: _Run, *, verify: str | None) -> None:
         elif not journal.keep_source:
             source.stop(journal.container)
     with run.phase("transfer"):
-        changes = source.fetch_changes(journal.container, _path(journal.archive))
-    run.archive_bytes = _path(journal.archive).stat().st_size
+        # the volumes' data moves on its own: the archive routes would read it as rootfs
+        changes = source.fetch_changes(
+            journal.container,
+            _path(journal.archive),
+            exclude=[m.target for m in run.plan.mounts],
+        )
+        # read once nothing writes to them (a kept source: a copy while it runs, as the rootfs)
+        staged = volumes.read_through_engine(
+            source, run.plan.mounts, image=image_id, work=journal.workdir
+        )
+    run.archive_bytes = _path(journal.archive).stat().st_size + sum(
+        s.data.stat().st_size for s in staged
+    )
     journal.extra["deleted"] = changes
     journal.step("dump")
     journal.step("transfer")
     _pause_hook("dump")
     journal.check_unchanged()
     with run.phase("restore"):
+        names = volumes.create(dest, run.plan.mounts, journal)
+        volumes.fill(dest, staged, names, image=image_id)
+        if run.plan.mounts:
+            spec = dataclasses.replace(spec, volumes=volumes.dest_mounts(run.plan.mounts, names))
         dest.create_with_changes(
             spec,
-            image_id=run.plan.source_info.image_id,
+            image_id=image_id,
             changes=_path(journal.archive),
             deleted=changes,
         )
@@ -793,6 +806,8 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
         run.rolled_back.append("the cross-runtime path undid its own changes")
         return
     if not cross and not journal.done("dump-started"):
+        # post-copy makes the destination's volumes before it freezes the source
+        run.rolled_back.extend(volumes.remove_created(dest, journal))
         journal.step("aborted", state="aborted")
         run.rolled_back.append("nothing to roll back: the source was not touched")
         return
@@ -811,8 +826,9 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
             run.rolled_back.append(f"removed {journal.target} from the destination")
         except CtkError as exc:
             run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
-    if cross:
-        _remove_cross_volumes(run)
+    # the volumes the move made there (cold, post-copy; a killed cross-runtime one), once no
+    # container uses them
+    run.rolled_back.extend(volumes.remove_created(dest, journal))
     try:
         if cross:
             strategy.restart_source(run)
@@ -824,22 +840,6 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
         journal.step("rollback-failed", state="failed")
         return
     journal.step("rolled-back", state="rolled_back")
-
-
-def _remove_cross_volumes(run: _Run) -> None:
-    """The volumes a killed cross-runtime move made on the destination (its journal lists
-    them): their data is the source's, which still has it."""
-    for volume in run.journal.extra.get("cross_volumes") or ():
-        if not isinstance(run.dest, Volumes):
-            break
-        try:
-            run.dest.remove_volume(str(volume), force=True)
-        except VolumeNotFound:
-            continue
-        except CtkError as exc:
-            run.rolled_back.append(f"could not remove volume {volume} there: {exc}")
-            continue
-        run.rolled_back.append(f"removed volume {volume} from the destination")
 
 
 def _running(backend: Backend, name: str) -> bool:

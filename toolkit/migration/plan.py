@@ -34,7 +34,8 @@ class Plan:
     needs_image: bool
     criu_version: str
     mounts: tuple[Mount, ...] = ()
-    """The container's volumes and allowed bind mounts: they move through an archive."""
+    """The container's volumes and allowed bind mounts: their data moves with it (live: in the
+    archive; cold and post-copy: :mod:`toolkit.migration.volumes`)."""
 
 
 def engine_label(backend: Backend) -> str:
@@ -111,7 +112,7 @@ def preflight(
             f"container {name} is not running; ctk migrates running containers",
             hint=f"start it first, or recreate it on the destination by hand: {info.image}",
         )
-    mounts = _mounts(name, source, dest, mode=mode, allow_mounts=allow_mounts)
+    mounts = _mounts(name, source, dest, allow_mounts=allow_mounts)
     target = new_name or info.name
     if same_engine(source, dest) and target == info.name:
         raise Conflict(
@@ -160,14 +161,6 @@ def preflight(
         )
     if mode in ("live", "postcopy") and not can_checkpoint:
         raise Unsupported(f"cannot migrate {name} {mode}: {why_not}", hint="use --mode cold")
-    if mounts and not can_checkpoint:
-        # The volumes' data moves in the live paths only (the archive, or cross-runtime's copy).
-        raise Unsupported(
-            f"container {name} has volumes or bind mounts "
-            f"({', '.join(m.target for m in mounts)}); ctk moves them only live, and {why_not}",
-            hint=f"export it (ctk checkpoint {name} --export FILE) and import it on a "
-            f"{source.kind} engine, or copy the volume data by hand",
-        )
     if mode == "postcopy":
         # toolkit.migration.postcopy.check says what else it needs, before the journal
         chosen, reason = "postcopy", "asked for postcopy (lazy pages)"
@@ -193,7 +186,7 @@ def preflight(
 
 
 def _mounts(
-    name: str, source: Backend, dest: Backend, *, mode: str, allow_mounts: Sequence[str]
+    name: str, source: Backend, dest: Backend, *, allow_mounts: Sequence[str]
 ) -> tuple[Mount, ...]:
     """The container's volumes and bind mounts, checked before anything is frozen.
 
@@ -202,7 +195,7 @@ def _mounts(
     volume that exists on the destination is a conflict, as on import.
 
     Raises:
-        Unsupported: a bind mount not allowed, a mount of another kind, post-copy or cold.
+        Unsupported: a bind mount not allowed, or a mount of another kind.
         Conflict: a named volume of the container exists on the destination.
     """
     from toolkit.archive.volumes import harmless_bind
@@ -221,11 +214,6 @@ def _mounts(
             )
         if mount.type not in ("bind", "volume"):
             raise Unsupported(f"container {name} has a {mount.type} mount at {mount.target}")
-    if mounts and mode in ("postcopy", "cold"):
-        raise Unsupported(
-            f"container {name} has volumes or bind mounts; a {mode} move does not carry them",
-            hint="migrate it with --mode live",
-        )
     named = [m.source for m in mounts if m.type == "volume" and m.source]
     if named and isinstance(dest, Volumes):
         for volume in named:

@@ -441,6 +441,7 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
         EngineError: the pages did not all arrive in time.
     """
     from toolkit.backends.base import LazyCheckpoints
+    from toolkit.migration import volumes
     from toolkit.migration.criu_config import LocalCriuConfig
     from toolkit.migration.cross_runtime import _podman_template
     from toolkit.migration.execute import _pause_hook, _restored
@@ -458,8 +459,23 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     # Post-copy runs CRIU's lazy-pages daemon here, so the destination is this machine's.
     dest_criu = LocalCriuConfig(journal.target)
     dest_config = Path(dest_criu.path)
+    mounts = run.plan.mounts
     with run.phase("prepare"):
-        template = _podman_template(dest, spec, run.plan.source_info, dest_criu, work)
+        # The volumes: where the source keeps them, and empty ones on the destination, which
+        # the template mounts so that libpod's config names them (filled while frozen).
+        where = volumes.mountpoints(source, mounts)
+        names = volumes.create(dest, mounts, journal)
+        template = _podman_template(
+            dest,
+            spec,
+            run.plan.source_info,
+            dest_criu,
+            work,
+            volumes=volumes.dest_mounts(mounts, names),
+        )
+        # The template ran the source's command on those volumes: what it wrote there must
+        # not survive beside the source's data (ctk made these volumes for this move alone).
+        volumes.empty_local(volumes.mountpoints(dest, volumes.dest_mounts(mounts, names)))
     lazy_dir = work / "lazy"
     lazy_dir.mkdir()
     daemon: subprocess.Popen[bytes] | None = None
@@ -487,7 +503,12 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
             deleted = _upper_changes(src.upper_dir, rootfs) if src.upper_dir else []
             tar = work / "import.tar"
             _import_tar(template, images, rootfs, deleted, tar)
-            run.archive_bytes = tar.stat().st_size
+            # The volumes' data, while nothing writes to it: the downtime grows with it alone
+            # (the memory follows after the resume). Before the restore: CRIU reopens the
+            # files the process holds open in them.
+            staged = volumes.read_local(mounts, where, work=work)
+            volume_bytes = volumes.fill(dest, staged, names, image=run.plan.source_info.image_id)
+            run.archive_bytes = tar.stat().st_size + volume_bytes
         journal.step("dump")
         journal.step("transfer")
         _pause_hook("dump")  # the source frozen, waiting for a client (tests kill ctk here)

@@ -8,7 +8,9 @@ import io
 import logging
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from toolkit import records
 from toolkit.backends import validation
@@ -27,11 +29,11 @@ log = logging.getLogger(__name__)
 class MigrationMixin(CheckpointsMixin, ImagesMixin):
     """Cold and cross-runtime migration."""
 
-    def fetch_changes(self, name: str, out: Path) -> list[str]:
+    def fetch_changes(self, name: str, out: Path, *, exclude: Sequence[str] = ()) -> list[str]:
         """The container's rootfs changes as a tar at ``out``; the deleted paths."""
         attrs = self._attrs(name)
         with tempfile.TemporaryDirectory() as stage:
-            return self._fetch_changes(attrs["Id"], out, Path(stage))
+            return self._fetch_changes(attrs["Id"], out, Path(stage), exclude=exclude)
 
     def create_with_changes(
         self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
@@ -97,12 +99,14 @@ class MigrationMixin(CheckpointsMixin, ImagesMixin):
         checkpoint: str,
         rootfs: Path | None = None,
         deleted: list[str] | None = None,
+        shm: Path | None = None,
     ) -> ContainerInfo:
         """Place CRIU images (a flat directory) as checkpoint ``checkpoint`` and start from it.
 
         ``rootfs`` (a tar of changed files, applied at ``/``) and ``deleted`` (paths, applied as
-        overlay2 whiteouts) carry the source's filesystem changes. The container is left as it
-        is on failure: the caller removes it.
+        overlay2 whiteouts) carry the source's filesystem changes; ``shm`` (a tar) is unpacked
+        into the volume the container has at /dev/shm (Podman's /dev/shm files, which CRIU
+        maps again by path). The container is left as it is on failure: the caller removes it.
 
         Raises:
             CheckpointError: CRIU failed to restore.
@@ -120,6 +124,8 @@ class MigrationMixin(CheckpointsMixin, ImagesMixin):
                 self._api.put_archive(container_id, "/", data)
         attrs = self._attrs(container_id)
         binds = {f"{engine.root_dir}/containers/{container_id}": "/ctk/container"}
+        if shm is not None:
+            binds[_volume_at(attrs, "/dev/shm")] = "/ctk/shm"
         if gone:
             binds[str(attrs["GraphDriver"]["Data"]["UpperDir"])] = "/ctk/upper"
         placed = io.BytesIO()
@@ -137,6 +143,12 @@ class MigrationMixin(CheckpointsMixin, ImagesMixin):
                     self._api.put_archive(helper, "/ctk/upper", _whiteouts(gone))
             with self._errors(container=helper):
                 self._api.put_archive(helper, "/ctk/container", placed.getvalue())
+            if shm is not None:
+                with self._errors(container=helper), shm.open("rb") as data:
+                    self._api.put_archive(helper, "/ctk/shm", data)
+                    # the archive API skips the tar's root entry: the volume's root (0755, root)
+                    # gets /dev/shm's mode and owner from the tar's "./" here
+                    self._api.put_archive(helper, "/ctk", _root_as(shm, "shm"))
         kept: list[str] = []
         try:
             with _watch_restore_log(container_id, kept, local=self.url == DEFAULT_URL):
@@ -150,3 +162,28 @@ class MigrationMixin(CheckpointsMixin, ImagesMixin):
             raise EngineUnavailable(f"Docker does not answer at {self.url}") from exc
         records.record_checkpoint(self.kind, self.url, container_id, checkpoint)
         return self.inspect(container_id)
+
+
+def _volume_at(attrs: dict[str, Any], target: str) -> str:
+    """The name of the volume the container (its inspect ``attrs``) has at ``target``."""
+    for mount in attrs.get("Mounts") or ():
+        if mount.get("Destination") == target and mount.get("Type") == "volume":
+            return str(mount["Name"])
+    raise Unsupported(f"the container has no volume at {target}")
+
+
+def _root_as(tar: Path, name: str) -> bytes:
+    """A tar of one directory ``name`` with the mode and owner of ``tar``'s root entry."""
+    with tarfile.open(tar) as source:
+        root = next(
+            (m for m in source.getmembers() if m.isdir() and m.name.strip("./") == ""), None
+        )
+    entry = tarfile.TarInfo(name)
+    entry.type = tarfile.DIRTYPE
+    entry.mode = root.mode if root is not None else 0o1777
+    if root is not None:
+        entry.uid, entry.gid, entry.mtime = root.uid, root.gid, root.mtime
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as placed:
+        placed.addfile(entry)
+    return out.getvalue()

@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -310,7 +310,9 @@ class ArchivesMixin(VolumesMixin, CheckpointsMixin):
         except FileNotFoundError:
             return None
 
-    def _rootfs_changes(self, container_id: str, out: Path) -> list[str]:
+    def _rootfs_changes(
+        self, container_id: str, out: Path, *, exclude: Sequence[str] = ()
+    ) -> list[str]:
         """The container's rootfs changes as a tar at ``out`` (names relative to its root, as
         libpod's rootfs-diff.tar has them); the deleted paths."""
         with self._errors(container=container_id):
@@ -330,7 +332,7 @@ class ArchivesMixin(VolumesMixin, CheckpointsMixin):
                     got.close()
 
         with tempfile.TemporaryDirectory() as stage:
-            return write_changes(changes, fetch, out, Path(stage))
+            return write_changes(changes, fetch, out, Path(stage), exclude=exclude)
 
     def _wait_removed(self, container_id: str, *, patience: float = 15.0) -> None:
         """Until libpod has removed an --rm container after its dump: Podman 4.3 does it a

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
@@ -27,9 +28,9 @@ log = logging.getLogger(__name__)
 class MigrationMixin(ArchivesMixin, ImagesMixin, LifecycleMixin):
     """Cold and cross-runtime migration."""
 
-    def fetch_changes(self, name: str, out: Path) -> list[str]:
+    def fetch_changes(self, name: str, out: Path, *, exclude: Sequence[str] = ()) -> list[str]:
         """The container's rootfs changes as a tar at ``out``; the deleted paths."""
-        return self._rootfs_changes(self._attrs(name)["Id"], out)
+        return self._rootfs_changes(self._attrs(name)["Id"], out, exclude=exclude)
 
     def create_with_changes(
         self, spec: ContainerSpec, *, image_id: str, changes: Path | None, deleted: list[str]
