@@ -1136,6 +1136,15 @@ def test_bind_mount_across_runtimes_only_when_allowed(cross: Hosts, tmp_path: Pa
 
 def test_cold_move_carries_volume_data(same: Hosts) -> None:
     """Cold: the named volume under its name, the anonymous one as a new volume, data in both."""
+    _cold_move_carries_volume_data(same)
+
+
+def test_cold_move_across_runtimes_carries_volume_data(cross: Hosts) -> None:
+    """The same, Docker <-> Podman (the volumes' data through each engine's helpers)."""
+    _cold_move_carries_volume_data(cross)
+
+
+def _cold_move_carries_volume_data(same: Hosts) -> None:
     named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
     name = _run_with_volumes(same, named)
     big = same.src.exec(name, ["dd", "if=/dev/urandom", "of=/named/big", "bs=1M", "count=4"])
