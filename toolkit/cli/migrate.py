@@ -84,9 +84,9 @@ def render_report(report: MigrationReport) -> None:
         "annotation) resumes the destination before the memory moves, then streams it: "
         "downtime flat in memory size, but if the link or the source dies before the last "
         "page the destination copy is killed and the source runs on where it was frozen. "
-        "Volumes move with their data in every mode (same kind of engine): cold copies them "
-        "once the source is stopped; postcopy while the source is frozen, so its downtime "
-        "grows with the volumes' data (not with memory)."
+        "Volumes move with their data in every mode, Docker <-> Podman too: cold copies them "
+        "once the source is stopped; postcopy and live across runtimes while the source is "
+        "frozen, so their downtime grows with the volumes' data."
     ),
 )
 @click.option("--name", "new_name", help="Name on the destination (default: the same).")

@@ -239,8 +239,9 @@ def migrate(
     ``verify`` is an http(s) URL that must answer once the destination runs, or a command run
     with ``sh -c`` in the new container that must exit 0. ``progress``
     is called with the byte count of each image chunk copied. Named and anonymous volumes move
-    with their data between engines of the same kind (live: in the archive; cold and
-    post-copy: copied once the source is stopped or frozen, :mod:`toolkit.migration.volumes`);
+    with their data (live between engines of the same kind: in the archive; cold and
+    post-copy: copied once the source is stopped or frozen, :mod:`toolkit.migration.volumes`;
+    live Docker <-> Podman: copied while it is frozen, :mod:`toolkit.migration.volume_transfer`);
     a bind mount only when its host path is in ``allow_mounts`` (its content does not move).
 
     Returns:

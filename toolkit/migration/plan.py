@@ -35,7 +35,8 @@ class Plan:
     criu_version: str
     mounts: tuple[Mount, ...] = ()
     """The container's volumes and allowed bind mounts: their data moves with it (live: in the
-    archive; cold and post-copy: :mod:`toolkit.migration.volumes`)."""
+    archive, or across runtimes :mod:`toolkit.migration.volume_transfer`; cold and post-copy:
+    :mod:`toolkit.migration.volumes`)."""
 
 
 def engine_label(backend: Backend) -> str:

@@ -1,4 +1,5 @@
-"""Volume data in cold and post-copy moves (same kind of engine).
+"""Volume data in cold and post-copy moves (and, through :mod:`.volume_transfer`, live moves
+across runtimes).
 
 A live move carries the volumes as members of its archive (:mod:`toolkit.backends.volume_data`).
 A cold or post-copy move has no such archive: ctk stages each volume's data in the migration's
