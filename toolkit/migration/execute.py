@@ -563,6 +563,10 @@ def _live_cross(
             run.timings["restore"] = round(time.monotonic() - dumped[0], 3)
     # frozen -> running there (the template was made before the freeze)
     run.downtime = time.monotonic() - (dumped[0] - run.timings["dump"] if dumped else started)
+    if journal.extra.get(volumes.JOURNAL_KEY):
+        # the destination runs on them and the source is gone: no rollback may remove them now
+        journal.extra[volumes.JOURNAL_KEY] = []
+        journal.write()
     return result
 
 
