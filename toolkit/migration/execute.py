@@ -567,6 +567,9 @@ def _live_cross(
         # the destination runs on them and the source is gone: no rollback may remove them now
         journal.extra[volumes.JOURNAL_KEY] = []
         journal.write()
+    if not journal.keep_source:
+        # the cross path removed the source with its anonymous volumes: _finish need not
+        journal.step("source-removed")
     return result
 
 
