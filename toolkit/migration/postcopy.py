@@ -89,6 +89,15 @@ RISK = (
 )
 
 _PAGE = 4096
+# CRIU locks a dumped or restored network namespace with iptables rules: on this machine four
+# forks of iptables-restore/ip6tables-restore, 50-100 ms of the downtime (docs/postcopy.md,
+# section 6). A post-copy never keeps established TCP connections (the only ones the lock
+# protects from a reset) and the destination's namespace is a new one anyway, so the dump
+# skips it; the restore follows the dump's choice (CRIU keeps it in inventory.img).
+_SKIP_LOCK = "network-lock skip\n"
+# Whether this process's CRIU took that option from runc's config file: CRIU 4.1.1 without
+# scripts/criu-patches/0007 crashes parsing it, before it freezes anything.
+_skip_lock_ok = {"criu": True}
 _TRANSFERRED = re.compile(r"UFFD transferred pages: \((\d+)/(\d+)\)")
 # Paths the runtime mounts over: never carried as filesystem changes.
 _MOUNT_TARGETS = ("run/.containerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "dev")
@@ -365,12 +374,23 @@ class _Dump(threading.Thread):
             self.ended = time.monotonic()
 
 
+class _DumpEnded(CheckpointError):
+    """The lazy dump's call ended before its page server listened (nothing served yet)."""
+
+
+def _dump_config(src: Source, *, skip_lock: bool) -> str:
+    """The source's CRIU options for the lazy dump (see :data:`_SKIP_LOCK`)."""
+    return f"lazy-pages\naddress {src.address}\nport {src.port}\n" + (
+        _SKIP_LOCK if skip_lock else ""
+    )
+
+
 def _wait_images(dump: _Dump, src: Source) -> None:
     deadline = time.monotonic() + IMAGES_TIMEOUT
     inventory = src.checkpoint_dir / "inventory.img"
     while time.monotonic() < deadline:
         if dump.ended is not None:
-            raise CheckpointError(
+            raise _DumpEnded(
                 f"the lazy dump ended before serving pages: {dump.error or 'no error given'}"
             )
         if inventory.exists() and _listening(src.port):
@@ -468,7 +488,8 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     # The checkpoint call returns only after the last page: a client of its own, whose HTTP
     # timeout (120 s by default) does not cut a long copy short.
     dumper = source.with_timeout(int(PAGES_TIMEOUT))
-    src.config.write_text(f"lazy-pages\naddress {src.address}\nport {src.port}\n")
+    skip_lock = _skip_lock_ok["criu"]
+    src.config.write_text(_dump_config(src, skip_lock=skip_lock))
     # What `ctk migrate --recover` needs if this process dies: where the source's page server
     # waits, and the CRIU configs to empty again (see recover_postcopy()).
     journal.extra["page_server"] = [src.address, src.port]
@@ -479,7 +500,19 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
         dump = _Dump(dumper, journal.container, journal.checkpoint)
         dump.start()
         with run.phase("dump"):
-            _wait_images(dump, src)
+            try:
+                _wait_images(dump, src)
+            except _DumpEnded as exc:
+                if not skip_lock:
+                    raise
+                # An unpatched CRIU died parsing network-lock, before freezing: dump again.
+                log.warning("lazy dump failed with network-lock skip, once more without: %s", exc)
+                _skip_lock_ok["criu"] = False
+                src.config.write_text(_dump_config(src, skip_lock=False))
+                run.frozen_at = time.monotonic()
+                dump = _Dump(dumper, journal.container, journal.checkpoint)
+                dump.start()
+                _wait_images(dump, src)
         images = work / "images"
         with run.phase("transfer"):
             _copy_images(src.checkpoint_dir, images)
