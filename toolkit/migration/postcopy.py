@@ -147,6 +147,8 @@ class Source:
     upper_dir: Path | None
     address: str
     port: int
+    freezer: Path | None = None
+    """The file that shows when the source's cgroup freezer stops it (see :class:`_FreezeWatch`)."""
 
 
 def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = False) -> Source:
@@ -210,6 +212,7 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
         upper_dir=Path(upper) if upper else None,
         address=address,
         port=port,
+        freezer=freezer_file(found.pid),
     )
 
 
@@ -374,6 +377,65 @@ class _Dump(threading.Thread):
             self.ended = time.monotonic()
 
 
+def freezer_file(pid: int) -> Path | None:
+    """The freezer file of process ``pid``'s cgroup, as this machine sees it; None if unknown.
+
+    cgroup v1: ``freezer.state`` (THAWED, FREEZING, FROZEN); v2: ``cgroup.freeze`` (0, 1),
+    the file CRIU writes to freeze the container's tasks.
+    """
+    if pid <= 0:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "freezer" in controllers.split(","):
+            candidate = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
+            return candidate if candidate.is_file() else None
+    for line in lines:
+        if line.startswith("0::"):
+            candidate = Path("/sys/fs/cgroup") / line[3:].lstrip("/") / "cgroup.freeze"
+            return candidate if candidate.is_file() else None
+    return None
+
+
+class _FreezeWatch(threading.Thread):
+    """When CRIU froze the source: the downtime starts there, not at the checkpoint call.
+
+    Between the call and the freeze, libpod, runc and CRIU's start-up take 50-100 ms while the
+    container still runs and serves. The freezer file is read every millisecond; the freeze is
+    dated at the *last* read that still saw the container running, so the downtime this gives
+    is never shorter than the real one.
+    """
+
+    def __init__(self, path: Path, since: float) -> None:
+        super().__init__(name="ctk-postcopy-freeze", daemon=True)
+        self.path, self.running_at = path, since
+        self.frozen: float | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            before = time.monotonic()
+            try:
+                state = self.path.read_text().strip()
+            except OSError:
+                return  # gone or unreadable: the caller keeps the call's time
+            if state not in ("THAWED", "0"):
+                self.frozen = self.running_at
+                return
+            self.running_at = before
+            self._halt.wait(0.001)
+
+    def stop(self) -> float | None:
+        """Stop watching; the monotonic time of the freeze, or None if not seen."""
+        self._halt.set()
+        self.join(timeout=1)
+        return self.frozen
+
+
 class _DumpEnded(CheckpointError):
     """The lazy dump's call ended before its page server listened (nothing served yet)."""
 
@@ -383,6 +445,14 @@ def _dump_config(src: Source, *, skip_lock: bool) -> str:
     return f"lazy-pages\naddress {src.address}\nport {src.port}\n" + (
         _SKIP_LOCK if skip_lock else ""
     )
+
+
+def _watch_freeze(src: Source, since: float) -> _FreezeWatch | None:
+    if src.freezer is None:
+        return None
+    watch = _FreezeWatch(src.freezer, since)
+    watch.start()
+    return watch
 
 
 def _wait_images(dump: _Dump, src: Source) -> None:
@@ -484,6 +554,7 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     lazy_dir.mkdir()
     daemon: subprocess.Popen[bytes] | None = None
     dump: _Dump | None = None
+    watch: _FreezeWatch | None = None
     journal.checkpoint = f"migrate-{journal.id}"
     # The checkpoint call returns only after the last page: a client of its own, whose HTTP
     # timeout (120 s by default) does not cut a long copy short.
@@ -497,6 +568,7 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     try:
         journal.step("dump-started")
         run.frozen_at = time.monotonic()
+        watch = _watch_freeze(src, run.frozen_at)
         dump = _Dump(dumper, journal.container, journal.checkpoint)
         dump.start()
         with run.phase("dump"):
@@ -509,10 +581,20 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
                 log.warning("lazy dump failed with network-lock skip, once more without: %s", exc)
                 _skip_lock_ok["criu"] = False
                 src.config.write_text(_dump_config(src, skip_lock=False))
+                if watch is not None:
+                    watch.stop()
                 run.frozen_at = time.monotonic()
+                watch = _watch_freeze(src, run.frozen_at)
                 dump = _Dump(dumper, journal.container, journal.checkpoint)
                 dump.start()
                 _wait_images(dump, src)
+        frozen = watch.stop() if watch is not None else None
+        if frozen is not None:
+            run.notes.append(
+                f"post-copy: CRIU froze the source {frozen - run.frozen_at:.3f}s after the "
+                "checkpoint call; the downtime counts from the freeze"
+            )
+            run.frozen_at = frozen
         images = work / "images"
         with run.phase("transfer"):
             _copy_images(src.checkpoint_dir, images)
@@ -571,6 +653,8 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
                 log.error("the source's lazy dump of %s did not end", journal.container)
         raise
     finally:
+        if watch is not None:
+            watch.stop()  # a dump that failed before freezing leaves it polling
         _empty(src.config)
         _empty(dest_config)
         if dumper is not source and (dump is None or not dump.is_alive()):
