@@ -147,12 +147,19 @@ class Source:
     upper_dir: Path | None
     address: str
     port: int
+    pid: int = 0
+    """The source's first process on this machine (0: unknown), watched for the freeze."""
     freezer: Path | None = None
     """The file that shows when the source's cgroup freezer stops it (see :class:`_FreezeWatch`)."""
 
 
-def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = False) -> Source:
+def check(
+    source: Backend, dest: Backend, name: str, *, keep_source: bool = False, uffd: bool = True
+) -> Source:
     """Whether ``name`` can move post-copy from ``source`` to ``dest``; changes nothing.
+
+    ``uffd=False``: userfaultfd is not needed (the page-server path of
+    :mod:`toolkit.migration.pagestream` reads the rest of what this checks).
 
     Raises:
         Unsupported: an engine, the container, this kernel or the link cannot do it (exit 6).
@@ -201,7 +208,8 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
             hint="post-copy runs ctk on the source engine's machine (local or testbed socket)",
         )
     _require_dest_here(dest, source.inspect(name).image_id)
-    _require_uffd()
+    if uffd:
+        _require_uffd()
     upper = found.upper_dir
     address = os.environ.get(ADDRESS_ENV, "127.0.0.1")
     port = _free_port(address)
@@ -212,6 +220,7 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
         upper_dir=Path(upper) if upper else None,
         address=address,
         port=port,
+        pid=found.pid,
         freezer=freezer_file(found.pid),
     )
 
@@ -360,17 +369,20 @@ def _import_tar(template: Path, images: Path, rootfs: Path, deleted: list[str], 
 
 
 class _Dump(threading.Thread):
-    """The source's blocking checkpoint call: it returns once every page was served."""
+    """The source's blocking checkpoint call (a lazy one returns once every page was served)."""
 
-    def __init__(self, source: Backend, name: str, checkpoint: str) -> None:
-        super().__init__(name="ctk-postcopy-dump", daemon=True)
-        self.source, self.container, self.checkpoint = source, name, checkpoint
+    def __init__(
+        self, source: Backend, name: str, checkpoint: str, *, tcp_established: bool = False
+    ) -> None:
+        super().__init__(name="ctk-dump", daemon=True)
+        self.source, self.container = source, name
+        self.options = CheckpointOptions(name=checkpoint, tcp_established=tcp_established)
         self.error: BaseException | None = None
         self.ended: float | None = None
 
     def run(self) -> None:
         try:
-            self.source.checkpoint(self.container, CheckpointOptions(name=self.checkpoint))
+            self.source.checkpoint(self.container, self.options)
         except BaseException as exc:  # handed to the migrating thread
             self.error = exc
         finally:
@@ -402,28 +414,38 @@ def freezer_file(pid: int) -> Path | None:
 
 
 class _FreezeWatch(threading.Thread):
-    """When CRIU froze the source: the downtime starts there, not at the checkpoint call.
+    """When CRIU stopped the source: the downtime starts there, not at the checkpoint call.
 
     Between the call and the freeze, libpod, runc and CRIU's start-up take 50-100 ms while the
-    container still runs and serves. The freezer file is read every millisecond; the freeze is
-    dated at the *last* read that still saw the container running, so the downtime this gives
-    is never shorter than the real one.
+    container still runs and serves. CRIU freezes the cgroup, seizes every task with ptrace
+    (they stay stopped until the dump ends) and thaws the cgroup again within milliseconds, so
+    both are read every millisecond: the cgroup's freezer file and the container's first
+    process's state (``t``, tracing stop). The freeze is dated at the *last* read that still
+    saw the container running, so the downtime this gives is never shorter than the real one.
     """
 
-    def __init__(self, path: Path, since: float) -> None:
-        super().__init__(name="ctk-postcopy-freeze", daemon=True)
-        self.path, self.running_at = path, since
+    def __init__(self, pid: int, freezer: Path | None, since: float) -> None:
+        super().__init__(name="ctk-freeze-watch", daemon=True)
+        self.pid, self.freezer, self.running_at = pid, freezer, since
         self.frozen: float | None = None
         self._halt = threading.Event()
+
+    def _running(self) -> bool:
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("t", "T"):
+            return False
+        if self.freezer is not None:
+            return self.freezer.read_text().strip() in ("THAWED", "0")
+        return True
 
     def run(self) -> None:
         while not self._halt.is_set():
             before = time.monotonic()
             try:
-                state = self.path.read_text().strip()
-            except OSError:
+                running = self._running()
+            except (OSError, IndexError):
                 return  # gone or unreadable: the caller keeps the call's time
-            if state not in ("THAWED", "0"):
+            if not running:
                 self.frozen = self.running_at
                 return
             self.running_at = before
@@ -448,9 +470,9 @@ def _dump_config(src: Source, *, skip_lock: bool) -> str:
 
 
 def _watch_freeze(src: Source, since: float) -> _FreezeWatch | None:
-    if src.freezer is None:
+    if src.pid <= 0:
         return None
-    watch = _FreezeWatch(src.freezer, since)
+    watch = _FreezeWatch(src.pid, src.freezer, since)
     watch.start()
     return watch
 
