@@ -94,18 +94,20 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def give_back_pages(journal: Journal) -> None:
-    """Put the dumped pages back into the source's checkpoint, so it can be restored in place.
+    """Put the dumped memory back into the source's checkpoint, so it can be restored in place.
 
     Called on rollback (here or by ``--recover``): the pages went to this machine's page server,
-    not to the source's checkpoint directory.
+    not to the source's checkpoint directory. The source's CRIU config is emptied too: a ctk
+    killed mid-way left the dump's ``page-server`` options there, which a restore would follow.
     """
+    for config in journal.extra.get("criu_configs") or ():
+        postcopy._empty(Path(str(config)))
     pages = Path(str(journal.extra.get("pages_dir") or ""))
     images = Path(str(journal.extra.get("source_images") or ""))
     if not pages.parts or not pages.is_dir() or not images.is_dir():
         return
-    for item in pages.iterdir():
-        if item.name.startswith("pages-"):
-            _link(item, images / item.name)
+    for item in pages.iterdir():  # pages-*.img and the pagemaps that index them
+        _link(item, images / item.name)
 
 
 def _gone(pid: int) -> bool:
@@ -247,13 +249,14 @@ def migrate(run: _Run, *, tcp_established: bool, verify: str | None) -> None:
         with run.phase("transfer"):
             give_back_pages(journal)  # the source's checkpoint is whole again (rollback)
             log.debug("pagestream: pages linked back into the source's checkpoint")
-            for item in pages.iterdir():
-                _link(item, images / item.name)
+            served = {item.name for item in pages.iterdir()}
+            for name in served:
+                _link(pages / name, images / name)
             for item in src.checkpoint_dir.iterdir():
-                # the images and runc's descriptors.json, not CRIU's logs or libpod's files
+                # the rest of the images and runc's descriptors.json, not CRIU's logs
                 if (
                     item.is_file()
-                    and not item.name.startswith("pages-")
+                    and item.name not in served
                     and (item.suffix == ".img" or item.name == "descriptors.json")
                 ):
                     shutil.copy2(item, images / item.name)
