@@ -21,6 +21,7 @@ import toolkit
 from tests.conftest import Testbed, ctk, wait_for
 from tests.integration.test_postcopy import Pair, checksum, count, hosts, state  # noqa: F401
 from toolkit.errors import ContainerNotFound
+from toolkit.migration import postcopy
 from toolkit.migration.execute import PAUSE_ENV
 
 
@@ -99,3 +100,17 @@ def test_ctk_killed_after_the_dump_rolls_back_with_the_pages(
     wait_for(lambda: count(hosts.src, name) > seen, timeout=30, what="source counts on")
     assert checksum(hosts.src, name) == before
     assert page_servers_left() == []
+
+
+@pytest.mark.testbed
+def test_engine_in_another_network_namespace_without_an_address_streams(
+    hosts: Pair,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unknown where the testbed host's CRIU reaches this machine: libpod's stream, as before."""
+    monkeypatch.delenv(postcopy.ADDRESS_ENV)
+    name = hosts.memhog(16)
+    report = toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode="live")
+    assert report.status == "done", report
+    assert not any(note.startswith("page server: ") for note in report.notes), report.notes
+    assert hosts.dst.inspect(name).running

@@ -63,11 +63,32 @@ def usable(plan: Plan, source: Backend, dest: Backend, *, keep_source: bool) -> 
     if keep_source or plan.source_info.auto_remove or plan.mounts or plan.cross_runtime:
         return False
     try:
-        postcopy.check(source, dest, plan.source_info.name, uffd=False)
+        src = postcopy.check(source, dest, plan.source_info.name, uffd=False)
     except (Unsupported, OSError) as exc:
         log.debug("page-server path not used for %s: %s", plan.source_info.name, exc)
         return False
+    if postcopy.ADDRESS_ENV not in os.environ and not _engine_shares_our_network(src.pid):
+        # The source's CRIU runs in its engine's network namespace: 127.0.0.1 there is not
+        # this machine, and which address is cannot be known (a testbed host): say it.
+        log.debug(
+            "page-server path not used for %s: its engine runs in another network namespace "
+            "and %s does not say where",
+            plan.source_info.name,
+            postcopy.ADDRESS_ENV,
+        )
+        return False
     return True
+
+
+def _engine_shares_our_network(pid: int) -> bool:
+    """Whether the engine of the container whose first process is ``pid`` runs in this
+    process's network namespace (judged by the process's parent, Podman's conmon)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        ppid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        return os.readlink(f"/proc/{ppid}/ns/net") == os.readlink("/proc/self/ns/net")
+    except (OSError, StopIteration, IndexError):
+        return False
 
 
 def _local_address(towards: str) -> str:
