@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -114,6 +115,19 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def _stop_page_server(pid: int) -> None:
+    """End a page server a killed ctk left waiting for a dump that never came (by its PID,
+    once its command line proves it is one)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if pid > 0 else b""
+    except OSError:
+        return
+    if b"page-server" in cmdline and b"criu" in cmdline:
+        log.info("stopping the page server a migration left (pid %d)", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def give_back_pages(journal: Journal) -> None:
     """Put the dumped memory back into the source's checkpoint, so it can be restored in place.
 
@@ -123,6 +137,7 @@ def give_back_pages(journal: Journal) -> None:
     """
     for config in journal.extra.get("criu_configs") or ():
         postcopy._empty(Path(str(config)))
+    _stop_page_server(int(journal.extra.get("page_server_pid") or 0))
     pages = Path(str(journal.extra.get("pages_dir") or ""))
     images = Path(str(journal.extra.get("source_images") or ""))
     if not pages.parts or not pages.is_dir() or not images.is_dir():
@@ -235,6 +250,7 @@ def migrate(run: _Run, *, tcp_established: bool, verify: str | None) -> None:
     journal.extra["pages_dir"] = str(pages)
     journal.extra["source_images"] = str(src.checkpoint_dir)
     journal.extra["criu_configs"] = [str(src.config)]
+    journal.extra["page_server_pid"] = server.pid
     watch: postcopy._FreezeWatch | None = None
     dump: postcopy._Dump | None = None
     try:
