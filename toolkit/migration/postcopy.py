@@ -344,17 +344,32 @@ def _upper_changes(upper: Path, out: Path) -> list[str]:
     return deleted
 
 
-def _import_tar(template: Path, images: Path, rootfs: Path, deleted: list[str], out: Path) -> None:
-    """The template's libpod metadata around the source's lazy images and rootfs changes."""
+_Member = tuple[tarfile.TarInfo, bytes | None]
+
+
+def _template_members(template: Path) -> list[_Member]:
+    """libpod's metadata from the template's export, read before the freeze (not while it)."""
     from toolkit import archive
 
     replaced = {"rootfs-diff.tar", "deleted.files", "stats-dump", "dump.log", "ctr.log"}
     names = archive.check_nested_tar(template, what="podman template")
-    with tarfile.open(template) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+    kept: list[_Member] = []
+    with tarfile.open(template) as src:
         for member, clean in zip(src.getmembers(), names, strict=True):
             if clean == "checkpoint" or clean.startswith("checkpoint/") or clean in replaced:
                 continue
-            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+            data = src.extractfile(member) if member.isfile() else None
+            kept.append((member, data.read() if data is not None else None))
+    return kept
+
+
+def _import_tar(
+    template: list[_Member], images: Path, rootfs: Path, deleted: list[str], out: Path
+) -> None:
+    """The template's libpod metadata around the source's lazy images and rootfs changes."""
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        for member, data in template:
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
         top = tarfile.TarInfo("checkpoint")
         top.type, top.mode = tarfile.DIRTYPE, 0o700
         dst.addfile(top)
@@ -487,7 +502,7 @@ def _wait_images(dump: _Dump, src: Source) -> None:
             )
         if inventory.exists() and _listening(src.port):
             return
-        time.sleep(0.01)
+        time.sleep(0.002)
     raise CheckpointError(f"the lazy dump was not ready after {IMAGES_TIMEOUT:.0f}s")
 
 
@@ -496,7 +511,10 @@ def _copy_images(checkpoint_dir: Path, images: Path) -> None:
     for item in checkpoint_dir.iterdir():
         # the images and runc's descriptors.json; not CRIU's log of the dump still running
         if item.is_file() and item.name != "dump.log":
-            shutil.copy2(item, images / item.name)
+            try:
+                os.link(item, images / item.name)  # CRIU wrote them all before serving pages
+            except OSError:
+                shutil.copy2(item, images / item.name)
 
 
 def _page_stats(lazy_log: Path) -> dict[str, int]:
@@ -571,7 +589,9 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     dest_criu = LocalCriuConfig(journal.target)
     dest_config = Path(dest_criu.path)
     with run.phase("prepare"):
-        template = _podman_template(dest, spec, run.plan.source_info, dest_criu, work)
+        template = _template_members(
+            _podman_template(dest, spec, run.plan.source_info, dest_criu, work)
+        )
     lazy_dir = work / "lazy"
     lazy_dir.mkdir()
     daemon: subprocess.Popen[bytes] | None = None
