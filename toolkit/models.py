@@ -821,7 +821,8 @@ class RuntimeConfig(_Model):
     ``auto_remove`` whether it was started with ``--rm`` (``HostConfig.AutoRemove``);
     ``annotations`` its OCI annotations (runc reads ``org.criu.config`` there); ``state_dir``
     and ``upper_dir`` the engine's directory for the container and its overlay upper layer
-    on the engine's host ("" where the engine does not say).
+    on the engine's host ("" where the engine does not say); ``pid`` its first process as the
+    engine's host numbers it (0 when not running).
     """
 
     runtime: str = "runc"
@@ -832,6 +833,7 @@ class RuntimeConfig(_Model):
     annotations: dict[str, str] = field(default_factory=dict)
     state_dir: str = ""
     upper_dir: str = ""
+    pid: int = 0
 
 
 @dataclass(frozen=True)

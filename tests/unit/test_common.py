@@ -148,9 +148,11 @@ def test_runtime_config_from_inspect() -> None:
         "HostConfig": {"NetworkMode": "bridge", "Runtime": "crun"},
         "Config": {"Hostname": "h1"},
         "Mounts": [{"Type": "bind", "Source": "/dev/null", "Destination": "/run/.containerenv"}],
+        "State": {"Pid": 4242},
     }
     config = inspection.runtime_config_from_inspect(attrs)
     assert (config.runtime, config.network_mode, config.hostname) == ("runc", "bridge", "h1")
+    assert config.pid == 4242 and inspection.runtime_config_from_inspect({}).pid == 0
     assert config.mounts[0].target == "/run/.containerenv" and config.mounts[0].type == "bind"
     assert inspection.runtime_config_from_inspect({}).runtime == "runc"
 

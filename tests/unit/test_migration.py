@@ -248,6 +248,7 @@ def test_failing_phase(steps: list[str], needs_image: bool, phase: str) -> None:
     ("mode", "extra", "expected"),
     [
         ("live", {"strategy": "stream"}, "stream"),
+        ("live", {"strategy": "pagestream"}, "pagestream"),
         ("live", {"strategy": "cross-runtime", "cross_runtime": True}, "cross-runtime"),
         # journals of a ctk from before strategies name the path in other keys
         ("live", {}, "archive"),
@@ -264,4 +265,6 @@ def test_rollback_takes_the_strategy_the_journal_recorded(
         id="x", container="web", target="web", source={}, destination={}, mode=mode, extra=extra
     )
     assert _strategy_of(record) is STRATEGIES[expected]
-    assert set(STRATEGIES) == {"stream", "archive", "cold", "cross-runtime", "postcopy"}
+    assert set(STRATEGIES) == {
+        "stream", "pagestream", "archive", "cold", "cross-runtime", "postcopy"
+    }  # fmt: skip

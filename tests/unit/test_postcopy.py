@@ -69,7 +69,7 @@ def test_import_tar_swaps_the_templates_checkpoint(tmp_path: Path) -> None:
     rootfs = tmp_path / "rootfs.tar"
     rootfs.write_text("source's rootfs")
     out = tmp_path / "import.tar"
-    postcopy._import_tar(template, images, rootfs, ["/gone"], out)
+    postcopy._import_tar(postcopy._template_members(template), images, rootfs, ["/gone"], out)
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
         deleted = json.loads(tar.extractfile("deleted.files").read())  # type: ignore[union-attr]
@@ -77,6 +77,8 @@ def test_import_tar_swaps_the_templates_checkpoint(tmp_path: Path) -> None:
     assert names == {"checkpoint", "checkpoint/inventory.img", "config.dump", "rootfs-diff.tar",
                      "deleted.files"}  # fmt: skip
     assert deleted == ["/gone"] and diff == b"source's rootfs"
+    with tarfile.open(out) as tar:
+        assert tar.extractfile("config.dump").read() == b"{}"  # type: ignore[union-attr]
 
 
 class _Other:

@@ -332,6 +332,7 @@ def runtime_config_from_inspect(attrs: Mapping[str, Any]) -> RuntimeConfig:
         },
         state_dir=str(attrs.get("StaticDir") or ""),
         upper_dir=str(((attrs.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir") or ""),
+        pid=int((attrs.get("State") or {}).get("Pid") or 0),
     )
 
 

@@ -283,7 +283,7 @@ def migrate(
         keep_source=keep_source,
         checkpoint="",
     )
-    strategy = _choose(plan, source, dest)
+    strategy = _choose(plan, source, dest, keep_source=keep_source)
     journal.extra["strategy"] = strategy.name
     # the bind mounts the user allowed: a rollback's re-import of the source needs them too
     journal.extra["allow_mounts"] = list(allow_mounts)
@@ -453,7 +453,7 @@ def _auto_postcopy(
     return dataclasses.replace(plan, mode="postcopy", reason=why), found
 
 
-def _choose(plan: Plan, source: Backend, dest: Backend) -> Strategy:
+def _choose(plan: Plan, source: Backend, dest: Backend, *, keep_source: bool = False) -> Strategy:
     """The one place a path is chosen: the plan says live or cold, the engines say how."""
     if plan.mode == "postcopy":
         return STRATEGIES["postcopy"]
@@ -465,6 +465,11 @@ def _choose(plan: Plan, source: Backend, dest: Backend) -> Strategy:
     # bring it back from if the destination fails: it goes through an archive. Volumes do
     # too: their data travels as the archive's members.
     if _streams(source, dest) and not plan.source_info.auto_remove and not plan.mounts:
+        from toolkit.migration import pagestream
+
+        # the memory written once, into the destination's container (when both ends allow)
+        if pagestream.usable(plan, source, dest, keep_source=keep_source):
+            return STRATEGIES["pagestream"]
         return STRATEGIES["stream"]
     return STRATEGIES["archive"]
 
@@ -485,6 +490,20 @@ def _move_stream(run: _Run, options: _Options) -> None:
         ignore_static_ip=options.ignore_static_ip,
         verify=options.verify,
     )
+
+
+def _move_pagestream(run: _Run, options: _Options) -> None:
+    from toolkit.migration import pagestream
+
+    pagestream.migrate(run, tcp_established=options.tcp_established, verify=options.verify)
+
+
+def _restart_pagestream_source(run: _Run) -> None:
+    from toolkit.migration import pagestream
+
+    # the pages went to this machine's page server: the source's checkpoint needs them back
+    pagestream.give_back_pages(run.journal)
+    _restart_source(run)
 
 
 def _move_archive(run: _Run, options: _Options) -> None:
@@ -957,6 +976,8 @@ def _restart_cold_source(run: _Run) -> None:
 STRATEGIES: dict[str, Strategy] = {
     # Podman -> Podman: libpod's export flows into the destination's import
     "stream": Strategy("stream", _move_stream, _restart_source),
+    # Podman -> Podman: CRIU's page server writes the memory into the destination's container
+    "pagestream": Strategy("pagestream", _move_pagestream, _restart_pagestream_source),
     # checkpoint into a ctk archive here, import it there
     "archive": Strategy("archive", _move_archive, _restart_source),
     # stop, copy the rootfs changes, create again: memory is not kept

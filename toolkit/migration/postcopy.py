@@ -89,6 +89,15 @@ RISK = (
 )
 
 _PAGE = 4096
+# CRIU locks a dumped or restored network namespace with iptables rules: on this machine four
+# forks of iptables-restore/ip6tables-restore, 50-100 ms of the downtime (docs/postcopy.md,
+# section 6). A post-copy never keeps established TCP connections (the only ones the lock
+# protects from a reset) and the destination's namespace is a new one anyway, so the dump
+# skips it; the restore follows the dump's choice (CRIU keeps it in inventory.img).
+_SKIP_LOCK = "network-lock skip\n"
+# Whether this process's CRIU took that option from runc's config file: CRIU 4.1.1 without
+# scripts/criu-patches/0007 crashes parsing it, before it freezes anything.
+_skip_lock_ok = {"criu": True}
 _TRANSFERRED = re.compile(r"UFFD transferred pages: \((\d+)/(\d+)\)")
 # Paths the runtime mounts over: never carried as filesystem changes.
 _MOUNT_TARGETS = ("run/.containerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "dev")
@@ -138,10 +147,19 @@ class Source:
     upper_dir: Path | None
     address: str
     port: int
+    pid: int = 0
+    """The source's first process on this machine (0: unknown), watched for the freeze."""
+    freezer: Path | None = None
+    """The file that shows when the source's cgroup freezer stops it (see :class:`_FreezeWatch`)."""
 
 
-def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = False) -> Source:
+def check(
+    source: Backend, dest: Backend, name: str, *, keep_source: bool = False, uffd: bool = True
+) -> Source:
     """Whether ``name`` can move post-copy from ``source`` to ``dest``; changes nothing.
+
+    ``uffd=False``: userfaultfd is not needed (the page-server path of
+    :mod:`toolkit.migration.pagestream` reads the rest of what this checks).
 
     Raises:
         Unsupported: an engine, the container, this kernel or the link cannot do it (exit 6).
@@ -190,7 +208,8 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
             hint="post-copy runs ctk on the source engine's machine (local or testbed socket)",
         )
     _require_dest_here(dest, source.inspect(name).image_id)
-    _require_uffd()
+    if uffd:
+        _require_uffd()
     upper = found.upper_dir
     address = os.environ.get(ADDRESS_ENV, "127.0.0.1")
     port = _free_port(address)
@@ -201,6 +220,8 @@ def check(source: Backend, dest: Backend, name: str, *, keep_source: bool = Fals
         upper_dir=Path(upper) if upper else None,
         address=address,
         port=port,
+        pid=found.pid,
+        freezer=freezer_file(found.pid),
     )
 
 
@@ -323,17 +344,32 @@ def _upper_changes(upper: Path, out: Path) -> list[str]:
     return deleted
 
 
-def _import_tar(template: Path, images: Path, rootfs: Path, deleted: list[str], out: Path) -> None:
-    """The template's libpod metadata around the source's lazy images and rootfs changes."""
+_Member = tuple[tarfile.TarInfo, bytes | None]
+
+
+def _template_members(template: Path) -> list[_Member]:
+    """libpod's metadata from the template's export, read before the freeze (not while it)."""
     from toolkit import archive
 
     replaced = {"rootfs-diff.tar", "deleted.files", "stats-dump", "dump.log", "ctr.log"}
     names = archive.check_nested_tar(template, what="podman template")
-    with tarfile.open(template) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+    kept: list[_Member] = []
+    with tarfile.open(template) as src:
         for member, clean in zip(src.getmembers(), names, strict=True):
             if clean == "checkpoint" or clean.startswith("checkpoint/") or clean in replaced:
                 continue
-            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+            data = src.extractfile(member) if member.isfile() else None
+            kept.append((member, data.read() if data is not None else None))
+    return kept
+
+
+def _import_tar(
+    template: list[_Member], images: Path, rootfs: Path, deleted: list[str], out: Path
+) -> None:
+    """The template's libpod metadata around the source's lazy images and rootfs changes."""
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        for member, data in template:
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
         top = tarfile.TarInfo("checkpoint")
         top.type, top.mode = tarfile.DIRTYPE, 0o700
         dst.addfile(top)
@@ -348,21 +384,112 @@ def _import_tar(template: Path, images: Path, rootfs: Path, deleted: list[str], 
 
 
 class _Dump(threading.Thread):
-    """The source's blocking checkpoint call: it returns once every page was served."""
+    """The source's blocking checkpoint call (a lazy one returns once every page was served)."""
 
-    def __init__(self, source: Backend, name: str, checkpoint: str) -> None:
-        super().__init__(name="ctk-postcopy-dump", daemon=True)
-        self.source, self.container, self.checkpoint = source, name, checkpoint
+    def __init__(
+        self, source: Backend, name: str, checkpoint: str, *, tcp_established: bool = False
+    ) -> None:
+        super().__init__(name="ctk-dump", daemon=True)
+        self.source, self.container = source, name
+        self.options = CheckpointOptions(name=checkpoint, tcp_established=tcp_established)
         self.error: BaseException | None = None
         self.ended: float | None = None
 
     def run(self) -> None:
         try:
-            self.source.checkpoint(self.container, CheckpointOptions(name=self.checkpoint))
+            self.source.checkpoint(self.container, self.options)
         except BaseException as exc:  # handed to the migrating thread
             self.error = exc
         finally:
             self.ended = time.monotonic()
+
+
+def freezer_file(pid: int) -> Path | None:
+    """The freezer file of process ``pid``'s cgroup, as this machine sees it; None if unknown.
+
+    cgroup v1: ``freezer.state`` (THAWED, FREEZING, FROZEN); v2: ``cgroup.freeze`` (0, 1),
+    the file CRIU writes to freeze the container's tasks.
+    """
+    if pid <= 0:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "freezer" in controllers.split(","):
+            candidate = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
+            return candidate if candidate.is_file() else None
+    for line in lines:
+        if line.startswith("0::"):
+            candidate = Path("/sys/fs/cgroup") / line[3:].lstrip("/") / "cgroup.freeze"
+            return candidate if candidate.is_file() else None
+    return None
+
+
+class _FreezeWatch(threading.Thread):
+    """When CRIU stopped the source: the downtime starts there, not at the checkpoint call.
+
+    Between the call and the freeze, libpod, runc and CRIU's start-up take 50-100 ms while the
+    container still runs and serves. CRIU freezes the cgroup, seizes every task with ptrace
+    (they stay stopped until the dump ends) and thaws the cgroup again within milliseconds, so
+    both are read every millisecond: the cgroup's freezer file and the container's first
+    process's state (``t``, tracing stop). The freeze is dated at the *last* read that still
+    saw the container running, so the downtime this gives is never shorter than the real one.
+    """
+
+    def __init__(self, pid: int, freezer: Path | None, since: float) -> None:
+        super().__init__(name="ctk-freeze-watch", daemon=True)
+        self.pid, self.freezer, self.running_at = pid, freezer, since
+        self.frozen: float | None = None
+        self._halt = threading.Event()
+
+    def _running(self) -> bool:
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("t", "T"):
+            return False
+        if self.freezer is not None:
+            return self.freezer.read_text().strip() in ("THAWED", "0")
+        return True
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            before = time.monotonic()
+            try:
+                running = self._running()
+            except (OSError, IndexError):
+                return  # gone or unreadable: the caller keeps the call's time
+            if not running:
+                self.frozen = self.running_at
+                return
+            self.running_at = before
+            self._halt.wait(0.001)
+
+    def stop(self) -> float | None:
+        """Stop watching; the monotonic time of the freeze, or None if not seen."""
+        self._halt.set()
+        self.join(timeout=1)
+        return self.frozen
+
+
+class _DumpEnded(CheckpointError):
+    """The lazy dump's call ended before its page server listened (nothing served yet)."""
+
+
+def _dump_config(src: Source, *, skip_lock: bool) -> str:
+    """The source's CRIU options for the lazy dump (see :data:`_SKIP_LOCK`)."""
+    return f"lazy-pages\naddress {src.address}\nport {src.port}\n" + (
+        _SKIP_LOCK if skip_lock else ""
+    )
+
+
+def _watch_freeze(src: Source, since: float) -> _FreezeWatch | None:
+    if src.pid <= 0:
+        return None
+    watch = _FreezeWatch(src.pid, src.freezer, since)
+    watch.start()
+    return watch
 
 
 def _wait_images(dump: _Dump, src: Source) -> None:
@@ -370,12 +497,12 @@ def _wait_images(dump: _Dump, src: Source) -> None:
     inventory = src.checkpoint_dir / "inventory.img"
     while time.monotonic() < deadline:
         if dump.ended is not None:
-            raise CheckpointError(
+            raise _DumpEnded(
                 f"the lazy dump ended before serving pages: {dump.error or 'no error given'}"
             )
         if inventory.exists() and _listening(src.port):
             return
-        time.sleep(0.01)
+        time.sleep(0.002)
     raise CheckpointError(f"the lazy dump was not ready after {IMAGES_TIMEOUT:.0f}s")
 
 
@@ -384,7 +511,10 @@ def _copy_images(checkpoint_dir: Path, images: Path) -> None:
     for item in checkpoint_dir.iterdir():
         # the images and runc's descriptors.json; not CRIU's log of the dump still running
         if item.is_file() and item.name != "dump.log":
-            shutil.copy2(item, images / item.name)
+            try:
+                os.link(item, images / item.name)  # CRIU wrote them all before serving pages
+            except OSError:
+                shutil.copy2(item, images / item.name)
 
 
 def _page_stats(lazy_log: Path) -> dict[str, int]:
@@ -465,13 +595,15 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
         # the template mounts so that libpod's config names them (filled while frozen).
         where = volumes.mountpoints(source, mounts)
         names = volumes.create(dest, mounts, journal)
-        template = _podman_template(
-            dest,
-            spec,
-            run.plan.source_info,
-            dest_criu,
-            work,
-            volumes=volumes.dest_mounts(mounts, names),
+        template = _template_members(
+            _podman_template(
+                dest,
+                spec,
+                run.plan.source_info,
+                dest_criu,
+                work,
+                volumes=volumes.dest_mounts(mounts, names),
+            )
         )
         # The template ran the source's command on those volumes: what it wrote there must
         # not survive beside the source's data (ctk made these volumes for this move alone).
@@ -480,11 +612,13 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     lazy_dir.mkdir()
     daemon: subprocess.Popen[bytes] | None = None
     dump: _Dump | None = None
+    watch: _FreezeWatch | None = None
     journal.checkpoint = f"migrate-{journal.id}"
     # The checkpoint call returns only after the last page: a client of its own, whose HTTP
     # timeout (120 s by default) does not cut a long copy short.
     dumper = source.with_timeout(int(PAGES_TIMEOUT))
-    src.config.write_text(f"lazy-pages\naddress {src.address}\nport {src.port}\n")
+    skip_lock = _skip_lock_ok["criu"]
+    src.config.write_text(_dump_config(src, skip_lock=skip_lock))
     # What `ctk migrate --recover` needs if this process dies: where the source's page server
     # waits, and the CRIU configs to empty again (see recover_postcopy()).
     journal.extra["page_server"] = [src.address, src.port]
@@ -492,10 +626,33 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
     try:
         journal.step("dump-started")
         run.frozen_at = time.monotonic()
+        watch = _watch_freeze(src, run.frozen_at)
         dump = _Dump(dumper, journal.container, journal.checkpoint)
         dump.start()
         with run.phase("dump"):
-            _wait_images(dump, src)
+            try:
+                _wait_images(dump, src)
+            except _DumpEnded as exc:
+                if not skip_lock:
+                    raise
+                # An unpatched CRIU died parsing network-lock, before freezing: dump again.
+                log.warning("lazy dump failed with network-lock skip, once more without: %s", exc)
+                _skip_lock_ok["criu"] = False
+                src.config.write_text(_dump_config(src, skip_lock=False))
+                if watch is not None:
+                    watch.stop()
+                run.frozen_at = time.monotonic()
+                watch = _watch_freeze(src, run.frozen_at)
+                dump = _Dump(dumper, journal.container, journal.checkpoint)
+                dump.start()
+                _wait_images(dump, src)
+        frozen = watch.stop() if watch is not None else None
+        if frozen is not None:
+            run.notes.append(
+                f"post-copy: CRIU froze the source {frozen - run.frozen_at:.3f}s after the "
+                "checkpoint call; the downtime counts from the freeze"
+            )
+            run.frozen_at = frozen
         images = work / "images"
         with run.phase("transfer"):
             _copy_images(src.checkpoint_dir, images)
@@ -559,6 +716,8 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
                 log.error("the source's lazy dump of %s did not end", journal.container)
         raise
     finally:
+        if watch is not None:
+            watch.stop()  # a dump that failed before freezing leaves it polling
         _empty(src.config)
         _empty(dest_config)
         if dumper is not source and (dump is None or not dump.is_alive()):
