@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -736,138 +736,26 @@ def _cat(backend: Backend, name: str, *paths: str) -> list[str]:
     return result.stdout.split()
 
 
-def _run_with_volumes(hosts: Hosts, named: str) -> str:
-    """A counter on the source with a named volume at /named, an anonymous one at /anon."""
-    name = hosts.name("vol")
-    hosts.src.run(
-        ContainerSpec(
-            image=COUNTER_IMAGE,
-            name=name,
-            labels=dict(TEST_LABEL),
-            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
-        )
-    )
-    wait_count_at_least(hosts.src, name, 2)
-    written = hosts.src.exec(
-        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
-    )
-    assert written.exit_code == 0, written.stderr
-    return name
+def _assert_volume_data(backend: Backend, name: str) -> None:
+    """What :func:`_volume_case` wrote into both volumes is there."""
+    assert _cat(backend, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
 
 
-def test_volumes_move_with_their_data(same: Hosts) -> None:
-    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
-    name = _run_with_volumes(same, named)
-    source_volumes = _volume_names(same.src, name)
-    moved: dict[str, str] = {}
-    try:
-        before = last_count(same.src, name)
-        report = toolkit.migrate(name, source=same.src, dest=same.dst)
-        assert report.status == "done" and report.mode == "live"
-        moved = _volume_names(same.dst, name)
-        wait_count_at_least(same.dst, name, before + 2)
-        assert _cat(same.dst, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
-        assert moved["/named"] == named
-        with pytest.raises(ContainerNotFound):
-            same.src.inspect(name)
-    finally:
-        for backend in (same.src, same.dst):
-            with contextlib.suppress(CtkError):
-                backend.remove(name, force=True)
-        _remove_volumes(same.src, source_volumes.values())
-        _remove_volumes(same.dst, [named, *moved.values()])
+def _assert_no_volumes(backend: Backend, volumes: Iterable[str]) -> None:
+    assert isinstance(backend, VolumeData)
+    for volume in volumes:
+        with pytest.raises(VolumeNotFound):
+            backend.inspect_volume(volume)
 
 
-def test_volume_clash_on_the_destination_is_refused_before_freezing(
-    same: Hosts, state: Path
-) -> None:
-    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
-    name = _run_with_volumes(same, named)
-    source_volumes = _volume_names(same.src, name)
-    assert isinstance(same.dst, VolumeData)
-    same.dst.create_volume(named)
-    try:
-        before = same.src.inspect(name)
-        result = ctk("migrate", name, "--from", same.src_url, "--to", same.dst_url)
-        assert result.returncode == toolkit.ExitCode.CONFLICT, result.stderr
-        assert f"a volume named {named} exists on the destination" in result.stderr
-        after = same.src.inspect(name)
-        assert after.running and after.id == before.id and not after.checkpoints
-        assert not (state / "migrations").exists()
-        with pytest.raises(ContainerNotFound):
-            same.dst.inspect(name)
-    finally:
-        with contextlib.suppress(CtkError):
-            same.src.remove(name, force=True)
-        _remove_volumes(same.src, source_volumes.values())
-        _remove_volumes(same.dst, [named])
-
-
-def test_bind_mount_is_refused_before_freezing(same: Hosts) -> None:
-    name = same.name("bind")
-    same.src.run(
-        ContainerSpec(
-            image=COUNTER_IMAGE,
-            name=name,
-            labels=dict(TEST_LABEL),
-            volumes=(Mount(target="/data", source="/tmp", type="bind"),),
-        )
-    )
-    wait_count_at_least(same.src, name, 1)
-    result = ctk("migrate", name, "--from", same.src_url, "--to", same.dst_url)
-    assert result.returncode == toolkit.ExitCode.UNSUPPORTED, result.stderr
-    assert "bind-mounts the host's /tmp at /data" in result.stderr
-    assert "--allow-mount /tmp" in result.stderr
-    assert same.src.inspect(name).running and not same.src.inspect(name).checkpoints
-    with pytest.raises(ContainerNotFound):
-        same.dst.inspect(name)
-
-
-def test_failed_move_of_rm_container_brings_it_back_beside_its_volumes(
-    same: Hosts, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An --rm source is gone with its dump: the rollback imports it again from the archive,
-    mounting its named volume as it is and its anonymous one (gone with it) from the archive."""
-    from toolkit.errors import CheckpointError
-
-    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
-    name = same.name("rmvol")
-    same.src.run(
-        ContainerSpec(
-            image=COUNTER_IMAGE,
-            name=name,
-            labels=dict(TEST_LABEL),
-            auto_remove=True,
-            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
-        )
-    )
-    wait_count_at_least(same.src, name, 2)
-    written = same.src.exec(
-        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
-    )
-    assert written.exit_code == 0, written.stderr
-    old = _volume_names(same.src, name)
-
-    def failing_import(*_args: object, **_kwargs: object) -> None:
-        raise CheckpointError("restore failed on the destination (injected)")
-
-    monkeypatch.setattr(same.dst, "import_checkpoint", failing_import)
-    back: dict[str, str] = {}
-    try:
-        with pytest.raises(MigrationError) as caught:
-            toolkit.migrate(name, source=same.src, dest=same.dst)
-        report = caught.value.report
-        assert isinstance(report, toolkit.MigrationReport)
-        assert report.status == "rolled_back", report.rolled_back
-        assert any("re-imported" in line for line in report.rolled_back), report.rolled_back
-        assert same.src.inspect(name).running
-        back = _volume_names(same.src, name)
-        assert back["/named"] == named
-        assert _cat(same.src, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
-    finally:
-        with contextlib.suppress(CtkError):
-            same.src.remove(name, force=True)
-        _remove_volumes(same.src, {*old.values(), *back.values()})
+def _rolled_back(move: Callable[[], object]) -> toolkit.MigrationReport:
+    """Run ``move``, which must fail and roll back; its report."""
+    with pytest.raises(MigrationError) as caught:
+        move()
+    report = caught.value.report
+    assert isinstance(report, toolkit.MigrationReport)
+    assert report.status == "rolled_back", report
+    return report
 
 
 # Holds /named/log open (fd 3) and appends its in-memory count to it: after a restore the
@@ -878,86 +766,181 @@ _APPENDER = (
 )
 
 
-def _run_appender(hosts: Hosts, named: str) -> str:
-    """A shell on the source with a named volume at /named (holding its open log) and an
-    anonymous one at /anon, each with a file written before the move."""
-    name = hosts.name("xvol")
-    hosts.src.run(
-        ContainerSpec(
-            image=COUNTER_IMAGE,
-            name=name,
-            command=("sh", "-c", _APPENDER),
-            labels=dict(TEST_LABEL),
-            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
-        )
-    )
-    wait_count_at_least(hosts.src, name, 3)
-    written = hosts.src.exec(
-        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
-    )
-    assert written.exit_code == 0, written.stderr
-    return name
-
-
 def _log_lines(backend: Backend, name: str) -> list[int]:
     result = backend.exec(name, ["cat", "/named/log"])
     assert result.exit_code == 0, result.stderr
     return [int(line) for line in result.stdout.split()]
 
 
-def test_volumes_move_live_across_runtimes(cross: Hosts) -> None:
-    """Docker <-> Podman: the named volume arrives under its name, the anonymous one as a new
-    volume, both with their data; the process goes on appending to the file it holds open."""
+def _assert_appended_by_one_process(backend: Backend, name: str) -> None:
+    # one process wrote them all, from its memory: 1, 2, 3, ... with no restart
+    lines = _log_lines(backend, name)
+    assert lines == list(range(1, len(lines) + 1)), lines
+
+
+@dataclass
+class VolumeCase:
+    """A container on the source with a named volume at /named and an anonymous one at
+    /anon, a file written in each; what the test must remove afterwards, on each side."""
+
+    hosts: Hosts
+    named: str
+    name: str
+    old: dict[str, str]
+    """The source's volumes by target, before the move."""
+    src_volumes: set[str]
+    dst_volumes: set[str]
+
+
+@contextlib.contextmanager
+def _volume_case(
+    hosts: Hosts,
+    *,
+    appender: bool = False,
+    auto_remove: bool = False,
+    ports: tuple[PortMapping, ...] = (),
+) -> Iterator[VolumeCase]:
+    """Start the container (the counter, or with ``appender`` a shell appending its count to
+    /named/log, held open); afterwards remove it from both sides with the volumes it had and
+    those the test adds to ``src_volumes``/``dst_volumes``."""
     named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
-    name = _run_appender(cross, named)
-    old = _volume_names(cross.src, name)
-    moved: dict[str, str] = {}
+    name = hosts.name("xvol" if appender else "vol")
+    hosts.src.run(
+        ContainerSpec(
+            image=COUNTER_IMAGE,
+            name=name,
+            command=("sh", "-c", _APPENDER) if appender else (),
+            labels=dict(TEST_LABEL),
+            ports=ports,
+            auto_remove=auto_remove,
+            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
+        )
+    )
+    wait_count_at_least(hosts.src, name, 3 if appender else 2)
+    written = hosts.src.exec(
+        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
+    )
+    assert written.exit_code == 0, written.stderr
+    old = _volume_names(hosts.src, name)
+    case = VolumeCase(hosts, named, name, old, set(old.values()), {named})
     try:
-        report = toolkit.migrate(name, source=cross.src, dest=cross.dst, mode="live")
-        assert report.status == "done" and report.mode == "live", report
-        moved = _volume_names(cross.dst, name)
-        assert moved["/named"] == named and moved["/anon"] != old["/anon"]
-        assert _cat(cross.dst, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
-        first = _log_lines(cross.dst, name)
-        wait_for(lambda: len(_log_lines(cross.dst, name)) > len(first) + 2, what="appending")
-        lines = _log_lines(cross.dst, name)
-        # one process wrote them all, from its memory: 1, 2, 3, ... with no restart
-        assert lines == list(range(1, len(lines) + 1)), lines
-        with pytest.raises(ContainerNotFound):
-            cross.src.inspect(name)
-        # its anonymous volume went with it; the named one stays (the user's)
-        assert isinstance(cross.src, VolumeData)
-        with pytest.raises(VolumeNotFound):
-            cross.src.inspect_volume(old["/anon"])
+        yield case
     finally:
-        for backend in (cross.src, cross.dst):
+        for backend in (hosts.src, hosts.dst):
             with contextlib.suppress(CtkError):
                 backend.remove(name, force=True)
-        _remove_volumes(cross.src, old.values())
-        _remove_volumes(cross.dst, [named, *moved.values()])
+        _remove_volumes(hosts.src, case.src_volumes)
+        _remove_volumes(hosts.dst, case.dst_volumes)
 
 
-def test_volume_clash_across_runtimes_is_refused_before_freezing(cross: Hosts, state: Path) -> None:
-    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
-    name = _run_with_volumes(cross, named)
-    old = _volume_names(cross.src, name)
-    assert isinstance(cross.dst, VolumeData)
-    cross.dst.create_volume(named)
-    try:
-        before = cross.src.inspect(name)
-        result = ctk("migrate", name, "--from", cross.src_url, "--to", cross.dst_url)
+def test_volumes_move_with_their_data(same: Hosts) -> None:
+    with _volume_case(same) as case:
+        before = last_count(same.src, case.name)
+        report = toolkit.migrate(case.name, source=same.src, dest=same.dst)
+        assert report.status == "done" and report.mode == "live"
+        moved = _volume_names(same.dst, case.name)
+        case.dst_volumes.update(moved.values())
+        wait_count_at_least(same.dst, case.name, before + 2)
+        _assert_volume_data(same.dst, case.name)
+        assert moved["/named"] == case.named
+        with pytest.raises(ContainerNotFound):
+            same.src.inspect(case.name)
+
+
+def _clash_is_refused(hosts: Hosts, state: Path, *mode: str) -> None:
+    """A volume of the container's name exists on the destination: refused before the source
+    is frozen or stopped, with nothing made on either side."""
+    with _volume_case(hosts) as case:
+        assert isinstance(hosts.dst, VolumeData)
+        hosts.dst.create_volume(case.named)
+        before = hosts.src.inspect(case.name)
+        result = ctk("migrate", case.name, "--from", hosts.src_url, "--to", hosts.dst_url, *mode)
         assert result.returncode == toolkit.ExitCode.CONFLICT, result.stderr
-        assert f"a volume named {named} exists on the destination" in result.stderr
-        after = cross.src.inspect(name)
+        assert f"a volume named {case.named} exists on the destination" in result.stderr
+        after = hosts.src.inspect(case.name)
         assert after.running and after.id == before.id and not after.checkpoints
         assert not (state / "migrations").exists()
         with pytest.raises(ContainerNotFound):
-            cross.dst.inspect(name)
-    finally:
-        with contextlib.suppress(CtkError):
-            cross.src.remove(name, force=True)
-        _remove_volumes(cross.src, old.values())
-        _remove_volumes(cross.dst, [named])
+            hosts.dst.inspect(case.name)
+
+
+@pytest.mark.parametrize("mode", [(), ("--mode", "cold")], ids=["live", "cold"])
+def test_volume_clash_on_the_destination_is_refused_before_freezing(
+    same: Hosts, state: Path, mode: tuple[str, ...]
+) -> None:
+    _clash_is_refused(same, state, *mode)
+
+
+def test_volume_clash_across_runtimes_is_refused_before_freezing(cross: Hosts, state: Path) -> None:
+    _clash_is_refused(cross, state)
+
+
+def _run_with_bind(hosts: Hosts, source: str, *, counted: int) -> str:
+    """A counter on the source with the host's ``source`` bind-mounted at /data."""
+    name = hosts.name("bind")
+    hosts.src.run(
+        ContainerSpec(
+            image=COUNTER_IMAGE,
+            name=name,
+            labels=dict(TEST_LABEL),
+            volumes=(Mount(target="/data", source=source, type="bind"),),
+        )
+    )
+    wait_count_at_least(hosts.src, name, counted)
+    return name
+
+
+def test_bind_mount_is_refused_before_freezing(same: Hosts) -> None:
+    name = _run_with_bind(same, "/tmp", counted=1)
+    result = ctk("migrate", name, "--from", same.src_url, "--to", same.dst_url)
+    assert result.returncode == toolkit.ExitCode.UNSUPPORTED, result.stderr
+    assert "bind-mounts the host's /tmp at /data" in result.stderr
+    assert "--allow-mount /tmp" in result.stderr
+    assert same.src.inspect(name).running and not same.src.inspect(name).checkpoints
+    with pytest.raises(ContainerNotFound):
+        same.dst.inspect(name)
+
+
+def _failing(*_args: object, **_kwargs: object) -> None:
+    from toolkit.errors import CheckpointError
+
+    raise CheckpointError("restore failed on the destination (injected)")
+
+
+def test_failed_move_of_rm_container_brings_it_back_beside_its_volumes(
+    same: Hosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An --rm source is gone with its dump: the rollback imports it again from the archive,
+    mounting its named volume as it is and its anonymous one (gone with it) from the archive."""
+    with _volume_case(same, auto_remove=True) as case:
+        monkeypatch.setattr(same.dst, "import_checkpoint", _failing)
+        report = _rolled_back(lambda: toolkit.migrate(case.name, source=same.src, dest=same.dst))
+        assert any("re-imported" in line for line in report.rolled_back), report.rolled_back
+        assert same.src.inspect(case.name).running
+        back = _volume_names(same.src, case.name)
+        case.src_volumes.update(back.values())
+        assert back["/named"] == case.named
+        _assert_volume_data(same.src, case.name)
+
+
+def test_volumes_move_live_across_runtimes(cross: Hosts) -> None:
+    """Docker <-> Podman: the named volume arrives under its name, the anonymous one as a new
+    volume, both with their data; the process goes on appending to the file it holds open."""
+    with _volume_case(cross, appender=True) as case:
+        name = case.name
+        report = toolkit.migrate(name, source=cross.src, dest=cross.dst, mode="live")
+        assert report.status == "done" and report.mode == "live", report
+        moved = _volume_names(cross.dst, name)
+        case.dst_volumes.update(moved.values())
+        assert moved["/named"] == case.named and moved["/anon"] != case.old["/anon"]
+        _assert_volume_data(cross.dst, name)
+        first = _log_lines(cross.dst, name)
+        wait_for(lambda: len(_log_lines(cross.dst, name)) > len(first) + 2, what="appending")
+        _assert_appended_by_one_process(cross.dst, name)
+        with pytest.raises(ContainerNotFound):
+            cross.src.inspect(name)
+        # its anonymous volume went with it; the named one stays (the user's)
+        _assert_no_volumes(cross.src, [case.old["/anon"]])
 
 
 def test_failed_restore_across_runtimes_removes_the_volumes_it_made(
@@ -965,50 +948,33 @@ def test_failed_restore_across_runtimes_removes_the_volumes_it_made(
 ) -> None:
     """The destination's restore fails after the data was copied: the volumes made there go,
     the source runs again from its checkpoint with its own volumes and data."""
-    from toolkit.errors import CheckpointError
+    with _volume_case(cross, appender=True) as case:
+        name = case.name
+        assert isinstance(cross.dst, VolumeData)
+        # other test sessions share the hosts: the volumes this move made, by name
+        made: list[str] = []
+        create_volume = cross.dst.create_volume
 
-    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
-    name = _run_appender(cross, named)
-    old = _volume_names(cross.src, name)
-    assert isinstance(cross.dst, VolumeData)
-    # other test sessions share the hosts: the volumes this move made, by name
-    made: list[str] = []
-    create_volume = cross.dst.create_volume
+        def recording(*args: Any, **kwargs: Any) -> VolumeInfo:
+            info = create_volume(*args, **kwargs)
+            made.append(info.name)
+            return info
 
-    def recording(*args: Any, **kwargs: Any) -> VolumeInfo:
-        info = create_volume(*args, **kwargs)
-        made.append(info.name)
-        return info
-
-    monkeypatch.setattr(cross.dst, "create_volume", recording)
-
-    def failing(*_args: object, **_kwargs: object) -> None:
-        raise CheckpointError("restore failed on the destination (injected)")
-
-    hook = "import_raw" if cross.dst_kind == "podman" else "start_from_images"
-    monkeypatch.setattr(cross.dst, hook, failing)
-    try:
-        with pytest.raises(MigrationError) as caught:
-            toolkit.migrate(name, source=cross.src, dest=cross.dst, mode="live")
-        report = caught.value.report
-        assert isinstance(report, toolkit.MigrationReport)
-        assert report.status == "rolled_back" and report.failed_phase == "restore", report
+        monkeypatch.setattr(cross.dst, "create_volume", recording)
+        hook = "import_raw" if cross.dst_kind == "podman" else "start_from_images"
+        monkeypatch.setattr(cross.dst, hook, _failing)
+        report = _rolled_back(
+            lambda: toolkit.migrate(name, source=cross.src, dest=cross.dst, mode="live")
+        )
+        assert report.failed_phase == "restore", report
         assert cross.src.inspect(name).running
-        assert _volume_names(cross.src, name) == old
-        assert _cat(cross.src, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
-        lines = _log_lines(cross.src, name)
-        assert lines == list(range(1, len(lines) + 1)), lines
+        assert _volume_names(cross.src, name) == case.old
+        _assert_volume_data(cross.src, name)
+        _assert_appended_by_one_process(cross.src, name)
         with pytest.raises(ContainerNotFound):
             cross.dst.inspect(name)
-        assert named in made and len(made) >= 2, made  # the named one and the anonymous one
-        for volume in made:
-            with pytest.raises(VolumeNotFound):
-                cross.dst.inspect_volume(volume)
-    finally:
-        with contextlib.suppress(CtkError):
-            cross.src.remove(name, force=True)
-        _remove_volumes(cross.src, old.values())
-        _remove_volumes(cross.dst, [named])
+        assert case.named in made and len(made) >= 2, made  # the named one and the anonymous one
+        _assert_no_volumes(cross.dst, made)
 
 
 def test_postgres_with_its_data_volume_moves_live_across_runtimes(cross: Hosts) -> None:
@@ -1072,14 +1038,12 @@ def test_postgres_with_its_data_volume_moves_live_across_runtimes(cross: Hosts) 
 def test_killed_across_runtimes_with_volumes_then_recover_removes_them(cross: Hosts) -> None:
     """ctk killed with the source frozen: --recover restores the source and removes the volumes
     the move had made on the destination (the journal lists them), so a retry finds no clash."""
-    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
-    name = _run_appender(cross, named)
-    old = _volume_names(cross.src, name)
-    made: list[str] = []
-    try:
+    with _volume_case(cross, appender=True) as case:
+        name, named = case.name, case.named
         migration = _killed_at(cross, name, "dump")
         journal = Path(os.environ["CTK_STATE_DIR"]) / "migrations" / f"{migration}.json"
         made = list(json.loads(journal.read_text())["extra"]["dest_volumes"])
+        case.dst_volumes.update(made)
         assert named in made and len(made) == 2, made
         result = ctk("migrate", "--recover", migration, "--json")
         assert result.returncode == 0, result.stderr
@@ -1087,19 +1051,10 @@ def test_killed_across_runtimes_with_volumes_then_recover_removes_them(cross: Ho
         assert report["status"] == "rolled_back", report
         assert any(f"removed volume {named}" in line for line in report["rolled_back"]), report
         assert cross.src.inspect(name).running
-        assert _cat(cross.src, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
-        assert isinstance(cross.dst, VolumeData)
-        for volume in made:
-            with pytest.raises(VolumeNotFound):
-                cross.dst.inspect_volume(volume)
+        _assert_volume_data(cross.src, name)
+        _assert_no_volumes(cross.dst, made)
         with pytest.raises(ContainerNotFound):
             cross.dst.inspect(name)
-    finally:
-        for backend in (cross.src, cross.dst):
-            with contextlib.suppress(CtkError):
-                backend.remove(name, force=True)
-        _remove_volumes(cross.src, old.values())
-        _remove_volumes(cross.dst, made)
 
 
 def test_bind_mount_across_runtimes_only_when_allowed(cross: Hosts, tmp_path: Path) -> None:
@@ -1108,16 +1063,7 @@ def test_bind_mount_across_runtimes_only_when_allowed(cross: Hosts, tmp_path: Pa
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "file").write_text("host-data\n")
-    name = cross.name("xbind")
-    cross.src.run(
-        ContainerSpec(
-            image=COUNTER_IMAGE,
-            name=name,
-            labels=dict(TEST_LABEL),
-            volumes=(Mount(target="/data", source=str(shared), type="bind"),),
-        )
-    )
-    wait_count_at_least(cross.src, name, 2)
+    name = _run_with_bind(cross, str(shared), counted=2)
     refused = ctk("migrate", name, "--from", cross.src_url, "--to", cross.dst_url)
     assert refused.returncode == toolkit.ExitCode.UNSUPPORTED, refused.stderr
     assert f"--allow-mount {shared}" in refused.stderr
@@ -1144,108 +1090,44 @@ def test_cold_move_across_runtimes_carries_volume_data(cross: Hosts) -> None:
     _cold_move_carries_volume_data(cross)
 
 
-def _cold_move_carries_volume_data(same: Hosts) -> None:
-    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
-    name = _run_with_volumes(same, named)
-    big = same.src.exec(name, ["dd", "if=/dev/urandom", "of=/named/big", "bs=1M", "count=4"])
-    assert big.exit_code == 0, big.stderr
-    source_volumes = _volume_names(same.src, name)
-    moved: dict[str, str] = {}
-    try:
-        report = toolkit.migrate(name, source=same.src, dest=same.dst, mode="cold")
+def _cold_move_carries_volume_data(hosts: Hosts) -> None:
+    with _volume_case(hosts) as case:
+        name = case.name
+        big = hosts.src.exec(name, ["dd", "if=/dev/urandom", "of=/named/big", "bs=1M", "count=4"])
+        assert big.exit_code == 0, big.stderr
+        report = toolkit.migrate(name, source=hosts.src, dest=hosts.dst, mode="cold")
         assert report.status == "done" and report.mode == "cold"
         # the volume's data moved once: not again as rootfs changes (the archive routes read
         # through the mount)
         assert 4 << 20 < report.archive_bytes < 6 << 20, report.archive_bytes
-        moved = _volume_names(same.dst, name)
-        assert moved["/named"] == named
-        assert moved["/anon"] and moved["/anon"] != named
-        wait_count_at_least(same.dst, name, 2)
-        assert _cat(same.dst, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
+        moved = _volume_names(hosts.dst, name)
+        case.dst_volumes.update(moved.values())
+        assert moved["/named"] == case.named
+        assert moved["/anon"] and moved["/anon"] != case.named
+        wait_count_at_least(hosts.dst, name, 2)
+        _assert_volume_data(hosts.dst, name)
         with pytest.raises(ContainerNotFound):
-            same.src.inspect(name)
-    finally:
-        for backend in (same.src, same.dst):
-            with contextlib.suppress(CtkError):
-                backend.remove(name, force=True)
-        _remove_volumes(same.src, source_volumes.values())
-        _remove_volumes(same.dst, [named, *moved.values()])
-
-
-def test_cold_move_clash_on_a_volume_is_refused_before_stopping(same: Hosts, state: Path) -> None:
-    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
-    name = _run_with_volumes(same, named)
-    source_volumes = _volume_names(same.src, name)
-    assert isinstance(same.dst, VolumeData)
-    same.dst.create_volume(named)
-    try:
-        before = same.src.inspect(name)
-        result = ctk(
-            "migrate", name, "--from", same.src_url, "--to", same.dst_url, "--mode", "cold"
-        )
-        assert result.returncode == toolkit.ExitCode.CONFLICT, result.stderr
-        assert f"a volume named {named} exists on the destination" in result.stderr
-        after = same.src.inspect(name)
-        assert after.running and after.id == before.id
-        assert not (state / "migrations").exists()
-        with pytest.raises(ContainerNotFound):
-            same.dst.inspect(name)
-    finally:
-        with contextlib.suppress(CtkError):
-            same.src.remove(name, force=True)
-        _remove_volumes(same.src, source_volumes.values())
-        _remove_volumes(same.dst, [named])
+            hosts.src.inspect(name)
 
 
 def test_failed_cold_move_removes_the_volumes_it_made(same: Hosts) -> None:
     """The destination cannot start it (its host port is taken there): the rollback removes the
     container and the volumes the move made; the source runs again with its volumes."""
-    from toolkit.errors import VolumeNotFound
-
-    named = f"ctk-test-vol-{uuid.uuid4().hex[:8]}"
     port = free_port()
-    name = same.name("vol")
-    same.src.run(
-        ContainerSpec(
-            image=COUNTER_IMAGE,
-            name=name,
-            labels=dict(TEST_LABEL),
-            ports=(PortMapping(container_port=8080, host_port=port),),
-            volumes=(Mount(target="/named", source=named, name=named), Mount(target="/anon")),
-        )
-    )
-    wait_count_at_least(same.src, name, 2)
-    written = same.src.exec(
-        name, ["sh", "-c", "echo named-data >/named/file; echo anon-data >/anon/file"]
-    )
-    assert written.exit_code == 0, written.stderr
-    source_volumes = _volume_names(same.src, name)
-    made: list[str] = []
-    try:
-        with (
-            port_taken_in(same.testbed.hosts[1].netns, port),
-            pytest.raises(MigrationError) as caught,
-        ):
-            toolkit.migrate(name, source=same.src, dest=same.dst, mode="cold")
-        report = caught.value.report
-        assert isinstance(report, toolkit.MigrationReport)
-        assert report.status == "rolled_back", report.rolled_back
+    with _volume_case(same, ports=(PortMapping(container_port=8080, host_port=port),)) as case:
+        name = case.name
+        with port_taken_in(same.testbed.hosts[1].netns, port):
+            report = _rolled_back(
+                lambda: toolkit.migrate(name, source=same.src, dest=same.dst, mode="cold")
+            )
         made = [
             line.split()[2] for line in report.rolled_back if line.startswith("removed volume ")
         ]
-        assert named in made and len(made) == 2, report.rolled_back
-        assert isinstance(same.dst, VolumeData)
-        for volume in made:
-            with pytest.raises(VolumeNotFound):
-                same.dst.inspect_volume(volume)
+        case.dst_volumes.update(made)
+        assert case.named in made and len(made) == 2, report.rolled_back
+        _assert_no_volumes(same.dst, made)
         with pytest.raises(ContainerNotFound):
             same.dst.inspect(name)
         wait_for(lambda: same.src.inspect(name).running, what="source running")
-        assert _volume_names(same.src, name) == source_volumes
-        assert _cat(same.src, name, "/named/file", "/anon/file") == ["named-data", "anon-data"]
-    finally:
-        for backend in (same.src, same.dst):
-            with contextlib.suppress(CtkError):
-                backend.remove(name, force=True)
-        _remove_volumes(same.src, source_volumes.values())
-        _remove_volumes(same.dst, [named, *made])
+        assert _volume_names(same.src, name) == case.old
+        _assert_volume_data(same.src, name)

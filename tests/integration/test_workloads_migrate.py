@@ -29,28 +29,7 @@ import pytest
 
 import toolkit
 from tests.conftest import Containers, Testbed, wait_for
-from tests.integration.workloads import (
-    PGDATA,
-    POSTGRES_IMAGE,
-    WEB_APPS,
-    fill_postgres,
-    host_port,
-    http,
-    pg_ready,
-    pg_state,
-    pg_state_from_host,
-    psql,
-    published,
-    record,
-    redis_cli,
-    redis_ready,
-    redis_state,
-    start_postgres,
-    start_redis,
-    start_web,
-    web_state,
-    whoami,
-)
+from tests.integration import workloads as wl
 from toolkit.backends.base import Backend, VolumeData
 from toolkit.errors import ContainerNotFound, CtkError
 from toolkit.models import MigrationReport, Mount
@@ -122,7 +101,7 @@ def _record(report: MigrationReport, workload: str, leg: str, src: Backend, dst:
         "archive_bytes": report.archive_bytes,
         "image_bytes": report.image_bytes,
     }
-    record(f"{src.kind}->{dst.kind}", workload, **values)
+    wl.record(f"{src.kind}->{dst.kind}", workload, **values)
     print(f"\n{workload} {src.kind}->{dst.kind} ({leg}): {values}")
 
 
@@ -137,43 +116,43 @@ class Checks:
 
 
 def _redis_seen(route: Route, engine: Backend, name: str) -> object:
-    wait_for(lambda: redis_ready(engine, name), timeout=60, what="redis PONG")
-    return redis_state(engine, name), redis_cli(engine, name, "GET", "ctk:marker")
+    wait_for(lambda: wl.redis_ready(engine, name), timeout=60, what="redis PONG")
+    return wl.redis_state(engine, name), wl.redis_cli(engine, name, "GET", "ctk:marker")
 
 
 def _redis_write(route: Route, engine: Backend, name: str) -> None:
     # the next leg's state then carries this write: it must move too
-    assert redis_cli(engine, name, "SET", "ctk:marker", f"on {engine.kind}") == "OK"
+    assert wl.redis_cli(engine, name, "SET", "ctk:marker", f"on {engine.kind}") == "OK"
 
 
 def _pg_seen(route: Route, engine: Backend, name: str) -> object:
-    wait_for(lambda: pg_ready(engine, name), timeout=60, what="pg_isready")
-    seen = pg_state(engine, name)
-    port = host_port(engine, name, 5432)
-    assert pg_state_from_host(port, route.address(engine)) == seen
+    wait_for(lambda: wl.pg_ready(engine, name), timeout=60, what="pg_isready")
+    seen = wl.pg_state(engine, name)
+    port = wl.host_port(engine, name, 5432)
+    assert wl.pg_state_from_host(port, route.address(engine)) == seen
     return seen
 
 
 def _pg_write(route: Route, engine: Backend, name: str) -> None:
-    psql(engine, name, "INSERT INTO ctk_rows SELECT max(id) + 1, 'moved' FROM ctk_rows")
+    wl.psql(engine, name, "INSERT INTO ctk_rows SELECT max(id) + 1, 'moved' FROM ctk_rows")
     # A parallel scan makes a new dynamic shared memory segment in /dev/shm as user postgres:
     # after Podman -> Docker that is the volume ctk put there, which must let it.
-    counted = psql(
+    counted = wl.psql(
         engine, name,
         "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; "
         "SET min_parallel_table_scan_size = 0; SELECT count(*) FROM ctk_rows",
     )  # fmt: skip
-    assert int(counted.splitlines()[-1]) == pg_state(engine, name).rows
+    assert int(counted.splitlines()[-1]) == wl.pg_state(engine, name).rows
 
 
 def _web_seen(route: Route, engine: Backend, name: str) -> object:
-    return web_state(engine, name, route.address(engine))
+    return wl.web_state(engine, name, route.address(engine))
 
 
 def _web_write(route: Route, engine: Backend, name: str) -> None:
-    port = host_port(engine, name, 8000)
-    before = web_state(engine, name, route.address(engine))["hits"]
-    after = http(port, "/hit", method="POST", address=route.address(engine))
+    port = wl.host_port(engine, name, 8000)
+    before = wl.web_state(engine, name, route.address(engine))["hits"]
+    after = wl.http(port, "/hit", method="POST", address=route.address(engine))
     assert after["hits"] == before + 1  # type: ignore[index,operator]
 
 
@@ -189,25 +168,25 @@ def _both_legs(route: Route, workload: str, name: str, checks: Checks) -> None:
         # the same process with the same data: a restart would show a new run_id, postmaster
         # start time or pid
         assert checks.state(route, dst, name) == before, f"{workload} after {leg}"
-        assert whoami(dst, name) == checks.user
+        assert wl.whoami(dst, name) == checks.user
         checks.write(route, dst, name)
 
 
 def test_redis_moves_live_to_the_same_kind_and_across_runtimes(route: Route) -> None:
-    name = start_redis(route.containers, REDIS_KEYS)
-    assert redis_state(route.h1, name).dbsize == REDIS_KEYS + 1
+    name = wl.start_redis(route.containers, REDIS_KEYS)
+    assert wl.redis_state(route.h1, name).dbsize == REDIS_KEYS + 1
     _both_legs(route, "redis", name, REDIS)
 
 
 def test_postgres_moves_live_to_the_same_kind_and_across_runtimes(route: Route) -> None:
-    name = start_postgres(route.containers, host_ip=EVERY_ADDRESS)
+    name = wl.start_postgres(route.containers, host_ip=EVERY_ADDRESS)
     _both_legs(route, "postgres", name, POSTGRES)
 
 
-@pytest.mark.parametrize("app", list(WEB_APPS))
+@pytest.mark.parametrize("app", list(wl.WEB_APPS))
 def test_web_app_moves_live_to_the_same_kind_and_across_runtimes(route: Route, app: str) -> None:
     address = route.address(route.h1)
-    name = start_web(route.containers, app, host_ip=EVERY_ADDRESS, address=address)
+    name = wl.start_web(route.containers, app, host_ip=EVERY_ADDRESS, address=address)
     _both_legs(route, app, name, WEB)
 
 
@@ -216,22 +195,22 @@ def test_postgres_with_its_data_on_a_named_volume_moves_live(route: Route) -> No
     kind), owned by postgres as before, and the same postmaster writes on into it."""
     volume = f"ctk-test-pgdata-{uuid.uuid4().hex[:8]}"
     info = route.containers.run(
-        POSTGRES_IMAGE,
-        ports=published(5432, EVERY_ADDRESS),
-        volumes=(Mount(target=PGDATA, source=volume, name=volume),),
+        wl.POSTGRES_IMAGE,
+        ports=wl.published(5432, EVERY_ADDRESS),
+        volumes=(Mount(target=wl.PGDATA, source=volume, name=volume),),
     )
     try:
-        fill_postgres(route.h1, info.name)
-        before = pg_state(route.h1, info.name)
+        wl.fill_postgres(route.h1, info.name)
+        before = wl.pg_state(route.h1, info.name)
         assert _pg_seen(route, route.h1, info.name) == before
         _migrate(route, "postgres-volume", "same", route.h1, route.h2, info.name)
         assert _pg_seen(route, route.h2, info.name) == before
         assert isinstance(route.h2, VolumeData)
-        owner = route.h2.exec(info.name, ("stat", "-c", "%U %a", PGDATA))
+        owner = route.h2.exec(info.name, ("stat", "-c", "%U %a", wl.PGDATA))
         assert owner.stdout.strip() == "postgres 700", owner
         _pg_write(route, route.h2, info.name)
-        psql(route.h2, info.name, "CHECKPOINT")  # the write reaches the volume's files
-        after = pg_state(route.h2, info.name)
+        wl.psql(route.h2, info.name, "CHECKPOINT")  # the write reaches the volume's files
+        after = wl.pg_state(route.h2, info.name)
         assert after.rows == before.rows + 1 and after.started == before.started
     finally:
         for backend in (route.h1, route.h2):

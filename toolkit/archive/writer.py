@@ -177,6 +177,7 @@ def write_stream(chunks: Iterable[bytes], path: Path) -> int:
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, hex, read in chunks (files can be gigabytes)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):

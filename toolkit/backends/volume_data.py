@@ -144,7 +144,7 @@ def import_mounts(
             continue
         if restore_data:
             check_volume_tar(verified.member(member_name(mount.name)), volume=mount.name)
-        if mount.source and not keep and _exists(backend, mount.source):
+        if mount.source and not keep and volume_exists(backend, mount.source):
             raise Conflict(
                 f"a volume named {mount.source} exists already on {backend.kind}",
                 hint=f"remove it (ctk volume rm {mount.source}) or, to keep its content and "
@@ -153,7 +153,8 @@ def import_mounts(
     return mounts
 
 
-def _exists(backend: VolumeData, volume: str) -> bool:
+def volume_exists(backend: VolumeData, volume: str) -> bool:
+    """Whether ``backend`` holds a volume named ``volume``."""
     try:
         backend.inspect_volume(volume)
     except VolumeNotFound:
@@ -187,7 +188,7 @@ def place_volumes(
             # the volume to use as it is: a named one (--ignore-volumes), or any by its
             # archived name (reuse: the migration's own source, rolled back)
             kept = mount.name if options.reuse_volumes else mount.source if not data else ""
-            if kept and _exists(backend, kept):
+            if kept and volume_exists(backend, kept):
                 info = backend.inspect_volume(kept)
                 placed.append(PlacedVolume(mount, info.name, info.mountpoint, False, None))
                 continue

@@ -31,8 +31,14 @@ from pathlib import Path
 
 from toolkit.archive.volumes import harmless_bind, member_name
 from toolkit.backends.base import Backend, RawCheckpointArchives, VolumeData
-from toolkit.backends.volume_data import allowed, read_volumes, remove_volumes, volume_readers
-from toolkit.errors import Conflict, Unsupported, VolumeNotFound
+from toolkit.backends.volume_data import (
+    allowed,
+    read_volumes,
+    remove_volumes,
+    volume_exists,
+    volume_readers,
+)
+from toolkit.errors import Conflict, Unsupported
 from toolkit.migration import volumes
 from toolkit.models import Mount
 
@@ -126,7 +132,7 @@ def volume_transfer(
     if not (isinstance(source, VolumeData) and isinstance(dest, VolumeData)):
         raise Unsupported(f"ctk cannot move volumes from {source.kind} to {dest.kind}")
     for mount in mounts:
-        if mount.type == "volume" and mount.source and _exists(dest, mount.source):
+        if mount.type == "volume" and mount.source and volume_exists(dest, mount.source):
             # Docker's create would answer with the existing volume: say it here, on both
             raise Conflict(
                 f"a volume named {mount.source} exists on the destination {dest.kind}",
@@ -151,11 +157,3 @@ def volume_transfer(
         except BaseException:
             remove_volumes(dest, made, why="the failed move")
             raise
-
-
-def _exists(backend: VolumeData, volume: str) -> bool:
-    try:
-        backend.inspect_volume(volume)
-    except VolumeNotFound:
-        return False
-    return True

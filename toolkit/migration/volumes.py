@@ -16,7 +16,6 @@ as soon as it exists, so a rollback, here or by ``ctk migrate --recover``, remov
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import shutil
 import tarfile
@@ -24,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from toolkit.archive.volumes import VOLUME_ROOT, check_volume_tar
+from toolkit.archive.writer import sha256_file
 from toolkit.backends.base import Backend, VolumeData
 from toolkit.errors import ArchiveError, CtkError, Unsupported, VolumeNotFound
 from toolkit.migration.journal import Journal
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 JOURNAL_KEY = "dest_volumes"
 """``journal.extra`` key: the volumes this migration created on the destination."""
-
-_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,18 +52,10 @@ def _volume_backend(backend: Backend, side: str) -> VolumeData:
     return backend
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def stage(mount: Mount, data: Path) -> StagedVolume:
     """A volume tar read from the source, checked and checksummed where it lies."""
     check_volume_tar(data, volume=mount.name)
-    return StagedVolume(mount, data, _sha256(data))
+    return StagedVolume(mount, data, sha256_file(data))
 
 
 def read_through_engine(
@@ -176,7 +166,7 @@ def fill(
     backend = _volume_backend(dest, "destination")
     total = 0
     for item in staged:
-        if _sha256(item.data) != item.sha256:
+        if sha256_file(item.data) != item.sha256:
             raise ArchiveError(
                 f"the staged data of volume {item.mount.name} changed since it was read",
                 hint="something else writes into ctk's state directory: migrate again",
