@@ -19,7 +19,7 @@ import pytest
 
 import toolkit
 from tests.conftest import Testbed, ctk, wait_for
-from tests.integration.test_postcopy import Pair, checksum, count, hosts, state  # noqa: F401
+from tests.integration.test_postcopy import Pair, checksum, count, hosts  # noqa: F401
 from toolkit.errors import ContainerNotFound
 from toolkit.migration import postcopy
 from toolkit.migration.execute import PAUSE_ENV
@@ -60,7 +60,7 @@ def test_live_move_writes_the_pages_into_the_destination(hosts: Pair) -> None:  
 @pytest.mark.testbed
 def test_ctk_killed_after_the_dump_rolls_back_with_the_pages(
     hosts: Pair,  # noqa: F811
-    state: Path,  # noqa: F811
+    state: Path,
     testbed: Testbed,
 ) -> None:
     """The source dumped (CRIU ended it), its pages only in ctk's work directory: ctk dies.
@@ -98,6 +98,44 @@ def test_ctk_killed_after_the_dump_rolls_back_with_the_pages(
         hosts.dst.inspect(name)
     seen = count(hosts.src, name)
     wait_for(lambda: count(hosts.src, name) > seen, timeout=30, what="source counts on")
+    assert checksum(hosts.src, name) == before
+    assert page_servers_left() == []
+
+
+@pytest.mark.testbed
+def test_ctk_killed_with_the_destination_prepared_recover_removes_it(
+    hosts: Pair,  # noqa: F811
+    state: Path,
+    testbed: Testbed,
+) -> None:
+    """ctk dies after it made the destination's container, before the freeze: ``--recover``
+    removes that container; the source never stopped."""
+    name = hosts.memhog(64)
+    before = checksum(hosts.src, name)
+    argv = [sys.executable, "-m", "toolkit", "migrate", name,
+            "--from", testbed.hosts[0].podman_url, "--to", testbed.hosts[1].podman_url,
+            "--mode", "live"]  # fmt: skip
+    mover = subprocess.Popen(
+        argv, env=dict(os.environ, **{PAUSE_ENV: "prepare"}), stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert mover.stderr is not None
+        for line in mover.stderr:
+            if "paused after prepare" in line:
+                break
+        else:
+            pytest.fail(f"ctk ended before the pause: {mover.wait()}")
+        assert hosts.dst.inspect(name).name == name  # the prepared copy is there
+    finally:
+        mover.kill()
+        mover.wait(timeout=30)
+    recovered = ctk("migrate", "--recover", "--json", timeout=300)
+    assert recovered.returncode == 0, recovered.stderr
+    (report,) = json.loads(recovered.stdout)
+    assert report["status"] == "aborted", json.dumps(report, indent=1)
+    with pytest.raises(ContainerNotFound):
+        hosts.dst.inspect(name)
+    assert hosts.src.inspect(name).running
     assert checksum(hosts.src, name) == before
     assert page_servers_left() == []
 

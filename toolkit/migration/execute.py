@@ -813,6 +813,26 @@ def _finish(run: _Run) -> None:
     journal.step("done", state="done")
 
 
+def _remove_destination(run: _Run) -> None:
+    """Remove the destination's copy of the container, if there is one."""
+    journal, dest = run.journal, run.dest
+    try:
+        dest.inspect(journal.target)
+    except ContainerNotFound:
+        pass  # the destination holds no copy
+    except CtkError as exc:
+        run.rolled_back.append(
+            f"could not check the destination for a partial {journal.target} ({exc}): "
+            "remove it there if it exists"
+        )
+    else:
+        try:
+            dest.remove(journal.target, force=True)
+            run.rolled_back.append(f"removed {journal.target} from the destination")
+        except CtkError as exc:
+            run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
+
+
 def _rollback(run: _Run, *, interrupted: bool = False) -> None:
     """Undo a migration that did not finish: destination copy gone, source running again.
 
@@ -833,26 +853,17 @@ def _rollback(run: _Run, *, interrupted: bool = False) -> None:
         run.rolled_back.append("the cross-runtime path undid its own changes")
         return
     if not cross and not journal.done("dump-started"):
+        # the page-server path makes the destination's container before it freezes the source
+        from toolkit.migration.pagestream import DEST_PREPARED
+
+        if journal.extra.get(DEST_PREPARED):
+            _remove_destination(run)
         # post-copy makes the destination's volumes before it freezes the source
         run.rolled_back.extend(volumes.remove_created(dest, journal))
         journal.step("aborted", state="aborted")
         run.rolled_back.append("nothing to roll back: the source was not touched")
         return
-    try:
-        dest.inspect(journal.target)
-    except ContainerNotFound:
-        pass  # the destination holds no copy
-    except CtkError as exc:
-        run.rolled_back.append(
-            f"could not check the destination for a partial {journal.target} ({exc}): "
-            "remove it there if it exists"
-        )
-    else:
-        try:
-            dest.remove(journal.target, force=True)
-            run.rolled_back.append(f"removed {journal.target} from the destination")
-        except CtkError as exc:
-            run.rolled_back.append(f"could not remove {journal.target} there: {exc}")
+    _remove_destination(run)
     # the volumes the move made there (cold, post-copy; a killed cross-runtime one), once no
     # container uses them
     run.rolled_back.extend(volumes.remove_created(dest, journal))

@@ -128,6 +128,10 @@ def _stop_page_server(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+DEST_PREPARED = "dest_prepared"
+"""``journal.extra`` key: the destination container was made before the freeze (this path)."""
+
+
 def give_back_pages(journal: Journal) -> None:
     """Put the dumped memory back into the source's checkpoint, so it can be restored in place.
 
@@ -212,6 +216,10 @@ def migrate(run: _Run, *, tcp_established: bool, verify: str | None) -> None:
             runtime="runc",
             labels={**spec.labels, **target_config.labels},
         )
+        # Recorded first: a ctk killed from here on leaves a container --recover must remove
+        # (preflight proved the name free on the destination, so it can only be this move's).
+        journal.extra[DEST_PREPARED] = True
+        journal.write()
         try:
             dest.start_template(ready, annotations={postcopy.ANNOTATION: target_config.path})
             # libpod's checkpointed state and metadata for this very container; its images
@@ -233,6 +241,7 @@ def migrate(run: _Run, *, tcp_established: bool, verify: str | None) -> None:
             with contextlib.suppress(CtkError):
                 dest.remove(journal.target, force=True)
             raise
+    _pause_hook("prepare")  # the destination's container made, the source untouched
     # Pages of an earlier checkpoint of the source (ext4 frees them slowly, 0.1 s per 512 MiB
     # here): gone before the freeze, not while the container is frozen.
     with contextlib.suppress(FileNotFoundError):
