@@ -13,13 +13,20 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import toolkit
 from tests.conftest import Testbed, ctk, wait_for
-from tests.integration.test_postcopy import Pair, checksum, count, hosts  # noqa: F401
+from tests.integration.test_postcopy import (  # noqa: F401
+    Pair,
+    assert_moved,
+    checksum,
+    count,
+    hosts,
+)
 from toolkit.errors import ContainerNotFound
 from toolkit.migration import postcopy
 from toolkit.migration.execute import PAUSE_ENV
@@ -38,6 +45,29 @@ def page_servers_left() -> list[str]:
     return left
 
 
+@contextlib.contextmanager
+def _ctk_paused_at(step: str, name: str, testbed: Testbed) -> Iterator[None]:
+    """A ``ctk migrate --mode live`` h1 -> h2 of ``name`` paused after ``step``; SIGKILLed
+    when the block ends."""
+    argv = [sys.executable, "-m", "toolkit", "migrate", name,
+            "--from", testbed.hosts[0].podman_url, "--to", testbed.hosts[1].podman_url,
+            "--mode", "live"]  # fmt: skip
+    mover = subprocess.Popen(
+        argv, env=dict(os.environ, **{PAUSE_ENV: step}), stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert mover.stderr is not None
+        for line in mover.stderr:
+            if f"paused after {step}" in line:
+                break
+        else:
+            pytest.fail(f"ctk ended before the pause: {mover.wait()}")
+        yield
+    finally:
+        mover.kill()
+        mover.wait(timeout=30)
+
+
 @pytest.mark.testbed
 def test_live_move_writes_the_pages_into_the_destination(hosts: Pair) -> None:  # noqa: F811
     name = hosts.memhog(64)
@@ -50,10 +80,7 @@ def test_live_move_writes_the_pages_into_the_destination(hosts: Pair) -> None:  
     assert report.criu_stats["dump"]["frozen_time"] > 0
     assert report.criu_stats["restore"]["restore_time"] > 0
     assert 0 < report.downtime < report.timings["dump"] + report.timings["restore"] + 0.5
-    assert checksum(hosts.dst, name) == before
-    wait_for(lambda: count(hosts.dst, name) > counted, timeout=20, what="count goes on")
-    with pytest.raises(ContainerNotFound):
-        hosts.src.inspect(name)
+    assert_moved(hosts, name, name, memory=before, counted=counted)
     assert page_servers_left() == []
 
 
@@ -68,28 +95,13 @@ def test_ctk_killed_after_the_dump_rolls_back_with_the_pages(
     checkpoint and restores it: same memory, counting on."""
     name = hosts.memhog(64)
     before = checksum(hosts.src, name)
-    argv = [sys.executable, "-m", "toolkit", "migrate", name,
-            "--from", testbed.hosts[0].podman_url, "--to", testbed.hosts[1].podman_url,
-            "--mode", "live"]  # fmt: skip
-    mover = subprocess.Popen(
-        argv, env=dict(os.environ, **{PAUSE_ENV: "dump"}), stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert mover.stderr is not None
-        for line in mover.stderr:
-            if "paused after dump" in line:
-                break
-        else:
-            pytest.fail(f"ctk ended before the pause: {mover.wait()}")
+    with _ctk_paused_at("dump", name, testbed):
         # libpod's checkpoint call ends (and ctk records the checkpoint) while ctk waits
         wait_for(
             lambda: any(c.name.startswith("migrate-") for c in hosts.src.checkpoints(name)),
             timeout=30,
             what="the source's checkpoint recorded",
         )
-    finally:
-        mover.kill()
-        mover.wait(timeout=30)
     recovered = ctk("migrate", "--recover", "--json", timeout=300)
     assert recovered.returncode == 0, recovered.stderr
     (report,) = json.loads(recovered.stdout)
@@ -112,23 +124,8 @@ def test_ctk_killed_with_the_destination_prepared_recover_removes_it(
     removes that container; the source never stopped."""
     name = hosts.memhog(64)
     before = checksum(hosts.src, name)
-    argv = [sys.executable, "-m", "toolkit", "migrate", name,
-            "--from", testbed.hosts[0].podman_url, "--to", testbed.hosts[1].podman_url,
-            "--mode", "live"]  # fmt: skip
-    mover = subprocess.Popen(
-        argv, env=dict(os.environ, **{PAUSE_ENV: "prepare"}), stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert mover.stderr is not None
-        for line in mover.stderr:
-            if "paused after prepare" in line:
-                break
-        else:
-            pytest.fail(f"ctk ended before the pause: {mover.wait()}")
+    with _ctk_paused_at("prepare", name, testbed):
         assert hosts.dst.inspect(name).name == name  # the prepared copy is there
-    finally:
-        mover.kill()
-        mover.wait(timeout=30)
     recovered = ctk("migrate", "--recover", "--json", timeout=300)
     assert recovered.returncode == 0, recovered.stderr
     (report,) = json.loads(recovered.stdout)

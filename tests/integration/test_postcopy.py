@@ -146,11 +146,17 @@ def _move_keeps_memory(pair: Pair, *, new_name: str | None) -> None:
     assert stats["bytes"] == stats["pages"] * 4096
     assert 0 < report.downtime < stats["all_pages_ms"] / 1000 + 0.001
     assert any("post-copy" in note for note in report.notes)
-    assert checksum(pair.dst, target) == before
+    assert_moved(pair, name, target, memory=before, counted=counted)
+    assert criu_left() == []
+
+
+def assert_moved(pair: Pair, name: str, target: str, *, memory: str, counted: int) -> None:
+    """memhog ``target`` runs on the destination with the source's memory (its checksum
+    ``memory``), counting on past ``counted``; the source ``name`` is gone."""
+    assert checksum(pair.dst, target) == memory
     wait_for(lambda: count(pair.dst, target) > counted, timeout=20, what="count goes on")
     with pytest.raises(ContainerNotFound):
         pair.src.inspect(name)
-    assert criu_left() == []
 
 
 @pytest.mark.testbed

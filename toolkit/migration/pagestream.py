@@ -283,13 +283,7 @@ def migrate(run: _Run, *, tcp_established: bool, verify: str | None) -> None:
         dump.start()
         with run.phase("dump"):
             _wait_dumped(server, dump, src.pid)
-        frozen = watch.stop() if watch is not None else None
-        if frozen is not None:
-            run.notes.append(
-                f"page server: CRIU froze the source {frozen - run.frozen_at:.3f}s after the "
-                "checkpoint call; the downtime counts from the freeze"
-            )
-            run.frozen_at = frozen
+        postcopy.date_freeze(run, watch, "page server")
         journal.step("dump")
         _pause_hook("dump")
         with run.phase("transfer"):

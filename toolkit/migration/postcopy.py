@@ -484,6 +484,18 @@ def _dump_config(src: Source, *, skip_lock: bool) -> str:
     )
 
 
+def date_freeze(run: _Run, watch: _FreezeWatch | None, what: str) -> None:
+    """Count ``run``'s downtime from the freeze ``watch`` saw, not from the checkpoint call
+    (libpod, runc and CRIU start up before it while the container still runs), and say so."""
+    frozen = watch.stop() if watch is not None else None
+    if frozen is not None and run.frozen_at is not None:
+        run.notes.append(
+            f"{what}: CRIU froze the source {frozen - run.frozen_at:.3f}s after the "
+            "checkpoint call; the downtime counts from the freeze"
+        )
+        run.frozen_at = frozen
+
+
 def _watch_freeze(src: Source, since: float) -> _FreezeWatch | None:
     if src.pid <= 0:
         return None
@@ -646,13 +658,7 @@ def migrate(run: _Run, src: Source, *, verify: str | None) -> None:
                 dump = _Dump(dumper, journal.container, journal.checkpoint)
                 dump.start()
                 _wait_images(dump, src)
-        frozen = watch.stop() if watch is not None else None
-        if frozen is not None:
-            run.notes.append(
-                f"post-copy: CRIU froze the source {frozen - run.frozen_at:.3f}s after the "
-                "checkpoint call; the downtime counts from the freeze"
-            )
-            run.frozen_at = frozen
+        date_freeze(run, watch, "post-copy")
         images = work / "images"
         with run.phase("transfer"):
             _copy_images(src.checkpoint_dir, images)
